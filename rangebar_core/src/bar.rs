@@ -1,0 +1,263 @@
+//! Bar state (the accumulators of the bar in progress) and finished bars with their features.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::KernelError;
+use crate::fixed;
+use crate::BASIS_POINTS_SCALE;
+
+/// One input trade, already in fixed point and microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Trade {
+    pub timestamp_us: i64,
+    pub price: i64,
+    pub quantity: i64,
+    pub agg_trade_id: i64,
+    pub first_trade_id: i64,
+    pub last_trade_id: i64,
+    pub is_buyer_maker: bool,
+}
+
+/// The bar in progress: every accumulator, plus the thresholds fixed when it opened.
+///
+/// Prices are fixed point (x1e8), volumes fixed point in 128 bits, turnovers price x quantity
+/// (scale 1e16) in 128 bits. Trade counts are sums of `last_trade_id - first_trade_id + 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BarState {
+    pub open_time: i64,
+    pub close_time: i64,
+    pub open: i64,
+    pub high: i64,
+    pub low: i64,
+    pub close: i64,
+    pub upper: i64,
+    pub lower: i64,
+    pub volume: i128,
+    pub buy_volume: i128,
+    pub sell_volume: i128,
+    pub turnover: i128,
+    pub buy_turnover: i128,
+    pub sell_turnover: i128,
+    pub individual_trade_count: i64,
+    pub buy_trade_count: i64,
+    pub sell_trade_count: i64,
+    pub agg_record_count: i64,
+    pub first_agg_trade_id: i64,
+    pub last_agg_trade_id: i64,
+    pub first_trade_id: i64,
+    pub last_trade_id: i64,
+}
+
+#[inline]
+fn trade_count(t: &Trade, row: usize) -> Result<i64, KernelError> {
+    let n = i128::from(t.last_trade_id) - i128::from(t.first_trade_id) + 1;
+    i64::try_from(n).map_err(|_| KernelError::Overflow {
+        row,
+        field: "individual_trade_count",
+    })
+}
+
+#[inline]
+fn add_i128(acc: i128, value: i128, row: usize, field: &'static str) -> Result<i128, KernelError> {
+    acc.checked_add(value)
+        .ok_or(KernelError::Overflow { row, field })
+}
+
+#[inline]
+fn add_i64(acc: i64, value: i64, row: usize, field: &'static str) -> Result<i64, KernelError> {
+    acc.checked_add(value)
+        .ok_or(KernelError::Overflow { row, field })
+}
+
+impl BarState {
+    /// Open a bar at `t`, fixing `delta = trunc(open * threshold / 100_000)`.
+    #[inline]
+    pub(crate) fn open(t: &Trade, threshold: u32, row: usize) -> Result<Self, KernelError> {
+        let delta = i128::from(t.price) * i128::from(threshold) / BASIS_POINTS_SCALE;
+        if delta == 0 {
+            return Err(KernelError::ThresholdTooSmall {
+                row,
+                price: fixed::format(t.price),
+                threshold,
+            });
+        }
+        // delta <= price (threshold <= 100 %), so only `upper` can leave the i64 range.
+        let delta = delta as i64;
+        let upper = t.price.checked_add(delta).ok_or(KernelError::Overflow {
+            row,
+            field: "upper threshold",
+        })?;
+        let volume = i128::from(t.quantity);
+        let turnover = i128::from(t.price) * volume;
+        let n = trade_count(t, row)?;
+        let (buy_volume, sell_volume, buy_turnover, sell_turnover, buy_n, sell_n) = if t.is_buyer_maker
+        {
+            (0, volume, 0, turnover, 0, n)
+        } else {
+            (volume, 0, turnover, 0, n, 0)
+        };
+        Ok(Self {
+            open_time: t.timestamp_us,
+            close_time: t.timestamp_us,
+            open: t.price,
+            high: t.price,
+            low: t.price,
+            close: t.price,
+            upper,
+            lower: t.price - delta,
+            volume,
+            buy_volume,
+            sell_volume,
+            turnover,
+            buy_turnover,
+            sell_turnover,
+            individual_trade_count: n,
+            buy_trade_count: buy_n,
+            sell_trade_count: sell_n,
+            agg_record_count: 1,
+            first_agg_trade_id: t.agg_trade_id,
+            last_agg_trade_id: t.agg_trade_id,
+            first_trade_id: t.first_trade_id,
+            last_trade_id: t.last_trade_id,
+        })
+    }
+
+    /// Add a trade to the bar (before the breach test).
+    #[inline]
+    pub(crate) fn add(&mut self, t: &Trade, row: usize) -> Result<(), KernelError> {
+        self.high = self.high.max(t.price);
+        self.low = self.low.min(t.price);
+        self.close = t.price;
+        self.close_time = t.timestamp_us;
+        self.last_agg_trade_id = t.agg_trade_id;
+        self.last_trade_id = t.last_trade_id;
+        let volume = i128::from(t.quantity);
+        let turnover = i128::from(t.price) * volume;
+        let n = trade_count(t, row)?;
+        self.volume = add_i128(self.volume, volume, row, "volume")?;
+        self.turnover = add_i128(self.turnover, turnover, row, "turnover")?;
+        self.individual_trade_count = add_i64(self.individual_trade_count, n, row, "individual_trade_count")?;
+        self.agg_record_count += 1;
+        if t.is_buyer_maker {
+            self.sell_volume = add_i128(self.sell_volume, volume, row, "sell_volume")?;
+            self.sell_turnover = add_i128(self.sell_turnover, turnover, row, "sell_turnover")?;
+            self.sell_trade_count = add_i64(self.sell_trade_count, n, row, "sell_trade_count")?;
+        } else {
+            self.buy_volume = add_i128(self.buy_volume, volume, row, "buy_volume")?;
+            self.buy_turnover = add_i128(self.buy_turnover, turnover, row, "buy_turnover")?;
+            self.buy_trade_count = add_i64(self.buy_trade_count, n, row, "buy_trade_count")?;
+        }
+        Ok(())
+    }
+
+    /// Does `price` breach the thresholds fixed at open (inclusive on both sides)?
+    #[inline]
+    pub fn breaches(&self, price: i64) -> bool {
+        price >= self.upper || price <= self.lower
+    }
+
+    /// VWAP in fixed point: `turnover / volume` (truncating), the open price while volume is 0.
+    pub fn vwap(&self) -> i64 {
+        if self.volume > 0 {
+            // low <= turnover / volume <= high, so the quotient fits in i64.
+            (self.turnover / self.volume) as i64
+        } else {
+            self.open
+        }
+    }
+
+    /// The finished bar with its 10 microstructure features (SPEC §3).
+    pub fn finish(&self) -> Bar {
+        Bar {
+            state: *self,
+            vwap: self.vwap(),
+            features: Features::compute(self),
+        }
+    }
+}
+
+/// The 10 microstructure features of a bar.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Features {
+    pub duration_us: i64,
+    pub ofi: f64,
+    pub vwap_close_deviation: f64,
+    pub price_impact: f64,
+    pub kyle_lambda_proxy: f64,
+    pub trade_intensity: f64,
+    pub volume_per_trade: f64,
+    pub aggression_ratio: f64,
+    pub aggregation_efficiency: f64,
+    pub turnover_imbalance: f64,
+}
+
+impl Features {
+    /// Compute the features from the accumulated state, as the reference does (f64 arithmetic).
+    pub fn compute(s: &BarState) -> Self {
+        const EPS: f64 = f64::EPSILON;
+        let buy = fixed::wide_to_f64(s.buy_volume);
+        let sell = fixed::wide_to_f64(s.sell_volume);
+        let volume = fixed::wide_to_f64(s.volume);
+        let open = fixed::to_f64(s.open);
+        let high = fixed::to_f64(s.high);
+        let low = fixed::to_f64(s.low);
+        let close = fixed::to_f64(s.close);
+        let vwap = fixed::to_f64(s.vwap());
+        let duration_us = s.close_time - s.open_time;
+        let n = s.individual_trade_count as f64;
+        let agg = s.agg_record_count as f64;
+        // Turnovers share the scale 1e16, which cancels in the ratio.
+        let buy_turnover = s.buy_turnover as f64;
+        let sell_turnover = s.sell_turnover as f64;
+        let turnover_total = s.buy_turnover.saturating_add(s.sell_turnover) as f64;
+
+        let total = buy + sell;
+        let ofi = if total <= EPS { 0.0 } else { (buy - sell) / total };
+        let range = high - low;
+        let vwap_close_deviation = if range <= EPS { 0.0 } else { (close - vwap) / range };
+        let price_impact = if volume <= EPS { 0.0 } else { (close - open).abs() / volume };
+        let imbalance = buy - sell;
+        let kyle_lambda_proxy = if imbalance.abs() <= EPS { 0.0 } else { (close - open) / imbalance };
+        let trade_intensity = if duration_us == 0 {
+            n
+        } else {
+            n / (duration_us as f64 / 1e6)
+        };
+        let volume_per_trade = if s.individual_trade_count == 0 { 0.0 } else { volume / n };
+        let aggression_ratio = if s.sell_trade_count == 0 {
+            if s.buy_trade_count > 0 {
+                100.0
+            } else {
+                1.0
+            }
+        } else {
+            (s.buy_trade_count as f64 / s.sell_trade_count as f64).min(100.0)
+        };
+        let aggregation_efficiency = if s.agg_record_count == 0 { 1.0 } else { n / agg };
+        let turnover_imbalance = if turnover_total.abs() <= EPS {
+            0.0
+        } else {
+            (buy_turnover - sell_turnover) / turnover_total
+        };
+        Self {
+            duration_us,
+            ofi,
+            vwap_close_deviation,
+            price_impact,
+            kyle_lambda_proxy,
+            trade_intensity,
+            volume_per_trade,
+            aggression_ratio,
+            aggregation_efficiency,
+            turnover_imbalance,
+        }
+    }
+}
+
+/// A finished bar: its accumulators, VWAP and features.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bar {
+    pub state: BarState,
+    pub vwap: i64,
+    pub features: Features,
+}

@@ -1,0 +1,196 @@
+//! Columnar input (borrowed slices) and output (owned vectors) of the kernel.
+
+use crate::bar::Bar;
+use crate::error::KernelError;
+use crate::fixed;
+
+/// Trades as columns. Prices and quantities are fixed point (x1e8), timestamps microseconds.
+///
+/// Optional columns: without `agg_trade_id` the processor numbers trades by their position in the
+/// stream (continuing across calls); without first/last trade ids each record counts as one trade
+/// (`first = last = agg_trade_id`); without `is_buyer_maker` every trade is a buy.
+#[derive(Debug, Clone, Copy)]
+pub struct TradeColumns<'a> {
+    pub timestamp_us: &'a [i64],
+    pub price: &'a [i64],
+    pub quantity: &'a [i64],
+    pub agg_trade_id: Option<&'a [i64]>,
+    pub first_trade_id: Option<&'a [i64]>,
+    pub last_trade_id: Option<&'a [i64]>,
+    pub is_buyer_maker: Option<&'a [bool]>,
+}
+
+impl<'a> TradeColumns<'a> {
+    /// Required columns only.
+    pub fn new(timestamp_us: &'a [i64], price: &'a [i64], quantity: &'a [i64]) -> Self {
+        Self {
+            timestamp_us,
+            price,
+            quantity,
+            agg_trade_id: None,
+            first_trade_id: None,
+            last_trade_id: None,
+            is_buyer_maker: None,
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.timestamp_us.len()
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.timestamp_us.is_empty()
+    }
+
+    /// Every column has the same length.
+    pub fn check_lengths(&self) -> Result<(), KernelError> {
+        let expected = self.len();
+        let check = |column: &'static str, len: usize| {
+            if len == expected {
+                Ok(())
+            } else {
+                Err(KernelError::LengthMismatch {
+                    column,
+                    len,
+                    expected,
+                })
+            }
+        };
+        check("price", self.price.len())?;
+        check("quantity", self.quantity.len())?;
+        if let Some(c) = self.agg_trade_id {
+            check("agg_trade_id", c.len())?;
+        }
+        if let Some(c) = self.first_trade_id {
+            check("first_trade_id", c.len())?;
+        }
+        if let Some(c) = self.last_trade_id {
+            check("last_trade_id", c.len())?;
+        }
+        if let Some(c) = self.is_buyer_maker {
+            check("is_buyer_maker", c.len())?;
+        }
+        Ok(())
+    }
+
+    /// Rows `start..end` of every column.
+    pub fn slice(&self, start: usize, end: usize) -> Self {
+        Self {
+            timestamp_us: &self.timestamp_us[start..end],
+            price: &self.price[start..end],
+            quantity: &self.quantity[start..end],
+            agg_trade_id: self.agg_trade_id.map(|c| &c[start..end]),
+            first_trade_id: self.first_trade_id.map(|c| &c[start..end]),
+            last_trade_id: self.last_trade_id.map(|c| &c[start..end]),
+            is_buyer_maker: self.is_buyer_maker.map(|c| &c[start..end]),
+        }
+    }
+}
+
+/// Finished bars as columns (SPEC §2 order), ready to hand to Arrow/NumPy without copies.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BarColumns {
+    pub open_time: Vec<i64>,
+    pub close_time: Vec<i64>,
+    pub open: Vec<f64>,
+    pub high: Vec<f64>,
+    pub low: Vec<f64>,
+    pub close: Vec<f64>,
+    pub volume: Vec<f64>,
+    pub vwap: Vec<f64>,
+    pub buy_volume: Vec<f64>,
+    pub sell_volume: Vec<f64>,
+    pub turnover: Vec<f64>,
+    pub buy_turnover: Vec<f64>,
+    pub sell_turnover: Vec<f64>,
+    pub individual_trade_count: Vec<i64>,
+    pub agg_record_count: Vec<i64>,
+    pub buy_trade_count: Vec<i64>,
+    pub sell_trade_count: Vec<i64>,
+    pub first_agg_trade_id: Vec<i64>,
+    pub last_agg_trade_id: Vec<i64>,
+    pub first_trade_id: Vec<i64>,
+    pub last_trade_id: Vec<i64>,
+    pub duration_us: Vec<i64>,
+    pub ofi: Vec<f64>,
+    pub vwap_close_deviation: Vec<f64>,
+    pub price_impact: Vec<f64>,
+    pub kyle_lambda_proxy: Vec<f64>,
+    pub trade_intensity: Vec<f64>,
+    pub volume_per_trade: Vec<f64>,
+    pub aggression_ratio: Vec<f64>,
+    pub aggregation_efficiency: Vec<f64>,
+    pub turnover_imbalance: Vec<f64>,
+}
+
+/// Turnover (scale 1e16) to a float in price x quantity units.
+#[inline]
+fn turnover_to_f64(raw: i128) -> f64 {
+    raw as f64 / 1e16
+}
+
+impl BarColumns {
+    /// Number of bars.
+    pub fn len(&self) -> usize {
+        self.open_time.len()
+    }
+
+    /// True when there are no bars.
+    pub fn is_empty(&self) -> bool {
+        self.open_time.is_empty()
+    }
+
+    /// Append one finished bar.
+    pub fn push(&mut self, bar: &Bar) {
+        let s = &bar.state;
+        let f = &bar.features;
+        self.open_time.push(s.open_time);
+        self.close_time.push(s.close_time);
+        self.open.push(fixed::to_f64(s.open));
+        self.high.push(fixed::to_f64(s.high));
+        self.low.push(fixed::to_f64(s.low));
+        self.close.push(fixed::to_f64(s.close));
+        self.volume.push(fixed::wide_to_f64(s.volume));
+        self.vwap.push(fixed::to_f64(bar.vwap));
+        self.buy_volume.push(fixed::wide_to_f64(s.buy_volume));
+        self.sell_volume.push(fixed::wide_to_f64(s.sell_volume));
+        self.turnover.push(turnover_to_f64(s.turnover));
+        self.buy_turnover.push(turnover_to_f64(s.buy_turnover));
+        self.sell_turnover.push(turnover_to_f64(s.sell_turnover));
+        self.individual_trade_count.push(s.individual_trade_count);
+        self.agg_record_count.push(s.agg_record_count);
+        self.buy_trade_count.push(s.buy_trade_count);
+        self.sell_trade_count.push(s.sell_trade_count);
+        self.first_agg_trade_id.push(s.first_agg_trade_id);
+        self.last_agg_trade_id.push(s.last_agg_trade_id);
+        self.first_trade_id.push(s.first_trade_id);
+        self.last_trade_id.push(s.last_trade_id);
+        self.duration_us.push(f.duration_us);
+        self.ofi.push(f.ofi);
+        self.vwap_close_deviation.push(f.vwap_close_deviation);
+        self.price_impact.push(f.price_impact);
+        self.kyle_lambda_proxy.push(f.kyle_lambda_proxy);
+        self.trade_intensity.push(f.trade_intensity);
+        self.volume_per_trade.push(f.volume_per_trade);
+        self.aggression_ratio.push(f.aggression_ratio);
+        self.aggregation_efficiency.push(f.aggregation_efficiency);
+        self.turnover_imbalance.push(f.turnover_imbalance);
+    }
+
+    /// Drop every bar after the first `len` (used to roll back a failed call).
+    pub fn truncate(&mut self, len: usize) {
+        macro_rules! truncate_all {
+            ($($field:ident),*) => { $( self.$field.truncate(len); )* };
+        }
+        truncate_all!(
+            open_time, close_time, open, high, low, close, volume, vwap, buy_volume, sell_volume,
+            turnover, buy_turnover, sell_turnover, individual_trade_count, agg_record_count,
+            buy_trade_count, sell_trade_count, first_agg_trade_id, last_agg_trade_id, first_trade_id,
+            last_trade_id, duration_us, ofi, vwap_close_deviation, price_impact, kyle_lambda_proxy,
+            trade_intensity, volume_per_trade, aggression_ratio, aggregation_efficiency,
+            turnover_imbalance
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! Fixed-point numbers with 8 decimals (value x 1e8) stored in `i64`.
+
+/// Fixed-point scale: 8 decimal places.
+pub const SCALE: i64 = 100_000_000;
+const SCALE_F64: f64 = 100_000_000.0;
+
+/// Convert a float to fixed point: `round(value * 1e8)`, half away from zero.
+/// `None` when the value is not finite or out of the `i64` range.
+#[inline]
+pub fn from_f64(value: f64) -> Option<i64> {
+    let scaled = (value * SCALE_F64).round();
+    // i64::MAX as f64 rounds up to 2^63, which is out of range.
+    if scaled.is_finite() && scaled >= -9_223_372_036_854_775_808.0 && scaled < 9_223_372_036_854_775_808.0
+    {
+        Some(scaled as i64)
+    } else {
+        None
+    }
+}
+
+/// Fixed point to float: `raw / 1e8` (a single correctly rounded division).
+#[inline]
+pub fn to_f64(raw: i64) -> f64 {
+    raw as f64 / SCALE_F64
+}
+
+/// 128-bit accumulator to float, `raw / 1e8`.
+#[inline]
+pub fn wide_to_f64(raw: i128) -> f64 {
+    raw as f64 / SCALE_F64
+}
+
+/// Parse a decimal string exactly (no float round trip). At most 8 fractional digits.
+pub fn parse_decimal(text: &str) -> Result<i64, String> {
+    let s = text.trim();
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (int_part, frac_part) = match digits.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (digits, ""),
+    };
+    let valid = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if (int_part.is_empty() && frac_part.is_empty()) || !valid(int_part) || !valid(frac_part) {
+        return Err(format!("not a decimal number: {text:?}"));
+    }
+    if frac_part.len() > 8 {
+        return Err(format!("more than 8 decimals: {text:?}"));
+    }
+    let overflow = || format!("out of range: {text:?}");
+    let int_value: i64 = if int_part.is_empty() {
+        0
+    } else {
+        int_part.parse().map_err(|_| overflow())?
+    };
+    let mut frac_value: i64 = 0;
+    for (i, b) in frac_part.bytes().enumerate() {
+        frac_value += i64::from(b - b'0') * 10_i64.pow(7 - i as u32);
+    }
+    let raw = int_value
+        .checked_mul(SCALE)
+        .and_then(|v| v.checked_add(frac_value))
+        .ok_or_else(overflow)?;
+    Ok(if negative { -raw } else { raw })
+}
+
+/// Format a fixed-point value with 8 decimals, e.g. `"50000.12345678"`.
+pub fn format(raw: i64) -> String {
+    let sign = if raw < 0 { "-" } else { "" };
+    let abs = raw.unsigned_abs();
+    let scale = SCALE as u64;
+    format!("{sign}{}.{:08}", abs / scale, abs % scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_exactly() {
+        assert_eq!(parse_decimal("50000.12345678"), Ok(5_000_012_345_678));
+        assert_eq!(parse_decimal("-1.5"), Ok(-150_000_000));
+        assert_eq!(parse_decimal("0.00000001"), Ok(1));
+        assert_eq!(parse_decimal("61804.8"), Ok(6_180_480_000_000));
+        assert_eq!(parse_decimal("4"), Ok(400_000_000));
+        assert!(parse_decimal("1.123456789").is_err());
+        assert!(parse_decimal("").is_err());
+        assert!(parse_decimal("1.2.3").is_err());
+        assert!(parse_decimal("abc").is_err());
+        assert!(parse_decimal("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn formats_with_eight_decimals() {
+        assert_eq!(format(5_000_012_345_678), "50000.12345678");
+        assert_eq!(format(-100_000_000), "-1.00000000");
+        assert_eq!(format(1), "0.00000001");
+    }
+
+    #[test]
+    fn float_conversion_rounds_half_away_from_zero() {
+        assert_eq!(from_f64(0.123456789), Some(12_345_679));
+        assert_eq!(from_f64(-0.000000005), Some(-1));
+        assert_eq!(from_f64(61837.63), Some(6_183_763_000_000));
+        assert_eq!(from_f64(f64::NAN), None);
+        assert_eq!(from_f64(f64::INFINITY), None);
+        assert_eq!(from_f64(1e12), None);
+    }
+}

@@ -1,0 +1,226 @@
+//! The streaming processor: one state carried across calls, the batch bar rule.
+
+use crate::bar::{Bar, BarState, Trade};
+use crate::checkpoint::{Checkpoint, CHECKPOINT_VERSION};
+use crate::columns::{BarColumns, TradeColumns};
+use crate::error::KernelError;
+use crate::fixed;
+use crate::{THRESHOLD_DECIMAL_MAX, THRESHOLD_DECIMAL_MIN};
+
+/// Processor settings, fixed for its lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessorConfig {
+    /// Threshold in decimal basis points (1 dbps = 0.001 %), 1..=100_000.
+    pub threshold_decimal_bps: u32,
+    /// When on, a trade with the bar's open timestamp cannot close the bar.
+    pub same_timestamp_gate: bool,
+}
+
+impl ProcessorConfig {
+    /// Validate the threshold.
+    pub fn new(threshold_decimal_bps: i64, same_timestamp_gate: bool) -> Result<Self, KernelError> {
+        if !(i64::from(THRESHOLD_DECIMAL_MIN)..=i64::from(THRESHOLD_DECIMAL_MAX))
+            .contains(&threshold_decimal_bps)
+        {
+            return Err(KernelError::InvalidThreshold(threshold_decimal_bps));
+        }
+        Ok(Self {
+            threshold_decimal_bps: threshold_decimal_bps as u32,
+            same_timestamp_gate,
+        })
+    }
+}
+
+/// Range-bar processor. Feeding a stream in any split (chunks, days, checkpoint/restore in
+/// between) yields exactly the bars of feeding it in one piece.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeBarProcessor {
+    config: ProcessorConfig,
+    bar: Option<BarState>,
+    last: Option<(i64, i64)>,
+    trades_seen: u64,
+}
+
+/// State that a call mutates; committed only when the whole call succeeds.
+#[derive(Clone, Copy)]
+struct Cursor {
+    bar: Option<BarState>,
+    last: Option<(i64, i64)>,
+}
+
+impl RangeBarProcessor {
+    /// A new processor (threshold validated).
+    pub fn new(threshold_decimal_bps: i64, same_timestamp_gate: bool) -> Result<Self, KernelError> {
+        Ok(Self {
+            config: ProcessorConfig::new(threshold_decimal_bps, same_timestamp_gate)?,
+            bar: None,
+            last: None,
+            trades_seen: 0,
+        })
+    }
+
+    /// The processor's settings.
+    pub fn config(&self) -> ProcessorConfig {
+        self.config
+    }
+
+    /// Number of trades processed so far (across calls and checkpoints).
+    pub fn trades_seen(&self) -> u64 {
+        self.trades_seen
+    }
+
+    /// `(timestamp_us, agg_trade_id)` of the last trade processed.
+    pub fn last_trade(&self) -> Option<(i64, i64)> {
+        self.last
+    }
+
+    /// The bar in progress, if any.
+    pub fn bar_state(&self) -> Option<&BarState> {
+        self.bar.as_ref()
+    }
+
+    /// The trailing (incomplete) bar with its features, if a bar is in progress.
+    pub fn incomplete_bar(&self) -> Option<Bar> {
+        self.bar.as_ref().map(BarState::finish)
+    }
+
+    /// Process trades, appending every bar they close to `out`; returns the number appended.
+    ///
+    /// All or nothing: on error the processor state and `out` are left as they were, and the
+    /// error names the offending row (0-based within `trades`).
+    pub fn process(&mut self, trades: &TradeColumns<'_>, out: &mut BarColumns) -> Result<usize, KernelError> {
+        trades.check_lengths()?;
+        let before = out.len();
+        let result = match (
+            trades.agg_trade_id,
+            trades.first_trade_id,
+            trades.last_trade_id,
+            trades.is_buyer_maker,
+        ) {
+            // The common full-input case gets its own monomorphised loop.
+            (Some(agg), Some(first), Some(last), Some(ibm)) => {
+                self.run(trades, out, |i| agg[i], |i| first[i], |i| last[i], |i| ibm[i])
+            }
+            (agg, first, last, ibm) => {
+                let base = self.trades_seen as i64;
+                let agg_id = move |i: usize| agg.map_or(base + i as i64, |c| c[i]);
+                self.run(
+                    trades,
+                    out,
+                    agg_id,
+                    move |i| first.map_or_else(|| agg_id(i), |c| c[i]),
+                    move |i| last.map_or_else(|| agg_id(i), |c| c[i]),
+                    move |i| ibm.is_some_and(|c| c[i]),
+                )
+            }
+        };
+        match result {
+            Ok(cursor) => {
+                self.bar = cursor.bar;
+                self.last = cursor.last;
+                self.trades_seen += trades.len() as u64;
+                Ok(out.len() - before)
+            }
+            Err(e) => {
+                out.truncate(before);
+                Err(e)
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn run(
+        &self,
+        trades: &TradeColumns<'_>,
+        out: &mut BarColumns,
+        agg_id: impl Fn(usize) -> i64,
+        first_id: impl Fn(usize) -> i64,
+        last_id: impl Fn(usize) -> i64,
+        is_buyer_maker: impl Fn(usize) -> bool,
+    ) -> Result<Cursor, KernelError> {
+        let threshold = self.config.threshold_decimal_bps;
+        let gate = self.config.same_timestamp_gate;
+        let mut cursor = Cursor {
+            bar: self.bar,
+            last: self.last,
+        };
+        let (mut prev_ts, mut prev_id) = cursor.last.unwrap_or((i64::MIN, i64::MIN));
+        let mut has_prev = cursor.last.is_some();
+        for row in 0..trades.len() {
+            let t = Trade {
+                timestamp_us: trades.timestamp_us[row],
+                price: trades.price[row],
+                quantity: trades.quantity[row],
+                agg_trade_id: agg_id(row),
+                first_trade_id: first_id(row),
+                last_trade_id: last_id(row),
+                is_buyer_maker: is_buyer_maker(row),
+            };
+            if has_prev && (t.timestamp_us < prev_ts || (t.timestamp_us == prev_ts && t.agg_trade_id <= prev_id)) {
+                return Err(KernelError::Unsorted {
+                    row,
+                    prev_ts,
+                    prev_id,
+                    ts: t.timestamp_us,
+                    id: t.agg_trade_id,
+                });
+            }
+            if t.price <= 0 {
+                return Err(KernelError::InvalidPrice {
+                    row,
+                    value: fixed::format(t.price),
+                });
+            }
+            if t.quantity < 0 {
+                return Err(KernelError::InvalidQuantity {
+                    row,
+                    value: fixed::format(t.quantity),
+                });
+            }
+            if t.first_trade_id > t.last_trade_id {
+                return Err(KernelError::InvalidTradeIds {
+                    row,
+                    first: t.first_trade_id,
+                    last: t.last_trade_id,
+                });
+            }
+            (prev_ts, prev_id, has_prev) = (t.timestamp_us, t.agg_trade_id, true);
+            match cursor.bar.as_mut() {
+                None => cursor.bar = Some(BarState::open(&t, threshold, row)?),
+                Some(bar) => {
+                    bar.add(&t, row)?;
+                    if bar.breaches(t.price) && !(gate && t.timestamp_us == bar.open_time) {
+                        out.push(&bar.finish());
+                        cursor.bar = None;
+                    }
+                }
+            }
+        }
+        cursor.last = has_prev.then_some((prev_ts, prev_id));
+        Ok(cursor)
+    }
+
+    /// A lossless snapshot of the state.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            version: CHECKPOINT_VERSION,
+            threshold_decimal_bps: self.config.threshold_decimal_bps,
+            same_timestamp_gate: self.config.same_timestamp_gate,
+            bar: self.bar,
+            last_timestamp_us: self.last.map(|l| l.0),
+            last_agg_trade_id: self.last.map(|l| l.1),
+            trades_seen: self.trades_seen,
+        }
+    }
+
+    /// Restore a processor from a checkpoint (validated).
+    pub fn from_checkpoint(cp: &Checkpoint) -> Result<Self, KernelError> {
+        cp.validate()?;
+        Ok(Self {
+            config: ProcessorConfig::new(i64::from(cp.threshold_decimal_bps), cp.same_timestamp_gate)?,
+            bar: cp.bar,
+            last: cp.last_timestamp_us.zip(cp.last_agg_trade_id),
+            trades_seen: cp.trades_seen,
+        })
+    }
+}

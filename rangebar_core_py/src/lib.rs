@@ -1,0 +1,255 @@
+//! `rangebar_pipeline._core`: the thin PyO3 boundary over `rangebar_core`.
+//!
+//! Only conversions and error mapping live here: NumPy columns in (zero-copy views of Arrow
+//! buffers where the layout allows), NumPy columns out (vectors handed over without copies).
+
+mod error;
+
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyTuple};
+use rangebar_core::{fixed, BarColumns, Checkpoint, RangeBarProcessor, TradeColumns};
+
+use crate::error::{invalid_trade, to_py};
+
+/// Hand every bar column to NumPy as a dict name -> 1-D array (no copies).
+fn columns_to_dict<'py>(py: Python<'py>, c: BarColumns) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    macro_rules! put {
+        ($($field:ident),*) => { $( d.set_item(stringify!($field), c.$field.into_pyarray(py))?; )* };
+    }
+    put!(
+        open_time, close_time, open, high, low, close, volume, vwap, buy_volume, sell_volume, turnover,
+        buy_turnover, sell_turnover, individual_trade_count, agg_record_count, buy_trade_count,
+        sell_trade_count, first_agg_trade_id, last_agg_trade_id, first_trade_id, last_trade_id,
+        duration_us, ofi, vwap_close_deviation, price_impact, kyle_lambda_proxy, trade_intensity,
+        volume_per_trade, aggression_ratio, aggregation_efficiency, turnover_imbalance
+    );
+    Ok(d)
+}
+
+/// A lossless snapshot of a processor's state.
+#[pyclass(module = "rangebar_pipeline._core", name = "Checkpoint", frozen, eq)]
+#[derive(PartialEq)]
+struct PyCheckpoint {
+    inner: Checkpoint,
+}
+
+#[pymethods]
+impl PyCheckpoint {
+    /// Compact versioned binary encoding.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.to_bytes())
+    }
+
+    /// Decode :meth:`to_bytes` output.
+    #[staticmethod]
+    fn from_bytes(data: &[u8]) -> PyResult<Self> {
+        Ok(Self {
+            inner: Checkpoint::from_bytes(data).map_err(to_py)?,
+        })
+    }
+
+    /// JSON encoding (integers only; lossless).
+    fn to_json(&self) -> String {
+        self.inner.to_json()
+    }
+
+    /// Decode :meth:`to_json` output.
+    #[staticmethod]
+    fn from_json(text: &str) -> PyResult<Self> {
+        Ok(Self {
+            inner: Checkpoint::from_json(text).map_err(to_py)?,
+        })
+    }
+
+    #[getter]
+    fn threshold_decimal_bps(&self) -> u32 {
+        self.inner.threshold_decimal_bps
+    }
+
+    #[getter]
+    fn same_timestamp_gate(&self) -> bool {
+        self.inner.same_timestamp_gate
+    }
+
+    #[getter]
+    fn has_incomplete_bar(&self) -> bool {
+        self.inner.bar.is_some()
+    }
+
+    #[getter]
+    fn last_timestamp_us(&self) -> Option<i64> {
+        self.inner.last_timestamp_us
+    }
+
+    #[getter]
+    fn last_agg_trade_id(&self) -> Option<i64> {
+        self.inner.last_agg_trade_id
+    }
+
+    #[getter]
+    fn trades_seen(&self) -> u64 {
+        self.inner.trades_seen
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let ctor = py.get_type::<Self>().getattr("from_bytes")?;
+        let args = PyTuple::new(py, [slf.get().to_bytes(py)])?;
+        PyTuple::new(py, [ctor.into_any(), args.into_any()])
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Checkpoint(threshold_decimal_bps={}, has_incomplete_bar={}, last_timestamp_us={:?}, \
+             last_agg_trade_id={:?}, trades_seen={})",
+            self.inner.threshold_decimal_bps,
+            self.inner.bar.is_some(),
+            self.inner.last_timestamp_us,
+            self.inner.last_agg_trade_id,
+            self.inner.trades_seen
+        )
+    }
+}
+
+/// The range-bar state machine (batch rule), carried across calls.
+#[pyclass(module = "rangebar_pipeline._core", name = "Processor")]
+struct PyProcessor {
+    inner: RangeBarProcessor,
+}
+
+#[pymethods]
+impl PyProcessor {
+    #[new]
+    #[pyo3(signature = (threshold_decimal_bps, *, same_timestamp_gate = false))]
+    fn new(threshold_decimal_bps: i64, same_timestamp_gate: bool) -> PyResult<Self> {
+        Ok(Self {
+            inner: RangeBarProcessor::new(threshold_decimal_bps, same_timestamp_gate).map_err(to_py)?,
+        })
+    }
+
+    /// Process trade columns (fixed point x1e8, microseconds); returns the closed bars as a dict
+    /// of NumPy columns. All or nothing: on error the state is unchanged.
+    #[pyo3(signature = (timestamp_us, price, quantity, agg_trade_id = None, first_trade_id = None,
+                        last_trade_id = None, is_buyer_maker = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn process<'py>(
+        &mut self,
+        py: Python<'py>,
+        timestamp_us: PyReadonlyArray1<'py, i64>,
+        price: PyReadonlyArray1<'py, i64>,
+        quantity: PyReadonlyArray1<'py, i64>,
+        agg_trade_id: Option<PyReadonlyArray1<'py, i64>>,
+        first_trade_id: Option<PyReadonlyArray1<'py, i64>>,
+        last_trade_id: Option<PyReadonlyArray1<'py, i64>>,
+        is_buyer_maker: Option<PyReadonlyArray1<'py, bool>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let trades = TradeColumns {
+            timestamp_us: timestamp_us.as_slice()?,
+            price: price.as_slice()?,
+            quantity: quantity.as_slice()?,
+            agg_trade_id: agg_trade_id.as_ref().map(|a| a.as_slice()).transpose()?,
+            first_trade_id: first_trade_id.as_ref().map(|a| a.as_slice()).transpose()?,
+            last_trade_id: last_trade_id.as_ref().map(|a| a.as_slice()).transpose()?,
+            is_buyer_maker: is_buyer_maker.as_ref().map(|a| a.as_slice()).transpose()?,
+        };
+        let inner = &mut self.inner;
+        let bars = py.detach(|| {
+            let mut out = BarColumns::default();
+            inner.process(&trades, &mut out).map(|_| out)
+        });
+        columns_to_dict(py, bars.map_err(to_py)?)
+    }
+
+    /// The trailing bar (features computed) as a dict of 1-row columns, or None.
+    fn incomplete_bar<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        self.inner
+            .incomplete_bar()
+            .map(|bar| {
+                let mut out = BarColumns::default();
+                out.push(&bar);
+                columns_to_dict(py, out)
+            })
+            .transpose()
+    }
+
+    /// A lossless snapshot of the state.
+    fn checkpoint(&self) -> PyCheckpoint {
+        PyCheckpoint {
+            inner: self.inner.checkpoint(),
+        }
+    }
+
+    /// A processor continuing from `checkpoint`.
+    #[staticmethod]
+    fn from_checkpoint(checkpoint: &PyCheckpoint) -> PyResult<Self> {
+        Ok(Self {
+            inner: RangeBarProcessor::from_checkpoint(&checkpoint.inner).map_err(to_py)?,
+        })
+    }
+
+    #[getter]
+    fn threshold_decimal_bps(&self) -> u32 {
+        self.inner.config().threshold_decimal_bps
+    }
+
+    #[getter]
+    fn same_timestamp_gate(&self) -> bool {
+        self.inner.config().same_timestamp_gate
+    }
+
+    #[getter]
+    fn has_incomplete_bar(&self) -> bool {
+        self.inner.bar_state().is_some()
+    }
+
+    #[getter]
+    fn trades_seen(&self) -> u64 {
+        self.inner.trades_seen()
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let restore = py.get_type::<Self>().getattr("from_checkpoint")?;
+        let cp = Bound::new(py, slf.borrow().checkpoint())?;
+        let args = PyTuple::new(py, [cp])?;
+        PyTuple::new(py, [restore.into_any(), args.into_any()])
+    }
+}
+
+/// Floats to fixed point (x1e8, round half away from zero); an error names the first bad row.
+#[pyfunction]
+fn to_fixed_point<'py>(
+    py: Python<'py>,
+    values: PyReadonlyArray1<'py, f64>,
+    column: &str,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let src = values.as_slice()?;
+    let converted: Result<Vec<i64>, usize> = py.detach(|| {
+        src.iter()
+            .enumerate()
+            .map(|(row, &v)| fixed::from_f64(v).ok_or(row))
+            .collect()
+    });
+    match converted {
+        Ok(raw) => Ok(raw.into_pyarray(py)),
+        Err(row) => Err(invalid_trade(format!(
+            "invalid {column} at row {row}: {} is not finite or exceeds the fixed-point range \
+             (|value| < 92233720368.54775807)",
+            src[row]
+        ))),
+    }
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyProcessor>()?;
+    m.add_class::<PyCheckpoint>()?;
+    m.add_function(wrap_pyfunction!(to_fixed_point, m)?)?;
+    m.add("THRESHOLD_DECIMAL_MIN", rangebar_core::THRESHOLD_DECIMAL_MIN)?;
+    m.add("THRESHOLD_DECIMAL_MAX", rangebar_core::THRESHOLD_DECIMAL_MAX)?;
+    m.add("CHECKPOINT_VERSION", rangebar_core::CHECKPOINT_VERSION)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

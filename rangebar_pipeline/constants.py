@@ -1,0 +1,62 @@
+"""Public constants: threshold bounds and presets, tier-1 symbols."""
+
+from __future__ import annotations
+
+import numbers
+from types import MappingProxyType
+from typing import Final
+
+from rangebar_pipeline.exceptions import InvalidThresholdError
+
+#: Smallest valid threshold in decimal basis points (1 dbps = 0.001 %).
+THRESHOLD_DECIMAL_MIN: Final[int] = 1
+#: Largest valid threshold in decimal basis points (100 %).
+THRESHOLD_DECIMAL_MAX: Final[int] = 100_000
+
+#: Named thresholds, accepted wherever a threshold is (values in decimal basis points).
+THRESHOLD_PRESETS: Final = MappingProxyType(
+    {
+        "micro": 10,  # 0.01 %: scalping
+        "tight": 50,  # 0.05 %: day trading
+        "standard": 100,  # 0.1 %: swing
+        "medium": 250,  # 0.25 %: default
+        "wide": 500,  # 0.5 %: position
+        "macro": 1000,  # 1 %: long-term
+    }
+)
+
+#: Base assets listed on Binance spot, USD-M and COIN-M.
+TIER1_SYMBOLS: Final[tuple[str, ...]] = (
+    "AAVE", "ADA", "AVAX", "BCH", "BNB", "BTC", "DOGE", "ETH", "FIL",
+    "LINK", "LTC", "NEAR", "SOL", "SUI", "UNI", "WIF", "WLD", "XRP",
+)  # fmt: skip
+
+#: Relative tolerance of the reference's open/close junction check.
+CONTINUITY_TOLERANCE_PCT: Final[float] = 0.0001
+
+
+def resolve_threshold(threshold: int | str) -> int:
+    """Return the threshold in decimal basis points, resolving preset names.
+
+    >>> resolve_threshold("medium")
+    250
+    """
+    if isinstance(threshold, str):
+        try:
+            return THRESHOLD_PRESETS[threshold.strip().lower()]
+        except KeyError:
+            raise InvalidThresholdError(
+                f"unknown threshold preset {threshold!r}; valid presets: {sorted(THRESHOLD_PRESETS)}"
+            ) from None
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Integral):
+        raise InvalidThresholdError(
+            f"threshold_decimal_bps must be an int or a preset name, got {type(threshold).__name__} "
+            f"{threshold!r}"
+        )
+    threshold = int(threshold)
+    if not THRESHOLD_DECIMAL_MIN <= threshold <= THRESHOLD_DECIMAL_MAX:
+        raise InvalidThresholdError(
+            f"threshold_decimal_bps must be between {THRESHOLD_DECIMAL_MIN} and {THRESHOLD_DECIMAL_MAX} "
+            f"(0.001% to 100%), got {threshold}"
+        )
+    return threshold

@@ -1,0 +1,71 @@
+"""Kernel output (dict of NumPy columns) -> polars, Arrow and backtesting.py-ready pandas frames."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, TypeAlias
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+
+from rangebar_pipeline.schema import BAR_SCHEMA, OHLCV_COLUMNS, UTC_US
+
+OutputFormat: TypeAlias = Literal["pandas", "polars", "arrow"]
+
+_TIME_COLUMNS = ("open_time", "close_time")
+_OHLCV_SOURCE = ("open", "high", "low", "close", "volume")
+#: Lower-case columns added to the pandas output by ``include_microstructure=True``.
+MICROSTRUCTURE_COLUMNS: tuple[str, ...] = tuple(
+    c for c in BAR_SCHEMA if c not in (*_OHLCV_SOURCE, "close_time")
+)
+
+
+def empty_bars() -> pl.DataFrame:
+    """A bar frame with no rows and the full schema."""
+    return pl.DataFrame(schema=BAR_SCHEMA)
+
+
+def bars_from_columns(columns: Mapping[str, np.ndarray[Any, Any]]) -> pl.DataFrame:
+    """Wrap the kernel's NumPy columns as a polars frame (zero-copy for numeric columns)."""
+    series = []
+    for name, dtype in BAR_SCHEMA.items():
+        s = pl.Series(name, columns[name])
+        series.append(s.cast(UTC_US) if name in _TIME_COLUMNS else s.cast(dtype))
+    return pl.DataFrame(series)
+
+
+def bars_to_pandas(bars: pl.DataFrame, *, include_microstructure: bool = False) -> pd.DataFrame:
+    """backtesting.py-ready frame: index ``timestamp`` (close time, tz-aware UTC, microseconds),
+    ``Open High Low Close Volume`` (float64) and, on request, the lower-case bar/feature columns."""
+    index = pd.DatetimeIndex(
+        bars["close_time"].to_numpy().astype("datetime64[us]"), name="timestamp"
+    ).tz_localize("UTC")
+    data: dict[str, Any] = {
+        upper: bars[lower].to_numpy() for upper, lower in zip(OHLCV_COLUMNS, _OHLCV_SOURCE, strict=True)
+    }
+    if include_microstructure:
+        for name in MICROSTRUCTURE_COLUMNS:
+            values = bars[name]
+            if name in _TIME_COLUMNS:
+                data[name] = pd.DatetimeIndex(values.to_numpy().astype("datetime64[us]")).tz_localize("UTC")
+            else:
+                data[name] = values.to_numpy()
+        for name in bars.columns:  # source-specific extras (e.g. Exness spread statistics)
+            if name not in BAR_SCHEMA:
+                data[name] = bars[name].to_numpy()
+    return pd.DataFrame(data, index=index)
+
+
+def convert_bars(
+    bars: pl.DataFrame, output: OutputFormat, *, include_microstructure: bool
+) -> pd.DataFrame | pl.DataFrame | pa.Table:
+    """Return bars in the requested container."""
+    if output == "pandas":
+        return bars_to_pandas(bars, include_microstructure=include_microstructure)
+    if output == "polars":
+        return bars
+    if output == "arrow":
+        return bars.to_arrow()
+    raise ValueError(f"unknown output format {output!r}; expected 'pandas', 'polars' or 'arrow'")

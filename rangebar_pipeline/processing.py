@@ -1,0 +1,191 @@
+"""The Python face of the kernel: a stateful processor and one-shot/chunked helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
+from typing import Any
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+
+from rangebar_pipeline import _core
+from rangebar_pipeline.constants import resolve_threshold
+from rangebar_pipeline.frames import OutputFormat, bars_from_columns, convert_bars, empty_bars
+from rangebar_pipeline.trades import TimestampUnit, TradesLike, normalize_trades
+
+Checkpoint = _core.Checkpoint
+
+
+class RangeBarProcessor:
+    """Stateful range-bar processor (batch rule, SPEC §1), carried across calls.
+
+    Feeding a stream in any split (chunks, days, a checkpoint/restore in between) gives exactly
+    the bars of feeding it in one piece. A failing call leaves the state unchanged.
+
+    >>> p = RangeBarProcessor(250)
+    >>> bars = p.process({"timestamp": [1_700_000_000_000, 1_700_000_001_000],
+    ...                   "price": [100.0, 100.25], "quantity": [1.0, 2.0]})
+    >>> bars.height, bars["close"][0]
+    (1, 100.25)
+    """
+
+    __slots__ = ("_inner", "symbol")
+
+    def __init__(
+        self,
+        threshold_decimal_bps: int | str = 250,
+        *,
+        same_timestamp_gate: bool = False,
+        symbol: str | None = None,
+    ) -> None:
+        self._inner = _core.Processor(resolve_threshold(threshold_decimal_bps), same_timestamp_gate=same_timestamp_gate)
+        self.symbol = symbol
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint | bytes | str, *, symbol: str | None = None) -> RangeBarProcessor:
+        """Continue from a checkpoint (object, its bytes, or its JSON text)."""
+        if isinstance(checkpoint, bytes | bytearray | memoryview):
+            checkpoint = Checkpoint.from_bytes(bytes(checkpoint))
+        elif isinstance(checkpoint, str):
+            checkpoint = Checkpoint.from_json(checkpoint)
+        self = cls.__new__(cls)
+        self._inner = _core.Processor.from_checkpoint(checkpoint)
+        self.symbol = symbol
+        return self
+
+    @property
+    def threshold_decimal_bps(self) -> int:
+        return int(self._inner.threshold_decimal_bps)
+
+    @property
+    def same_timestamp_gate(self) -> bool:
+        return bool(self._inner.same_timestamp_gate)
+
+    @property
+    def has_incomplete_bar(self) -> bool:
+        return bool(self._inner.has_incomplete_bar)
+
+    @property
+    def trades_seen(self) -> int:
+        """Trades processed so far (across calls and checkpoints)."""
+        return int(self._inner.trades_seen)
+
+    def process(self, trades: TradesLike, *, timestamp_unit: TimestampUnit | None = None) -> pl.DataFrame:
+        """Process trades; return the bars they close (schema ``BAR_SCHEMA``)."""
+        arrays = normalize_trades(trades, timestamp_unit=timestamp_unit)
+        if len(arrays) == 0:
+            return empty_bars()
+        return bars_from_columns(self._inner.process(*arrays.kernel_args()))
+
+    def incomplete_bar_frame(self) -> pl.DataFrame:
+        """The trailing bar (features computed) as a 0- or 1-row frame."""
+        columns = self._inner.incomplete_bar()
+        return empty_bars() if columns is None else bars_from_columns(columns)
+
+    def incomplete_bar(self) -> dict[str, Any] | None:
+        """The trailing bar as a dict (features computed), or None right after a breach."""
+        frame = self.incomplete_bar_frame()
+        return frame.row(0, named=True) if frame.height else None
+
+    def checkpoint(self) -> Checkpoint:
+        """A lossless snapshot (``to_bytes()``, ``to_json()``, picklable)."""
+        return self._inner.checkpoint()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (self.checkpoint().to_bytes(), self.symbol))
+
+    def __repr__(self) -> str:
+        return (
+            f"RangeBarProcessor(threshold_decimal_bps={self.threshold_decimal_bps}, "
+            f"same_timestamp_gate={self.same_timestamp_gate}, trades_seen={self.trades_seen}, "
+            f"has_incomplete_bar={self.has_incomplete_bar})"
+        )
+
+
+def _restore(data: bytes, symbol: str | None) -> RangeBarProcessor:
+    return RangeBarProcessor.from_checkpoint(data, symbol=symbol)
+
+
+def process_trades_polars(
+    trades: TradesLike,
+    threshold_decimal_bps: int | str = 250,
+    *,
+    include_microstructure: bool = False,
+    include_incomplete: bool = False,
+    timestamp_unit: TimestampUnit | None = None,
+    same_timestamp_gate: bool = False,
+    output: OutputFormat = "pandas",
+) -> pd.DataFrame | pl.DataFrame | pa.Table:
+    """Trades (polars eager/lazy, pandas, Arrow, ...) -> bars in one call, no per-row Python objects.
+
+    Returns, by default, a backtesting.py-ready pandas frame indexed by close time; ``output="polars"``
+    or ``"arrow"`` returns every bar column with ``open_time``/``close_time`` as timestamps.
+    """
+    processor = RangeBarProcessor(threshold_decimal_bps, same_timestamp_gate=same_timestamp_gate)
+    bars = processor.process(trades, timestamp_unit=timestamp_unit)
+    if include_incomplete:
+        bars = pl.concat([bars, processor.incomplete_bar_frame()])
+    return convert_bars(bars, output, include_microstructure=include_microstructure)
+
+
+def process_trades_to_dataframe(
+    trades: TradesLike,
+    threshold_decimal_bps: int | str = 250,
+    *,
+    include_microstructure: bool = False,
+    include_incomplete: bool = False,
+    timestamp_unit: TimestampUnit | None = None,
+    same_timestamp_gate: bool = False,
+) -> pd.DataFrame:
+    """Trades -> backtesting.py-ready pandas frame (index: close time, UTC)."""
+    frame = process_trades_polars(
+        trades,
+        threshold_decimal_bps,
+        include_microstructure=include_microstructure,
+        include_incomplete=include_incomplete,
+        timestamp_unit=timestamp_unit,
+        same_timestamp_gate=same_timestamp_gate,
+        output="pandas",
+    )
+    assert isinstance(frame, pd.DataFrame)
+    return frame
+
+
+def _chunks(trades: Iterable[Any], chunk_size: int) -> Iterator[Any]:
+    """Group trade dicts into lists of ``chunk_size``; pass frames/columnar chunks through."""
+    iterator = iter(trades)
+    for item in iterator:
+        if isinstance(item, Mapping) and not any(hasattr(v, "__len__") and not isinstance(v, str) for v in item.values()):
+            yield [item, *islice(iterator, chunk_size - 1)]
+        else:
+            yield item
+
+
+def process_trades_chunked(
+    trades: Iterable[Any],
+    threshold_decimal_bps: int | str = 250,
+    *,
+    chunk_size: int = 100_000,
+    include_microstructure: bool = False,
+    include_incomplete: bool = False,
+    timestamp_unit: TimestampUnit | None = None,
+    same_timestamp_gate: bool = False,
+) -> Iterator[pd.DataFrame]:
+    """Process a stream chunk by chunk with one stateful processor; yields non-empty bar frames.
+
+    ``trades`` is an iterable of trade dicts (grouped into lists of ``chunk_size``) or of frames
+    (each processed as one chunk). The concatenated output equals the one-shot result bar for bar;
+    ``include_incomplete`` appends the trailing bar after the stream ends.
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    processor = RangeBarProcessor(threshold_decimal_bps, same_timestamp_gate=same_timestamp_gate)
+    for chunk in _chunks(trades, chunk_size):
+        bars = processor.process(chunk, timestamp_unit=timestamp_unit)
+        if bars.height:
+            yield convert_bars(bars, "pandas", include_microstructure=include_microstructure)  # type: ignore[misc]
+    if include_incomplete and processor.has_incomplete_bar:
+        tail = processor.incomplete_bar_frame()
+        yield convert_bars(tail, "pandas", include_microstructure=include_microstructure)  # type: ignore[misc]
