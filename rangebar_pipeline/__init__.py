@@ -1,3 +1,118 @@
-"""rangebar_pipeline: exact, fast range bars from trade ticks."""
+"""rangebar_pipeline: exact, fast range bars from trade ticks.
+
+The kernel (Rust, fixed point) turns trades into range bars with 10 microstructure features;
+the library fetches and caches ticks (Parquet), stores bars (ClickHouse/chDB), validates them and
+runs them as Dagster assets.
+
+>>> from rangebar_pipeline import process_trades_polars
+>>> bars = process_trades_polars(
+...     {"timestamp": [1_700_000_000_000, 1_700_000_001_000], "price": [100.0, 100.25], "quantity": [1, 1]},
+...     threshold_decimal_bps=250,
+... )
+>>> list(bars.columns)
+['Open', 'High', 'Low', 'Close', 'Volume']
+"""
 
 from __future__ import annotations
+
+from rangebar_pipeline._core import __version__ as _core_version
+from rangebar_pipeline.constants import (
+    CONTINUITY_TOLERANCE_PCT,
+    THRESHOLD_DECIMAL_MAX,
+    THRESHOLD_DECIMAL_MIN,
+    THRESHOLD_PRESETS,
+    TIER1_SYMBOLS,
+    resolve_threshold,
+)
+from rangebar_pipeline.exceptions import (
+    AccumulatorOverflowError,
+    CheckpointError,
+    ChecksumMismatchError,
+    ContinuityError,
+    ContinuityWarning,
+    CorruptArchiveError,
+    DataNotFoundError,
+    DownloadError,
+    InvalidThresholdError,
+    InvalidTradeError,
+    MissingColumnError,
+    RangeBarError,
+    SourceError,
+    StoreError,
+    StoreLockedError,
+    ThresholdTooSmallError,
+    TimestampUnitError,
+    UnsortedTradesError,
+)
+from rangebar_pipeline.frames import bars_to_pandas
+from rangebar_pipeline.processing import (
+    Checkpoint,
+    RangeBarProcessor,
+    process_trades_chunked,
+    process_trades_polars,
+    process_trades_to_dataframe,
+)
+from rangebar_pipeline.schema import BAR_COLUMNS, FEATURE_COLUMNS
+from rangebar_pipeline.validation import (
+    VALIDATION_PRESETS,
+    AssetClass,
+    GapTier,
+    ValidationPreset,
+    detect_asset_class,
+    validate_conservation,
+    validate_continuity,
+    validate_continuity_tiered,
+    validate_expectations,
+    validate_tier1,
+    validate_tier2,
+)
+
+__version__ = _core_version
+
+
+__all__ = [
+    "BAR_COLUMNS",
+    "CONTINUITY_TOLERANCE_PCT",
+    "FEATURE_COLUMNS",
+    "THRESHOLD_DECIMAL_MAX",
+    "THRESHOLD_DECIMAL_MIN",
+    "THRESHOLD_PRESETS",
+    "TIER1_SYMBOLS",
+    "VALIDATION_PRESETS",
+    "AccumulatorOverflowError",
+    "AssetClass",
+    "Checkpoint",
+    "CheckpointError",
+    "ChecksumMismatchError",
+    "ContinuityError",
+    "ContinuityWarning",
+    "CorruptArchiveError",
+    "DataNotFoundError",
+    "DownloadError",
+    "GapTier",
+    "InvalidThresholdError",
+    "InvalidTradeError",
+    "MissingColumnError",
+    "RangeBarError",
+    "RangeBarProcessor",
+    "SourceError",
+    "StoreError",
+    "StoreLockedError",
+    "ThresholdTooSmallError",
+    "TimestampUnitError",
+    "UnsortedTradesError",
+    "ValidationPreset",
+    "__version__",
+    "bars_to_pandas",
+    "detect_asset_class",
+    "process_trades_chunked",
+    "process_trades_polars",
+    "process_trades_to_dataframe",
+    "resolve_threshold",
+    "validate_conservation",
+    "validate_continuity",
+    "validate_continuity_tiered",
+    "validate_expectations",
+    "validate_tier1",
+    "validate_tier2",
+]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numbers
+import operator
 from types import MappingProxyType
-from typing import Final
+from typing import Final, SupportsIndex
 
 from rangebar_pipeline.exceptions import InvalidThresholdError
 
@@ -35,7 +35,7 @@ TIER1_SYMBOLS: Final[tuple[str, ...]] = (
 CONTINUITY_TOLERANCE_PCT: Final[float] = 0.0001
 
 
-def resolve_threshold(threshold: int | str) -> int:
+def resolve_threshold(threshold: str | SupportsIndex) -> int:
     """Return the threshold in decimal basis points, resolving preset names.
 
     >>> resolve_threshold("medium")
@@ -48,15 +48,18 @@ def resolve_threshold(threshold: int | str) -> int:
             raise InvalidThresholdError(
                 f"unknown threshold preset {threshold!r}; valid presets: {sorted(THRESHOLD_PRESETS)}"
             ) from None
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Integral):
+    try:
+        if isinstance(threshold, bool):
+            raise TypeError
+        value = operator.index(threshold)
+    except TypeError:
         raise InvalidThresholdError(
             f"threshold_decimal_bps must be an int or a preset name, got {type(threshold).__name__} "
             f"{threshold!r}"
-        )
-    threshold = int(threshold)
-    if not THRESHOLD_DECIMAL_MIN <= threshold <= THRESHOLD_DECIMAL_MAX:
+        ) from None
+    if not THRESHOLD_DECIMAL_MIN <= value <= THRESHOLD_DECIMAL_MAX:
         raise InvalidThresholdError(
             f"threshold_decimal_bps must be between {THRESHOLD_DECIMAL_MIN} and {THRESHOLD_DECIMAL_MAX} "
-            f"(0.001% to 100%), got {threshold}"
+            f"(0.001% to 100%), got {value}"
         )
-    return threshold
+    return value

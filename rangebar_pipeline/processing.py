@@ -12,7 +12,9 @@ import pyarrow as pa
 
 from rangebar_pipeline import _core
 from rangebar_pipeline.constants import resolve_threshold
+from rangebar_pipeline.exceptions import RangeBarError
 from rangebar_pipeline.frames import OutputFormat, bars_from_columns, convert_bars, empty_bars
+from rangebar_pipeline.streaming import batches, is_stream
 from rangebar_pipeline.trades import TimestampUnit, TradesLike, normalize_trades
 
 Checkpoint = _core.Checkpoint
@@ -40,11 +42,15 @@ class RangeBarProcessor:
         same_timestamp_gate: bool = False,
         symbol: str | None = None,
     ) -> None:
-        self._inner = _core.Processor(resolve_threshold(threshold_decimal_bps), same_timestamp_gate=same_timestamp_gate)
+        self._inner = _core.Processor(
+            resolve_threshold(threshold_decimal_bps), same_timestamp_gate=same_timestamp_gate
+        )
         self.symbol = symbol
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Checkpoint | bytes | str, *, symbol: str | None = None) -> RangeBarProcessor:
+    def from_checkpoint(
+        cls, checkpoint: Checkpoint | bytes | str, *, symbol: str | None = None
+    ) -> RangeBarProcessor:
         """Continue from a checkpoint (object, its bytes, or its JSON text)."""
         if isinstance(checkpoint, bytes | bytearray | memoryview):
             checkpoint = Checkpoint.from_bytes(bytes(checkpoint))
@@ -73,11 +79,29 @@ class RangeBarProcessor:
         return int(self._inner.trades_seen)
 
     def process(self, trades: TradesLike, *, timestamp_unit: TimestampUnit | None = None) -> pl.DataFrame:
-        """Process trades; return the bars they close (schema ``BAR_SCHEMA``)."""
+        """Process trades; return the bars they close (schema ``BAR_SCHEMA``).
+
+        A polars ``LazyFrame`` (e.g. ``pl.scan_parquet(...)``) or a pyarrow ``RecordBatchReader`` is
+        streamed batch by batch, so inputs larger than memory work. Errors name the row within the
+        input (for streams: within the failing batch, whose first row is given too).
+        """
+        if is_stream(trades):
+            return self._process_stream(trades, timestamp_unit)
         arrays = normalize_trades(trades, timestamp_unit=timestamp_unit)
         if len(arrays) == 0:
             return empty_bars()
         return bars_from_columns(self._inner.process(*arrays.kernel_args()))
+
+    def _process_stream(self, trades: Any, timestamp_unit: TimestampUnit | None) -> pl.DataFrame:
+        parts, offset = [empty_bars()], 0
+        for batch in batches(trades):
+            try:
+                parts.append(self.process(batch, timestamp_unit=timestamp_unit))
+            except RangeBarError as error:
+                error.add_note(f"in the streamed batch starting at input row {offset}")
+                raise
+            offset += len(batch)
+        return pl.concat(parts)
 
     def incomplete_bar_frame(self) -> pl.DataFrame:
         """The trailing bar (features computed) as a 0- or 1-row frame."""
@@ -157,7 +181,9 @@ def _chunks(trades: Iterable[Any], chunk_size: int) -> Iterator[Any]:
     """Group trade dicts into lists of ``chunk_size``; pass frames/columnar chunks through."""
     iterator = iter(trades)
     for item in iterator:
-        if isinstance(item, Mapping) and not any(hasattr(v, "__len__") and not isinstance(v, str) for v in item.values()):
+        if isinstance(item, Mapping) and not any(
+            hasattr(v, "__len__") and not isinstance(v, str) for v in item.values()
+        ):
             yield [item, *islice(iterator, chunk_size - 1)]
         else:
             yield item

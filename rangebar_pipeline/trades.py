@@ -14,7 +14,9 @@ from typing import Any, Final, Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 import polars as pl
+import pyarrow as pa
 
 from rangebar_pipeline import _core
 from rangebar_pipeline.exceptions import InvalidTradeError, MissingColumnError, TimestampUnitError
@@ -114,11 +116,11 @@ def to_polars(trades: TradesLike) -> pl.DataFrame:
     )
 
 
-def _from_pandas(frame: Any) -> pl.DataFrame:
+def _from_pandas(frame: pd.DataFrame) -> pl.DataFrame:
+    """pandas -> polars; a timestamp held in the index (e.g. a DatetimeIndex) becomes a column."""
     names = [str(c) for c in frame.columns]
-    if not any(a in names for a in COLUMN_ALIASES["timestamp"]) and frame.index.name in (
-        COLUMN_ALIASES["timestamp"]
-    ):
+    aliases = COLUMN_ALIASES["timestamp"]
+    if not any(a in names for a in aliases) and frame.index.name in aliases:
         frame = frame.reset_index()
     return pl.from_pandas(frame)
 
@@ -201,7 +203,9 @@ def timestamps_us(series: pl.Series, unit: TimestampUnit | None) -> I64:
     try:
         mul, div = _UNIT_TO_US[unit]
     except KeyError:
-        raise TimestampUnitError(f"unknown timestamp_unit {unit!r}; expected 's', 'ms', 'us' or 'ns'") from None
+        raise TimestampUnitError(
+            f"unknown timestamp_unit {unit!r}; expected 's', 'ms', 'us' or 'ns'"
+        ) from None
     values = ints.to_numpy().astype(np.int64, copy=False)
     if mul != 1:
         limit = np.iinfo(np.int64).max // mul
@@ -229,30 +233,43 @@ def fixed_point(series: pl.Series, column: str) -> I64:
         limit = np.iinfo(np.int64).max // SCALE
         bad = np.flatnonzero(np.abs(values) > limit)
         if len(bad):
-            raise InvalidTradeError(f"invalid {column} at row {bad[0]}: {values[bad[0]]} exceeds the fixed-point range")
+            raise InvalidTradeError(
+                f"invalid {column} at row {bad[0]}: {values[bad[0]]} exceeds the fixed-point range"
+            )
         return np.ascontiguousarray(values * SCALE)
     if dtype.is_float():
         floats = np.ascontiguousarray(series.cast(pl.Float64).to_numpy(), dtype=np.float64)
         return np.asarray(_core.to_fixed_point(floats, column), dtype=np.int64)
-    raise InvalidTradeError(f"{column} column has dtype {dtype}; expected a number, decimal or decimal string")
+    raise InvalidTradeError(
+        f"{column} column has dtype {dtype}; expected a number, decimal or decimal string"
+    )
 
 
 def _decimal_to_fixed(series: pl.Series, column: str) -> I64:
+    """Decimal -> fixed point by reading the Arrow decimal128 words directly (no Int128 temporaries)."""
     dtype = series.dtype
     assert isinstance(dtype, pl.Decimal)
     scale = dtype.scale or 0
-    raw = series.to_physical()  # unscaled Int128
-    if scale < 8:
-        raw = raw * (10 ** (8 - scale))
-    elif scale > 8:
-        step = 10 ** (scale - 8)
-        rest = raw % step
-        if (rest != 0).any():
-            row = int((rest != 0).arg_max() or 0)
-            raise InvalidTradeError(f"invalid {column} at row {row}: {series[row]} has more than 8 decimals")
-        raw = raw // step
+    if scale > 8:
+        return _rescale_wide(series, scale, column)
+    array = series.to_arrow()
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    words = np.frombuffer(array.buffers()[1], dtype=np.int64)
+    words = words[2 * array.offset : 2 * (array.offset + len(array))]
+    return np.asarray(_core.decimal128_to_fixed_point(words, scale, column), dtype=np.int64)
+
+
+def _rescale_wide(series: pl.Series, scale: int, column: str) -> I64:
+    """Decimals with more than 8 decimals (e.g. parsed strings): check exactness in 128 bits, rescale."""
+    frame = pl.DataFrame({"raw": series.to_physical()})  # unscaled Int128
+    step = pl.lit(10 ** (scale - 8), dtype=pl.Int128)
+    inexact = frame.select((pl.col("raw") % step != 0).alias("bad"))["bad"]
+    if inexact.any():
+        row = int(inexact.arg_max() or 0)
+        raise InvalidTradeError(f"invalid {column} at row {row}: {series[row]} has more than 8 decimals")
     try:
-        return _contiguous(raw.cast(pl.Int64, strict=True))
+        return _contiguous(frame.select(pl.col("raw") // step)["raw"].cast(pl.Int64, strict=True))
     except pl.exceptions.InvalidOperationError:
         raise InvalidTradeError(f"{column} values exceed the fixed-point range (|value| < 92233720368)") from None
 
@@ -261,7 +278,9 @@ def integer_ids(series: pl.Series, column: str) -> I64:
     """Trade ids as int64; float or null ids are refused."""
     _check_no_nulls(series, column)
     if not series.dtype.is_integer():
-        raise InvalidTradeError(f"{column} column has dtype {series.dtype}; ids must be integers (floats are refused)")
+        raise InvalidTradeError(
+            f"{column} column has dtype {series.dtype}; ids must be integers (floats are refused)"
+        )
     try:
         return _contiguous(series.cast(pl.Int64, strict=True))
     except pl.exceptions.InvalidOperationError:
@@ -283,7 +302,9 @@ def buyer_maker_flags(series: pl.Series) -> npt.NDArray[np.bool_]:
         bad = ~(lowered.is_in(_TRUE) | lowered.is_in(_FALSE))
         if bad.any():
             row = int(bad.arg_max() or 0)
-            raise InvalidTradeError(f"invalid is_buyer_maker at row {row}: {series[row]!r}; expected true/false")
+            raise InvalidTradeError(
+                f"invalid is_buyer_maker at row {row}: {series[row]!r}; expected true/false"
+            )
         flags = lowered.is_in(_TRUE)
     elif dtype.is_integer():
         bad = ~series.is_in([0, 1])

@@ -17,15 +17,35 @@ GOLDEN_DIR: Final = SHARED_DATA / "golden"
 REAL_BNB: Final = SHARED_DATA / "real" / "BNBUSDT-aggTrades-2023-06-01-slice.parquet"
 
 MARKET_PATHS: Final = {"spot": "spot", "um": "futures/um", "cm": "futures/cm"}
-GOLDEN_SYMBOLS: Final = {"spot": ("BTCUSDT", "ETHUSDT"), "um": ("BTCUSDT", "ETHUSDT"), "cm": ("BTCUSD_PERP", "ETHUSD_PERP")}
+GOLDEN_SYMBOLS: Final = {
+    "spot": ("BTCUSDT", "ETHUSDT"),
+    "um": ("BTCUSDT", "ETHUSDT"),
+    "cm": ("BTCUSD_PERP", "ETHUSD_PERP"),
+}
 GOLDEN_THRESHOLDS: Final = (5, 10, 25, 50, 100, 250)
 FIXTURE_DAYS: Final = ("2024-08-08", "2024-08-09")
-_COLUMNS: Final = ["agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "timestamp", "is_buyer_maker"]
+_COLUMNS: Final = [
+    "agg_trade_id",
+    "price",
+    "quantity",
+    "first_trade_id",
+    "last_trade_id",
+    "timestamp",
+    "is_buyer_maker",
+]
 
 
 def fixture_zip(market: str, symbol: str, day: str) -> Path:
     """Path of a Binance Vision daily aggTrades zip in the shared fixtures."""
-    return BINANCE_ROOT / "data" / MARKET_PATHS[market] / "daily" / "aggTrades" / symbol / f"{symbol}-aggTrades-{day}.zip"
+    return (
+        BINANCE_ROOT
+        / "data"
+        / MARKET_PATHS[market]
+        / "daily"
+        / "aggTrades"
+        / symbol
+        / f"{symbol}-aggTrades-{day}.zip"
+    )
 
 
 def read_fixture_trades(market: str, symbol: str) -> pl.DataFrame:

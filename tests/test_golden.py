@@ -30,14 +30,22 @@ def test_bars_equal_golden(market: str, symbol: str, threshold: int) -> None:
     golden = pl.read_parquet(GOLDEN_DIR / f"{market}_{symbol}_{threshold}.parquet")
     bars, _ = _run(market, symbol, threshold)
     assert bars.height == golden.height
-    np.testing.assert_array_equal(bars["close_time"].dt.epoch("us").to_numpy(), golden["close_time_us"].to_numpy())
-    np.testing.assert_array_equal(bars["open_time"].dt.epoch("us").to_numpy(), golden["open_time_us"].to_numpy())
+    np.testing.assert_array_equal(
+        bars["close_time"].dt.epoch("us").to_numpy(), golden["close_time_us"].to_numpy()
+    )
+    np.testing.assert_array_equal(
+        bars["open_time"].dt.epoch("us").to_numpy(), golden["open_time_us"].to_numpy()
+    )
     for column in EXACT_COLUMNS:
-        np.testing.assert_allclose(bars[column].to_numpy(), golden[column].to_numpy(), rtol=0, atol=1e-8, err_msg=column)
+        np.testing.assert_allclose(
+            bars[column].to_numpy(), golden[column].to_numpy(), rtol=0, atol=1e-8, err_msg=column
+        )
     for column in COUNT_COLUMNS:
         np.testing.assert_array_equal(bars[column].to_numpy(), golden[column].to_numpy(), err_msg=column)
     for column in FEATURE_COLUMNS:
-        np.testing.assert_allclose(bars[column].to_numpy(), golden[column].to_numpy(), rtol=1e-9, atol=1e-12, err_msg=column)
+        np.testing.assert_allclose(
+            bars[column].to_numpy(), golden[column].to_numpy(), rtol=1e-9, atol=1e-12, err_msg=column
+        )
     # Trade ids are kept: agg ids contiguous from bar to bar (batch rule: next bar opens at the next trade).
     first, last = bars["first_agg_trade_id"].to_numpy(), bars["last_agg_trade_id"].to_numpy()
     np.testing.assert_array_equal(first[1:], last[:-1] + 1)

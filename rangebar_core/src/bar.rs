@@ -18,10 +18,21 @@ pub(crate) struct Trade {
     pub is_buyer_maker: bool,
 }
 
+/// Totals of one side of the tape (buy = `is_buyer_maker == false`, sell = true).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SideTotals {
+    /// Quantity, fixed point x1e8.
+    pub volume: i128,
+    /// Price x quantity, scale 1e16.
+    pub turnover: i128,
+    /// Individual trades: sums of `last_trade_id - first_trade_id + 1`.
+    pub trades: i64,
+}
+
 /// The bar in progress: every accumulator, plus the thresholds fixed when it opened.
 ///
-/// Prices are fixed point (x1e8), volumes fixed point in 128 bits, turnovers price x quantity
-/// (scale 1e16) in 128 bits. Trade counts are sums of `last_trade_id - first_trade_id + 1`.
+/// Prices are fixed point (x1e8). Totals are kept per side (buy/sell) in 128 bits; the bar's
+/// volume, turnover and trade count are their sums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BarState {
     pub open_time: i64,
@@ -32,15 +43,8 @@ pub struct BarState {
     pub close: i64,
     pub upper: i64,
     pub lower: i64,
-    pub volume: i128,
-    pub buy_volume: i128,
-    pub sell_volume: i128,
-    pub turnover: i128,
-    pub buy_turnover: i128,
-    pub sell_turnover: i128,
-    pub individual_trade_count: i64,
-    pub buy_trade_count: i64,
-    pub sell_trade_count: i64,
+    pub buy: SideTotals,
+    pub sell: SideTotals,
     pub agg_record_count: i64,
     pub first_agg_trade_id: i64,
     pub last_agg_trade_id: i64,
@@ -50,23 +54,14 @@ pub struct BarState {
 
 #[inline]
 fn trade_count(t: &Trade, row: usize) -> Result<i64, KernelError> {
-    let n = i128::from(t.last_trade_id) - i128::from(t.first_trade_id) + 1;
-    i64::try_from(n).map_err(|_| KernelError::Overflow {
-        row,
-        field: "individual_trade_count",
-    })
-}
-
-#[inline]
-fn add_i128(acc: i128, value: i128, row: usize, field: &'static str) -> Result<i128, KernelError> {
-    acc.checked_add(value)
-        .ok_or(KernelError::Overflow { row, field })
-}
-
-#[inline]
-fn add_i64(acc: i64, value: i64, row: usize, field: &'static str) -> Result<i64, KernelError> {
-    acc.checked_add(value)
-        .ok_or(KernelError::Overflow { row, field })
+    // first <= last is checked by the caller; only the span can leave the i64 range.
+    t.last_trade_id
+        .checked_sub(t.first_trade_id)
+        .and_then(|d| d.checked_add(1))
+        .ok_or(KernelError::Overflow {
+            row,
+            field: "individual_trade_count",
+        })
 }
 
 impl BarState {
@@ -87,16 +82,7 @@ impl BarState {
             row,
             field: "upper threshold",
         })?;
-        let volume = i128::from(t.quantity);
-        let turnover = i128::from(t.price) * volume;
-        let n = trade_count(t, row)?;
-        let (buy_volume, sell_volume, buy_turnover, sell_turnover, buy_n, sell_n) = if t.is_buyer_maker
-        {
-            (0, volume, 0, turnover, 0, n)
-        } else {
-            (volume, 0, turnover, 0, n, 0)
-        };
-        Ok(Self {
+        let mut bar = Self {
             open_time: t.timestamp_us,
             close_time: t.timestamp_us,
             open: t.price,
@@ -105,21 +91,16 @@ impl BarState {
             close: t.price,
             upper,
             lower: t.price - delta,
-            volume,
-            buy_volume,
-            sell_volume,
-            turnover,
-            buy_turnover,
-            sell_turnover,
-            individual_trade_count: n,
-            buy_trade_count: buy_n,
-            sell_trade_count: sell_n,
+            buy: SideTotals::default(),
+            sell: SideTotals::default(),
             agg_record_count: 1,
             first_agg_trade_id: t.agg_trade_id,
             last_agg_trade_id: t.agg_trade_id,
             first_trade_id: t.first_trade_id,
             last_trade_id: t.last_trade_id,
-        })
+        };
+        bar.add_to_side(t, row)?;
+        Ok(bar)
     }
 
     /// Add a trade to the bar (before the breach test).
@@ -131,23 +112,52 @@ impl BarState {
         self.close_time = t.timestamp_us;
         self.last_agg_trade_id = t.agg_trade_id;
         self.last_trade_id = t.last_trade_id;
-        let volume = i128::from(t.quantity);
-        let turnover = i128::from(t.price) * volume;
-        let n = trade_count(t, row)?;
-        self.volume = add_i128(self.volume, volume, row, "volume")?;
-        self.turnover = add_i128(self.turnover, turnover, row, "turnover")?;
-        self.individual_trade_count = add_i64(self.individual_trade_count, n, row, "individual_trade_count")?;
         self.agg_record_count += 1;
-        if t.is_buyer_maker {
-            self.sell_volume = add_i128(self.sell_volume, volume, row, "sell_volume")?;
-            self.sell_turnover = add_i128(self.sell_turnover, turnover, row, "sell_turnover")?;
-            self.sell_trade_count = add_i64(self.sell_trade_count, n, row, "sell_trade_count")?;
+        self.add_to_side(t, row)
+    }
+
+    /// Branch-free side selection: the taker side is unpredictable, so pick the accumulator by address.
+    #[inline(always)]
+    fn add_to_side(&mut self, t: &Trade, row: usize) -> Result<(), KernelError> {
+        let n = trade_count(t, row)?;
+        let side = if t.is_buyer_maker {
+            &mut self.sell
         } else {
-            self.buy_volume = add_i128(self.buy_volume, volume, row, "buy_volume")?;
-            self.buy_turnover = add_i128(self.buy_turnover, turnover, row, "buy_turnover")?;
-            self.buy_trade_count = add_i64(self.buy_trade_count, n, row, "buy_trade_count")?;
-        }
+            &mut self.buy
+        };
+        let volume = i128::from(t.quantity);
+        // A sum of i64 quantities cannot overflow i128 before 2^64 trades.
+        side.volume += volume;
+        side.trades = side.trades.checked_add(n).ok_or(KernelError::Overflow {
+            row,
+            field: "individual_trade_count",
+        })?;
+        side.turnover = side
+            .turnover
+            .checked_add(i128::from(t.price) * volume)
+            .ok_or(KernelError::Overflow {
+                row,
+                field: "turnover",
+            })?;
         Ok(())
+    }
+
+    /// Total quantity (fixed point x1e8).
+    #[inline]
+    pub fn volume(&self) -> i128 {
+        self.buy.volume + self.sell.volume
+    }
+
+    /// Total turnover (scale 1e16); saturates only where no real stream can reach.
+    #[inline]
+    pub fn turnover(&self) -> i128 {
+        self.buy.turnover.saturating_add(self.sell.turnover)
+    }
+
+    /// Total individual trades.
+    #[inline]
+    pub fn individual_trade_count(&self) -> i64 {
+        self.buy.trades.saturating_add(self.sell.trades)
     }
 
     /// Does `price` breach the thresholds fixed at open (inclusive on both sides)?
@@ -158,9 +168,10 @@ impl BarState {
 
     /// VWAP in fixed point: `turnover / volume` (truncating), the open price while volume is 0.
     pub fn vwap(&self) -> i64 {
-        if self.volume > 0 {
+        let volume = self.volume();
+        if volume > 0 {
             // low <= turnover / volume <= high, so the quotient fits in i64.
-            (self.turnover / self.volume) as i64
+            (self.turnover() / volume) as i64
         } else {
             self.open
         }
@@ -195,45 +206,69 @@ impl Features {
     /// Compute the features from the accumulated state, as the reference does (f64 arithmetic).
     pub fn compute(s: &BarState) -> Self {
         const EPS: f64 = f64::EPSILON;
-        let buy = fixed::wide_to_f64(s.buy_volume);
-        let sell = fixed::wide_to_f64(s.sell_volume);
-        let volume = fixed::wide_to_f64(s.volume);
+        let buy = fixed::wide_to_f64(s.buy.volume);
+        let sell = fixed::wide_to_f64(s.sell.volume);
+        let volume = fixed::wide_to_f64(s.volume());
         let open = fixed::to_f64(s.open);
         let high = fixed::to_f64(s.high);
         let low = fixed::to_f64(s.low);
         let close = fixed::to_f64(s.close);
         let vwap = fixed::to_f64(s.vwap());
         let duration_us = s.close_time - s.open_time;
-        let n = s.individual_trade_count as f64;
+        let n = s.individual_trade_count() as f64;
         let agg = s.agg_record_count as f64;
         // Turnovers share the scale 1e16, which cancels in the ratio.
-        let buy_turnover = s.buy_turnover as f64;
-        let sell_turnover = s.sell_turnover as f64;
-        let turnover_total = s.buy_turnover.saturating_add(s.sell_turnover) as f64;
+        let buy_turnover = s.buy.turnover as f64;
+        let sell_turnover = s.sell.turnover as f64;
+        let turnover_total = s.turnover() as f64;
 
         let total = buy + sell;
-        let ofi = if total <= EPS { 0.0 } else { (buy - sell) / total };
+        let ofi = if total <= EPS {
+            0.0
+        } else {
+            (buy - sell) / total
+        };
         let range = high - low;
-        let vwap_close_deviation = if range <= EPS { 0.0 } else { (close - vwap) / range };
-        let price_impact = if volume <= EPS { 0.0 } else { (close - open).abs() / volume };
+        let vwap_close_deviation = if range <= EPS {
+            0.0
+        } else {
+            (close - vwap) / range
+        };
+        let price_impact = if volume <= EPS {
+            0.0
+        } else {
+            (close - open).abs() / volume
+        };
         let imbalance = buy - sell;
-        let kyle_lambda_proxy = if imbalance.abs() <= EPS { 0.0 } else { (close - open) / imbalance };
+        let kyle_lambda_proxy = if imbalance.abs() <= EPS {
+            0.0
+        } else {
+            (close - open) / imbalance
+        };
         let trade_intensity = if duration_us == 0 {
             n
         } else {
             n / (duration_us as f64 / 1e6)
         };
-        let volume_per_trade = if s.individual_trade_count == 0 { 0.0 } else { volume / n };
-        let aggression_ratio = if s.sell_trade_count == 0 {
-            if s.buy_trade_count > 0 {
+        let volume_per_trade = if s.individual_trade_count() == 0 {
+            0.0
+        } else {
+            volume / n
+        };
+        let aggression_ratio = if s.sell.trades == 0 {
+            if s.buy.trades > 0 {
                 100.0
             } else {
                 1.0
             }
         } else {
-            (s.buy_trade_count as f64 / s.sell_trade_count as f64).min(100.0)
+            (s.buy.trades as f64 / s.sell.trades as f64).min(100.0)
         };
-        let aggregation_efficiency = if s.agg_record_count == 0 { 1.0 } else { n / agg };
+        let aggregation_efficiency = if s.agg_record_count == 0 {
+            1.0
+        } else {
+            n / agg
+        };
         let turnover_imbalance = if turnover_total.abs() <= EPS {
             0.0
         } else {

@@ -40,7 +40,8 @@ impl Checkpoint {
         let payload = bytes
             .strip_prefix(MAGIC.as_slice())
             .ok_or_else(|| invalid("not a rangebar checkpoint (bad magic bytes)"))?;
-        let cp: Self = postcard::from_bytes(payload).map_err(|e| invalid(format!("cannot decode: {e}")))?;
+        let cp: Self =
+            postcard::from_bytes(payload).map_err(|e| invalid(format!("cannot decode: {e}")))?;
         cp.validate()?;
         Ok(cp)
     }
@@ -52,7 +53,8 @@ impl Checkpoint {
 
     /// Decode [`Checkpoint::to_json`] output (validated).
     pub fn from_json(text: &str) -> Result<Self, KernelError> {
-        let cp: Self = serde_json::from_str(text).map_err(|e| invalid(format!("cannot decode JSON: {e}")))?;
+        let cp: Self =
+            serde_json::from_str(text).map_err(|e| invalid(format!("cannot decode JSON: {e}")))?;
         cp.validate()?;
         Ok(cp)
     }
@@ -66,13 +68,18 @@ impl Checkpoint {
             )));
         }
         if !(THRESHOLD_DECIMAL_MIN..=THRESHOLD_DECIMAL_MAX).contains(&self.threshold_decimal_bps) {
-            return Err(KernelError::InvalidThreshold(i64::from(self.threshold_decimal_bps)));
+            return Err(KernelError::InvalidThreshold(i64::from(
+                self.threshold_decimal_bps,
+            )));
         }
         if self.last_timestamp_us.is_some() != self.last_agg_trade_id.is_some() {
-            return Err(invalid("last_timestamp_us and last_agg_trade_id must be both set or both null"));
+            return Err(invalid(
+                "last_timestamp_us and last_agg_trade_id must be both set or both null",
+            ));
         }
         if let Some(b) = &self.bar {
-            let delta = i128::from(b.open) * i128::from(self.threshold_decimal_bps) / BASIS_POINTS_SCALE;
+            let delta =
+                i128::from(b.open) * i128::from(self.threshold_decimal_bps) / BASIS_POINTS_SCALE;
             let consistent = b.open > 0
                 && i128::from(b.upper) == i128::from(b.open) + delta
                 && i128::from(b.lower) == i128::from(b.open) - delta
@@ -80,13 +87,15 @@ impl Checkpoint {
                 && b.high >= b.open.max(b.close)
                 && b.open_time <= b.close_time
                 && b.agg_record_count >= 1
-                && b.volume == b.buy_volume + b.sell_volume
-                && b.turnover == b.buy_turnover + b.sell_turnover
-                && b.individual_trade_count == b.buy_trade_count + b.sell_trade_count
+                && [b.buy, b.sell]
+                    .iter()
+                    .all(|side| side.volume >= 0 && side.turnover >= 0 && side.trades >= 0)
                 && self.last_timestamp_us == Some(b.close_time)
                 && self.last_agg_trade_id == Some(b.last_agg_trade_id);
             if !consistent {
-                return Err(invalid("the bar in progress is inconsistent with its thresholds or totals"));
+                return Err(invalid(
+                    "the bar in progress is inconsistent with its thresholds or totals",
+                ));
             }
         }
         Ok(())

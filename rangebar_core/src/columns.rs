@@ -152,17 +152,17 @@ impl BarColumns {
         self.high.push(fixed::to_f64(s.high));
         self.low.push(fixed::to_f64(s.low));
         self.close.push(fixed::to_f64(s.close));
-        self.volume.push(fixed::wide_to_f64(s.volume));
+        self.volume.push(fixed::wide_to_f64(s.volume()));
         self.vwap.push(fixed::to_f64(bar.vwap));
-        self.buy_volume.push(fixed::wide_to_f64(s.buy_volume));
-        self.sell_volume.push(fixed::wide_to_f64(s.sell_volume));
-        self.turnover.push(turnover_to_f64(s.turnover));
-        self.buy_turnover.push(turnover_to_f64(s.buy_turnover));
-        self.sell_turnover.push(turnover_to_f64(s.sell_turnover));
-        self.individual_trade_count.push(s.individual_trade_count);
+        self.buy_volume.push(fixed::wide_to_f64(s.buy.volume));
+        self.sell_volume.push(fixed::wide_to_f64(s.sell.volume));
+        self.turnover.push(turnover_to_f64(s.turnover()));
+        self.buy_turnover.push(turnover_to_f64(s.buy.turnover));
+        self.sell_turnover.push(turnover_to_f64(s.sell.turnover));
+        self.individual_trade_count.push(s.individual_trade_count());
         self.agg_record_count.push(s.agg_record_count);
-        self.buy_trade_count.push(s.buy_trade_count);
-        self.sell_trade_count.push(s.sell_trade_count);
+        self.buy_trade_count.push(s.buy.trades);
+        self.sell_trade_count.push(s.sell.trades);
         self.first_agg_trade_id.push(s.first_agg_trade_id);
         self.last_agg_trade_id.push(s.last_agg_trade_id);
         self.first_trade_id.push(s.first_trade_id);
@@ -185,11 +185,36 @@ impl BarColumns {
             ($($field:ident),*) => { $( self.$field.truncate(len); )* };
         }
         truncate_all!(
-            open_time, close_time, open, high, low, close, volume, vwap, buy_volume, sell_volume,
-            turnover, buy_turnover, sell_turnover, individual_trade_count, agg_record_count,
-            buy_trade_count, sell_trade_count, first_agg_trade_id, last_agg_trade_id, first_trade_id,
-            last_trade_id, duration_us, ofi, vwap_close_deviation, price_impact, kyle_lambda_proxy,
-            trade_intensity, volume_per_trade, aggression_ratio, aggregation_efficiency,
+            open_time,
+            close_time,
+            open,
+            high,
+            low,
+            close,
+            volume,
+            vwap,
+            buy_volume,
+            sell_volume,
+            turnover,
+            buy_turnover,
+            sell_turnover,
+            individual_trade_count,
+            agg_record_count,
+            buy_trade_count,
+            sell_trade_count,
+            first_agg_trade_id,
+            last_agg_trade_id,
+            first_trade_id,
+            last_trade_id,
+            duration_us,
+            ofi,
+            vwap_close_deviation,
+            price_impact,
+            kyle_lambda_proxy,
+            trade_intensity,
+            volume_per_trade,
+            aggression_ratio,
+            aggregation_efficiency,
             turnover_imbalance
         );
     }

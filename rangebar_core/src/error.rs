@@ -26,9 +26,7 @@ pub enum KernelError {
     #[error("invalid quantity at row {row}: {value}; quantities must be finite and >= 0")]
     InvalidQuantity { row: usize, value: String },
 
-    #[error(
-        "invalid trade ids at row {row}: first_trade_id {first} > last_trade_id {last}"
-    )]
+    #[error("invalid trade ids at row {row}: first_trade_id {first} > last_trade_id {last}")]
     InvalidTradeIds { row: usize, first: i64, last: i64 },
 
     #[error(

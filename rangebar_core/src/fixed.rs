@@ -9,9 +9,8 @@ const SCALE_F64: f64 = 100_000_000.0;
 #[inline]
 pub fn from_f64(value: f64) -> Option<i64> {
     let scaled = (value * SCALE_F64).round();
-    // i64::MAX as f64 rounds up to 2^63, which is out of range.
-    if scaled.is_finite() && scaled >= -9_223_372_036_854_775_808.0 && scaled < 9_223_372_036_854_775_808.0
-    {
+    // i64::MAX as f64 rounds up to 2^63 (out of range); NaN fails the range test.
+    if (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&scaled) {
         Some(scaled as i64)
     } else {
         None
@@ -106,5 +105,39 @@ mod tests {
         assert_eq!(from_f64(f64::NAN), None);
         assert_eq!(from_f64(f64::INFINITY), None);
         assert_eq!(from_f64(1e12), None);
+    }
+}
+
+/// Arrow `decimal128` values (little-endian low/high 64-bit words, interleaved) with `scale`
+/// decimals (0..=8) to fixed point x1e8. `Err(row)` names the first value out of the i64 range.
+pub fn decimal128_words_to_fixed(words: &[i64], scale: u32) -> Result<Vec<i64>, usize> {
+    debug_assert!(scale <= 8);
+    let factor = 10_i64.pow(8 - scale);
+    words
+        .chunks_exact(2)
+        .enumerate()
+        .map(|(row, w)| {
+            // The value fits in 64 bits iff the high word is the sign extension of the low word.
+            if w[1] != (w[0] >> 63) {
+                return Err(row);
+            }
+            w[0].checked_mul(factor).ok_or(row)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod decimal_tests {
+    use super::decimal128_words_to_fixed;
+
+    #[test]
+    fn converts_decimal_words() {
+        assert_eq!(
+            decimal128_words_to_fixed(&[150, 0, -3, -1], 2),
+            Ok(vec![150_000_000, -3_000_000])
+        );
+        assert_eq!(decimal128_words_to_fixed(&[7, 0], 8), Ok(vec![7]));
+        assert_eq!(decimal128_words_to_fixed(&[1, 0, 5, 1], 8), Err(1));
+        assert_eq!(decimal128_words_to_fixed(&[i64::MAX, 0], 0), Err(0));
     }
 }

@@ -12,7 +12,7 @@ mod error;
 pub mod fixed;
 mod processor;
 
-pub use bar::{Bar, BarState};
+pub use bar::{Bar, BarState, Features, SideTotals};
 pub use checkpoint::{Checkpoint, CHECKPOINT_VERSION};
 pub use columns::{BarColumns, TradeColumns};
 pub use error::KernelError;

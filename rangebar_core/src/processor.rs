@@ -88,7 +88,11 @@ impl RangeBarProcessor {
     ///
     /// All or nothing: on error the processor state and `out` are left as they were, and the
     /// error names the offending row (0-based within `trades`).
-    pub fn process(&mut self, trades: &TradeColumns<'_>, out: &mut BarColumns) -> Result<usize, KernelError> {
+    pub fn process(
+        &mut self,
+        trades: &TradeColumns<'_>,
+        out: &mut BarColumns,
+    ) -> Result<usize, KernelError> {
         trades.check_lengths()?;
         let before = out.len();
         let result = match (
@@ -98,9 +102,14 @@ impl RangeBarProcessor {
             trades.is_buyer_maker,
         ) {
             // The common full-input case gets its own monomorphised loop.
-            (Some(agg), Some(first), Some(last), Some(ibm)) => {
-                self.run(trades, out, |i| agg[i], |i| first[i], |i| last[i], |i| ibm[i])
-            }
+            (Some(agg), Some(first), Some(last), Some(ibm)) => self.run(
+                trades,
+                out,
+                |i| agg[i],
+                |i| first[i],
+                |i| last[i],
+                |i| ibm[i],
+            ),
             (agg, first, last, ibm) => {
                 let base = self.trades_seen as i64;
                 let agg_id = move |i: usize| agg.map_or(base + i as i64, |c| c[i]);
@@ -146,43 +155,33 @@ impl RangeBarProcessor {
         };
         let (mut prev_ts, mut prev_id) = cursor.last.unwrap_or((i64::MIN, i64::MIN));
         let mut has_prev = cursor.last.is_some();
-        for row in 0..trades.len() {
+        let n = trades.len();
+        // Equal-length reslices let the compiler drop per-column bounds checks.
+        let (ts, price, qty) = (
+            &trades.timestamp_us[..n],
+            &trades.price[..n],
+            &trades.quantity[..n],
+        );
+        for row in 0..n {
             let t = Trade {
-                timestamp_us: trades.timestamp_us[row],
-                price: trades.price[row],
-                quantity: trades.quantity[row],
+                timestamp_us: ts[row],
+                price: price[row],
+                quantity: qty[row],
                 agg_trade_id: agg_id(row),
                 first_trade_id: first_id(row),
                 last_trade_id: last_id(row),
                 is_buyer_maker: is_buyer_maker(row),
             };
-            if has_prev && (t.timestamp_us < prev_ts || (t.timestamp_us == prev_ts && t.agg_trade_id <= prev_id)) {
-                return Err(KernelError::Unsorted {
-                    row,
-                    prev_ts,
-                    prev_id,
-                    ts: t.timestamp_us,
-                    id: t.agg_trade_id,
-                });
-            }
-            if t.price <= 0 {
-                return Err(KernelError::InvalidPrice {
-                    row,
-                    value: fixed::format(t.price),
-                });
-            }
-            if t.quantity < 0 {
-                return Err(KernelError::InvalidQuantity {
-                    row,
-                    value: fixed::format(t.quantity),
-                });
-            }
-            if t.first_trade_id > t.last_trade_id {
-                return Err(KernelError::InvalidTradeIds {
-                    row,
-                    first: t.first_trade_id,
-                    last: t.last_trade_id,
-                });
+            // One rarely-taken branch for every input check; the diagnosis happens off the hot path.
+            let out_of_order = has_prev
+                & ((t.timestamp_us < prev_ts)
+                    | ((t.timestamp_us == prev_ts) & (t.agg_trade_id <= prev_id)));
+            if out_of_order
+                | (t.price <= 0)
+                | (t.quantity < 0)
+                | (t.first_trade_id > t.last_trade_id)
+            {
+                return Err(invalid_row(&t, row, out_of_order, prev_ts, prev_id));
             }
             (prev_ts, prev_id, has_prev) = (t.timestamp_us, t.agg_trade_id, true);
             match cursor.bar.as_mut() {
@@ -217,10 +216,50 @@ impl RangeBarProcessor {
     pub fn from_checkpoint(cp: &Checkpoint) -> Result<Self, KernelError> {
         cp.validate()?;
         Ok(Self {
-            config: ProcessorConfig::new(i64::from(cp.threshold_decimal_bps), cp.same_timestamp_gate)?,
+            config: ProcessorConfig::new(
+                i64::from(cp.threshold_decimal_bps),
+                cp.same_timestamp_gate,
+            )?,
             bar: cp.bar,
             last: cp.last_timestamp_us.zip(cp.last_agg_trade_id),
             trades_seen: cp.trades_seen,
         })
+    }
+}
+
+/// The error for a row that failed one of the input checks.
+#[cold]
+#[inline(never)]
+fn invalid_row(
+    t: &Trade,
+    row: usize,
+    out_of_order: bool,
+    prev_ts: i64,
+    prev_id: i64,
+) -> KernelError {
+    if out_of_order {
+        KernelError::Unsorted {
+            row,
+            prev_ts,
+            prev_id,
+            ts: t.timestamp_us,
+            id: t.agg_trade_id,
+        }
+    } else if t.price <= 0 {
+        KernelError::InvalidPrice {
+            row,
+            value: fixed::format(t.price),
+        }
+    } else if t.quantity < 0 {
+        KernelError::InvalidQuantity {
+            row,
+            value: fixed::format(t.quantity),
+        }
+    } else {
+        KernelError::InvalidTradeIds {
+            row,
+            first: t.first_trade_id,
+            last: t.last_trade_id,
+        }
     }
 }

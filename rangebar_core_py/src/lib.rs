@@ -19,11 +19,37 @@ fn columns_to_dict<'py>(py: Python<'py>, c: BarColumns) -> PyResult<Bound<'py, P
         ($($field:ident),*) => { $( d.set_item(stringify!($field), c.$field.into_pyarray(py))?; )* };
     }
     put!(
-        open_time, close_time, open, high, low, close, volume, vwap, buy_volume, sell_volume, turnover,
-        buy_turnover, sell_turnover, individual_trade_count, agg_record_count, buy_trade_count,
-        sell_trade_count, first_agg_trade_id, last_agg_trade_id, first_trade_id, last_trade_id,
-        duration_us, ofi, vwap_close_deviation, price_impact, kyle_lambda_proxy, trade_intensity,
-        volume_per_trade, aggression_ratio, aggregation_efficiency, turnover_imbalance
+        open_time,
+        close_time,
+        open,
+        high,
+        low,
+        close,
+        volume,
+        vwap,
+        buy_volume,
+        sell_volume,
+        turnover,
+        buy_turnover,
+        sell_turnover,
+        individual_trade_count,
+        agg_record_count,
+        buy_trade_count,
+        sell_trade_count,
+        first_agg_trade_id,
+        last_agg_trade_id,
+        first_trade_id,
+        last_trade_id,
+        duration_us,
+        ofi,
+        vwap_close_deviation,
+        price_impact,
+        kyle_lambda_proxy,
+        trade_intensity,
+        volume_per_trade,
+        aggression_ratio,
+        aggregation_efficiency,
+        turnover_imbalance
     );
     Ok(d)
 }
@@ -125,7 +151,8 @@ impl PyProcessor {
     #[pyo3(signature = (threshold_decimal_bps, *, same_timestamp_gate = false))]
     fn new(threshold_decimal_bps: i64, same_timestamp_gate: bool) -> PyResult<Self> {
         Ok(Self {
-            inner: RangeBarProcessor::new(threshold_decimal_bps, same_timestamp_gate).map_err(to_py)?,
+            inner: RangeBarProcessor::new(threshold_decimal_bps, same_timestamp_gate)
+                .map_err(to_py)?,
         })
     }
 
@@ -242,13 +269,42 @@ fn to_fixed_point<'py>(
     }
 }
 
+/// Arrow decimal128 words (2 per value, scale <= 8) to fixed point; an error names the bad row.
+#[pyfunction]
+fn decimal128_to_fixed_point<'py>(
+    py: Python<'py>,
+    words: PyReadonlyArray1<'py, i64>,
+    scale: u32,
+    column: &str,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    if scale > 8 {
+        return Err(invalid_trade(format!(
+            "{column}: decimal scale {scale} > 8 needs an exactness check first"
+        )));
+    }
+    let src = words.as_slice()?;
+    match py.detach(|| fixed::decimal128_words_to_fixed(src, scale)) {
+        Ok(raw) => Ok(raw.into_pyarray(py)),
+        Err(row) => Err(invalid_trade(format!(
+            "invalid {column} at row {row}: exceeds the fixed-point range (|value| < 92233720368.54775807)"
+        ))),
+    }
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyProcessor>()?;
     m.add_class::<PyCheckpoint>()?;
     m.add_function(wrap_pyfunction!(to_fixed_point, m)?)?;
-    m.add("THRESHOLD_DECIMAL_MIN", rangebar_core::THRESHOLD_DECIMAL_MIN)?;
-    m.add("THRESHOLD_DECIMAL_MAX", rangebar_core::THRESHOLD_DECIMAL_MAX)?;
+    m.add_function(wrap_pyfunction!(decimal128_to_fixed_point, m)?)?;
+    m.add(
+        "THRESHOLD_DECIMAL_MIN",
+        rangebar_core::THRESHOLD_DECIMAL_MIN,
+    )?;
+    m.add(
+        "THRESHOLD_DECIMAL_MAX",
+        rangebar_core::THRESHOLD_DECIMAL_MAX,
+    )?;
     m.add("CHECKPOINT_VERSION", rangebar_core::CHECKPOINT_VERSION)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -1,0 +1,153 @@
+"""Kernel benchmark: 10 M synthetic trades in a Parquet file -> range bars with features.
+
+Ours and the reference (``rangebar==7.1.3``) run side by side, each in a fresh subprocess so that
+peak RSS is its own. Prints trades/s, wall time and peak RSS of each path and the ratio, plus the
+kernel alone (columns already in memory). Run: ``.venv/bin/python benchmarks/bench_kernel.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DATA_DIR = Path(__file__).resolve().parent / ".data"
+THRESHOLD = 250
+
+
+def make_trades(n: int, path: Path, seed: int = 7) -> None:
+    """A BTC-like random walk in the canonical tick schema (Decimal(18,8) prices, us timestamps)."""
+    rng = np.random.default_rng(seed)
+    steps = rng.choice(np.array([-2, -1, 0, 0, 1, 2], dtype=np.int64), size=n) * 100_000_000  # whole dollars
+    price = 6_000_000_000_000 + np.cumsum(steps)  # 60 000.00000000
+    quantity = rng.integers(1_000, 200_000_000, size=n, dtype=np.int64)
+    timestamp = 1_723_161_600_000_000 + np.cumsum(rng.integers(0, 4_000, size=n, dtype=np.int64))
+    agg = np.arange(1_000_000_000, 1_000_000_000 + n, dtype=np.int64)
+    fanout = rng.integers(0, 3, size=n, dtype=np.int64)
+    first = 5_000_000_000 + np.concatenate([[0], np.cumsum(fanout + 1)[:-1]])
+
+    def decimal(raw: np.ndarray[Any, Any]) -> pa.Array:
+        words = np.stack([raw, raw >> 63], axis=1)
+        return pa.Array.from_buffers(pa.decimal128(18, 8), n, [None, pa.py_buffer(words.tobytes())])
+
+    table = pa.table(
+        {
+            "timestamp": pa.array(timestamp, pa.timestamp("us", tz="UTC")),
+            "price": decimal(price),
+            "quantity": decimal(quantity),
+            "agg_trade_id": agg,
+            "first_trade_id": first,
+            "last_trade_id": first + fanout,
+            "is_buyer_maker": rng.random(n) < 0.5,
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="zstd", row_group_size=1_000_000)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_ours(path: Path) -> dict[str, Any]:
+    from rangebar_pipeline import RangeBarProcessor
+
+    start = time.perf_counter()
+    trades = pl.read_parquet(path)
+    bars = RangeBarProcessor(THRESHOLD).process(trades)
+    wall = time.perf_counter() - start
+    return {"rows": trades.height, "bars": bars.height, "wall_s": wall, "peak_rss_mb": peak_rss_mb()}
+
+
+def run_kernel(path: Path) -> dict[str, Any]:
+    from rangebar_pipeline import _core
+    from rangebar_pipeline.trades import normalize_trades
+
+    arrays = normalize_trades(pl.read_parquet(path))
+    best = float("inf")
+    for _ in range(3):
+        processor = _core.Processor(THRESHOLD)
+        start = time.perf_counter()
+        out = processor.process(*arrays.kernel_args())
+        best = min(best, time.perf_counter() - start)
+    return {"rows": len(arrays), "bars": len(out["open"]), "wall_s": best, "peak_rss_mb": peak_rss_mb()}
+
+
+def run_reference(path: Path) -> dict[str, Any]:
+    import rangebar
+
+    start = time.perf_counter()
+    trades = pl.read_parquet(path).select(
+        pl.col("timestamp").dt.epoch("ms"),
+        pl.col("price", "quantity").cast(pl.Float64),
+        "agg_trade_id",
+        "first_trade_id",
+        "last_trade_id",
+        "is_buyer_maker",
+    )
+    processor = rangebar.RangeBarProcessor(THRESHOLD)
+    bars = processor.process_trades(trades.to_dicts())
+    frame = processor.to_dataframe(bars, include_microstructure=True)
+    wall = time.perf_counter() - start
+    return {"rows": trades.height, "bars": len(frame), "wall_s": wall, "peak_rss_mb": peak_rss_mb()}
+
+
+RUNNERS = {"ours": run_ours, "kernel": run_kernel, "reference": run_reference}
+
+
+def in_subprocess(which: str, path: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", which, "--path", str(path)], check=True, capture_output=True, text=True
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--skip-reference", action="store_true", help="skip the (slow, ~5 GB) reference run")
+    parser.add_argument("--child", choices=sorted(RUNNERS), help=argparse.SUPPRESS)
+    parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(RUNNERS[args.child](args.path)))
+        return
+
+    path = DATA_DIR / f"trades_{args.rows}.parquet"
+    if not path.exists():
+        print(f"generating {args.rows:,} trades -> {path}", file=sys.stderr)
+        make_trades(args.rows, path)
+    results = {name: in_subprocess(name, path) for name in ("ours", "kernel")}
+    if not args.skip_reference:
+        results["reference"] = in_subprocess("reference", path)
+    ours, ref = results["ours"], results.get("reference")
+    if ref is not None and ref["bars"] != ours["bars"]:
+        raise SystemExit(f"bar counts differ: ours {ours['bars']}, reference {ref['bars']}")
+
+    print(f"\n{args.rows:,} trades, {THRESHOLD} dbps, {ours['bars']:,} bars\n")
+    print("| path | wall (s) | trades/s | peak RSS (MB) | speed vs reference |")
+    print("|---|---:|---:|---:|---:|")
+    labels = {
+        "ours": "ours: Parquet -> bars + features",
+        "kernel": "ours: kernel alone",
+        "reference": "rangebar 7.1.3: Parquet -> bars + features",
+    }
+    for name, r in results.items():
+        ratio = f"{ref['wall_s'] / r['wall_s']:.1f}x" if ref is not None else "n/a"
+        rate = r["rows"] / r["wall_s"] / 1e6
+        print(f"| {labels[name]} | {r['wall_s']:.3f} | {rate:.1f} M | {r['peak_rss_mb']:.0f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()

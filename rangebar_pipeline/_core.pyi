@@ -1,0 +1,81 @@
+"""Type stubs of the Rust extension ``rangebar_pipeline._core`` (checked by ``mypy.stubtest``)."""
+
+from typing import Final, final
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "THRESHOLD_DECIMAL_MAX",
+    "THRESHOLD_DECIMAL_MIN",
+    "Checkpoint",
+    "Processor",
+    "__version__",
+    "decimal128_to_fixed_point",
+    "to_fixed_point",
+]
+
+THRESHOLD_DECIMAL_MIN: Final[int]
+THRESHOLD_DECIMAL_MAX: Final[int]
+CHECKPOINT_VERSION: Final[int]
+__version__: Final[str]
+
+_I64 = npt.NDArray[np.int64]
+
+@final
+class Checkpoint:
+    """A lossless snapshot of a processor's state."""
+
+    def to_bytes(self) -> bytes: ...
+    @staticmethod
+    def from_bytes(data: bytes) -> Checkpoint: ...
+    def to_json(self) -> str: ...
+    @staticmethod
+    def from_json(text: str) -> Checkpoint: ...
+    @property
+    def threshold_decimal_bps(self) -> int: ...
+    @property
+    def same_timestamp_gate(self) -> bool: ...
+    @property
+    def has_incomplete_bar(self) -> bool: ...
+    @property
+    def last_timestamp_us(self) -> int | None: ...
+    @property
+    def last_agg_trade_id(self) -> int | None: ...
+    @property
+    def trades_seen(self) -> int: ...
+    def __reduce__(self) -> tuple[object, tuple[bytes]]: ...
+    def __eq__(self, value: object, /) -> bool: ...
+
+@final
+class Processor:
+    """The range-bar state machine (batch rule), carried across calls."""
+
+    def __new__(cls, threshold_decimal_bps: int, *, same_timestamp_gate: bool = False) -> Processor: ...
+    def process(
+        self,
+        timestamp_us: _I64,
+        price: _I64,
+        quantity: _I64,
+        agg_trade_id: _I64 | None = None,
+        first_trade_id: _I64 | None = None,
+        last_trade_id: _I64 | None = None,
+        is_buyer_maker: npt.NDArray[np.bool_] | None = None,
+    ) -> dict[str, npt.NDArray[np.int64] | npt.NDArray[np.float64]]: ...
+    def incomplete_bar(self) -> dict[str, npt.NDArray[np.int64] | npt.NDArray[np.float64]] | None: ...
+    def checkpoint(self) -> Checkpoint: ...
+    @staticmethod
+    def from_checkpoint(checkpoint: Checkpoint) -> Processor: ...
+    @property
+    def threshold_decimal_bps(self) -> int: ...
+    @property
+    def same_timestamp_gate(self) -> bool: ...
+    @property
+    def has_incomplete_bar(self) -> bool: ...
+    @property
+    def trades_seen(self) -> int: ...
+    def __reduce__(self) -> tuple[object, tuple[Checkpoint]]: ...
+
+def decimal128_to_fixed_point(words: _I64, scale: int, column: str) -> _I64: ...
+def to_fixed_point(values: npt.NDArray[np.float64], column: str) -> _I64: ...

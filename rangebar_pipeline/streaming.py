@@ -1,0 +1,76 @@
+"""Streaming inputs: lazy frames and record-batch readers are processed batch by batch.
+
+Decoding the next batch (polars/pyarrow, outside the GIL) overlaps with the kernel working on the
+current one (also outside the GIL), and only a couple of batches are ever in memory.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any, Final, TypeVar
+
+import polars as pl
+
+T = TypeVar("T")
+
+#: Rows per batch when a lazy frame is streamed into the kernel.
+DEFAULT_BATCH_ROWS: Final[int] = 1_000_000
+
+_DONE: Final = object()
+
+
+def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """Produce ``items`` in a background thread, at most ``depth`` ahead of the consumer.
+
+    Errors of the producer are raised in the consumer; a consumer that stops early stops the producer.
+    """
+    slots: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as error:  # handed to the consumer
+            put(error)
+
+    worker = threading.Thread(target=produce, name="rangebar-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+def is_stream(trades: Any) -> bool:
+    """True for inputs processed batch by batch: polars LazyFrames and pyarrow RecordBatchReaders."""
+    if isinstance(trades, pl.LazyFrame):
+        return True
+    return type(trades).__name__ == "RecordBatchReader" and type(trades).__module__.startswith("pyarrow")
+
+
+def batches(trades: Any, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[Any]:
+    """The batches of a streaming input, decoded ahead in a background thread."""
+    if isinstance(trades, pl.LazyFrame):
+        return prefetch(trades.collect_batches(chunk_size=batch_rows))
+    return prefetch(iter(trades))
