@@ -1,0 +1,283 @@
+"""A great-expectations suite for the feature table, run in memory on an ephemeral context.
+
+Great Expectations is imported lazily (the import costs seconds); the context, the pandas data
+asset and each suite are built once per process and reused, so one validation of a day's bars
+costs tens of milliseconds. The result is summarised in one :class:`ExpectationsResult`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import polars as pl
+
+from rangebar_pipeline.schema import BAR_SCHEMA, FEATURE_COLUMNS
+from rangebar_pipeline.validation._frames import as_bar_frame
+from rangebar_pipeline.validation.results import CheckedResult, CheckOutcome, JSONValue, json_safe
+
+#: Columns a feature table must have (the golden reference series have exactly these and more).
+REQUIRED_COLUMNS: Final[tuple[str, ...]] = (
+    "open_time",
+    "close_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    *FEATURE_COLUMNS,
+)
+#: Columns that identify a series in a multi-series feature table (used in the uniqueness key).
+SERIES_COLUMNS: Final[tuple[str, ...]] = ("source", "market", "symbol", "threshold_decimal_bps")
+
+#: Inclusive value ranges per column: (min, max, strict_min).
+VALUE_RANGES: Final[Mapping[str, tuple[float | None, float | None, bool]]] = {
+    "open": (0, None, True),
+    "high": (0, None, True),
+    "low": (0, None, True),
+    "close": (0, None, True),
+    "vwap": (0, None, True),
+    "volume": (0, None, False),
+    "buy_volume": (0, None, False),
+    "sell_volume": (0, None, False),
+    "turnover": (0, None, False),
+    "buy_turnover": (0, None, False),
+    "sell_turnover": (0, None, False),
+    "individual_trade_count": (1, None, False),
+    "agg_record_count": (1, None, False),
+    "buy_trade_count": (0, None, False),
+    "sell_trade_count": (0, None, False),
+    "duration_us": (0, None, False),
+    "ofi": (-1, 1, False),
+    "vwap_close_deviation": (-1, 1, False),
+    "price_impact": (0, None, False),
+    "trade_intensity": (0, None, False),
+    "volume_per_trade": (0, None, False),
+    "aggression_ratio": (0, 100, False),
+    "aggregation_efficiency": (1, None, False),
+    "turnover_imbalance": (-1, 1, False),
+}
+_PANDAS_TYPES: Final[Mapping[str, str]] = {
+    "Float64": "float64",
+    "Int64": "int64",
+    "Datetime(time_unit='us', time_zone='UTC')": "datetime64[us, UTC]",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectationsResult(CheckedResult):
+    """Outcome of :func:`validate_expectations`: one check per expectation (``type:column``)."""
+
+    suite_name: str
+    evaluated: int
+    successful: int
+    row_count: int
+
+    @property
+    def success(self) -> bool:
+        """GX's name for :attr:`passed`."""
+        return self.passed
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        """Plain-dict form: success, counts and every expectation's outcome."""
+        return {
+            "success": self.passed,
+            "suite_name": self.suite_name,
+            "evaluated_expectations": self.evaluated,
+            "successful_expectations": self.successful,
+            "row_count": self.row_count,
+            "failures": list[JSONValue](self.failures),
+            "expectations": [c.to_dict() for c in self.checks],
+        }
+
+    def to_metadata(self) -> dict[str, JSONValue]:
+        """JSON-able metadata for a Dagster check."""
+        meta = self._checks_metadata()
+        meta.pop("checks")
+        meta.update(
+            suite_name=self.suite_name,
+            evaluated_expectations=self.evaluated,
+            successful_expectations=self.successful,
+            row_count=self.row_count,
+        )
+        return meta
+
+
+def build_expectations(
+    columns: Sequence[str],
+    *,
+    required_columns: Sequence[str] = REQUIRED_COLUMNS,
+    series_columns: Sequence[str] = (),
+    min_rows: int = 0,
+    max_rows: int | None = None,
+) -> list[Any]:
+    """The expectations for a feature table with ``columns`` (GX expectation objects).
+
+    Column set (``required_columns`` present), dtypes of the bar columns present, no nulls, value
+    ranges, ``high >= low``, uniqueness of (series, close_time, first id) - or (series, open_time,
+    close_time) without ids - and the row count in ``[min_rows, max_rows]``.
+    """
+    # GX's package does not re-export its expectation classes for type checkers; look them up.
+    gxe: Any = importlib.import_module("great_expectations.expectations")
+
+    present = [c for c in BAR_SCHEMA if c in columns]
+    out: list[Any] = [
+        gxe.ExpectTableColumnsToMatchSet(column_set=list(required_columns), exact_match=False),
+        gxe.ExpectTableRowCountToBeBetween(min_value=min_rows, max_value=max_rows),
+    ]
+    for column in present:
+        out.append(gxe.ExpectColumnTypeToBe(column=column, type_=_PANDAS_TYPES[repr(BAR_SCHEMA[column])]))
+        out.append(gxe.ExpectColumnValuesToNotBeNull(column=column))
+        if column in VALUE_RANGES:
+            low, high, strict = VALUE_RANGES[column]
+            out.append(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column=column, min_value=low, max_value=high, strict_min=strict
+                )
+            )
+    if {"high", "low"} <= set(columns):
+        out.append(
+            gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="high", column_B="low", or_equal=True)
+        )
+    # Without trade ids no column pair is a key (zero-duration bars share close and open times), so
+    # the whole bar is: a duplicated row is caught either way.
+    ident = (
+        ["first_agg_trade_id"]
+        if "first_agg_trade_id" in columns
+        else [c for c in present if c != "close_time"]
+    )
+    key = [*series_columns, "close_time", *ident]
+    if set(key) <= set(columns):
+        out.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=key))
+    return out
+
+
+_LOCK = threading.Lock()
+_STATE: dict[str, Any] = {}
+
+
+def _batch_definition() -> Any:
+    if "batch_definition" not in _STATE:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        asset = context.data_sources.add_pandas("rangebar").add_dataframe_asset("feature_table")
+        _STATE["context"] = context
+        _STATE["batch_definition"] = asset.add_batch_definition_whole_dataframe("whole_frame")
+    return _STATE["batch_definition"]
+
+
+def _suite(columns: Sequence[str], options: Mapping[str, Any]) -> Any:
+    key = repr((tuple(columns), sorted(options.items())))
+    suites: dict[str, Any] = _STATE.setdefault("suites", {})
+    if key not in suites:
+        import great_expectations as gx
+
+        suite = gx.ExpectationSuite(name=f"rangebar_feature_table_{len(suites)}")
+        for expectation in build_expectations(columns, **options):
+            suite.add_expectation(expectation)
+        suites[key] = _STATE["context"].suites.add(suite)
+    return suites[key]
+
+
+def validate_expectations(
+    bars: Any,
+    *,
+    required_columns: Sequence[str] = REQUIRED_COLUMNS,
+    series_columns: Sequence[str] = (),
+    min_rows: int = 0,
+    max_rows: int | None = None,
+) -> ExpectationsResult:
+    """Run the feature-table suite on ``bars`` (polars or pandas) in memory.
+
+    ``series_columns`` (e.g. ``("symbol", "threshold_decimal_bps")``) join the uniqueness key of a
+    multi-series table. Thread-safe; the first call in a process pays the GX import (seconds).
+    """
+    frame = as_bar_frame(bars)
+    options: dict[str, Any] = {
+        "required_columns": tuple(required_columns),
+        "series_columns": tuple(series_columns),
+        "min_rows": min_rows,
+        "max_rows": max_rows,
+    }
+    pandas_frame = _to_pandas(frame)
+    with _LOCK:
+        batch_definition = _batch_definition()
+        suite = _suite(frame.columns, options)
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": pandas_frame})
+        # A boolean pass is ~2x cheaper than a summary; only failed expectations are re-run for details.
+        validation = batch.validate(suite, result_format="BOOLEAN_ONLY")
+        results = [
+            r if r.success else batch.validate(r.expectation_config.to_domain_obj(), result_format="SUMMARY")
+            for r in validation.results
+        ]
+    checks = tuple(_outcome(r) for r in results)
+    stats = validation.statistics
+    return ExpectationsResult(
+        checks,
+        suite.name,
+        int(stats["evaluated_expectations"]),
+        int(stats["successful_expectations"]),
+        frame.height,
+    )
+
+
+def _to_pandas(frame: pl.DataFrame) -> Any:
+    # Float columns: NaN and null both become NaN in pandas; the not-null expectations catch both.
+    return frame.to_pandas()
+
+
+def _outcome(result: Any) -> CheckOutcome:
+    config = result.expectation_config
+    kwargs = config.kwargs
+    target = (
+        kwargs.get("column")
+        or _short_list(kwargs.get("column_list"))
+        or (f"{kwargs['column_A']}>{kwargs['column_B']}" if "column_A" in kwargs else "table")
+    )
+    name = f"{config.type}:{target}"
+    if result.success:
+        return CheckOutcome(name, "passed")
+    info = result.exception_info or {}
+    messages = [v.get("exception_message") for v in info.values() if isinstance(v, Mapping)]
+    if info.get("raised_exception"):
+        messages.append(info.get("exception_message"))
+    errors = [m for m in messages if m]
+    res = result.result or {}
+    if errors:
+        detail = f"expectation raised: {errors[0]}"
+    else:
+        found = {k: json_safe(res[k]) for k in ("observed_value", "unexpected_count", "details") if k in res}
+        found |= {
+            k: json_safe(res[k][:3])
+            for k in ("partial_unexpected_list", "partial_unexpected_index_list")
+            if res.get(k)
+        }
+        detail = f"expected {config.type} {json_safe(_public_kwargs(kwargs))}; found {found}"
+    rows = tuple(int(i) for i in (res.get("partial_unexpected_index_list") or [])[:3] if isinstance(i, int))
+    return CheckOutcome(name, "failed", detail, int(res.get("unexpected_count") or 1), rows)
+
+
+def _short_list(columns: list[str] | None) -> str | None:
+    if not columns:
+        return None
+    return ",".join(columns) if len(columns) <= 3 else ",".join(columns[:2]) + f",...({len(columns)} columns)"
+
+
+def _public_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if k not in ("batch_id", "result_format")}
+
+
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "SERIES_COLUMNS",
+    "VALUE_RANGES",
+    "ExpectationsResult",
+    "build_expectations",
+    "validate_expectations",
+]
