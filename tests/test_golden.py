@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from rangebar_pipeline.processing import RangeBarProcessor
-from tests.data_paths import GOLDEN_DIR, golden_cases, read_fixture_trades
+from tests.data_paths import GOLDEN_DIR, GOLDEN_SERIES, Market, read_fixture_trades
 
 EXACT_COLUMNS = ("open", "high", "low", "close", "volume", "vwap", "buy_volume", "sell_volume")
 COUNT_COLUMNS = ("individual_trade_count", "agg_record_count", "duration_us")
@@ -20,13 +20,13 @@ FEATURE_COLUMNS = (
 )  # fmt: skip
 
 
-def _run(market: str, symbol: str, threshold: int) -> tuple[pl.DataFrame, RangeBarProcessor]:
+def _run(market: Market, symbol: str, threshold: int) -> tuple[pl.DataFrame, RangeBarProcessor]:
     processor = RangeBarProcessor(threshold)
     return processor.process(read_fixture_trades(market, symbol)), processor
 
 
-@pytest.mark.parametrize(("market", "symbol", "threshold"), golden_cases())
-def test_bars_equal_golden(market: str, symbol: str, threshold: int) -> None:
+@pytest.mark.parametrize(("market", "symbol", "threshold"), GOLDEN_SERIES)
+def test_bars_equal_golden(market: Market, symbol: str, threshold: int) -> None:
     golden = pl.read_parquet(GOLDEN_DIR / f"{market}_{symbol}_{threshold}.parquet")
     bars, _ = _run(market, symbol, threshold)
     assert bars.height == golden.height
@@ -51,8 +51,8 @@ def test_bars_equal_golden(market: str, symbol: str, threshold: int) -> None:
     np.testing.assert_array_equal(first[1:], last[:-1] + 1)
 
 
-@pytest.mark.parametrize(("market", "symbol", "threshold"), golden_cases())
-def test_trailing_bar_equals_golden_incomplete(market: str, symbol: str, threshold: int) -> None:
+@pytest.mark.parametrize(("market", "symbol", "threshold"), GOLDEN_SERIES)
+def test_trailing_bar_equals_golden_incomplete(market: Market, symbol: str, threshold: int) -> None:
     expected = json.loads((GOLDEN_DIR / f"{market}_{symbol}_{threshold}_incomplete.json").read_text())
     _, processor = _run(market, symbol, threshold)
     bar = processor.incomplete_bar()

@@ -43,6 +43,7 @@ def test_every_input_container_gives_the_same_bars(btc: pl.DataFrame) -> None:
         floats.to_numpy(structured=True),
         floats.head(3000).to_dicts(),
         btc.with_columns(pl.col("price", "quantity").cast(pl.String)),
+        btc.with_columns(pl.col("price").cast(pl.Decimal(18, 2)), pl.col("quantity").cast(pl.Decimal(20, 8))),
     ]
     for container in containers:
         bars = RangeBarProcessor(25).process(container)
@@ -53,6 +54,8 @@ def test_every_input_container_gives_the_same_bars(btc: pl.DataFrame) -> None:
 
 def test_aliases_and_timestamp_units(btc: pl.DataFrame) -> None:
     expected = RangeBarProcessor(50).process(btc)
+    btc = btc.with_columns(pl.col("timestamp").dt.epoch("ms"))  # integer epoch milliseconds
+    assert RangeBarProcessor(50).process(btc).equals(expected)
     aliased = btc.rename({"timestamp": "T", "price": "p", "quantity": "q", "agg_trade_id": "a",
                           "first_trade_id": "f", "last_trade_id": "l", "is_buyer_maker": "m"})  # fmt: skip
     assert RangeBarProcessor(50).process(aliased).equals(expected)

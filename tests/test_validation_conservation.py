@@ -11,8 +11,7 @@ import pytest
 
 from rangebar_pipeline.exceptions import MissingColumnError
 from rangebar_pipeline.validation import validate_conservation
-from tests.golden_frames import load_golden
-from tests.validation_fixtures import FIXTURE_SERIES, Market, kernel_days
+from tests.data_paths import FIXTURE_SERIES, Market, kernel_days, load_golden
 
 
 @pytest.mark.parametrize(("market", "symbol"), FIXTURE_SERIES)

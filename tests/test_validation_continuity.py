@@ -20,8 +20,7 @@ from rangebar_pipeline.validation import (
     validate_continuity,
     validate_continuity_tiered,
 )
-from tests.golden_frames import GOLDEN_SERIES, Market, load_golden
-from tests.validation_fixtures import kernel_days
+from tests.data_paths import GOLDEN_SERIES, Market, kernel_days, load_golden
 
 
 def _ohlc(closes_and_opens: list[tuple[float, float]]) -> pd.DataFrame:

@@ -8,8 +8,7 @@ import polars as pl
 import pytest
 
 from rangebar_pipeline.validation import validate_expectations
-from tests.golden_frames import GOLDEN_SERIES, Market, load_golden
-from tests.validation_fixtures import kernel_days
+from tests.data_paths import GOLDEN_SERIES, Market, kernel_days, load_golden
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,7 @@ import pytest
 
 from rangebar_pipeline.exceptions import InvalidThresholdError
 from rangebar_pipeline.validation import validate_tier1
-from tests.golden_frames import GOLDEN_SERIES, Market, load_golden
-from tests.validation_fixtures import kernel_days
+from tests.data_paths import GOLDEN_SERIES, Market, kernel_days, load_golden
 
 DBPS = 25
 

@@ -10,7 +10,7 @@ import pytest
 
 from rangebar_pipeline.validation import validate_tier2
 from rangebar_pipeline.validation.tier2 import TABLE_SCHEMA
-from tests.golden_frames import load_golden
+from tests.data_paths import load_golden
 
 N_BARS = 3000
 PLANTED = ("ofi", "turnover_imbalance", "vwap_close_deviation")
