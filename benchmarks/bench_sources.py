@@ -1,0 +1,161 @@
+"""Benchmark the Tier 1 path: Binance Vision day zip -> Parquet, and Parquet -> Arrow.
+
+Generates a synthetic spot aggTrades day (default 3 M rows, the size of a busy BTCUSDT day) as a
+real zip with its ``.CHECKSUM`` in the Binance Vision layout under a temp dir, then times, best of
+``--repeat`` runs:
+
+* ``zip -> Parquet``: ``TickStore.fetch_day`` from a ``file://`` mirror (sha256, unzip, exact CSV
+  parse and validation, sort check, zstd Parquet write with page checksums, atomic rename),
+  plus its stages measured separately;
+* ``Parquet -> Arrow``: ``TickStore.read_day`` (verified read into polars) and a plain
+  ``pyarrow.parquet.read_table``.
+
+Run: ``.venv/bin/python benchmarks/bench_sources.py [--rows N] [--repeat R]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from rangebar_pipeline.sources import BinanceVision, parse_agg_trades
+from rangebar_pipeline.sources._parsing import read_zip_member
+from rangebar_pipeline.storage import TickStore
+
+T = TypeVar("T")
+DAY = date(2025, 1, 15)
+SYMBOL = "BENCHUSDT"
+
+
+def synthetic_csv(rows: int, seed: int = 42, day: date = DAY) -> bytes:
+    """A spot aggTrades CSV (no header, 8 columns, microsecond timestamps) of ``rows`` rows."""
+    day_start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
+    steps = pl.int_range(rows, eager=True).shuffle(seed) % 11 - 5
+    price_raw = 9_000_000_000_000 + steps.cum_sum() * 1_000_000
+    qty_raw = (pl.int_range(rows, eager=True) * 7919 % 99_999 + 1) * 1000
+    frame = pl.DataFrame({"price_raw": price_raw, "qty_raw": qty_raw}).select(
+        (pl.int_range(rows) + 3_000_000_000).alias("a"),
+        _fixed(pl.col("price_raw")).alias("p"),
+        _fixed(pl.col("qty_raw")).alias("q"),
+        (pl.int_range(rows) * 2 + 5_000_000_000).alias("f"),
+        (pl.int_range(rows) * 2 + 5_000_000_001).alias("l"),
+        (day_start + pl.int_range(rows) * (86_400_000_000 // rows)).alias("T"),
+        pl.when(pl.int_range(rows) % 3 == 0).then(pl.lit("True")).otherwise(pl.lit("False")).alias("m"),
+        pl.lit("True").alias("M"),
+    )
+    return frame.write_csv(include_header=False).encode()
+
+
+def _fixed(raw: pl.Expr) -> pl.Expr:
+    return pl.concat_str(
+        [(raw // 100_000_000).cast(pl.String), pl.lit("."), (raw % 100_000_000).cast(pl.String).str.zfill(8)]
+    )
+
+
+def publish_day(base: Path, rows: int, day: date = DAY) -> Path:
+    """Write the day zip and its ``.CHECKSUM`` in the Binance Vision layout under ``base``."""
+    directory = base / "data" / "spot" / "daily" / "aggTrades" / SYMBOL
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{SYMBOL}-aggTrades-{day.isoformat()}"
+    archive = directory / f"{name}.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr(f"{name}.csv", synthetic_csv(rows, day=day))
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    (directory / f"{name}.zip.CHECKSUM").write_text(f"{digest}  {archive.name}\n")
+    return archive
+
+
+def best_of(repeat: int, run: Callable[[], T]) -> tuple[float, T]:
+    """Smallest wall time of ``repeat`` runs, and the last result."""
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - started)
+    assert result is not None
+    return best, result
+
+
+def report(label: str, seconds: float, rows: int) -> None:
+    print(f"{label:<44} {seconds:8.3f} s  {rows / seconds / 1e6:8.2f} M rows/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=3_000_000, help="rows in the synthetic day (default 3 M)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is reported")
+    parser.add_argument(
+        "--days", type=int, default=4, help="days (of rows/2 each) for the concurrent get_ticks run (0: skip)"
+    )
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="rangebar-bench-") as tmp:
+        base = Path(tmp) / "mirror"
+        started = time.perf_counter()
+        archive = publish_day(base, args.rows)
+        zipped = archive.stat().st_size
+        print(
+            f"synthetic day: {args.rows:,} rows, zip {zipped / 1e6:.1f} MB "
+            f"(generated in {time.perf_counter() - started:.1f} s)"
+        )
+        store = TickStore(Path(tmp) / "cache", binance=BinanceVision(base.as_uri()))
+
+        data = archive.read_bytes()
+        t_sha, _ = best_of(args.repeat, lambda: hashlib.sha256(data).hexdigest())
+        t_unzip, (_, csv) = best_of(args.repeat, lambda: read_zip_member(data, origin="bench"))
+        t_parse, (frame, _) = best_of(args.repeat, lambda: parse_agg_trades(csv, origin="bench", day=DAY))
+        t_full, result = best_of(
+            args.repeat, lambda: store.fetch_day("binance", "spot", SYMBOL, DAY, force=True)
+        )
+        assert result.rows == args.rows == frame.height
+        print(f"csv {len(csv) / 1e6:.0f} MB -> parquet {result.bytes / 1e6:.1f} MB (zstd-3)")
+        print("zip -> Parquet")
+        report("  sha256 of the zip", t_sha, args.rows)
+        report("  unzip (deflate)", t_unzip, args.rows)
+        report("  CSV parse + exact decimals + validation", t_parse, args.rows)
+        report("  TickStore.fetch_day (all of it)", t_full, args.rows)
+
+        path = result.path
+        t_read, ticks = best_of(args.repeat, lambda: store.read_day("binance", "spot", SYMBOL, DAY))
+        t_pa, _ = best_of(args.repeat, lambda: pq.read_table(path))
+        t_lazy, _ = best_of(
+            args.repeat, lambda: store.get_ticks("binance", "spot", SYMBOL, DAY, DAY, lazy=True).collect()
+        )
+        assert ticks.height == args.rows
+        print("Parquet -> Arrow")
+        report("  TickStore.read_day (page checksums verified)", t_read, args.rows)
+        report("  TickStore.get_ticks(lazy=True).collect()", t_lazy, args.rows)
+        report("  pyarrow.parquet.read_table", t_pa, args.rows)
+
+        if args.days:
+            per_day = args.rows // 2
+            days = [DAY + timedelta(days=i) for i in range(1, args.days + 1)]
+            for day in days:
+                publish_day(base, per_day, day)
+            runs = iter(range(args.repeat))
+
+            def fetch_range() -> int:
+                cache = Path(tmp) / f"range-cache-{next(runs)}"
+                fresh = TickStore(cache, binance=BinanceVision(base.as_uri()), max_workers=2)
+                return fresh.get_ticks("binance", "spot", SYMBOL, days[0], days[-1]).height
+
+            t_range, total = best_of(args.repeat, fetch_range)
+            assert total == per_day * len(days)
+            print(f"{len(days)} days x {per_day:,} rows, 2 downloads at a time")
+            report("  TickStore.get_ticks (fetch + store + read)", t_range, total)
+
+
+if __name__ == "__main__":
+    main()
