@@ -16,6 +16,16 @@ runs them as Dagster assets.
 from __future__ import annotations
 
 from rangebar_pipeline._core import __version__ as _core_version
+from rangebar_pipeline.api import (
+    PrecomputeProgress,
+    PrecomputeResult,
+    count_bars,
+    get_cached_bars,
+    get_n_range_bars,
+    get_range_bars,
+    invalidate,
+    precompute_range_bars,
+)
 from rangebar_pipeline.constants import (
     CONTINUITY_TOLERANCE_PCT,
     THRESHOLD_DECIMAL_MAX,
@@ -53,6 +63,7 @@ from rangebar_pipeline.processing import (
     process_trades_to_dataframe,
 )
 from rangebar_pipeline.schema import BAR_COLUMNS, FEATURE_COLUMNS
+from rangebar_pipeline.series import Series
 from rangebar_pipeline.validation import (
     VALIDATION_PRESETS,
     AssetClass,
@@ -93,8 +104,11 @@ __all__ = [
     "InvalidThresholdError",
     "InvalidTradeError",
     "MissingColumnError",
+    "PrecomputeProgress",
+    "PrecomputeResult",
     "RangeBarError",
     "RangeBarProcessor",
+    "Series",
     "SourceError",
     "StoreError",
     "StoreLockedError",
@@ -104,7 +118,13 @@ __all__ = [
     "ValidationPreset",
     "__version__",
     "bars_to_pandas",
+    "count_bars",
     "detect_asset_class",
+    "get_cached_bars",
+    "get_n_range_bars",
+    "get_range_bars",
+    "invalidate",
+    "precompute_range_bars",
     "process_trades_chunked",
     "process_trades_polars",
     "process_trades_to_dataframe",

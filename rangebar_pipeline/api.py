@@ -1,0 +1,559 @@
+"""High-level API: range bars by symbol, UTC dates and threshold, served from the two-tier cache.
+
+One rule everywhere (SPEC §1, batch). Bars of a series are one continuous stream computed day by day:
+day D is processed with the processor restored from the checkpoint stored at the end of D-1, or with a
+fresh processor when D-1 is not stored (or is not in the source). A range is answered from Tier 2 only
+when every day is stored *and* continues the stored previous day (``BarStore.covered_days``); otherwise
+the uncovered days are computed in date order from Tier 1 ticks (downloaded if missing), stored, and
+the answer is read back from Tier 2, so a cached answer and a fresh one are the same rows. A day that
+started fresh is recorded as such and recomputed once its previous day gets stored; days outside the
+requested range are never recomputed implicitly.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, TypeAlias
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+
+from rangebar_pipeline.constants import resolve_threshold
+from rangebar_pipeline.exceptions import ContinuityError, DataNotFoundError
+from rangebar_pipeline.frames import OutputFormat, convert_bars, empty_bars
+from rangebar_pipeline.processing import RangeBarProcessor
+from rangebar_pipeline.series import Series
+from rangebar_pipeline.storage.bars import SPREAD_SCHEMA, BarStore, checkpoint_sha256
+from rangebar_pipeline.storage.ticks import TickStore
+
+__all__ = [
+    "MaterializedDays",
+    "PrecomputeProgress",
+    "PrecomputeResult",
+    "count_bars",
+    "get_cached_bars",
+    "get_n_range_bars",
+    "get_range_bars",
+    "invalidate",
+    "materialize_days",
+    "precompute_range_bars",
+]
+
+Frame: TypeAlias = pd.DataFrame | pl.DataFrame | pa.Table
+InvalidateMode = Literal["smart", "overlap", "full", "none"]
+ValidateMode = Literal["error", "warn", "skip"]
+
+
+# --- arguments ----------------------------------------------------------------------------------------
+
+
+def parse_day(value: date | datetime | str, *, name: str = "date") -> date:
+    """A UTC calendar day from ``YYYY-MM-DD``, a date, or a datetime (converted to UTC)."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo is None else value.astimezone(UTC)).date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.strptime(value.strip(), "%Y-%m-%d").date()
+        except ValueError:
+            raise ValueError(f"invalid {name} {value!r}: expected YYYY-MM-DD") from None
+    raise TypeError(f"{name} must be a YYYY-MM-DD string or a date, got {type(value).__name__}")
+
+
+def _range(start_date: date | str, end_date: date | str) -> tuple[date, date]:
+    start = parse_day(start_date, name="start_date")
+    end = parse_day(end_date, name="end_date")
+    if start > end:
+        raise ValueError(f"start_date must be <= end_date, got {start} > {end}")
+    return start, end
+
+
+def _days(start: date, end: date) -> Iterator[date]:
+    day = start
+    while day <= end:
+        yield day
+        day += timedelta(days=1)
+
+
+# --- computing days --------------------------------------------------------------------------------
+
+
+@dataclass
+class MaterializedDays:
+    """Outcome of :func:`materialize_days`: the range's bars, the final checkpoint, what was done."""
+
+    bars: pl.DataFrame
+    checkpoint: bytes | None
+    computed: list[date] = field(default_factory=list)
+    cached: list[date] = field(default_factory=list)
+    missing: list[date] = field(default_factory=list)
+    ticks: int = 0
+
+
+def _spread_stats(bars: pl.DataFrame, ticks: pl.DataFrame) -> pl.DataFrame:
+    """Per-bar spread min/max/avg and tick count (Exness), from the ticks each bar consumed."""
+    if bars.is_empty():
+        return bars.with_columns(pl.lit(None).cast(t).alias(c) for c, t in SPREAD_SCHEMA.items())
+    spreads = ticks.select(
+        "agg_trade_id", (pl.col("ask").cast(pl.Float64) - pl.col("bid").cast(pl.Float64)).alias("spread")
+    ).sort("agg_trade_id")
+    keyed = (
+        bars.select("first_agg_trade_id", "last_agg_trade_id")
+        .with_row_index("bar")
+        .sort("first_agg_trade_id")
+    )
+    stats = (
+        spreads.join_asof(keyed, left_on="agg_trade_id", right_on="first_agg_trade_id", strategy="backward")
+        .filter(pl.col("agg_trade_id") <= pl.col("last_agg_trade_id"))
+        .group_by("bar")
+        .agg(
+            pl.col("spread").min().alias("spread_min"),
+            pl.col("spread").max().alias("spread_max"),
+            pl.col("spread").mean().alias("spread_avg"),
+            pl.len().cast(pl.Int64).alias("spread_tick_count"),
+        )
+    )
+    return bars.with_row_index("bar").join(stats, on="bar", how="left").sort("bar").drop("bar")
+
+
+def _compute_day(
+    series: Series,
+    threshold: int,
+    day: date,
+    ticks: TickStore,
+    parent: bytes | None,
+    *,
+    fetch_if_missing: bool,
+) -> tuple[pl.DataFrame, bytes, int]:
+    """Bars closed by the ticks of ``day``, the checkpoint after them, and the tick count."""
+    if fetch_if_missing:
+        fetched = ticks.get_ticks(series.source, series.market, series.symbol, day, day)
+        assert isinstance(fetched, pl.DataFrame)
+        frame = fetched
+    elif ticks.has_day(series.source, series.market, series.symbol, day):
+        frame = ticks.read_day(series.source, series.market, series.symbol, day)
+    else:
+        raise DataNotFoundError(
+            f"{series} {day}: no stored bars and no stored ticks, and fetch_if_missing=False"
+        )
+    processor = RangeBarProcessor(threshold) if parent is None else RangeBarProcessor.from_checkpoint(parent)
+    bars = processor.process(frame)
+    if series.source == "exness":
+        context = frame
+        if bars.height and bars["open_time"][0].date() < day:  # the first bar began on an earlier day
+            earlier = ticks.get_ticks(
+                series.source,
+                series.market,
+                series.symbol,
+                bars["open_time"][0].date(),
+                day - timedelta(days=1),
+            )
+            assert isinstance(earlier, pl.DataFrame)
+            context = pl.concat([earlier, frame], how="vertical_relaxed")
+        bars = _spread_stats(bars, context)
+    state: Any = processor.checkpoint()  # _core.Checkpoint
+    checkpoint: bytes = state.to_bytes()
+    return bars, checkpoint, frame.height
+
+
+def materialize_days(
+    series: Series,
+    threshold: int,
+    start: date,
+    end: date,
+    *,
+    store: BarStore | None,
+    ticks: TickStore,
+    fetch_if_missing: bool,
+    skip_missing: bool = False,
+    recompute: bool = False,
+    on_day: Callable[[date, str, int, int], None] | None = None,
+) -> MaterializedDays:
+    """Bars of ``[start, end]`` following the chain rule; computes and stores what is not covered.
+
+    Days are processed in date order, each from the checkpoint stored for its previous day (or a
+    fresh processor); ``recompute`` recomputes covered days too; ``on_day(day, phase, bars, ticks)``
+    is called after each day. Used by the public functions below and by the Dagster assets.
+    """
+    stored = store.coverage(series, threshold, start - timedelta(days=1), end) if store else {}
+    before = stored.get(start - timedelta(days=1))
+    prev_sha = before.checkpoint_sha256 if before else ""
+    prev_cp: bytes | None = None
+    prev_day = start - timedelta(days=1)
+    run = MaterializedDays(empty_bars(), None)
+    frames: list[pl.DataFrame] = []
+    todo = [d for d in _days(start, end) if recompute or store is None or d not in stored]
+    if fetch_if_missing and len(todo) > 1:  # download the missing days concurrently up front
+        try:
+            ticks.get_ticks(series.source, series.market, series.symbol, todo[0], todo[-1], lazy=True)
+        except DataNotFoundError:
+            if not skip_missing:
+                raise
+    for day in _days(start, end):
+        record = stored.get(day)
+        if store is not None and not recompute and record and record.parent_checkpoint_sha256 == prev_sha:
+            run.cached.append(day)
+            prev_sha, prev_cp, prev_day = record.checkpoint_sha256, None, day
+            if on_day:
+                on_day(day, "cached", record.bar_count, record.tick_count)
+            continue
+        if prev_sha and prev_cp is None:
+            assert store is not None
+            prev_cp = store.checkpoint_for(series, threshold, prev_day)
+        try:
+            bars, checkpoint, n_ticks = _compute_day(
+                series,
+                threshold,
+                day,
+                ticks,
+                prev_cp if prev_sha else None,
+                fetch_if_missing=fetch_if_missing,
+            )
+        except DataNotFoundError:
+            if not skip_missing:
+                raise
+            run.missing.append(day)
+            prev_sha, prev_cp, prev_day = "", None, day
+            continue
+        if store is not None:
+            store.write_day(
+                series, threshold, day, bars, checkpoint=checkpoint, tick_count=n_ticks,
+                parent_checkpoint=prev_cp if prev_sha else None,
+            )  # fmt: skip
+        frames.append(bars)
+        run.computed.append(day)
+        run.ticks += n_ticks
+        prev_sha, prev_cp, prev_day = checkpoint_sha256(checkpoint), checkpoint, day
+        if on_day:
+            on_day(day, "computed", bars.height, n_ticks)
+    if store is not None:
+        run.bars = store.read_bars(series, threshold, start, end)
+        if prev_sha and prev_cp is None:
+            prev_cp = store.checkpoint_for(series, threshold, prev_day)
+    elif frames:
+        run.bars = pl.concat(frames, how="diagonal_relaxed")
+    run.checkpoint = prev_cp if prev_sha else None
+    return run
+
+
+def _incomplete(checkpoint: bytes | None) -> pl.DataFrame:
+    if checkpoint is None:
+        return empty_bars()
+    return RangeBarProcessor.from_checkpoint(checkpoint).incomplete_bar_frame()
+
+
+def _output(bars: pl.DataFrame, output: OutputFormat, include_microstructure: bool) -> Frame:
+    return convert_bars(bars, output, include_microstructure=include_microstructure)
+
+
+# --- public API -------------------------------------------------------------------------------------
+
+
+def get_range_bars(
+    symbol: str,
+    start_date: date | str,
+    end_date: date | str,
+    threshold_decimal_bps: int | str = 250,
+    *,
+    source: str = "binance",
+    market: str = "spot",
+    include_incomplete: bool = False,
+    include_microstructure: bool = False,
+    use_cache: bool = True,
+    fetch_if_missing: bool = True,
+    cache_dir: str | Path | None = None,
+    output: OutputFormat = "pandas",
+) -> Frame:
+    """Range bars of ``symbol`` closed during the UTC days ``[start_date, end_date]``.
+
+    Served from the bar cache when the whole range is covered, else computed from the tick cache
+    (days downloaded when missing and ``fetch_if_missing``), stored, and returned. ``use_cache=False``
+    bypasses the bar cache: the range is then processed as one stream from a fresh processor.
+    ``include_incomplete`` appends the trailing unfinished bar (features computed). Output: a
+    backtesting.py-ready pandas frame (``output="polars"``/``"arrow"`` for every column).
+
+    >>> get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", 250, market="um")  # doctest: +SKIP
+    """
+    series = Series.of(symbol, source=source, market=market)
+    threshold = resolve_threshold(threshold_decimal_bps)
+    start, end = _range(start_date, end_date)
+    ticks = TickStore(cache_dir)
+    if use_cache:
+        with BarStore(cache_dir=cache_dir) as store:
+            run = materialize_days(
+                series, threshold, start, end, store=store, ticks=ticks, fetch_if_missing=fetch_if_missing
+            )
+    else:
+        run = materialize_days(
+            series, threshold, start, end, store=None, ticks=ticks, fetch_if_missing=fetch_if_missing
+        )
+    bars = run.bars
+    if include_incomplete:
+        bars = pl.concat([bars, _incomplete(run.checkpoint)], how="diagonal_relaxed")
+    return _output(bars, output, include_microstructure)
+
+
+def get_cached_bars(
+    symbol: str,
+    start_date: date | str,
+    end_date: date | str,
+    threshold_decimal_bps: int | str = 250,
+    *,
+    source: str = "binance",
+    market: str = "spot",
+    include_microstructure: bool = False,
+    cache_dir: str | Path | None = None,
+    output: OutputFormat = "pandas",
+) -> Frame | None:
+    """Bars from the bar cache only: the full answer when the range is covered, else None."""
+    series = Series.of(symbol, source=source, market=market)
+    threshold = resolve_threshold(threshold_decimal_bps)
+    start, end = _range(start_date, end_date)
+    with BarStore(cache_dir=cache_dir) as store:
+        if not store.is_covered(series, threshold, start, end):
+            return None
+        bars = store.read_bars(series, threshold, start, end)
+    return _output(bars, output, include_microstructure)
+
+
+def get_n_range_bars(
+    symbol: str,
+    n_bars: int,
+    threshold_decimal_bps: int | str = 250,
+    *,
+    end_date: date | str | None = None,
+    source: str = "binance",
+    market: str = "spot",
+    include_microstructure: bool = False,
+    use_cache: bool = True,
+    fetch_if_missing: bool = True,
+    max_lookback_days: int = 90,
+    warn_if_fewer: bool = True,
+    cache_dir: str | Path | None = None,
+    output: OutputFormat = "pandas",
+) -> Frame:
+    """Exactly ``n_bars`` most recent bars closed at or before ``end_date`` (default: today, UTC).
+
+    Walks back from ``end_date`` over a window that doubles (1, 2, 4, ... days, at most
+    ``max_lookback_days``) until it holds ``n_bars`` bars. Days the source does not have at the recent
+    end (not yet published) are skipped; a missing day before data was found ends the walk. Fewer bars
+    only when the data or the lookback runs out, with a ``UserWarning`` saying which.
+    """
+    if isinstance(n_bars, bool) or not isinstance(n_bars, int) or n_bars <= 0:
+        raise ValueError(f"n_bars must be a positive integer, got {n_bars!r}")
+    if max_lookback_days < 1:
+        raise ValueError(f"max_lookback_days must be >= 1, got {max_lookback_days}")
+    series = Series.of(symbol, source=source, market=market)
+    threshold = resolve_threshold(threshold_decimal_bps)
+    end = parse_day(end_date, name="end_date") if end_date is not None else datetime.now(UTC).date()
+    floor = end - timedelta(days=max_lookback_days - 1)
+    ticks = TickStore(cache_dir)
+    store = BarStore(cache_dir=cache_dir) if use_cache else None
+    try:
+        window, reason = 1, ""
+        while True:
+            start = max(end - timedelta(days=window - 1), floor)
+            run = materialize_days(
+                series, threshold, start, end, store=store, ticks=ticks,
+                fetch_if_missing=fetch_if_missing, skip_missing=True,
+            )  # fmt: skip
+            if run.bars.height >= n_bars:
+                return _output(run.bars.tail(n_bars), output, include_microstructure)
+            present = [d for d in _days(start, end) if d not in run.missing]
+            if present and start in run.missing:
+                reason = f"no data for {series} before {min(present)} (source has no day {start})"
+                break
+            if start == floor:
+                reason = f"max_lookback_days={max_lookback_days} reached (back to {floor})"
+                break
+            window *= 2
+    finally:
+        if store is not None:
+            store.close()
+    if warn_if_fewer:
+        warnings.warn(
+            f"returning {run.bars.height} bars instead of the requested {n_bars}: {reason}",
+            UserWarning,
+            stacklevel=2,
+        )
+    return _output(run.bars, output, include_microstructure)
+
+
+@dataclass(frozen=True, slots=True)
+class PrecomputeProgress:
+    """One progress event of :func:`precompute_range_bars` (one per day)."""
+
+    phase: Literal["cached", "computed", "missing"]
+    current_day: date
+    days_completed: int
+    days_total: int
+    bars_generated: int
+    ticks_processed: int
+    elapsed_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class PrecomputeResult:
+    """What :func:`precompute_range_bars` did."""
+
+    series: str
+    threshold_decimal_bps: int
+    start_date: date
+    end_date: date
+    days_computed: int
+    days_cached: int
+    total_bars: int
+    total_ticks: int
+    elapsed_seconds: float
+    continuity_valid: bool | None
+
+
+def _continuity_problems(bars: pl.DataFrame) -> list[dict[str, Any]]:
+    """Junctions where a bar does not start strictly after the previous one ended (ids and times)."""
+    if bars.height < 2:
+        return []
+    frame = bars.select(
+        "open_time", "first_agg_trade_id",
+        pl.col("close_time").shift(1).alias("prev_close_time"),
+        pl.col("last_agg_trade_id").shift(1).alias("prev_last_agg_trade_id"),
+    ).with_row_index("bar_index").slice(1)  # fmt: skip
+    bad = frame.filter(
+        (pl.col("first_agg_trade_id") <= pl.col("prev_last_agg_trade_id"))
+        | (pl.col("open_time") < pl.col("prev_close_time"))
+    )
+    return bad.head(10).to_dicts()
+
+
+def precompute_range_bars(
+    symbol: str,
+    start_date: date | str,
+    end_date: date | str,
+    threshold_decimal_bps: int | str = 250,
+    *,
+    source: str = "binance",
+    market: str = "spot",
+    invalidate_existing: InvalidateMode = "smart",
+    progress_callback: Callable[[PrecomputeProgress], None] | None = None,
+    show_progress: bool = False,
+    validate_on_complete: ValidateMode = "error",
+    fetch_if_missing: bool = True,
+    cache_dir: str | Path | None = None,
+) -> PrecomputeResult:
+    """Compute and store the bars of ``[start_date, end_date]`` day by day (resumable).
+
+    ``invalidate_existing``: ``"smart"`` keeps covered days and computes the rest (an interrupted
+    run resumes where it stopped); ``"overlap"``/``"full"`` recompute every day of the range;
+    ``"none"`` does nothing when the series already has bars at this threshold.
+    ``validate_on_complete`` checks that stored bars follow each other without overlap.
+    """
+    if invalidate_existing not in ("smart", "overlap", "full", "none"):
+        raise ValueError(
+            "invalidate_existing must be one of ['smart', 'overlap', 'full', 'none'], "
+            f"got {invalidate_existing!r}"
+        )
+    if validate_on_complete not in ("error", "warn", "skip"):
+        raise ValueError(
+            f"validate_on_complete must be one of ['error', 'warn', 'skip'], got {validate_on_complete!r}"
+        )
+    series = Series.of(symbol, source=source, market=market)
+    threshold = resolve_threshold(threshold_decimal_bps)
+    start, end = _range(start_date, end_date)
+    total_days = (end - start).days + 1
+    began = time.perf_counter()
+    counters = {"days": 0, "bars": 0, "ticks": 0}
+    bar: Any = None
+    if show_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_days, unit="day", desc=f"{series} {threshold} dbps")
+
+    def on_day(day: date, phase: str, n_bars: int, n_ticks: int) -> None:
+        counters["days"] += 1
+        counters["bars"] += n_bars
+        counters["ticks"] += n_ticks if phase == "computed" else 0
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(day=str(day), bars=counters["bars"])
+        if progress_callback is not None:
+            progress_callback(
+                PrecomputeProgress(
+                    phase,  # type: ignore[arg-type]
+                    day, counters["days"], total_days, counters["bars"], counters["ticks"],
+                    time.perf_counter() - began,
+                )
+            )  # fmt: skip
+
+    ticks = TickStore(cache_dir)
+    try:
+        with BarStore(cache_dir=cache_dir) as store:
+            if invalidate_existing == "none" and store.count_bars(series, threshold) > 0:
+                return PrecomputeResult(
+                    series.key, threshold, start, end, 0, 0, 0, 0, time.perf_counter() - began, None
+                )
+            run = materialize_days(
+                series, threshold, start, end, store=store, ticks=ticks, fetch_if_missing=fetch_if_missing,
+                recompute=invalidate_existing in ("overlap", "full"), on_day=on_day,
+            )  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    valid: bool | None = None
+    if validate_on_complete != "skip":
+        problems = _continuity_problems(run.bars)
+        valid = not problems
+        if problems:
+            message = (
+                f"{len(problems)}+ overlapping junctions in the stored bars of {series} {threshold} dbps"
+            )
+            if validate_on_complete == "error":
+                raise ContinuityError(message, problems)
+            warnings.warn(message, UserWarning, stacklevel=2)
+    return PrecomputeResult(
+        series.key, threshold, start, end, len(run.computed), len(run.cached), run.bars.height,
+        run.ticks, time.perf_counter() - began, valid,
+    )  # fmt: skip
+
+
+def count_bars(
+    symbol: str,
+    threshold_decimal_bps: int | str = 250,
+    *,
+    source: str = "binance",
+    market: str = "spot",
+    start_date: date | str | None = None,
+    end_date: date | str | None = None,
+    cache_dir: str | Path | None = None,
+) -> int:
+    """Number of bars in the bar cache for a series and threshold (optionally within UTC days)."""
+    series = Series.of(symbol, source=source, market=market)
+    threshold = resolve_threshold(threshold_decimal_bps)
+    start = parse_day(start_date, name="start_date") if start_date is not None else None
+    end = parse_day(end_date, name="end_date") if end_date is not None else None
+    with BarStore(cache_dir=cache_dir) as store:
+        return store.count_bars(series, threshold, start, end)
+
+
+def invalidate(
+    symbol: str,
+    threshold_decimal_bps: int | str | None = None,
+    *,
+    source: str = "binance",
+    market: str = "spot",
+    start_date: date | str | None = None,
+    end_date: date | str | None = None,
+    cache_dir: str | Path | None = None,
+) -> int:
+    """Forget cached bars of a series (one threshold or all; optional UTC day bounds); return the days."""
+    series = Series.of(symbol, source=source, market=market)
+    threshold = None if threshold_decimal_bps is None else resolve_threshold(threshold_decimal_bps)
+    start = parse_day(start_date, name="start_date") if start_date is not None else None
+    end = parse_day(end_date, name="end_date") if end_date is not None else None
+    with BarStore(cache_dir=cache_dir) as store:
+        return store.invalidate(series, threshold, start, end)

@@ -1,0 +1,779 @@
+"""Tier 2 bar store: range bars and per-day processor checkpoints in ClickHouse.
+
+The store speaks to ClickHouse through clickhouse-connect. The DSN comes from the argument, else from
+``RANGEBAR_CLICKHOUSE_DSN``, else it is the embedded chDB engine under the cache directory
+(``chdb:///<cache>/clickhouse``: real ClickHouse in-process, nothing to install). A server DSN
+(``http(s)://user:password@host:8123/database``) runs the same code. Credentials are redacted from every
+message.
+
+Atomic day replacement: each write of a (series, threshold, day) gets a new monotonic ``write_id``. The
+bars are inserted first, tagged with it; then one ``bar_coverage`` row names it as the current version
+(``ReplacingMergeTree(write_id, is_deleted)`` read with ``FINAL``); then older versions of that day are
+deleted. Readers only select bars whose ``(day, write_id)`` is current, so they see the old day or the
+new day, never half of one or both; a crash before the switch leaves the old version readable.
+
+Chain rule: bars of day D depend on the processor state at the end of D-1. Every coverage row keeps the
+checkpoint at the end of its day and the sha256 of the checkpoint it started from (empty when it started
+with a fresh processor). A stored day is *covered* iff it was computed from the checkpoint currently
+stored for the previous day, or from a fresh processor when the previous day is not stored.
+
+chDB opens one data directory per process and its connection is not thread-safe: clients are shared
+per DSN in a process-wide registry, calls are serialised with a re-entrant lock, and a directory held
+by another process raises :class:`~rangebar_pipeline.exceptions.StoreLockedError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+from urllib.parse import unquote, urlparse, urlunparse
+
+import clickhouse_connect
+import platformdirs
+import polars as pl
+
+from rangebar_pipeline.exceptions import MissingColumnError, StoreError, StoreLockedError
+from rangebar_pipeline.schema import BAR_COLUMNS, BAR_SCHEMA
+from rangebar_pipeline.series import Series
+
+log = logging.getLogger(__name__)
+
+DSN_ENV: Final = "RANGEBAR_CLICKHOUSE_DSN"
+CACHE_DIR_ENV: Final = "RANGEBAR_CACHE_DIR"
+DEFAULT_DATABASE: Final = "rangebar"
+SCHEMA_FILE: Final = Path(__file__).with_name("schema.sql")
+
+#: Optional per-bar spread statistics (Exness); nullable in the table.
+SPREAD_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "spread_min": pl.Float64(),
+    "spread_max": pl.Float64(),
+    "spread_avg": pl.Float64(),
+    "spread_tick_count": pl.Int64(),
+}
+_TIME_COLUMNS: Final = ("open_time", "close_time")
+_VALUE_COLUMNS: Final = tuple(c for c in BAR_COLUMNS if c not in _TIME_COLUMNS)
+_TABLE_COLUMNS: Final = (
+    "source",
+    "market",
+    "symbol",
+    "threshold_decimal_bps",
+    "day",
+    "write_id",
+    "open_time_us",
+    "close_time_us",
+    *_VALUE_COLUMNS,
+    *SPREAD_SCHEMA,
+)
+_US_PER_DAY: Final = 86_400_000_000
+
+
+# --- DSN --------------------------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    """``RANGEBAR_CACHE_DIR`` if set, else the platform user cache directory ``rangebar``."""
+    env = os.environ.get(CACHE_DIR_ENV)
+    return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("rangebar"))
+
+
+def resolve_dsn(dsn: str | None = None, *, cache_dir: str | Path | None = None) -> str:
+    """The DSN to use: ``dsn``, else ``RANGEBAR_CLICKHOUSE_DSN``, else chDB under the cache directory."""
+    if dsn:
+        return dsn
+    env = os.environ.get(DSN_ENV)
+    if env:
+        return env
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return f"chdb://{(root / 'clickhouse').resolve()}"
+
+
+def redact_dsn(dsn: str) -> str:
+    """``dsn`` with user and password replaced by ``***`` (safe for logs and errors)."""
+    parsed = urlparse(dsn)
+    if parsed.username is None and parsed.password is None:
+        return dsn
+    host = parsed.hostname or ""
+    if parsed.port is not None:
+        host = f"{host}:{parsed.port}"
+    return urlunparse(parsed._replace(netloc=f"***@{host}"))
+
+
+def _secrets(dsn: str) -> list[str]:
+    parsed = urlparse(dsn)
+    found = [parsed.password, unquote(parsed.password or ""), parsed.username, unquote(parsed.username or "")]
+    return [s for s in found if s and len(s) >= 2]
+
+
+def _scrub(text: str, dsn: str) -> str:
+    """Remove the DSN's credentials from ``text``."""
+    text = text.replace(dsn, redact_dsn(dsn))
+    for secret in _secrets(dsn):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _chdb_path(dsn: str) -> Path | None:
+    if not dsn.startswith("chdb:"):
+        return None
+    parsed = urlparse(dsn)
+    if parsed.netloc and parsed.netloc != "":
+        raise StoreError(f"unsupported chDB DSN {dsn!r}: expected chdb:///absolute/path")
+    return Path(parsed.path)
+
+
+def _database(dsn: str) -> str:
+    if dsn.startswith("chdb:"):
+        return DEFAULT_DATABASE
+    name = urlparse(dsn).path.strip("/").split("/")[0]
+    name = unquote(name) or DEFAULT_DATABASE
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise StoreError(f"invalid ClickHouse database name {name!r} in DSN {redact_dsn(dsn)}")
+    return name
+
+
+# --- process-wide engine registry -------------------------------------------------------------------
+
+
+@dataclass
+class _Engine:
+    dsn: str
+    client: Any
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    users: int = 0
+
+
+_REGISTRY: dict[str, _Engine] = {}
+_REGISTRY_LOCK = threading.Lock()
+_WRITE_ID_LOCK = threading.Lock()
+_last_write_id = 0
+
+
+def _next_write_id() -> int:
+    """A process-monotonic UInt64 version (nanoseconds since the epoch, bumped on ties)."""
+    global _last_write_id  # noqa: PLW0603
+    with _WRITE_ID_LOCK:
+        _last_write_id = max(time.time_ns(), _last_write_id + 1)
+        return _last_write_id
+
+
+def _lock_holder(path: Path) -> str | None:
+    """Describe the process holding the chDB directory ``path``, or None when it is free."""
+    status = path / "status"
+    if not status.exists():
+        return None
+    fd = os.open(status, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = status.read_text(errors="replace")
+            pid = re.search(r"PID:\s*(\d+)", text)
+            return f"PID {pid.group(1)}" if pid else "an unknown process"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def _locked_error(path: Path, holder: str) -> StoreLockedError:
+    return StoreLockedError(
+        f"the embedded ClickHouse store {path} is held by another process ({holder}); chDB allows one "
+        f"process per data directory: wait for it to finish, stop it, or set {DSN_ENV} to a ClickHouse "
+        "server (http://user:password@host:8123/database)"
+    )
+
+
+def _connect(dsn: str) -> Any:
+    path = _chdb_path(dsn)
+    try:
+        if path is not None:
+            path.mkdir(parents=True, exist_ok=True)
+            holder = _lock_holder(path)
+            if holder is not None:
+                raise _locked_error(path, holder)
+            return clickhouse_connect.get_client(dsn=dsn)
+        return clickhouse_connect.get_client(dsn=dsn, database="default", connect_timeout=10)
+    except StoreError:
+        raise
+    except Exception as exc:
+        if path is not None:
+            holder = _lock_holder(path)
+            if holder is not None:
+                raise _locked_error(path, holder) from None
+            for other in _REGISTRY.values():
+                if other.dsn.startswith("chdb:") and other.dsn != dsn:
+                    raise StoreError(
+                        f"cannot open {redact_dsn(dsn)}: this process already uses the embedded store "
+                        f"{redact_dsn(other.dsn)} and chDB allows one data directory per process; close "
+                        "its BarStore first"
+                    ) from None
+        message = _scrub(str(exc), dsn)
+        raise StoreError(f"cannot connect to ClickHouse at {redact_dsn(dsn)}: {message}") from None
+
+
+def _acquire(dsn: str) -> _Engine:
+    with _REGISTRY_LOCK:
+        engine = _REGISTRY.get(dsn)
+        if engine is None:
+            engine = _Engine(dsn, _connect(dsn))
+            _REGISTRY[dsn] = engine
+        engine.users += 1
+        return engine
+
+
+def _release(engine: _Engine) -> None:
+    with _REGISTRY_LOCK:
+        engine.users -= 1
+        if engine.users == 0:
+            _REGISTRY.pop(engine.dsn, None)
+            with engine.lock, contextlib.suppress(Exception):
+                engine.client.close()
+
+
+# --- records ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """The current stored version of one (series, threshold, day)."""
+
+    series: Series
+    threshold: int
+    day: date
+    write_id: int
+    bar_count: int
+    tick_count: int
+    first_agg_trade_id: int | None
+    last_agg_trade_id: int | None
+    checkpoint_sha256: str
+    parent_checkpoint_sha256: str
+    created_at: datetime
+
+    @property
+    def fresh_start(self) -> bool:
+        """True when the day was computed with a fresh processor (no previous-day checkpoint)."""
+        return self.parent_checkpoint_sha256 == ""
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesStatus:
+    """Stored days and bars of one (series, threshold)."""
+
+    series: Series
+    threshold: int
+    days: int
+    first_day: date
+    last_day: date
+    bars: int
+    ticks: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatus:
+    """What the bar store holds (DSN with credentials redacted)."""
+
+    dsn: str
+    series: tuple[SeriesStatus, ...]
+
+    @property
+    def total_bars(self) -> int:
+        return sum(s.bars for s in self.series)
+
+    @property
+    def total_days(self) -> int:
+        return sum(s.days for s in self.series)
+
+
+def checkpoint_sha256(checkpoint: bytes | None) -> str:
+    """Hex sha256 of a checkpoint blob; ``""`` for None (a fresh processor)."""
+    return "" if checkpoint is None else hashlib.sha256(checkpoint).hexdigest()
+
+
+def _days(start: date, end: date) -> Iterator[date]:
+    day = start
+    while day <= end:
+        yield day
+        day += timedelta(days=1)
+
+
+# --- the store ------------------------------------------------------------------------------------------
+
+
+class BarStore:
+    """Range bars by (series, threshold, UTC day) in ClickHouse; see the module docstring.
+
+    >>> with BarStore(cache_dir="/tmp/rb") as store:  # doctest: +SKIP
+    ...     store.write_day(series, 250, day, bars, checkpoint=cp, tick_count=n)
+    ...     store.read_bars(series, 250, day, day)
+    """
+
+    def __init__(self, dsn: str | None = None, *, cache_dir: str | Path | None = None) -> None:
+        self._dsn = resolve_dsn(dsn, cache_dir=cache_dir)
+        self.database = _database(self._dsn)
+        self._engine: _Engine | None = _acquire(self._dsn)
+        try:
+            self._ensure_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifecycle
+
+    @property
+    def dsn(self) -> str:
+        """The DSN with credentials redacted."""
+        return redact_dsn(self._dsn)
+
+    @property
+    def closed(self) -> bool:
+        return self._engine is None
+
+    def close(self) -> None:
+        """Release this store's share of the connection (idempotent)."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            _release(engine)
+
+    def __enter__(self) -> BarStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"BarStore({self.dsn!r})"
+
+    @contextlib.contextmanager
+    def _client(self) -> Iterator[Any]:
+        engine = self._engine
+        if engine is None:
+            raise StoreError(f"{self!r} is closed")
+        with engine.lock:
+            try:
+                yield engine.client
+            except (StoreError, ValueError):
+                raise
+            except Exception as exc:
+                raise StoreError(f"ClickHouse at {self.dsn} failed: {_scrub(str(exc), self._dsn)}") from None
+
+    def _ensure_schema(self) -> None:
+        text = re.sub(r"--[^\n]*", "", SCHEMA_FILE.read_text())
+        with self._client() as client:
+            for statement in text.split(";"):
+                if statement.strip():
+                    client.command(statement.replace("{db}", self.database))
+
+    # -- helpers
+
+    def _where(self, series: Series, threshold: int | None, start: date | None, end: date | None) -> str:
+        parts = ["source = {source:String}", "market = {market:String}", "symbol = {symbol:String}"]
+        if threshold is not None:
+            parts.append("threshold_decimal_bps = {threshold:UInt32}")
+        if start is not None:
+            parts.append("day >= {start:Date}")
+        if end is not None:
+            parts.append("day <= {end:Date}")
+        return " AND ".join(parts)
+
+    @staticmethod
+    def _params(
+        series: Series, threshold: int | None, start: date | None = None, end: date | None = None
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"source": series.source, "market": series.market, "symbol": series.symbol}
+        if threshold is not None:
+            params["threshold"] = _check_threshold(threshold)
+        if start is not None:
+            params["start"] = start
+        if end is not None:
+            params["end"] = end
+        return params
+
+    def _visible(self, series: Series, threshold: int, start: date | None, end: date | None) -> str:
+        where = self._where(series, threshold, start, end)
+        return (
+            f"{where} AND (day, write_id) IN "
+            f"(SELECT day, write_id FROM {self.database}.bar_coverage FINAL WHERE {where})"
+        )
+
+    def _select_bars(self, query_tail: str, params: dict[str, Any], series: Series) -> pl.DataFrame:
+        columns = ["open_time_us", "close_time_us", *_VALUE_COLUMNS]
+        if series.source == "exness":
+            columns += list(SPREAD_SCHEMA)
+        sql = f"SELECT {', '.join(columns)} FROM {self.database}.range_bars WHERE {query_tail}"
+        with self._client() as client:
+            table = client.query_arrow(sql, parameters=params, use_strings=True)
+        return _to_bar_frame(pl.DataFrame(pl.from_arrow(table)), series)
+
+    # -- writing
+
+    def write_day(
+        self,
+        series: Series,
+        threshold: int,
+        day: date,
+        bars: pl.DataFrame,
+        *,
+        checkpoint: bytes,
+        tick_count: int,
+        parent_checkpoint: bytes | None = None,
+    ) -> Coverage:
+        """Replace the bars of (series, threshold, day) atomically; return the new coverage record.
+
+        ``bars`` are the bars closed by the ticks of ``day`` (BAR_SCHEMA columns, spread columns
+        optional); ``checkpoint`` is the processor state after the day's last tick and
+        ``parent_checkpoint`` the state it started from (None: a fresh processor).
+        """
+        threshold = _check_threshold(threshold)
+        if not isinstance(checkpoint, bytes | bytearray):
+            raise TypeError(f"checkpoint must be bytes, got {type(checkpoint).__name__}")
+        if tick_count < 0:
+            raise ValueError(f"tick_count must be >= 0, got {tick_count}")
+        write_id = _next_write_id()
+        created = datetime.fromtimestamp(write_id // 1000 / 1e6, tz=UTC)
+        rows = _prepare_rows(series, threshold, day, bars, write_id)
+        cp_sha = checkpoint_sha256(bytes(checkpoint))
+        parent_sha = checkpoint_sha256(None if parent_checkpoint is None else bytes(parent_checkpoint))
+        first_id = int(rows["first_agg_trade_id"].min()) if rows.height else None  # type: ignore[arg-type]
+        last_id = int(rows["last_agg_trade_id"].max()) if rows.height else None  # type: ignore[arg-type]
+        coverage_row = [
+            series.source,
+            series.market,
+            series.symbol,
+            threshold,
+            day,
+            write_id,
+            rows.height,
+            tick_count,
+            first_id,
+            last_id,
+            bytes(checkpoint),
+            cp_sha,
+            parent_sha,
+            created,
+            0,
+        ]
+        coverage_cols = [
+            "source",
+            "market",
+            "symbol",
+            "threshold_decimal_bps",
+            "day",
+            "write_id",
+            "bar_count",
+            "tick_count",
+            "first_agg_trade_id",
+            "last_agg_trade_id",
+            "checkpoint",
+            "checkpoint_sha256",
+            "parent_checkpoint_sha256",
+            "created_at",
+            "is_deleted",
+        ]
+        db = self.database
+        with self._client() as client:
+            if rows.height:
+                summary = client.insert_arrow(
+                    f"{db}.range_bars", rows.to_arrow(compat_level=pl.CompatLevel.oldest())
+                )
+                if int(summary.written_rows) != rows.height:
+                    raise StoreError(
+                        f"writing {series} {threshold} dbps {day}: sent {rows.height} bars, ClickHouse "
+                        f"wrote {summary.written_rows}; the previous version of the day stays current"
+                    )
+            client.insert(f"{db}.bar_coverage", [coverage_row], column_names=coverage_cols)
+            self._delete_older(client, series, threshold, day, day, write_id=write_id)
+        log.info("stored %s %d dbps %s: %d bars (write %d)", series, threshold, day, rows.height, write_id)
+        return Coverage(
+            series,
+            threshold,
+            day,
+            write_id,
+            rows.height,
+            tick_count,
+            first_id,
+            last_id,
+            cp_sha,
+            parent_sha,
+            created,
+        )
+
+    def _delete_older(
+        self, client: Any, series: Series, threshold: int, start: date, end: date, *, write_id: int
+    ) -> None:
+        params = self._params(series, threshold, start, end) | {"write_id": write_id}
+        client.command(
+            f"DELETE FROM {self.database}.range_bars WHERE {self._where(series, threshold, start, end)} "
+            "AND write_id < {write_id:UInt64}",
+            parameters=params,
+        )
+
+    def invalidate(
+        self, series: Series, threshold: int | None = None, start: date | None = None, end: date | None = None
+    ) -> int:
+        """Forget stored days of a series (one threshold or all, optional day bounds); return how many."""
+        records = self._coverage_rows(series, threshold, start, end)
+        if not records:
+            return 0
+        write_id = _next_write_id()
+        tombstones = [
+            [
+                series.source,
+                series.market,
+                series.symbol,
+                thr,
+                day,
+                write_id,
+                0,
+                0,
+                None,
+                None,
+                b"",
+                "",
+                "",
+                1,
+            ]
+            for thr, day in records
+        ]
+        cols = [
+            "source",
+            "market",
+            "symbol",
+            "threshold_decimal_bps",
+            "day",
+            "write_id",
+            "bar_count",
+            "tick_count",
+            "first_agg_trade_id",
+            "last_agg_trade_id",
+            "checkpoint",
+            "checkpoint_sha256",
+            "parent_checkpoint_sha256",
+            "is_deleted",
+        ]
+        with self._client() as client:
+            client.insert(f"{self.database}.bar_coverage", tombstones, column_names=cols)
+            for thr in sorted({thr for thr, _ in records}):
+                self._delete_older(client, series, thr, start or date.min, end or date.max, write_id=write_id)
+        log.info("invalidated %d stored days of %s", len(records), series)
+        return len(records)
+
+    # -- coverage
+
+    def _coverage_rows(
+        self, series: Series, threshold: int | None, start: date | None, end: date | None
+    ) -> list[tuple[int, date]]:
+        sql = (
+            f"SELECT threshold_decimal_bps, day FROM {self.database}.bar_coverage FINAL "
+            f"WHERE {self._where(series, threshold, start, end)} ORDER BY threshold_decimal_bps, day"
+        )
+        with self._client() as client:
+            result = client.query(sql, parameters=self._params(series, threshold, start, end))
+        return [(int(t), d) for t, d in result.result_rows]
+
+    def coverage(self, series: Series, threshold: int, start: date, end: date) -> dict[date, Coverage]:
+        """The stored days in ``[start, end]`` with their current version (chain validity not checked)."""
+        threshold = _check_threshold(threshold)
+        sql = (
+            "SELECT day, write_id, bar_count, tick_count, first_agg_trade_id, last_agg_trade_id, "
+            "checkpoint_sha256, parent_checkpoint_sha256, created_at "
+            f"FROM {self.database}.bar_coverage FINAL WHERE {self._where(series, threshold, start, end)} "
+            "ORDER BY day"
+        )
+        with self._client() as client:
+            result = client.query(sql, parameters=self._params(series, threshold, start, end))
+        return {row[0]: _coverage_record(series, threshold, row) for row in result.result_rows}
+
+    def covered_days(self, series: Series, threshold: int, start: date, end: date) -> set[date]:
+        """Days in ``[start, end]`` that are stored *and* continue the stored previous day (chain rule)."""
+        _check_range(start, end)
+        stored = self.coverage(series, threshold, start - timedelta(days=1), end)
+        valid: set[date] = set()
+        for day in _days(start, end):
+            record = stored.get(day)
+            if record is None:
+                continue
+            previous = stored.get(day - timedelta(days=1))
+            expected = previous.checkpoint_sha256 if previous is not None else ""
+            if record.parent_checkpoint_sha256 == expected:
+                valid.add(day)
+        return valid
+
+    def is_covered(self, series: Series, threshold: int, start: date, end: date) -> bool:
+        """True when every day of ``[start, end]`` is covered (a cache answer is then complete)."""
+        return len(self.covered_days(series, threshold, start, end)) == (end - start).days + 1
+
+    def checkpoint_for(self, series: Series, threshold: int, day: date) -> bytes | None:
+        """The processor checkpoint stored at the end of ``day``, or None when the day is not stored."""
+        sql = (
+            f"SELECT checkpoint FROM {self.database}.bar_coverage FINAL "
+            f"WHERE {self._where(series, threshold, day, day)}"
+        )
+        with self._client() as client:
+            result = client.query(
+                sql,
+                parameters=self._params(series, threshold, day, day),
+                column_formats={"checkpoint": "bytes"},
+            )
+        rows = result.result_rows
+        return bytes(rows[0][0]) if rows else None
+
+    # -- reading
+
+    def read_bars(self, series: Series, threshold: int, start: date, end: date) -> pl.DataFrame:
+        """Stored bars of the days in ``[start, end]``, ascending by (close_time, first_agg_trade_id).
+
+        Only stored days contribute: check :meth:`is_covered` first for a complete answer.
+        """
+        threshold = _check_threshold(threshold)
+        _check_range(start, end)
+        tail = f"{self._visible(series, threshold, start, end)} ORDER BY close_time_us, first_agg_trade_id"
+        return self._select_bars(tail, self._params(series, threshold, start, end), series)
+
+    def last_n_bars(self, series: Series, threshold: int, n: int, end: date) -> pl.DataFrame:
+        """The ``n`` most recent stored bars of days up to ``end`` (fewer if fewer are stored), ascending."""
+        threshold = _check_threshold(threshold)
+        if n <= 0:
+            raise ValueError(f"n must be > 0, got {n}")
+        tail = (
+            f"{self._visible(series, threshold, None, end)} "
+            f"ORDER BY close_time_us DESC, first_agg_trade_id DESC LIMIT {int(n)}"
+        )
+        frame = self._select_bars(tail, self._params(series, threshold, None, end), series)
+        return frame.reverse()
+
+    def count_bars(
+        self, series: Series, threshold: int, start: date | None = None, end: date | None = None
+    ) -> int:
+        """Number of stored (visible) bars of the series and threshold, optionally within day bounds."""
+        threshold = _check_threshold(threshold)
+        sql = (
+            f"SELECT count() FROM {self.database}.range_bars "
+            f"WHERE {self._visible(series, threshold, start, end)}"
+        )
+        with self._client() as client:
+            result = client.query(sql, parameters=self._params(series, threshold, start, end))
+        return int(result.result_rows[0][0])
+
+    def status(self) -> StoreStatus:
+        """Days, bars and ticks stored per (series, threshold)."""
+        sql = (
+            "SELECT source, market, symbol, threshold_decimal_bps, count(), min(day), max(day), "
+            f"sum(bar_count), sum(tick_count) FROM {self.database}.bar_coverage FINAL "
+            "GROUP BY source, market, symbol, threshold_decimal_bps "
+            "ORDER BY source, market, symbol, threshold_decimal_bps"
+        )
+        with self._client() as client:
+            rows = client.query(sql).result_rows
+        return StoreStatus(
+            self.dsn,
+            tuple(
+                SeriesStatus(Series(r[0], r[1], r[2]), int(r[3]), int(r[4]), r[5], r[6], int(r[7]), int(r[8]))
+                for r in rows
+            ),
+        )
+
+    def clear(self) -> int:
+        """Forget every stored day of every series; return the number of days forgotten."""
+        total = 0
+        for item in self.status().series:
+            total += self.invalidate(item.series, item.threshold)
+        return total
+
+
+# --- frame conversion --------------------------------------------------------------------------------
+
+
+def _coverage_record(series: Series, threshold: int, row: Sequence[Any]) -> Coverage:
+    day, write_id, bars, ticks, first_id, last_id, sha, parent_sha, created = row
+    return Coverage(
+        series, threshold, day, int(write_id), int(bars), int(ticks),
+        None if first_id is None else int(first_id), None if last_id is None else int(last_id),
+        str(sha), str(parent_sha), created if created.tzinfo else created.replace(tzinfo=UTC),
+    )  # fmt: skip
+
+
+def _check_threshold(threshold: int) -> int:
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or not 1 <= threshold <= 100_000:
+        raise ValueError(f"threshold must be an integer in 1..=100000 decimal bps, got {threshold!r}")
+    return threshold
+
+
+def _check_range(start: date, end: date) -> None:
+    if start > end:
+        raise ValueError(f"start day {start} is after end day {end}")
+
+
+def _prepare_rows(
+    series: Series, threshold: int, day: date, bars: pl.DataFrame, write_id: int
+) -> pl.DataFrame:
+    """Validate a day's bars and shape them as ``range_bars`` rows."""
+    missing = [c for c in BAR_COLUMNS if c not in bars.columns]
+    if missing:
+        raise MissingColumnError(
+            f"bars for {series} {day} lack columns {missing}; expected BAR_SCHEMA columns"
+        )
+    frame = bars.select(
+        pl.col("open_time").dt.epoch("us").alias("open_time_us"),
+        pl.col("close_time").dt.epoch("us").alias("close_time_us"),
+        *(pl.col(c).cast(BAR_SCHEMA[c], strict=True) for c in _VALUE_COLUMNS),
+        *(
+            (pl.col(c) if c in bars.columns else pl.lit(None)).cast(dtype).alias(c)
+            for c, dtype in SPREAD_SCHEMA.items()
+        ),
+    )
+    day_start = (day - date(1970, 1, 1)).days * _US_PER_DAY
+    outside = frame.with_row_index("row").filter(
+        (pl.col("close_time_us") < day_start) | (pl.col("close_time_us") >= day_start + _US_PER_DAY)
+    )
+    if outside.height:
+        row = outside.row(0, named=True)
+        raise ValueError(
+            f"bar {row['row']} of {series} closes at {row['close_time_us']} us, outside day {day} "
+            f"[{day_start}, {day_start + _US_PER_DAY}): bars must be stored under the day of their close"
+        )
+    key = ["close_time_us", "first_agg_trade_id"]
+    duplicated = frame.with_row_index("row").filter(pl.struct(key).is_duplicated())
+    if duplicated.height:
+        row = duplicated.row(0, named=True)
+        raise ValueError(
+            f"bars of {series} {day} repeat the key close_time_us={row['close_time_us']}, "
+            f"first_agg_trade_id={row['first_agg_trade_id']} (row {row['row']})"
+        )
+    head = pl.DataFrame(
+        {
+            "source": [series.source],
+            "market": [series.market],
+            "symbol": [series.symbol],
+            "threshold_decimal_bps": pl.Series([threshold], dtype=pl.UInt32),
+            "day": [day],
+            "write_id": pl.Series([write_id], dtype=pl.UInt64),
+        }
+    )
+    return head.join(frame.sort(key), how="cross").select(_TABLE_COLUMNS)
+
+
+def _to_bar_frame(raw: pl.DataFrame, series: Series) -> pl.DataFrame:
+    """ClickHouse rows -> BAR_SCHEMA frame (plus spread columns for Exness)."""
+    extra = SPREAD_SCHEMA if series.source == "exness" else {}
+    if raw.is_empty() and not raw.columns:
+        return pl.DataFrame(schema=BAR_SCHEMA | extra)
+    return raw.select(
+        pl.col("open_time_us").cast(pl.Int64).cast(BAR_SCHEMA["open_time"]).alias("open_time"),
+        pl.col("close_time_us").cast(pl.Int64).cast(BAR_SCHEMA["close_time"]).alias("close_time"),
+        *(pl.col(c).cast(BAR_SCHEMA[c]) for c in _VALUE_COLUMNS),
+        *(pl.col(c).cast(dtype) for c, dtype in extra.items()),
+    )

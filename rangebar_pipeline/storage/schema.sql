@@ -1,0 +1,83 @@
+-- Tier 2 bar store (ClickHouse / embedded chDB). `{db}` is replaced by the database name.
+-- Statements are separated by ';' at the end of a line; '--' comments are stripped before execution.
+
+CREATE DATABASE IF NOT EXISTS {db};
+
+-- One row per closed range bar. Rows of a (series, threshold, day) carry the `write_id` of the write
+-- that produced them; only the version named by `bar_coverage` is visible to readers, so a rewrite is
+-- atomic for readers and older versions are garbage (deleted right after the switch).
+-- Logical key: (source, market, symbol, threshold_decimal_bps, close_time_us, first_agg_trade_id);
+-- plain MergeTree, so bars closing in the same microsecond are never collapsed.
+CREATE TABLE IF NOT EXISTS {db}.range_bars
+(
+    source                 LowCardinality(String),
+    market                 LowCardinality(String),
+    symbol                 LowCardinality(String),
+    threshold_decimal_bps  UInt32,
+    day                    Date,
+    write_id               UInt64,
+    open_time_us           Int64,
+    close_time_us          Int64,
+    open                   Float64,
+    high                   Float64,
+    low                    Float64,
+    close                  Float64,
+    volume                 Float64,
+    vwap                   Float64,
+    buy_volume             Float64,
+    sell_volume            Float64,
+    turnover               Float64,
+    buy_turnover           Float64,
+    sell_turnover          Float64,
+    individual_trade_count Int64,
+    agg_record_count       Int64,
+    buy_trade_count        Int64,
+    sell_trade_count       Int64,
+    first_agg_trade_id     Int64,
+    last_agg_trade_id      Int64,
+    first_trade_id         Int64,
+    last_trade_id          Int64,
+    duration_us            Int64,
+    ofi                    Float64,
+    vwap_close_deviation   Float64,
+    price_impact           Float64,
+    kyle_lambda_proxy      Float64,
+    trade_intensity        Float64,
+    volume_per_trade       Float64,
+    aggression_ratio       Float64,
+    aggregation_efficiency Float64,
+    turnover_imbalance     Float64,
+    spread_min             Nullable(Float64),
+    spread_max             Nullable(Float64),
+    spread_avg             Nullable(Float64),
+    spread_tick_count      Nullable(Int64),
+    open_time              DateTime64(6, 'UTC') ALIAS fromUnixTimestamp64Micro(open_time_us, 'UTC'),
+    close_time             DateTime64(6, 'UTC') ALIAS fromUnixTimestamp64Micro(close_time_us, 'UTC')
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (source, market, symbol, threshold_decimal_bps, day, write_id, close_time_us, first_agg_trade_id);
+
+-- One row per stored (series, threshold, day): which write is current, the processor checkpoint at the
+-- end of the day, and the checkpoint it started from (empty = fresh processor). The newest write_id wins
+-- (ReplacingMergeTree, read with FINAL); an invalidation is a newer row with is_deleted = 1.
+CREATE TABLE IF NOT EXISTS {db}.bar_coverage
+(
+    source                   LowCardinality(String),
+    market                   LowCardinality(String),
+    symbol                   LowCardinality(String),
+    threshold_decimal_bps    UInt32,
+    day                      Date,
+    write_id                 UInt64,
+    bar_count                UInt64,
+    tick_count               UInt64,
+    first_agg_trade_id       Nullable(Int64),
+    last_agg_trade_id        Nullable(Int64),
+    checkpoint               String,
+    checkpoint_sha256        String,
+    parent_checkpoint_sha256 String,
+    created_at               DateTime64(3, 'UTC') DEFAULT now64(3),
+    is_deleted               UInt8 DEFAULT 0
+)
+ENGINE = ReplacingMergeTree(write_id, is_deleted)
+ORDER BY (source, market, symbol, threshold_decimal_bps, day);

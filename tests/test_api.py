@@ -1,0 +1,212 @@
+"""High-level API over a loopback mirror of the shared fixtures, with real chDB as Tier 2."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from rangebar_pipeline.api import (
+    PrecomputeProgress,
+    count_bars,
+    get_cached_bars,
+    get_n_range_bars,
+    get_range_bars,
+    invalidate,
+    precompute_range_bars,
+)
+from rangebar_pipeline.exceptions import DataNotFoundError, InvalidThresholdError
+from rangebar_pipeline.processing import RangeBarProcessor
+from rangebar_pipeline.schema import BAR_COLUMNS, FEATURE_COLUMNS, OHLCV_COLUMNS
+from rangebar_pipeline.series import Series
+from rangebar_pipeline.storage.bars import BarStore
+from rangebar_pipeline.storage.ticks import TickStore
+from tests.api_support import SHARED, Mirror, loopback_env
+
+GOLDEN = SHARED / "golden"
+#: (market, symbol, threshold): series with both fixture days and a useful number of golden bars.
+CASES = [("spot", "BTCUSDT", 25), ("um", "ETHUSDT", 25), ("cm", "BTCUSD_PERP", 50)]
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, Mirror]]:
+    yield from loopback_env(tmp_path, monkeypatch)
+
+
+def golden(market: str, symbol: str, dbps: int) -> pl.DataFrame:
+    return pl.read_parquet(GOLDEN / f"{market}_{symbol}_{dbps}.parquet")
+
+
+def assert_matches_golden(bars: pd.DataFrame, expected: pl.DataFrame) -> None:
+    assert len(bars) == expected.height > 0
+    close_us = pd.DatetimeIndex(bars.index).as_unit("us").asi8
+    assert np.array_equal(close_us, expected["close_time_us"].to_numpy())
+    assert np.array_equal(bars["open_time"].dt.as_unit("us").astype("int64"), expected["open_time_us"])
+    for upper, lower in zip(OHLCV_COLUMNS, ("open", "high", "low", "close", "volume"), strict=True):
+        np.testing.assert_allclose(bars[upper], expected[lower], rtol=0, atol=1e-8)
+    for name in ("vwap", "buy_volume", "sell_volume"):
+        np.testing.assert_allclose(bars[name], expected[name], rtol=0, atol=1e-8)
+    for name in ("individual_trade_count", "agg_record_count", "duration_us"):
+        assert bars[name].tolist() == expected[name].to_list()
+    for name in FEATURE_COLUMNS:
+        np.testing.assert_allclose(bars[name], expected[name], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("market", "symbol", "dbps"), CASES)
+def test_get_range_bars_equals_golden_and_second_call_is_served_from_cache(
+    env: tuple[Path, Mirror], market: str, symbol: str, dbps: int
+) -> None:
+    _, mirror = env
+    first = get_range_bars(
+        symbol, "2024-08-08", "2024-08-09", dbps, market=market, include_microstructure=True
+    )
+    assert isinstance(first, pd.DataFrame)
+    assert_matches_golden(first, golden(market, symbol, dbps))
+    assert pd.DatetimeIndex(first.index).tz is not None and first.index.is_monotonic_increasing
+    served = len(mirror.requests)
+    assert served >= 2
+    second = get_range_bars(
+        symbol, "2024-08-08", "2024-08-09", dbps, market=market, include_microstructure=True
+    )
+    assert len(mirror.requests) == served, "the second call must not touch the network"
+    assert isinstance(second, pd.DataFrame)
+    pd.testing.assert_frame_equal(first, second)
+    fresh = get_range_bars(
+        symbol, "2024-08-08", "2024-08-09", dbps, market=market, include_microstructure=True, use_cache=False
+    )
+    assert isinstance(fresh, pd.DataFrame)
+    pd.testing.assert_frame_equal(first, fresh)
+
+
+def test_incomplete_bar_comes_from_the_stored_checkpoint(env: tuple[Path, Mirror]) -> None:
+    ticks = TickStore().get_ticks("binance", "spot", "ETHUSDT", "2024-08-08", "2024-08-09")
+    processor = RangeBarProcessor(50)
+    direct = pl.concat([processor.process(ticks), processor.incomplete_bar_frame()])
+    get_range_bars("ETHUSDT", "2024-08-08", "2024-08-09", 50)  # stores both days
+    cached = get_range_bars(
+        "ETHUSDT", "2024-08-08", "2024-08-09", "tight", include_incomplete=True, output="polars"
+    )
+    assert isinstance(cached, pl.DataFrame)
+    assert_frame_equal(cached, direct, check_exact=True)
+
+
+def test_get_n_range_bars_returns_exactly_n_with_the_golden_tail(env: tuple[Path, Mirror]) -> None:
+    expected = golden("spot", "BTCUSDT", 10)
+    bars = get_n_range_bars("BTCUSDT", 40, 10, end_date="2024-08-09", include_microstructure=True)
+    assert isinstance(bars, pd.DataFrame)
+    assert_matches_golden(bars, expected.tail(40))
+    with pytest.warns(UserWarning, match=r"returning 333 bars instead of the requested 5000: no data"):
+        everything = get_n_range_bars("BTCUSDT", 5_000, 10, end_date="2024-08-10")
+    assert len(everything) == expected.height
+
+
+def test_precompute_then_get_equals_golden_and_is_idempotent(env: tuple[Path, Mirror]) -> None:
+    _, mirror = env
+    events: list[PrecomputeProgress] = []
+    result = precompute_range_bars(
+        "ETHUSD_PERP", "2024-08-08", "2024-08-09", 25, market="cm", progress_callback=events.append
+    )
+    expected = golden("cm", "ETHUSD_PERP", 25)
+    assert (result.days_computed, result.days_cached, result.total_bars) == (2, 0, expected.height)
+    assert result.continuity_valid is True and result.total_ticks > 0
+    assert [(e.phase, e.days_completed, e.days_total) for e in events] == [
+        ("computed", 1, 2),
+        ("computed", 2, 2),
+    ]
+    again = precompute_range_bars("ETHUSD_PERP", "2024-08-08", "2024-08-09", 25, market="cm")
+    assert (again.days_computed, again.days_cached) == (0, 2)
+    redone = precompute_range_bars(
+        "ETHUSD_PERP", "2024-08-09", "2024-08-09", 25, market="cm", invalidate_existing="full"
+    )
+    assert redone.days_computed == 1
+    assert count_bars("ETHUSD_PERP", 25, market="futures-cm") == expected.height, "one copy of each bar"
+    served = len(mirror.requests)
+    cached = get_cached_bars(
+        "ETHUSD_PERP", "2024-08-08", "2024-08-09", 25, market="cm", include_microstructure=True
+    )
+    assert isinstance(cached, pd.DataFrame)
+    assert_matches_golden(cached, expected)
+    assert len(mirror.requests) == served
+
+
+def test_a_range_with_a_missing_day_is_not_answered_from_cache(env: tuple[Path, Mirror]) -> None:
+    get_range_bars("ETHUSDT", "2024-08-08", "2024-08-08", 25, market="um")
+    assert get_cached_bars("ETHUSDT", "2024-08-08", "2024-08-09", 25, market="um") is None
+    assert get_cached_bars("ETHUSDT", "2024-08-08", "2024-08-08", 25, market="um") is not None
+    full = get_range_bars("ETHUSDT", "2024-08-08", "2024-08-09", 25, market="um", include_microstructure=True)
+    assert isinstance(full, pd.DataFrame)
+    assert_matches_golden(full, golden("um", "ETHUSDT", 25))
+    # um BTCUSDT has no 2024-08-09 file: the error names the day, nothing partial is returned
+    with pytest.raises(DataNotFoundError, match="2024-08-09"):
+        get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", 25, market="um")
+    assert invalidate("ETHUSDT", 25, market="um", start_date="2024-08-09", end_date="2024-08-09") == 1
+    assert get_cached_bars("ETHUSDT", "2024-08-08", "2024-08-09", 25, market="um") is None
+    with pytest.raises(DataNotFoundError, match="fetch_if_missing=False"):
+        get_range_bars("ETHUSDT", "2024-08-08", "2024-08-09", 25, market="cm", fetch_if_missing=False)
+
+
+def test_day_by_day_requests_continue_the_stream(env: tuple[Path, Mirror]) -> None:
+    """Bars asked one day at a time (via checkpoints) equal the two days in one go (split invariance)."""
+    get_range_bars("BTCUSDT", "2024-08-08", "2024-08-08", 10)
+    day2 = get_range_bars("BTCUSDT", "2024-08-09", "2024-08-09", 10, include_microstructure=True)
+    both = get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", 10, include_microstructure=True)
+    assert isinstance(both, pd.DataFrame) and isinstance(day2, pd.DataFrame)
+    assert_matches_golden(both, golden("spot", "BTCUSDT", 10))
+    pd.testing.assert_frame_equal(both[both.index >= "2024-08-09"], day2)
+
+
+def test_exness_bars_carry_spread_statistics(env: tuple[Path, Mirror]) -> None:
+    start, end = "2023-06-23", "2023-06-27"
+    bars = get_range_bars("EURGBP", start, end, 10, source="exness", output="polars")
+    assert isinstance(bars, pl.DataFrame)
+    ticks = TickStore().get_ticks("exness", "spot", "EURGBP", start, end)
+    direct = RangeBarProcessor(10).process(ticks)
+    assert bars.height == direct.height > 100
+    assert_frame_equal(bars.select(BAR_COLUMNS), direct, check_exact=True)
+    # spread statistics against a plain per-bar computation over the ticks each bar consumed
+    spread = (ticks["ask"].cast(pl.Float64) - ticks["bid"].cast(pl.Float64)).to_numpy()
+    ids = ticks["agg_trade_id"].to_numpy()
+    for row in bars.sample(20, seed=1).iter_rows(named=True):
+        inside = spread[(ids >= row["first_agg_trade_id"]) & (ids <= row["last_agg_trade_id"])]
+        assert row["spread_tick_count"] == inside.size == row["agg_record_count"]
+        assert row["spread_min"] == inside.min() and row["spread_max"] == inside.max()
+        assert row["spread_avg"] == pytest.approx(inside.mean(), rel=1e-12)
+    again = get_range_bars("EURGBP", start, end, 10, source="exness", output="polars")
+    assert isinstance(again, pl.DataFrame)
+    assert_frame_equal(again, bars, check_exact=True)
+
+
+def test_argument_validation_messages(env: tuple[Path, Mirror]) -> None:
+    with pytest.raises(InvalidThresholdError, match="unknown threshold preset 'huge'"):
+        get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", "huge")
+    with pytest.raises(InvalidThresholdError, match="between 1 and 100000"):
+        get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", 0)
+    with pytest.raises(ValueError, match="expected YYYY-MM-DD"):
+        get_range_bars("BTCUSDT", "08/08/2024", "2024-08-09")
+    with pytest.raises(ValueError, match="start_date must be <= end_date"):
+        get_range_bars("BTCUSDT", "2024-08-09", "2024-08-08")
+    with pytest.raises(ValueError, match="unknown source 'kraken'"):
+        get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", source="kraken")
+    with pytest.raises(ValueError, match="unknown market 'margin'"):
+        get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", market="margin")
+    with pytest.raises(ValueError, match="only market 'spot'"):
+        get_range_bars("EURGBP", "2023-06-23", "2023-06-23", source="exness", market="um")
+    with pytest.raises(ValueError, match="n_bars must be a positive integer"):
+        get_n_range_bars("BTCUSDT", 0)
+    with pytest.raises(ValueError, match="invalidate_existing must be one of"):
+        precompute_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", invalidate_existing="some")  # type: ignore[arg-type]
+    assert Series.of("btcusdt", market="FUTURES-UM").key == "binance-um-BTCUSDT"
+
+
+def test_store_is_released_after_each_call(env: tuple[Path, Mirror]) -> None:
+    tmp, _ = env
+    get_range_bars("BTCUSDT", "2024-08-08", "2024-08-08", 100)
+    with BarStore(cache_dir=tmp / "other") as other:  # a different chDB directory opens: nothing is held
+        assert other.status().series == ()
+    assert count_bars("BTCUSDT", 100, end_date=date(2024, 8, 8)) > 0
