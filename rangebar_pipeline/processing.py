@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
@@ -14,7 +15,7 @@ from rangebar_pipeline import _core
 from rangebar_pipeline.constants import resolve_threshold
 from rangebar_pipeline.exceptions import RangeBarError
 from rangebar_pipeline.frames import OutputFormat, bars_from_columns, convert_bars, empty_bars
-from rangebar_pipeline.streaming import batches, is_stream
+from rangebar_pipeline.streaming import batches, is_stream, parquet_row_groups, prefetch
 from rangebar_pipeline.trades import TimestampUnit, TradesLike, normalize_trades
 
 Checkpoint = _core.Checkpoint
@@ -92,9 +93,23 @@ class RangeBarProcessor:
             return empty_bars()
         return bars_from_columns(self._inner.process(*arrays.kernel_args()))
 
+    def process_parquet(
+        self,
+        paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        *,
+        timestamp_unit: TimestampUnit | None = None,
+    ) -> pl.DataFrame:
+        """Process Parquet files of trades in order, row group by row group (decoding ahead in the
+        background), so only a few row groups are ever in memory."""
+        files = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+        return self._process_batches(prefetch(parquet_row_groups(files)), timestamp_unit)
+
     def _process_stream(self, trades: Any, timestamp_unit: TimestampUnit | None) -> pl.DataFrame:
+        return self._process_batches(batches(trades), timestamp_unit)
+
+    def _process_batches(self, stream: Iterable[Any], timestamp_unit: TimestampUnit | None) -> pl.DataFrame:
         parts, offset = [empty_bars()], 0
-        for batch in batches(trades):
+        for batch in stream:
             try:
                 parts.append(self.process(batch, timestamp_unit=timestamp_unit))
             except RangeBarError as error:

@@ -6,12 +6,15 @@ current one (also outside the GIL), and only a couple of batches are ever in mem
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator
 from typing import Any, Final, TypeVar
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 T = TypeVar("T")
 
@@ -67,6 +70,14 @@ def is_stream(trades: Any) -> bool:
     if isinstance(trades, pl.LazyFrame):
         return True
     return type(trades).__name__ == "RecordBatchReader" and type(trades).__module__.startswith("pyarrow")
+
+
+def parquet_row_groups(paths: Iterable[str | os.PathLike[str]]) -> Iterator[pa.Table]:
+    """The row groups of Parquet files in order, one table each (pyarrow decodes them in parallel)."""
+    for path in paths:
+        with pq.ParquetFile(path) as file:
+            for index in range(file.num_row_groups):
+                yield file.read_row_group(index)
 
 
 def batches(trades: Any, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[Any]:

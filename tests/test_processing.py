@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rangebar_pipeline.exceptions import InvalidTradeError
 from rangebar_pipeline.processing import (
     Checkpoint,
     RangeBarProcessor,
@@ -21,6 +24,7 @@ from rangebar_pipeline.processing import (
     process_trades_to_dataframe,
 )
 from rangebar_pipeline.schema import BAR_SCHEMA
+from rangebar_pipeline.streaming import prefetch
 from tests.data_paths import REAL_BNB, read_fixture_trades
 
 
@@ -205,3 +209,50 @@ def test_split_invariance_on_real_trades(cuts: list[int], threshold: int, via: s
 
 
 _BTC = read_fixture_trades("spot", "BTCUSDT")
+
+
+def test_streamed_inputs_equal_the_one_shot_result(btc: pl.DataFrame, tmp_path: Path) -> None:
+    expected = RangeBarProcessor(10).process(btc)
+    paths = []
+    for i, part in enumerate(btc.iter_slices(4000)):
+        paths.append(tmp_path / f"part{i}.parquet")
+        part.write_parquet(paths[-1], row_group_size=1000)
+    assert RangeBarProcessor(10).process_parquet(paths).equals(expected)
+    assert RangeBarProcessor(10).process(pl.scan_parquet(paths)).equals(expected)
+    reader = pa.RecordBatchReader.from_batches(
+        btc.to_arrow().schema, btc.to_arrow().to_batches(max_chunksize=777)
+    )
+    assert RangeBarProcessor(10).process(reader).equals(expected)
+
+
+def test_a_bad_row_in_a_stream_names_its_batch(btc: pl.DataFrame, tmp_path: Path) -> None:
+    bad = btc.with_columns(
+        pl.when(pl.int_range(pl.len()) == 2500).then(pl.lit(None)).otherwise(pl.col("price")).alias("price")
+    )
+    path = tmp_path / "bad.parquet"
+    bad.write_parquet(path, row_group_size=1000)
+    with pytest.raises(InvalidTradeError, match="price at row 500") as info:
+        RangeBarProcessor(10).process_parquet(path)
+    assert "starting at input row 2000" in "".join(info.value.__notes__)
+
+
+def test_prefetch_propagates_errors_and_stops_early() -> None:
+    def produce() -> Iterator[int]:
+        yield 1
+        raise RuntimeError("decode failed")
+
+    with pytest.raises(RuntimeError, match="decode failed"):
+        list(prefetch(produce()))
+    produced: list[int] = []
+
+    def endless() -> Iterator[int]:
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    stream = prefetch(endless(), depth=2)
+    assert [next(stream) for _ in range(3)] == [0, 1, 2]
+    stream.close()  # the consumer stops: the producer thread must stop too
+    assert len(produced) <= 3 + 2 + 1
