@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import Any, Final, TypeVar
 
 import polars as pl
@@ -24,7 +24,7 @@ DEFAULT_BATCH_ROWS: Final[int] = 1_000_000
 _DONE: Final = object()
 
 
-def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+def prefetch(items: Iterable[T], depth: int = 2) -> Generator[T, None, None]:
     """Produce ``items`` in a background thread, at most ``depth`` ahead of the consumer.
 
     Errors of the producer are raised in the consumer; a consumer that stops early stops the producer.
