@@ -184,7 +184,16 @@ impl BarColumns {
         macro_rules! truncate_all {
             ($($field:ident),*) => { $( self.$field.truncate(len); )* };
         }
-        truncate_all!(
+        crate::for_each_bar_column!(truncate_all);
+    }
+}
+
+/// Invoke `$callback!(open_time, close_time, ...)` with every column of [`BarColumns`] in output
+/// order (SPEC §2), so code that walks all columns (here and in the binding) has one list to follow.
+#[macro_export]
+macro_rules! for_each_bar_column {
+    ($callback:ident) => {
+        $callback!(
             open_time,
             close_time,
             open,
@@ -216,6 +225,6 @@ impl BarColumns {
             aggression_ratio,
             aggregation_efficiency,
             turnover_imbalance
-        );
-    }
+        )
+    };
 }

@@ -18,39 +18,7 @@ fn columns_to_dict<'py>(py: Python<'py>, c: BarColumns) -> PyResult<Bound<'py, P
     macro_rules! put {
         ($($field:ident),*) => { $( d.set_item(stringify!($field), c.$field.into_pyarray(py))?; )* };
     }
-    put!(
-        open_time,
-        close_time,
-        open,
-        high,
-        low,
-        close,
-        volume,
-        vwap,
-        buy_volume,
-        sell_volume,
-        turnover,
-        buy_turnover,
-        sell_turnover,
-        individual_trade_count,
-        agg_record_count,
-        buy_trade_count,
-        sell_trade_count,
-        first_agg_trade_id,
-        last_agg_trade_id,
-        first_trade_id,
-        last_trade_id,
-        duration_us,
-        ofi,
-        vwap_close_deviation,
-        price_impact,
-        kyle_lambda_proxy,
-        trade_intensity,
-        volume_per_trade,
-        aggression_ratio,
-        aggregation_efficiency,
-        turnover_imbalance
-    );
+    rangebar_core::for_each_bar_column!(put);
     Ok(d)
 }
 
