@@ -271,7 +271,9 @@ def _rescale_wide(series: pl.Series, scale: int, column: str) -> I64:
     try:
         return _contiguous(frame.select(pl.col("raw") // step)["raw"].cast(pl.Int64, strict=True))
     except pl.exceptions.InvalidOperationError:
-        raise InvalidTradeError(f"{column} values exceed the fixed-point range (|value| < 92233720368)") from None
+        raise InvalidTradeError(
+            f"{column} values exceed the fixed-point range (|value| < 92233720368)"
+        ) from None
 
 
 def integer_ids(series: pl.Series, column: str) -> I64:
