@@ -1,0 +1,118 @@
+"""Helpers shared by the asset modules: partition keys of a run, metadata rendering, automation."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+import dagster as dg
+import polars as pl
+
+from rangebar_pipeline.config import PipelineConfig
+from rangebar_pipeline.schema import BAR_SCHEMA
+
+OWNERS: Final = ["team:quant-data"]
+#: The return annotation of the assets. Dagster recognises only the bare class (not ``[Any]``) when
+#: an asset reports check results, so the alias hides the type argument from the runtime.
+if TYPE_CHECKING:
+    AssetResult: TypeAlias = dg.MaterializeResult[Any]
+else:
+    AssetResult = dg.MaterializeResult
+_SPARKS: Final = "▁▂▃▄▅▆▇█"
+_DAGSTER_TYPES: Final = {pl.Float64: "float", pl.Int64: "int", pl.Boolean: "bool", pl.Date: "date"}
+
+
+def run_partition_keys(context: dg.OpExecutionContext) -> list[str]:
+    """The partition keys of the current step (one, a range from a single-run backfill, or none)."""
+    if context.has_partition_key or context.has_partition_key_range:
+        return list(context.partition_keys)
+    return []
+
+
+def day_start(day: date) -> datetime:
+    """``day`` 00:00 UTC."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def follow_upstream(config: PipelineConfig) -> dg.AutomationCondition[Any]:
+    """Eager automation over the last ``automation_lookback_days`` days (not only the latest one)."""
+    window = dg.AutomationCondition.in_latest_time_window(
+        lookback_delta=timedelta(days=config.automation_lookback_days)
+    )
+    return dg.AutomationCondition.eager().replace("in_latest_time_window", window)
+
+
+def column_schema(frame_schema: Mapping[str, pl.DataType]) -> dg.TableSchema:
+    """A Dagster table schema for a polars schema."""
+    columns = []
+    for name, dtype in frame_schema.items():
+        kind = "timestamp[us, UTC]" if isinstance(dtype, pl.Datetime) else None
+        kind = kind or _DAGSTER_TYPES.get(type(dtype)) or _DAGSTER_TYPES.get(dtype.base_type()) or str(dtype)
+        columns.append(dg.TableColumn(name, kind))
+    return dg.TableSchema(columns=columns)
+
+
+BAR_COLUMN_SCHEMA: Final = column_schema(BAR_SCHEMA)
+
+
+def sparkline(values: Sequence[float], *, width: int = 60) -> str:
+    """A one-line Unicode chart of ``values`` (down-sampled to ``width`` points)."""
+    if not values:
+        return "(no bars)"
+    if len(values) > width:
+        step = len(values) / width
+        values = [values[int(i * step)] for i in range(width)]
+    low, high = min(values), max(values)
+    span = high - low
+    return "".join(_SPARKS[0 if span == 0 else int((v - low) / span * (len(_SPARKS) - 1))] for v in values)
+
+
+def price_chart_markdown(bars: pl.DataFrame, *, title: str) -> str:
+    """A small price chart of bar closes with the range, as Markdown."""
+    if bars.is_empty():
+        return f"**{title}**: no bars closed"
+    closes = bars["close"].to_list()
+    return (
+        f"**{title}** ({bars.height} bars, close {min(closes):g} .. {max(closes):g})\n\n"
+        f"`{sparkline(closes)}`\n\n"
+        f"first close {bars['close_time'][0]:%Y-%m-%d %H:%M:%S.%f} UTC, "
+        f"last close {bars['close_time'][-1]:%Y-%m-%d %H:%M:%S.%f} UTC"
+    )
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], *, limit: int = 50) -> str:
+    """Rows of dicts as a Markdown table (at most ``limit`` rows, the rest counted)."""
+    if not rows:
+        return "(none)"
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows[:limit]:
+        lines.append("| " + " | ".join(_cell(row.get(c)) for c in header) + " |")
+    if len(rows) > limit:
+        lines.append(f"\n... and {len(rows) - limit} more rows")
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return "" if value is None else str(value).replace("|", "\\|")
+
+
+def frame_sha256(frame: pl.DataFrame) -> str:
+    """A content hash of a frame's values (stable across identical recomputations)."""
+    return hashlib.sha256(frame.write_csv().encode()).hexdigest()
+
+
+def timestamp(value: datetime | None) -> dg.MetadataValue[Any] | None:
+    """A Dagster timestamp metadata value (None stays None)."""
+    return None if value is None else dg.MetadataValue.timestamp(value)
+
+
+def drop_none(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Metadata without ``None`` values (Dagster metadata values cannot be None)."""
+    return {k: v for k, v in metadata.items() if v is not None}

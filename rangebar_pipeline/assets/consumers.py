@@ -1,0 +1,109 @@
+"""An example downstream consumer: an OLS of the next bar's return on a few features (statsmodels).
+
+This is how an ML user plugs into the pipeline: read a ``ml_dataset_{thr}`` file, fit, record the
+result. It lives in its own group (``ml_consumers``) and follows its dataset automatically.
+"""
+
+# No `from __future__ import annotations`: Dagster checks the `context` annotation at runtime.
+
+import json
+from typing import Any, BinaryIO, Final
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import statsmodels.api as sm
+
+from rangebar_pipeline.assets._common import OWNERS, AssetResult, markdown_table
+from rangebar_pipeline.assets.datasets import dataset_key
+from rangebar_pipeline.config import PipelineConfig
+from rangebar_pipeline.partitions import series_partitions
+from rangebar_pipeline.resources import DatasetStoreResource
+from rangebar_pipeline.series import Series
+from rangebar_pipeline.storage._atomic import atomic_write
+
+__all__ = ["MODEL_FEATURES", "MODEL_KEY", "build_consumer_asset", "fit_forward_return_model"]
+
+MODEL_KEY: Final = dg.AssetKey("forward_return_model")
+MODEL_FEATURES: Final = ("ofi", "vwap_close_deviation", "turnover_imbalance", "log_duration_s")
+MIN_OBSERVATIONS: Final = 20
+
+
+def fit_forward_return_model(dataset: pl.DataFrame) -> Any:
+    """OLS of ``forward_return_1`` on :data:`MODEL_FEATURES` with HAC (Newey-West) standard errors."""
+    frame = dataset.select(
+        "forward_return_1",
+        "ofi",
+        "vwap_close_deviation",
+        "turnover_imbalance",
+        (pl.col("duration_us").cast(pl.Float64) / 1e6).log1p().alias("log_duration_s"),
+    ).drop_nulls()
+    if frame.height < MIN_OBSERVATIONS:
+        raise ValueError(
+            f"need at least {MIN_OBSERVATIONS} bars with a forward_return_1 label, found {frame.height}"
+        )
+    y = frame["forward_return_1"].to_numpy()
+    x = sm.add_constant(frame.select(MODEL_FEATURES).to_numpy(), has_constant="add")
+    return sm.OLS(y, x).fit(cov_type="HAC", cov_kwds={"maxlags": 5})
+
+
+def build_consumer_asset(pipeline: PipelineConfig) -> dg.AssetsDefinition:
+    """The ``forward_return_model`` asset on ``ml_dataset_{consumer threshold}``."""
+    threshold = pipeline.model_threshold
+
+    @dg.asset(
+        key=MODEL_KEY,
+        partitions_def=series_partitions(pipeline),
+        deps=[dg.AssetDep(dataset_key(threshold))],
+        automation_condition=dg.AutomationCondition.eager(),
+        group_name="ml_consumers",
+        kinds={"statsmodels", "python"},
+        owners=OWNERS,
+        code_version="1",
+        description=(
+            f"Example consumer: OLS (HAC errors) of the next bar's return on ofi, vwap_close_deviation, "
+            f"turnover_imbalance and log duration, fitted on ml_dataset_{threshold}."
+        ),
+    )
+    def forward_return_model(
+        context: dg.AssetExecutionContext, datasets: DatasetStoreResource
+    ) -> AssetResult:
+        series = Series.from_key(context.partition_key)
+        path = datasets.dataset_path(threshold, series)
+        if not path.is_file():
+            raise dg.Failure(
+                description=f"{path} does not exist: materialize ml_dataset_{threshold} for {series}"
+            )
+        try:
+            fit = fit_forward_return_model(pl.read_parquet(path))
+        except ValueError as exc:
+            raise dg.Failure(description=f"{series}: {exc}") from None
+        names = ["const", *MODEL_FEATURES]
+        rows = [
+            {"term": n, "coef": float(c), "std_err": float(s), "z": float(t), "p_value": float(p)}
+            for n, c, s, t, p in zip(names, fit.params, fit.bse, fit.tvalues, fit.pvalues, strict=True)
+        ]
+        summary = {
+            "series": series.key,
+            "threshold_decimal_bps": threshold,
+            "nobs": int(fit.nobs),
+            "r_squared": float(fit.rsquared),
+            "coefficients": rows,
+        }
+        out = datasets.model_path("forward_return_model", series)
+        atomic_write(out, lambda handle: _write_json(handle, summary))
+        return dg.MaterializeResult(
+            metadata={
+                "nobs": int(fit.nobs),
+                "r_squared": float(fit.rsquared),
+                "adj_r_squared": float(fit.rsquared_adj) if np.isfinite(fit.rsquared_adj) else 0.0,
+                "coefficients": dg.MetadataValue.md(markdown_table(rows)),
+                "dagster/uri": str(out),
+            }
+        )
+
+    return forward_return_model
+
+
+def _write_json(handle: BinaryIO, value: Any) -> None:
+    handle.write(json.dumps(value, indent=2).encode())

@@ -1,0 +1,103 @@
+"""``ml_dataset_{thr}``: the last N bars of each series (get_n_range_bars semantics) as one Parquet file.
+
+Partitioned by series; reads the series' daily feature tables (newest first) until it holds exactly
+``last_n_bars`` rows, or all there are (``short_by`` in the metadata says how many are missing). The
+lineage runs back through ``features_{thr}`` and ``range_bars_{thr}`` to ``ticks``; the metadata
+names the days (tick partitions) the rows came from.
+"""
+
+# No `from __future__ import annotations`: Dagster checks the `context` annotation at runtime.
+
+from datetime import date
+
+import dagster as dg
+import polars as pl
+
+from rangebar_pipeline.assets._common import OWNERS, AssetResult, column_schema
+from rangebar_pipeline.assets.features import _write_parquet, day_files, features_key
+from rangebar_pipeline.config import PipelineConfig
+from rangebar_pipeline.partitions import partition_key, same_series_mapping, series_partitions
+from rangebar_pipeline.resources import DatasetStoreResource
+from rangebar_pipeline.series import Series
+
+__all__ = ["build_dataset_asset", "dataset_key", "last_n_rows"]
+
+
+def dataset_key(threshold: int) -> dg.AssetKey:
+    """``ml_dataset_{threshold}``."""
+    return dg.AssetKey(f"ml_dataset_{threshold}")
+
+
+def last_n_rows(
+    datasets: DatasetStoreResource, threshold: int, series: Series, n: int
+) -> tuple[pl.DataFrame, list[str]]:
+    """The ``n`` most recent feature rows of a series (fewer if fewer exist) and the days they span."""
+    frames: list[pl.DataFrame] = []
+    days: list[str] = []
+    held = 0
+    for day, path in reversed(day_files(datasets.features_dir(threshold, series))):
+        if held >= n:
+            break
+        frame = pl.read_parquet(path)
+        if frame.height == 0:
+            continue
+        frames.append(frame)
+        days.append(day.isoformat())
+        held += frame.height
+    if not frames:
+        return pl.DataFrame(), []
+    table = pl.concat(list(reversed(frames)), how="vertical_relaxed").tail(n)
+    return table, sorted(days)
+
+
+def build_dataset_asset(pipeline: PipelineConfig, threshold: int) -> dg.AssetsDefinition:
+    """The ``ml_dataset_{threshold}`` asset."""
+    n = pipeline.last_n_bars
+
+    @dg.asset(
+        key=dataset_key(threshold),
+        partitions_def=series_partitions(pipeline),
+        deps=[dg.AssetDep(features_key(threshold), partition_mapping=same_series_mapping())],
+        automation_condition=dg.AutomationCondition.eager(),
+        group_name="datasets",
+        kinds={"parquet", "polars"},
+        owners=OWNERS,
+        code_version="1",
+        description=(
+            f"The last {n} bars of the series at {threshold} dbps with features and labels "
+            "(get_n_range_bars semantics), for downstream ML consumers."
+        ),
+    )
+    def ml_dataset(context: dg.AssetExecutionContext, datasets: DatasetStoreResource) -> AssetResult:
+        series = Series.from_key(context.partition_key)
+        table, days = last_n_rows(datasets, threshold, series, n)
+        if table.is_empty():
+            raise dg.Failure(
+                description=(
+                    f"no feature rows for {series} at {threshold} dbps under "
+                    f"{datasets.features_dir(threshold, series)}: materialize features_{threshold} first"
+                )
+            )
+        path = datasets.dataset_path(threshold, series)
+        size = _write_parquet(table, path)
+        if table.height < n:
+            context.log.warning(
+                f"{series}: {table.height} bars instead of the requested {n}: the data runs out"
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": table.height,
+                "dagster/uri": str(path),
+                "dagster/column_schema": column_schema(table.schema),
+                "bars_requested": n,
+                "short_by": n - table.height,
+                "bytes": size,
+                "first_close_time": dg.MetadataValue.timestamp(table["close_time"][0]),
+                "last_close_time": dg.MetadataValue.timestamp(table["close_time"][-1]),
+                "source_partitions": dg.MetadataValue.json(
+                    [partition_key(date.fromisoformat(d), series) for d in days]
+                ),
+            }
+        )
+
+    return ml_dataset

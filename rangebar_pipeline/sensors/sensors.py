@@ -1,0 +1,200 @@
+"""Sensors: newly published days at the sources, and a record of every failed run.
+
+``new_days`` keeps a cursor (the last published day seen per series) and asks the source whether the
+next day exists with one HEAD request per probe (Binance: the day's ``.CHECKSUM``; Exness: the
+month's archive), at most ``sensor_max_requests`` per evaluation. Each new day becomes a run of
+``ticks`` for that partition; range bars and feature tables follow by declarative automation.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import unquote, urlparse
+
+import dagster as dg
+import requests
+
+from rangebar_pipeline.config import PipelineConfig
+from rangebar_pipeline.partitions import partition_key
+from rangebar_pipeline.resources import BinanceVisionResource, DatasetStoreResource, ExnessResource
+from rangebar_pipeline.series import Series
+
+__all__ = [
+    "NewDays",
+    "SourceProbe",
+    "build_failure_sensor",
+    "build_new_days_sensor",
+    "find_new_days",
+    "record_failure",
+]
+
+_PROBE_TIMEOUT: Final = 10.0
+Probe = Callable[[Series, date], bool]
+
+
+class SourceProbe:
+    """Is a day published at the source? One HEAD request (or a file check for ``file://``) per call."""
+
+    def __init__(self, *, binance_base_url: str | None = None, exness_base_url: str | None = None) -> None:
+        self.binance = BinanceVisionResource(base_url=binance_base_url).source()
+        self.exness = ExnessResource(base_url=exness_base_url).source()
+        self.requests = 0
+
+    def url(self, series: Series, day: date) -> str:
+        """The URL whose presence means ``day`` of ``series`` is published."""
+        if series.source == "exness":
+            return self.exness.archive_url(series.symbol, day.year, day.month)
+        return self.binance.archive_url(series.market, series.symbol, day) + ".CHECKSUM"
+
+    def __call__(self, series: Series, day: date) -> bool:
+        url = self.url(series, day)
+        self.requests += 1
+        parsed = urlparse(url)
+        if parsed.scheme == "file":
+            return Path(unquote(parsed.path)).is_file()
+        try:
+            response = requests.head(url, timeout=_PROBE_TIMEOUT, allow_redirects=True)
+        except requests.RequestException:
+            return False
+        return response.status_code == 200
+
+
+@dataclass
+class NewDays:
+    """The outcome of one :func:`find_new_days` evaluation."""
+
+    found: list[tuple[Series, date]] = field(default_factory=list)
+    cursor: dict[str, str] = field(default_factory=dict)
+    probes: int = 0
+
+
+def find_new_days(
+    series: Iterable[Series],
+    cursor: dict[str, str],
+    *,
+    today: date,
+    start_date: date,
+    lookback_days: int,
+    max_requests: int,
+    probe: Probe,
+) -> NewDays:
+    """Probe each series' days after its cursor (at most up to yesterday) until one is missing.
+
+    A series without a cursor starts ``lookback_days`` before today (never before ``start_date``);
+    at most ``max_requests`` probes are made in all, shared round-robin-free in series order.
+    """
+    out = NewDays(cursor=dict(cursor))
+    last_complete = today - timedelta(days=1)
+    for item in series:
+        seen = out.cursor.get(item.key)
+        day = (
+            date.fromisoformat(seen) + timedelta(days=1)
+            if seen
+            else max(start_date, today - timedelta(days=lookback_days))
+        )
+        while day <= last_complete and out.probes < max_requests:
+            out.probes += 1
+            if not probe(item, day):
+                break
+            out.found.append((item, day))
+            out.cursor[item.key] = day.isoformat()
+            day += timedelta(days=1)
+    return out
+
+
+def build_new_days_sensor(
+    pipeline: PipelineConfig, job: dg.UnresolvedAssetJobDefinition
+) -> dg.SensorDefinition:
+    """The ``new_days`` sensor requesting ``job`` (ticks) runs for newly published days."""
+
+    @dg.sensor(
+        name="new_days",
+        job=job,
+        minimum_interval_seconds=3600,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description=(
+            f"Finds newly published days at Binance Vision / Exness (at most {pipeline.sensor_max_requests} "
+            "HEAD requests per evaluation) and requests their ticks; bars follow automatically."
+        ),
+    )
+    def new_days(
+        context: dg.SensorEvaluationContext, binance: BinanceVisionResource, exness: ExnessResource
+    ) -> dg.SensorResult:
+        cursor: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        probe = SourceProbe(binance_base_url=binance.base_url, exness_base_url=exness.base_url)
+        result = find_new_days(
+            pipeline.series,
+            cursor,
+            today=datetime.now(UTC).date(),
+            start_date=pipeline.start_date,
+            lookback_days=pipeline.sensor_lookback_days,
+            max_requests=pipeline.sensor_max_requests,
+            probe=probe,
+        )
+        requests_ = [
+            dg.RunRequest(
+                run_key=f"new_days:{partition_key(day, series)}",
+                partition_key=partition_key(day, series),
+                tags={"rangebar/trigger": "new_days_sensor"},
+            )
+            for series, day in result.found
+        ]
+        context.log.info(f"{result.probes} probe(s), {len(requests_)} new day(s)")
+        return dg.SensorResult(
+            run_requests=requests_,
+            cursor=json.dumps(result.cursor, sort_keys=True),
+            skip_reason=None if requests_ else f"no new days ({result.probes} probe(s))",
+        )
+
+    return new_days
+
+
+def record_failure(path: Path, entry: dict[str, Any]) -> None:
+    """Append one JSON line to the failure log."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
+
+
+def _error_message(event: dg.DagsterEvent) -> str:
+    error = event.step_failure_data.error
+    return "" if error is None else error.message.strip()
+
+
+def build_failure_sensor() -> dg.SensorDefinition:
+    """``record_failures``: every failed run of this code location, appended to ``failures.jsonl``."""
+
+    @dg.run_failure_sensor(
+        name="record_failures",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Records each failed run (job, partition, failed steps, error) in failures.jsonl",
+    )
+    def record_failures(context: dg.RunFailureSensorContext, datasets: DatasetStoreResource) -> None:
+        run = context.dagster_run
+        steps = [
+            {"step": event.step_key, "error": _error_message(event)}
+            for event in context.get_step_failure_events()
+        ]
+        entry = {
+            "run_id": run.run_id,
+            "job": run.job_name,
+            "partition": run.tags.get("dagster/partition"),
+            "partition_range": [
+                run.tags.get("dagster/asset_partition_range_start"),
+                run.tags.get("dagster/asset_partition_range_end"),
+            ],
+            "failed_steps": steps,
+            "message": context.failure_event.message,
+            "recorded_at": datetime.now(UTC).isoformat(),
+        }
+        record_failure(datasets.failures_path(), entry)
+        context.log.info(
+            f"recorded failure of run {run.run_id} ({run.job_name}) in {datasets.failures_path()}"
+        )
+
+    return record_failures

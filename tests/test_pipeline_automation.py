@@ -1,0 +1,160 @@
+"""Schedules, sensors and declarative automation of the pipeline, evaluated with Dagster's test utilities."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from rangebar_pipeline.assets.checks import expected_latest_day, freshness_verdict
+from rangebar_pipeline.resources import BinanceVisionResource, DatasetStoreResource, ExnessResource
+from rangebar_pipeline.sensors import SourceProbe, find_new_days
+from rangebar_pipeline.series import Series
+from tests.loopback import LoopbackServer
+from tests.pipeline_support import DAYS, SERIES, PipelineEnv, pipeline_env
+
+SPOT = Series("binance", "spot", "BTCUSDT")
+UM = Series("binance", "um", "BTCUSDT")  # the fixtures have only 2024-08-08 for it
+EURGBP = Series("exness", "spot", "EURGBP")
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PipelineEnv]:
+    yield from pipeline_env(tmp_path, monkeypatch)
+
+
+def test_daily_schedule_requests_yesterday_for_every_series(env: PipelineEnv) -> None:
+    schedule = env.defs.resolve_schedule_def("daily_yesterday")
+    repository = env.defs.get_repository_def()
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2024, 8, 10, 2, 30, tzinfo=UTC), repository_def=repository
+    )
+    requests = list(schedule.evaluate_tick(context).run_requests or [])
+    expected = [f"2024-08-09|{key}" for key in env.config.series_keys]
+    assert [r.partition_key for r in requests] == expected
+    assert [r.run_key for r in requests] == expected
+    early = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2024, 8, 8, 2, 30, tzinfo=UTC), repository_def=repository
+    )
+    result = schedule.evaluate_tick(early)
+    assert not result.run_requests and "before the configured start date" in (result.skip_message or "")
+
+
+def test_find_new_days_probes_the_mirror_with_bounded_requests(loopback: LoopbackServer) -> None:
+    probe = SourceProbe(
+        binance_base_url=f"{loopback.url}/binance_vision", exness_base_url=f"{loopback.url}/exness"
+    )
+    found = find_new_days(
+        [SPOT, UM],
+        {},
+        today=date(2024, 8, 12),
+        start_date=date(2024, 8, 8),
+        lookback_days=10,
+        max_requests=20,
+        probe=probe,
+    )
+    assert found.found == [(SPOT, date(2024, 8, 8)), (SPOT, date(2024, 8, 9)), (UM, date(2024, 8, 8))]
+    assert found.cursor == {SPOT.key: "2024-08-09", UM.key: "2024-08-08"}
+    assert found.probes == probe.requests == 5 == loopback.count("*.CHECKSUM")  # 3 hits, 2 misses
+    assert {r.method for r in loopback.requests} == {"HEAD"}
+
+    bounded = find_new_days(
+        [SPOT, UM], {}, today=date(2024, 8, 12), start_date=date(2024, 8, 8), lookback_days=10,
+        max_requests=2, probe=probe,
+    )  # fmt: skip
+    assert bounded.probes == 2 and bounded.found == [(SPOT, date(2024, 8, 8)), (SPOT, date(2024, 8, 9))]
+    resumed = find_new_days(
+        [SPOT, UM], bounded.cursor, today=date(2024, 8, 12), start_date=date(2024, 8, 8), lookback_days=10,
+        max_requests=2, probe=probe,
+    )  # fmt: skip
+    assert resumed.found == [(UM, date(2024, 8, 8))]  # 2024-08-10 of spot is not published
+
+    assert probe(EURGBP, date(2023, 6, 26)) and not probe(EURGBP, date(2023, 7, 3))  # monthly archives
+
+
+def test_new_days_sensor_requests_ticks_runs_and_keeps_a_cursor(
+    env: PipelineEnv, loopback: LoopbackServer
+) -> None:
+    sensor = env.defs.resolve_sensor_def("new_days")
+    resources = {
+        "binance": BinanceVisionResource(base_url=f"{loopback.url}/binance_vision"),
+        "exness": ExnessResource(base_url=f"{loopback.url}/exness"),
+    }
+    cursor = json.dumps({key: "2024-08-07" for key in env.config.series_keys})
+    with dg.build_sensor_context(cursor=cursor, resources=resources) as context:
+        result = sensor(context)
+    assert isinstance(result, dg.SensorResult)
+    keys = sorted(r.partition_key or "" for r in result.run_requests or [])
+    assert keys == sorted(f"{d}|{s}" for d in DAYS for s in env.config.series_keys)
+    assert all(r.run_key and r.run_key.startswith("new_days:") for r in result.run_requests or [])
+    assert json.loads(result.cursor or "{}") == {key: DAYS[1] for key in env.config.series_keys}
+    assert env.defs.resolve_job_def("ticks_only").asset_layer  # the requested job materializes ticks only
+    with dg.build_sensor_context(cursor=result.cursor, resources=resources) as context:
+        again = sensor(context)
+    assert isinstance(again, dg.SensorResult) and not again.run_requests
+    # Each evaluation probes the day after the cursor once per series: 2 evaluations x 2 series.
+    assert loopback.count("*2024-08-10.zip.CHECKSUM") == 4 and loopback.count("*2024-08-11*") == 0
+
+
+def test_run_failure_sensor_records_the_failed_partition_and_error(env: PipelineEnv) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    missing = f"2024-08-10|{SERIES}"  # not in the fixtures: the source answers 404
+    failed = env.materialize(["ticks"], missing, instance=instance, raise_on_error=False)
+    assert not failed.success
+    run = instance.get_run_by_id(failed.run_id)
+    assert run is not None
+    failure = next(e for e in failed.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="record_failures", dagster_instance=instance, dagster_run=run, dagster_event=failure
+    ).for_run_failure()
+    datasets = DatasetStoreResource(root=str(env.root / "pipeline"))
+    env.defs.resolve_sensor_def("record_failures")(context, datasets=datasets)
+    entries = [json.loads(line) for line in datasets.failures_path().read_text().splitlines()]
+    assert len(entries) == 1
+    entry = entries[0]
+    assert entry["run_id"] == failed.run_id and entry["partition"] == missing
+    assert entry["failed_steps"][0]["step"] == "ticks"
+    assert (
+        "2024-08-10" in entry["failed_steps"][0]["error"] and "BTCUSDT" in entry["failed_steps"][0]["error"]
+    )
+
+
+def test_bars_and_features_follow_ticks_by_declarative_automation(env: PipelineEnv) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    when = datetime(2024, 8, 9, 12, tzinfo=UTC)
+    partition = f"{DAYS[0]}|{SERIES}"
+    first = dg.evaluate_automation_conditions(defs=env.defs, instance=instance, evaluation_time=when)
+    assert first.total_requested == 0
+    assert env.materialize(["ticks"], partition, instance=instance, checks=False).success
+    after_ticks = dg.evaluate_automation_conditions(
+        defs=env.defs, instance=instance, evaluation_time=when, cursor=first.cursor
+    )
+    assert after_ticks.get_requested_partitions(dg.AssetKey("range_bars_10")) == {partition}
+    assert after_ticks.get_requested_partitions(dg.AssetKey("range_bars_25")) == {partition}
+    assert after_ticks.get_num_requested(dg.AssetKey("features_10")) == 0  # its bars are not there yet
+
+
+def test_freshness_expects_yesterday_after_the_deadline() -> None:
+    assert expected_latest_day(datetime(2024, 8, 10, 7, tzinfo=UTC), 6) == date(2024, 8, 9)
+    assert expected_latest_day(datetime(2024, 8, 10, 5, tzinfo=UTC), 6) == date(2024, 8, 8)
+    keys = [f"2024-08-08|{SPOT.key}", f"2024-08-09|{SPOT.key}", f"2024-08-08|{UM.key}"]
+    verdict = freshness_verdict(keys, [SPOT.key, UM.key, EURGBP.key], date(2024, 8, 9), date(2024, 8, 8))
+    assert verdict.overdue == {UM.key: date(2024, 8, 8), EURGBP.key: None} and not verdict.passed
+    assert freshness_verdict([], [SPOT.key], date(2024, 8, 7), date(2024, 8, 8)).passed  # before the start
+
+
+def test_freshness_check_reports_overdue_series(env: PipelineEnv) -> None:
+    result = env.defs.resolve_job_def("freshness_checks").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
+    evaluations = {
+        f"{e.asset_key.to_user_string()}:{e.check_name}": e for e in result.get_asset_check_evaluations()
+    }
+    assert set(evaluations) == {"ticks:freshness", "range_bars_10:freshness", "range_bars_25:freshness"}
+    ticks = evaluations["ticks:freshness"]
+    assert not ticks.passed and ticks.severity == dg.AssetCheckSeverity.WARN
+    assert SERIES in (ticks.description or "") and "never" in (ticks.description or "")

@@ -1,0 +1,160 @@
+"""Materializing the pipeline in process: real chDB, loopback mirrors of the shared fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from rangebar_pipeline.api import get_range_bars
+from rangebar_pipeline.series import Series
+from rangebar_pipeline.storage.bars import BarStore
+from tests.pipeline_support import (
+    DAYS,
+    SERIES,
+    PipelineEnv,
+    assert_bars_equal_golden,
+    check_results,
+    golden,
+    metadata,
+    pipeline_env,
+)
+
+BAR_ASSETS = ["ticks", "range_bars_10", "range_bars_25", "features_10", "features_25"]
+SPOT = Series("binance", "spot", "BTCUSDT")
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PipelineEnv]:
+    yield from pipeline_env(tmp_path, monkeypatch)
+
+
+def stored_bars(series: Series, threshold: int) -> pl.DataFrame:
+    result = get_range_bars(
+        series.symbol,
+        DAYS[0],
+        DAYS[1],
+        threshold,
+        market=series.market,
+        fetch_if_missing=False,
+        output="polars",
+    )
+    assert isinstance(result, pl.DataFrame)
+    return result
+
+
+def test_two_days_in_order_equal_golden_with_checks_and_rematerializing_changes_nothing(
+    env: PipelineEnv,
+) -> None:
+    runs = [env.materialize(BAR_ASSETS, f"{day}|{SERIES}") for day in DAYS]
+    for result in runs:
+        assert result.success
+        checks = check_results(result)
+        for name in ("tier1", "continuity"):
+            for thr in (10, 25):
+                assert checks[f"range_bars_{thr}:{name}"].passed, checks[
+                    f"range_bars_{thr}:{name}"
+                ].description
+        assert checks["features_10:expectations"].passed and checks["features_25:expectations"].passed
+        assert checks["features_10:tier2"].severity == dg.AssetCheckSeverity.WARN
+        assert "feature_table" in checks["features_10:tier2"].metadata
+    first, second = (metadata(r, "range_bars_10")[0] for r in runs)
+    assert first["carried_over_bar"] is False and first["continued_from_checkpoint"] is False
+    assert second["carried_over_bar"] is True and second["continued_from_checkpoint"] is True
+    assert first["bars"] + second["bars"] == golden("spot", "BTCUSDT", 10).height
+    assert "price_chart" in second and first["ticks"] > 0
+    ticks_meta = metadata(runs[0], "ticks")[0]
+    assert ticks_meta["rows"] == ticks_meta["dagster/partition_row_count"] > 0
+    assert len(ticks_meta["checksum_sha256"]) == 64 and ticks_meta["duplicates_removed"] >= 0
+
+    # The bars in Tier 2 equal the golden series across the day boundary, for both thresholds.
+    for thr in (10, 25):
+        assert_bars_equal_golden(stored_bars(SPOT, thr), golden("spot", "BTCUSDT", thr))
+    served = len(env.binance.requests)
+
+    # Re-materializing the second day changes nothing: same bars, same checkpoint, no download.
+    again = env.materialize(BAR_ASSETS, f"{DAYS[1]}|{SERIES}")
+    assert again.success
+    repeat = metadata(again, "range_bars_10")[0]
+    for key in ("bars", "bars_sha256", "checkpoint_sha256", "carried_over_bar"):
+        assert repeat[key] == second[key]
+    assert len(env.binance.requests) == served
+    with BarStore() as store:
+        assert store.covered_days(SPOT, 10, date(2024, 8, 8), date(2024, 8, 9)) == {
+            date(2024, 8, 8),
+            date(2024, 8, 9),
+        }
+        assert store.count_bars(SPOT, 10) == golden("spot", "BTCUSDT", 10).height
+    assert_bars_equal_golden(stored_bars(SPOT, 10), golden("spot", "BTCUSDT", 10))
+
+    # Feature tables -> the dataset (last N bars, lineage to both days) -> the example consumer.
+    features = pl.read_parquet(env.root / "pipeline" / "features" / "10" / SERIES / "2024-08-09.parquet")
+    assert features.height == second["bars"]
+    assert features["forward_return_1"].null_count() == 1 and features["forward_return_5"].null_count() == 5
+    assert set(features["symbol"]) == {"BTCUSDT"}
+    dataset_run = env.materialize(["ml_dataset_10", "forward_return_model"], SERIES)
+    assert dataset_run.success
+    dataset_meta = metadata(dataset_run, "ml_dataset_10")[0]
+    expected = golden("spot", "BTCUSDT", 10).tail(250)
+    assert dataset_meta["dagster/row_count"] == 250 and dataset_meta["short_by"] == 0
+    assert "2024-08-08|binance-spot-BTCUSDT" in dataset_meta["source_partitions"]
+    dataset = pl.read_parquet(env.root / "pipeline" / "datasets" / "10" / f"{SERIES}.parquet")
+    assert dataset["close_time"].dt.epoch("us").to_list() == expected["close_time_us"].to_list()
+    model = metadata(dataset_run, "forward_return_model")[0]
+    assert model["nobs"] > 200 and "ofi" in model["coefficients"]
+
+
+def test_planted_bad_bar_fails_the_blocking_check_and_stops_features(env: PipelineEnv) -> None:
+    partition = f"{DAYS[0]}|{SERIES}"
+    assert env.materialize(["ticks", "range_bars_10"], partition, checks=False).success
+    with BarStore() as store:
+        day = date(2024, 8, 8)
+        bars = store.read_bars(SPOT, 10, day, day)
+        record = store.coverage(SPOT, 10, day, day)[day]
+        planted = bars.with_columns(  # bar 7's high below its low: an impossible bar
+            pl.when(pl.int_range(pl.len()) == 7)
+            .then(pl.col("low") - 1.0)
+            .otherwise(pl.col("high"))
+            .alias("high")
+        )
+        checkpoint = store.checkpoint_for(SPOT, 10, day)
+        assert checkpoint is not None
+        store.write_day(SPOT, 10, day, planted, checkpoint=checkpoint, tick_count=record.tick_count)
+    selection = dg.AssetSelection.checks_for_assets("range_bars_10") | dg.AssetSelection.assets("features_10")
+    result = env.run(selection, partition, raise_on_error=False)
+    assert not result.success
+    tier1 = check_results(result)["range_bars_10:tier1"]
+    assert not tier1.passed and tier1.severity == dg.AssetCheckSeverity.ERROR
+    assert partition in (tier1.description or "") and "high" in (tier1.description or "")
+    assert result.asset_materializations_for_node("features_10") == []
+    assert not (env.root / "pipeline" / "features" / "10" / SERIES / "2024-08-08.parquet").exists()
+
+
+def test_single_run_backfill_of_a_range_materializes_every_partition_in_date_order(env: PipelineEnv) -> None:
+    cm = Series("binance", "cm", "BTCUSD_PERP")
+    job = env.defs.resolve_job_def("rangebar_daily")
+    result = job.execute_in_process(
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: f"{DAYS[0]}|{cm.key}",
+            ASSET_PARTITION_RANGE_END_TAG: f"{DAYS[1]}|{cm.key}",
+        },
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert result.success
+    materialized = {e.partition for e in result.asset_materializations_for_node("range_bars_25")}
+    assert materialized == {f"{d}|{cm.key}" for d in DAYS}
+    assert metadata(result, "range_bars_25")[0]["partitions"] == 2
+    with BarStore() as store:  # one step, days in order: day 2 continues day 1's stored checkpoint
+        coverage = store.coverage(cm, 25, date(2024, 8, 8), date(2024, 8, 9))
+        assert (
+            coverage[date(2024, 8, 9)].parent_checkpoint_sha256
+            == coverage[date(2024, 8, 8)].checkpoint_sha256
+        )
+    for thr in (10, 25):
+        assert_bars_equal_golden(stored_bars(cm, thr), golden("cm", "BTCUSD_PERP", thr))
+    assert check_results(result)["range_bars_25:tier1"].passed
