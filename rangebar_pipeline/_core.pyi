@@ -9,6 +9,7 @@ __all__ = [
     "CHECKPOINT_VERSION",
     "THRESHOLD_DECIMAL_MAX",
     "THRESHOLD_DECIMAL_MIN",
+    "AggTradesCsvParser",
     "Checkpoint",
     "Processor",
     "__version__",
@@ -79,3 +80,21 @@ class Processor:
 
 def decimal128_to_fixed_point(words: _I64, scale: int, column: str) -> _I64: ...
 def to_fixed_point(values: npt.NDArray[np.float64], column: str) -> _I64: ...
+
+@final
+class AggTradesCsvParser:
+    """Exact streaming parser of Binance aggTrades CSV (no header) into fixed-point columns."""
+
+    def __new__(cls, fields: int, *, first_line: int = 1, decimal128: bool = False) -> AggTradesCsvParser: ...
+    def feed(
+        self, data: bytes, start: int = 0
+    ) -> dict[str, npt.NDArray[np.int64] | npt.NDArray[np.bool_]]: ...
+    def finish(self) -> dict[str, npt.NDArray[np.int64] | npt.NDArray[np.bool_]]: ...
+    @property
+    def next_line(self) -> int: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def is_sorted(self) -> bool: ...
+    @property
+    def timestamp_range(self) -> tuple[int, int] | None: ...

@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from rangebar_pipeline._core import AggTradesCsvParser
 from rangebar_pipeline.exceptions import (
     ChecksumMismatchError,
     CorruptArchiveError,
@@ -20,7 +21,8 @@ from rangebar_pipeline.exceptions import (
 )
 from rangebar_pipeline.schema import PRICE_DECIMAL, TICK_SCHEMA, UTC_US
 from rangebar_pipeline.sources import BinanceVision, HttpClient, Market, RetryPolicy, parse_agg_trades
-from rangebar_pipeline.sources._parsing import read_zip_member
+from rangebar_pipeline.sources._parsing import iter_zip_member, read_zip_member
+from rangebar_pipeline.sources.binance_vision import parse_agg_trades_pieces
 from tests.data_paths import BINANCE_ROOT, fixture_zip
 from tests.loopback import Fault, LoopbackServer
 
@@ -224,6 +226,16 @@ def test_garbage_csv_is_refused_naming_the_file(loopback: LoopbackServer) -> Non
         source_for(loopback).fetch_day("spot", "BTCUSDT", DAY)
 
 
+def test_a_crc_mismatch_found_after_parsing_is_refused_naming_the_zip_once(loopback: LoopbackServer) -> None:
+    csv = b"1,61837.63,0.02,1,1,1723161255342,True,True\n" * 3
+    archive = bytearray(zip_bytes("BTCUSDT-aggTrades-2024-08-08.csv", csv))
+    archive[archive.rfind(b"PK\x01\x02") + 16] ^= 0x01  # the central directory's CRC-32
+    publish(loopback, SPOT_PATH, bytes(archive))
+    with pytest.raises(CorruptArchiveError, match=r"^http://[^ ]*\.zip: corrupt .*bad CRC-32") as info:
+        source_for(loopback).fetch_day("spot", "BTCUSDT", DAY)
+    assert ".csv" not in str(info.value).split(": corrupt")[0]
+
+
 def test_zip_with_binary_garbage_is_refused(loopback: LoopbackServer) -> None:
     publish(loopback, SPOT_PATH, zip_bytes("BTCUSDT-aggTrades-2024-08-08.csv", bytes(range(256)) * 50))
     with pytest.raises(CorruptArchiveError, match=r"aggTrades-2024-08-08\.csv"):
@@ -355,6 +367,83 @@ def test_zip_members_inflate_and_crc_check_on_both_paths(accelerated: bool) -> N
     with zipfile.ZipFile(stored, "w", zipfile.ZIP_STORED) as archive:
         archive.writestr("x.csv", b"1,2\n")
     assert read_zip_member(stored.getvalue(), origin="z", accelerated=accelerated) == ("x.csv", b"1,2\n")
+
+
+@pytest.mark.parametrize("piece_size", [7, 997, 1 << 20])
+@pytest.mark.parametrize("accelerated", [True, False], ids=["isal", "zlib"])
+def test_members_stream_in_pieces_and_are_checked_at_the_end(piece_size: int, accelerated: bool) -> None:
+    data = fixture_zip("um", "ETHUSDT", "2024-08-08").read_bytes()
+    whole = read_zip_member(data, origin="z")[1]
+    name, pieces = iter_zip_member(data, origin="z", accelerated=accelerated, piece_size=piece_size)
+    assert name == "ETHUSDT-aggTrades-2024-08-08.csv"
+    assert b"".join(pieces) == whole
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        info = archive.infolist()[0]
+    wrong_crc = bytearray(data)
+    wrong_crc[info.header_offset + 14] ^= 0x01  # the CRC-32 in the local header is not used ...
+    central = data.rfind(b"PK\x01\x02")
+    wrong_crc[central + 16] ^= 0x01  # ... the central directory's is
+    _, pieces = iter_zip_member(bytes(wrong_crc), origin="z", accelerated=accelerated, piece_size=piece_size)
+    with pytest.raises(CorruptArchiveError, match=r"z: corrupt .*bad CRC-32 or size"):
+        list(pieces)
+    truncated = bytearray(data)
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    truncated[start : start + info.compress_size] = bytes(info.compress_size)  # stored blocks of zeros
+    _, pieces = iter_zip_member(bytes(truncated), origin="z", accelerated=accelerated, piece_size=piece_size)
+    with pytest.raises(CorruptArchiveError, match="z: corrupt or truncated zip archive"):
+        list(pieces)
+
+
+@pytest.mark.parametrize(
+    ("market", "symbol"), [("spot", "BTCUSDT"), ("um", "ETHUSDT"), ("cm", "BTCUSD_PERP")]
+)
+@pytest.mark.parametrize("piece_size", [61, 4096])
+def test_a_csv_in_pieces_parses_like_the_whole(market: Market, symbol: str, piece_size: int) -> None:
+    csv = read_zip_member(fixture_zip(market, symbol, "2024-08-08").read_bytes(), origin="z")[1]
+    pieces = [csv[i : i + piece_size] for i in range(0, len(csv), piece_size)]
+    whole = parse_agg_trades(csv, origin="x", day=DAY)
+    streamed = parse_agg_trades_pieces(pieces, origin="x", day=DAY)
+    assert streamed[1] == whole[1]
+    assert streamed[0].equals(whole[0])
+    assert streamed[0].height > 1000
+
+
+def test_errors_in_later_pieces_name_the_line_of_the_file() -> None:
+    lines = [FUTURES_HEADER] + [
+        f"{i},1.5,2,{i},{i},{1723075200000 + i},true".encode() for i in range(1, 5000)
+    ]
+    lines[4321] = b"4321,1.5,2,4321,4321,1723075204321,yes"
+    csv = b"\r\n".join(lines)
+    pieces = [csv[i : i + 333] for i in range(0, len(csv), 333)]
+    with pytest.raises(
+        CorruptArchiveError, match=r"^f\.csv: line 4322: is_buyer_maker is not Boolean: \"yes\""
+    ):
+        parse_agg_trades_pieces(pieces, origin="f.csv", day=DAY)
+    lines[4321] = lines[4321].replace(b"yes", b"TRUE")
+    fixed = b"\r\n".join(lines)
+    frame, _ = parse_agg_trades_pieces(
+        [fixed[i : i + 333] for i in range(0, len(fixed), 333)], origin="f", day=DAY
+    )
+    assert frame["agg_trade_id"].to_list() == list(range(1, 5000))
+
+
+def test_an_empty_first_line_before_data_is_refused_not_read_as_empty() -> None:
+    with pytest.raises(CorruptArchiveError, match="line 1 is empty"):
+        parse([b"", *SPOT_LINES])
+    assert parse_agg_trades(b"\n\n", origin="x")[0].height == 0
+
+
+def test_the_rust_parser_reports_order_and_timestamp_range() -> None:
+    parser = AggTradesCsvParser(8, decimal128=True)
+    assert (parser.rows, parser.is_sorted, parser.timestamp_range) == (0, True, None)
+    columns = parser.feed(b"\n".join(SPOT_LINES) + b"\n")
+    assert columns["price"].tolist() == [10_050_000_000, 0, 10_050_000_001, 0, 9_999_999_999, 0]
+    assert (parser.rows, parser.is_sorted) == (3, True)
+    assert parser.timestamp_range == (1723075200000, 1723075200001)
+    parser.feed(SPOT_LINES[0] + b"\n")
+    assert (parser.rows, parser.is_sorted, parser.next_line) == (4, False, 5)
+    with pytest.raises(ValueError, match="7 or 8 fields"):
+        AggTradesCsvParser(9)
 
 
 # --- the download client ------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from rangebar_pipeline.exceptions import (
@@ -115,6 +118,29 @@ def test_file_mirror_fills_the_store(tmp_path: Path) -> None:
     assert store.read_day("binance", "um", "ETHUSDT", date(2024, 8, 9)).equals(
         expected_frame("um", "ETHUSDT", "2024-08-09")
     )
+
+
+def test_day_files_store_decimals_as_delta_encoded_int64_and_read_back_exactly(tmp_path: Path) -> None:
+    store = TickStore(tmp_path)
+    ticks = ticks_of(5000, DAY, price="61837.12345678").with_columns(
+        pl.Series(["0.00000001", "99999.9", "0", "1234567890.12345678", "3"] * 1000)
+        .cast(TICK_SCHEMA["quantity"])
+        .alias("quantity")
+    )
+    result = store.write_day("binance", "um", "BTCUSDT", DAY, ticks)
+    metadata = pq.ParquetFile(result.path).metadata
+    columns = {metadata.schema.column(i).name: metadata.row_group(0).column(i) for i in range(7)}
+    for name in ("price", "quantity"):
+        assert columns[name].physical_type == "INT64"
+        assert {"price": "DELTA_BINARY_PACKED", "quantity": "BYTE_STREAM_SPLIT"}[name] in columns[
+            name
+        ].encodings
+        logical = json.loads(metadata.schema.column(list(columns).index(name)).logical_type.to_json())
+        assert logical == {"Type": "Decimal", "precision": 18, "scale": 8}
+    assert pq.read_schema(result.path).field("price").type == pa.decimal128(18, 8)
+    assert store.read_day("binance", "um", "BTCUSDT", DAY).equals(ticks)
+    lazy = store.get_ticks("binance", "um", "BTCUSDT", DAY, DAY, lazy=True, fetch_if_missing=False)
+    assert lazy.collect().equals(ticks)
 
 
 def test_default_root_and_sources_come_from_the_environment(

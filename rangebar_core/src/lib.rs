@@ -8,6 +8,7 @@
 mod bar;
 mod checkpoint;
 mod columns;
+pub mod csv;
 mod error;
 pub mod fixed;
 mod processor;

@@ -8,6 +8,7 @@ mod error;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
+use rangebar_core::csv::{AggTradeColumns, AggTradesParser, CsvError};
 use rangebar_core::{fixed, BarColumns, Checkpoint, RangeBarProcessor, TradeColumns};
 
 use crate::error::{invalid_trade, to_py};
@@ -213,6 +214,132 @@ impl PyProcessor {
     }
 }
 
+pyo3::import_exception!(rangebar_pipeline.exceptions, CorruptArchiveError);
+
+/// Fixed-point values as Arrow decimal128 words (low, high) per value.
+fn decimal128_words(raw: &[i64]) -> Vec<i64> {
+    raw.iter().flat_map(|&v| [v, v >> 63]).collect()
+}
+
+/// Parsed columns, with prices and quantities widened to decimal128 words when asked.
+struct ParsedPiece {
+    columns: AggTradeColumns,
+    words: Option<(Vec<i64>, Vec<i64>)>,
+}
+
+/// Parsed aggTrades columns as a dict name -> 1-D NumPy array (no copies).
+fn agg_trades_to_dict(py: Python<'_>, piece: ParsedPiece) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    let c = piece.columns;
+    d.set_item("agg_trade_id", c.agg_trade_id.into_pyarray(py))?;
+    match piece.words {
+        Some((price, quantity)) => {
+            d.set_item("price", price.into_pyarray(py))?;
+            d.set_item("quantity", quantity.into_pyarray(py))?;
+        }
+        None => {
+            d.set_item("price", c.price.into_pyarray(py))?;
+            d.set_item("quantity", c.quantity.into_pyarray(py))?;
+        }
+    }
+    d.set_item("first_trade_id", c.first_trade_id.into_pyarray(py))?;
+    d.set_item("last_trade_id", c.last_trade_id.into_pyarray(py))?;
+    d.set_item("timestamp", c.timestamp.into_pyarray(py))?;
+    d.set_item("is_buyer_maker", c.is_buyer_maker.into_pyarray(py))?;
+    Ok(d)
+}
+
+fn csv_error(err: CsvError) -> PyErr {
+    CorruptArchiveError::new_err(err.to_string())
+}
+
+/// Exact streaming parser of Binance aggTrades CSV (no header) into fixed-point columns.
+#[pyclass(module = "rangebar_pipeline._core", name = "AggTradesCsvParser")]
+struct PyAggTradesParser {
+    inner: AggTradesParser,
+    decimal128: bool,
+}
+
+impl PyAggTradesParser {
+    fn finish_piece(&self, columns: AggTradeColumns) -> ParsedPiece {
+        let words = self.decimal128.then(|| {
+            (
+                decimal128_words(&columns.price),
+                decimal128_words(&columns.quantity),
+            )
+        });
+        ParsedPiece { columns, words }
+    }
+}
+
+#[pymethods]
+impl PyAggTradesParser {
+    #[new]
+    #[pyo3(signature = (fields, *, first_line = 1, decimal128 = false))]
+    fn new(fields: usize, first_line: u64, decimal128: bool) -> PyResult<Self> {
+        Ok(Self {
+            inner: AggTradesParser::new(fields, first_line)
+                .map_err(pyo3::exceptions::PyValueError::new_err)?,
+            decimal128,
+        })
+    }
+
+    /// Parse the complete lines of `data[start:]` (a trailing partial line waits for the next
+    /// call); returns their columns. Raises CorruptArchiveError naming the line and field.
+    #[pyo3(signature = (data, start = 0))]
+    fn feed<'py>(
+        &mut self,
+        py: Python<'py>,
+        data: &[u8],
+        start: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let piece = data.get(start..).ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err(format!(
+                "start {start} is past the end of the data ({} bytes)",
+                data.len()
+            ))
+        })?;
+        let parsed = py.detach(|| {
+            let mut out = AggTradeColumns::default();
+            self.inner.feed(piece, &mut out)?;
+            Ok(self.finish_piece(out))
+        });
+        agg_trades_to_dict(py, parsed.map_err(csv_error)?)
+    }
+
+    /// Parse the last line if it had no line break; returns its columns (0 or 1 row).
+    fn finish<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let mut out = AggTradeColumns::default();
+        self.inner.finish(&mut out).map_err(csv_error)?;
+        agg_trades_to_dict(py, self.finish_piece(out))
+    }
+
+    /// The number the next complete line will have.
+    #[getter]
+    fn next_line(&self) -> u64 {
+        self.inner.next_line()
+    }
+
+    /// Rows parsed so far.
+    #[getter]
+    fn rows(&self) -> u64 {
+        self.inner.stats().rows
+    }
+
+    /// Whether `(timestamp, agg_trade_id)` strictly increased over all rows so far.
+    #[getter]
+    fn is_sorted(&self) -> bool {
+        self.inner.stats().sorted
+    }
+
+    /// `(smallest, largest)` raw timestamp so far, or None before the first row.
+    #[getter]
+    fn timestamp_range(&self) -> Option<(i64, i64)> {
+        let stats = self.inner.stats();
+        (stats.rows > 0).then_some((stats.timestamp_min, stats.timestamp_max))
+    }
+}
+
 /// Floats to fixed point (x1e8, round half away from zero); an error names the first bad row.
 #[pyfunction]
 fn to_fixed_point<'py>(
@@ -263,6 +390,7 @@ fn decimal128_to_fixed_point<'py>(
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyProcessor>()?;
     m.add_class::<PyCheckpoint>()?;
+    m.add_class::<PyAggTradesParser>()?;
     m.add_function(wrap_pyfunction!(to_fixed_point, m)?)?;
     m.add_function(wrap_pyfunction!(decimal128_to_fixed_point, m)?)?;
     m.add(

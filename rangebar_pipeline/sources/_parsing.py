@@ -6,7 +6,9 @@ import io
 import struct
 import zipfile
 import zlib
+from collections.abc import Iterator
 from types import ModuleType
+from typing import Any, Final
 
 import polars as pl
 
@@ -25,6 +27,10 @@ _EXACT_DECIMAL = r"^[0-9]+(\.[0-9]{0,8}0*)?$"
 _EXACT_SIGNED_DECIMAL = r"^-?[0-9]+(\.[0-9]{0,8}0*)?$"
 
 
+#: Compressed bytes inflated per piece by :func:`iter_zip_member` (~5x that decompressed).
+PIECE_SIZE: Final = 4 << 20
+
+
 def read_zip_member(
     data: bytes, *, origin: str, member: str | None = None, accelerated: bool = True
 ) -> tuple[str, bytes]:
@@ -37,43 +43,86 @@ def read_zip_member(
         CorruptArchiveError: The archive is truncated or corrupt, or does not hold exactly one file
             (or the named ``member``).
     """
+    name, pieces = iter_zip_member(data, origin=origin, member=member, accelerated=accelerated)
+    return name, b"".join(pieces)
+
+
+def iter_zip_member(
+    data: bytes,
+    *,
+    origin: str,
+    member: str | None = None,
+    accelerated: bool = True,
+    piece_size: int = PIECE_SIZE,
+) -> tuple[str, Iterator[bytes]]:
+    """Like :func:`read_zip_member`, but the content comes in pieces as it is inflated.
+
+    Pieces split the content at arbitrary bytes. Size and CRC-32 are checked when the last piece
+    has been produced: a consumer must not keep anything unless the iterator ran to its end.
+
+    Raises:
+        CorruptArchiveError: As :func:`read_zip_member` (while iterating, for damaged content).
+    """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            infos = [info for info in archive.infolist() if not info.is_dir()]
-            names = [info.filename for info in infos]
-            if member is not None and member in names:
-                info = infos[names.index(member)]
-            elif len(infos) == 1:
-                info = infos[0]
-            else:
-                wanted = f"{member!r} or exactly one file" if member else "exactly one file"
-                raise CorruptArchiveError(f"{origin}: expected {wanted} in the zip, found {names}")
-            deflated = info.compress_type == zipfile.ZIP_DEFLATED and not info.flag_bits & 1
-            if accelerated and _isal_zlib is not None and deflated:
-                return info.filename, _inflate(data, info)
-            return info.filename, archive.read(info)
+            info = _member_info(archive, origin=origin, member=member)
+            if info.flag_bits & 1 or info.compress_type not in (zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED):
+                return info.filename, iter([archive.read(info)])
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+        raise CorruptArchiveError(f"{origin}: corrupt or truncated zip archive ({exc})") from exc
+    return info.filename, _pieces(data, info, origin=origin, accelerated=accelerated, piece_size=piece_size)
+
+
+def _member_info(archive: zipfile.ZipFile, *, origin: str, member: str | None) -> zipfile.ZipInfo:
+    infos = [info for info in archive.infolist() if not info.is_dir()]
+    names = [info.filename for info in infos]
+    if member is not None and member in names:
+        return infos[names.index(member)]
+    if len(infos) == 1:
+        return infos[0]
+    wanted = f"{member!r} or exactly one file" if member else "exactly one file"
+    raise CorruptArchiveError(f"{origin}: expected {wanted} in the zip, found {names}")
+
+
+def _pieces(
+    data: bytes, info: zipfile.ZipInfo, *, origin: str, accelerated: bool, piece_size: int
+) -> Iterator[bytes]:
+    """Inflate (or copy) one member straight from the archive bytes, checking size and CRC-32."""
+    zlib_module: Any = _isal_zlib if accelerated and _isal_zlib is not None else zlib
+    view = memoryview(data)
+    try:
+        offset = info.header_offset
+        if data[offset : offset + 4] != _LOCAL_HEADER:
+            raise zipfile.BadZipFile(f"no local file header for {info.filename!r}")
+        name_length, extra_length = struct.unpack_from("<HH", data, offset + 26)
+        start = offset + 30 + name_length + extra_length
+        compressed = view[start : start + info.compress_size]
+        if len(compressed) != info.compress_size:
+            raise zipfile.BadZipFile(f"{info.filename!r} is truncated")
+        inflater = zlib_module.decompressobj(-15) if info.compress_type == zipfile.ZIP_DEFLATED else None
+        crc, size = 0, 0
+        for at in range(0, len(compressed), piece_size):
+            piece = compressed[at : at + piece_size]
+            content = inflater.decompress(piece) if inflater is not None else bytes(piece)
+            crc, size = zlib_module.crc32(content, crc), size + len(content)
+            if size > info.file_size:
+                break
+            yield content
+        if inflater is not None:
+            tail = inflater.flush()
+            crc, size = zlib_module.crc32(tail, crc), size + len(tail)
+            if not inflater.eof:
+                raise zipfile.BadZipFile(f"{info.filename!r}: the deflate stream is truncated")
+            if tail and size <= info.file_size:
+                yield tail
+        if size != info.file_size or crc != info.CRC:
+            raise zipfile.BadZipFile(f"bad CRC-32 or size for {info.filename!r}")
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
         raise CorruptArchiveError(f"{origin}: corrupt or truncated zip archive ({exc})") from exc
-
-
-def _inflate(data: bytes, info: zipfile.ZipInfo) -> bytes:
-    """Inflate one deflated member straight from the archive bytes, checking its size and CRC-32."""
-    assert _isal_zlib is not None
-    offset = info.header_offset
-    if data[offset : offset + 4] != _LOCAL_HEADER:
-        raise zipfile.BadZipFile(f"no local file header for {info.filename!r}")
-    name_length, extra_length = struct.unpack_from("<HH", data, offset + 26)
-    start = offset + 30 + name_length + extra_length
-    compressed = data[start : start + info.compress_size]
-    if len(compressed) != info.compress_size:
-        raise zipfile.BadZipFile(f"{info.filename!r} is truncated")
-    try:
-        content: bytes = _isal_zlib.decompress(compressed, wbits=-15)
-    except _isal_zlib.error as exc:
-        raise zipfile.BadZipFile(f"{info.filename!r} does not inflate: {exc}") from exc
-    if len(content) != info.file_size or _isal_zlib.crc32(content) != info.CRC:
-        raise zipfile.BadZipFile(f"bad CRC-32 or size for {info.filename!r}")
-    return content
+    except Exception as exc:
+        if _isal_zlib is not None and isinstance(exc, _isal_zlib.error):
+            raise CorruptArchiveError(f"{origin}: corrupt or truncated zip archive ({exc})") from exc
+        raise
 
 
 def row_error(origin: str, frame: pl.DataFrame, bad: pl.Series, what: str, *, header_lines: int) -> str:

@@ -13,19 +13,20 @@ the unit is detected per file (values below 1e14 are milliseconds) and stored as
 from __future__ import annotations
 
 import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
+import numpy.typing as npt
 import polars as pl
+import pyarrow as pa
 
+from rangebar_pipeline._core import AggTradesCsvParser
 from rangebar_pipeline.exceptions import ChecksumMismatchError, CorruptArchiveError, DataNotFoundError
 from rangebar_pipeline.schema import TICK_SCHEMA, UTC_US
-from rangebar_pipeline.sources._parsing import (
-    exact_decimals,
-    read_zip_member,
-    require_no_nulls,
-    row_error,
-)
+from rangebar_pipeline.sources._parsing import iter_zip_member, row_error
 from rangebar_pipeline.sources.base import MARKETS, Fetched, Market, normalize_symbol
 from rangebar_pipeline.sources.http import HttpClient, join_url
 
@@ -34,6 +35,7 @@ __all__ = [
     "ENV_BASE_URL",
     "BinanceVision",
     "parse_agg_trades",
+    "parse_agg_trades_pieces",
     "parse_checksum_file",
 ]
 
@@ -41,15 +43,6 @@ DEFAULT_BASE_URL: Final = "https://data.binance.vision"
 ENV_BASE_URL: Final = "RANGEBAR_BINANCE_BASE_URL"
 
 _MARKET_PATH: Final[dict[str, str]] = {"spot": "spot", "um": "futures/um", "cm": "futures/cm"}
-_COLUMNS: Final = (
-    "agg_trade_id",
-    "price",
-    "quantity",
-    "first_trade_id",
-    "last_trade_id",
-    "timestamp",
-    "is_buyer_maker",
-)
 #: Accepted header names per position (futures headers say ``transact_time``).
 _HEADER_NAMES: Final = (
     {"agg_trade_id", "a"},
@@ -61,19 +54,13 @@ _HEADER_NAMES: Final = (
     {"is_buyer_maker", "m"},
     {"is_best_match", "M"},
 )
-_READ_DTYPES: Final[dict[str, pl.DataType]] = {
-    "agg_trade_id": pl.Int64(),
-    "price": pl.String(),
-    "quantity": pl.String(),
-    "first_trade_id": pl.Int64(),
-    "last_trade_id": pl.Int64(),
-    "timestamp": pl.Int64(),
-    "is_buyer_maker": pl.Boolean(),
-    "is_best_match": pl.String(),
-}
 #: Timestamps below this are milliseconds, at or above it microseconds (1e14 ms is year 5138).
 _US_THRESHOLD: Final = 10**14
 _US_PER_DAY: Final = 86_400_000_000
+#: Pieces parsed or waiting while the next one is inflated (bounds the memory held).
+_PIECES_IN_FLIGHT: Final = 2
+_ARROW_DECIMAL: Final = pa.decimal128(18, 8)
+_Column = npt.NDArray[Any]
 
 
 class BinanceVision:
@@ -130,8 +117,8 @@ class BinanceVision:
                 f"{url}: sha256 {archive.sha256} does not match the published checksum {expected}"
             )
         member = url.rsplit("/", 1)[-1].removesuffix(".zip") + ".csv"
-        name, csv = read_zip_member(archive.content, origin=url, member=member)
-        frame, duplicates = parse_agg_trades(csv, origin=f"{url}!{name}", day=day)
+        name, pieces = iter_zip_member(archive.content, origin=url, member=member)
+        frame, duplicates = parse_agg_trades_pieces(pieces, origin=f"{url}!{name}", day=day)
         return Fetched(frame=frame, url=url, checksum=archive.sha256, duplicates_removed=duplicates)
 
 
@@ -156,9 +143,30 @@ def parse_agg_trades(csv: bytes, *, origin: str, day: date | None = None) -> tup
             field, a price <= 0, mixed timestamp units, a row outside ``day``, or two different rows
             sharing one ``agg_trade_id``. The message names the line.
     """
-    first_line = csv[: csv.find(b"\n")] if b"\n" in csv else csv
-    first_line = first_line.strip()
+    return parse_agg_trades_pieces([csv], origin=origin, day=day)
+
+
+def parse_agg_trades_pieces(
+    pieces: Iterable[bytes], *, origin: str, day: date | None = None
+) -> tuple[pl.DataFrame, int]:
+    """:func:`parse_agg_trades` of a CSV given in pieces split anywhere (e.g. as it is inflated).
+
+    The Rust parser (``_core.AggTradesCsvParser``, exact fixed point, no GIL) works on one piece
+    in a background thread while the next one is produced, so inflating and parsing overlap. It
+    also tracks the timestamp range and the row order, so whole-column checks only run (to name
+    the offending line) when something is wrong, and sorting only when the file is unsorted.
+    """
+    stream = iter(pieces)
+    head = b""
+    for piece in stream:  # the first line decides the layout
+        head += piece
+        if b"\n" in head:
+            break
+    line_end = head.find(b"\n")
+    first_line = (head if line_end < 0 else head[:line_end]).strip()
     if not first_line:
+        if head.strip() or any(piece.strip() for piece in stream):
+            raise CorruptArchiveError(f"{origin}: line 1 is empty; expected a header or a trade")
         return pl.DataFrame(schema=TICK_SCHEMA), 0
     fields = first_line.count(b",") + 1
     if fields not in (7, 8):
@@ -170,36 +178,22 @@ def parse_agg_trades(csv: bytes, *, origin: str, day: date | None = None) -> tup
         names = [n.strip().strip('"') for n in first_line.decode("utf-8", errors="replace").split(",")]
         if any(name not in accepted for name, accepted in zip(names, _HEADER_NAMES, strict=False)):
             raise CorruptArchiveError(f"{origin}: unexpected aggTrades header {names}")
-    columns = [*_COLUMNS, "is_best_match"][:fields]
     header_lines = int(has_header)
-    try:
-        raw = pl.read_csv(
-            csv,
-            has_header=has_header,
-            new_columns=columns,
-            schema_overrides={c: _READ_DTYPES[c] for c in columns},
-            infer_schema=False,
-            raise_if_empty=False,
-        )
-    except (pl.exceptions.PolarsError, ValueError) as exc:
-        raise CorruptArchiveError(_parse_failure(csv, columns, has_header, origin=origin, error=exc)) from exc
-    if raw.width != fields:
-        raise CorruptArchiveError(f"{origin}: expected {fields} columns, parsed {raw.width}")
-    raw = raw.select(_COLUMNS)
-    if raw.height == 0:
+    parser = AggTradesCsvParser(fields, first_line=1 + header_lines, decimal128=True)
+    start = line_end + 1 if has_header and line_end >= 0 else len(head) if has_header else 0
+    chunks = _parse_overlapped(parser, head, start, stream, origin=origin)
+    frame = _frame(chunks)
+    if frame.height == 0:
         return pl.DataFrame(schema=TICK_SCHEMA), 0
-    require_no_nulls(raw, origin=origin, header_lines=header_lines)
-    frame = exact_decimals(raw, ("price", "quantity"), origin=origin, header_lines=header_lines)
-    bad = frame["price"] <= 0
-    if bad.any():
-        raise CorruptArchiveError(
-            row_error(origin, frame, bad, "price must be > 0", header_lines=header_lines)
-        )
-    frame = frame.with_columns(_timestamp_us(frame, origin=origin, header_lines=header_lines))
+    low, high = parser.timestamp_range or (0, 0)
+    if high < _US_THRESHOLD:
+        frame, low, high = frame.with_columns(pl.col("timestamp") * 1000), low * 1000, high * 1000
+    elif low < _US_THRESHOLD:
+        raise _mixed_units(frame, origin=origin, header_lines=header_lines)
     if day is not None:
-        start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
-        outside = ~frame["timestamp"].is_between(start, start + _US_PER_DAY, closed="left")
-        if outside.any():
+        start_us = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
+        if low < start_us or high >= start_us + _US_PER_DAY:
+            outside = ~frame["timestamp"].is_between(start_us, start_us + _US_PER_DAY, closed="left")
             raise CorruptArchiveError(
                 row_error(
                     origin,
@@ -210,45 +204,77 @@ def parse_agg_trades(csv: bytes, *, origin: str, day: date | None = None) -> tup
                 )
             )
     frame = frame.with_columns(pl.col("timestamp").cast(UTC_US)).select(list(TICK_SCHEMA))
+    if parser.is_sorted:  # strictly increasing (timestamp, agg_trade_id): no duplicates either
+        return frame, 0
     return sort_and_deduplicate(frame, origin=origin)
 
 
-def _parse_failure(csv: bytes, columns: list[str], has_header: bool, *, origin: str, error: Exception) -> str:
-    """Name the first line and field that made the typed CSV read fail."""
-    summary = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    try:
-        text = pl.read_csv(csv, has_header=has_header, new_columns=columns, infer_schema=False)
-    except (pl.exceptions.PolarsError, ValueError):
-        return f"{origin}: CSV does not parse as aggTrades: {summary}"
-    for column in columns:
-        dtype = _READ_DTYPES[column]
-        if dtype == pl.String():
-            continue
-        values = text[column]
-        if dtype == pl.Boolean():
-            bad = values.is_not_null() & ~values.str.to_lowercase().is_in(["true", "false"])
-        else:
-            bad = values.is_not_null() & values.cast(dtype, strict=False).is_null()
-        if bad.any():
-            return row_error(origin, text, bad, f"{column} is not {dtype}", header_lines=int(has_header))
-    return f"{origin}: CSV does not parse as aggTrades: {summary}"
+def _parse_overlapped(
+    parser: AggTradesCsvParser, head: bytes, start: int, rest: Iterator[bytes], *, origin: str
+) -> list[dict[str, _Column]]:
+    """Feed ``head[start:]``, then every piece of ``rest``, to ``parser`` in a worker thread while
+    the next piece is produced (e.g. inflated); the parsed columns of each piece, in order."""
+
+    def feed(piece: bytes | None, offset: int = 0) -> dict[str, _Column]:
+        try:
+            return parser.finish() if piece is None else parser.feed(piece, offset)
+        except CorruptArchiveError as exc:  # the parser names the line; add the file
+            raise CorruptArchiveError(f"{origin}: {exc}") from exc
+
+    chunks: list[dict[str, _Column]] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rangebar-csv") as pool:
+        pending: deque[Future[dict[str, _Column]]] = deque([pool.submit(feed, head, start)])
+        for piece in rest:
+            pending.append(pool.submit(feed, piece))
+            while len(pending) > _PIECES_IN_FLIGHT:
+                chunks.append(pending.popleft().result())
+        while pending:
+            chunks.append(pending.popleft().result())
+    chunks.append(feed(None))
+    return chunks
 
 
-def _timestamp_us(frame: pl.DataFrame, *, origin: str, header_lines: int) -> pl.Expr:
+def _frame(chunks: list[dict[str, _Column]]) -> pl.DataFrame:
+    """The parsed chunks as one frame (timestamps still raw Int64), without concatenating."""
+    chunks = [c for c in chunks if len(c["price"])] or chunks[:1]
+
+    def column(name: str) -> pa.ChunkedArray:
+        return pa.chunked_array([c[name] for c in chunks])
+
+    def decimal(name: str) -> pa.ChunkedArray:
+        return pa.chunked_array([_decimal_array(c[name]) for c in chunks], type=_ARROW_DECIMAL)
+
+    table = pa.table(
+        {
+            "agg_trade_id": column("agg_trade_id"),
+            "price": decimal("price"),
+            "quantity": decimal("quantity"),
+            "first_trade_id": column("first_trade_id"),
+            "last_trade_id": column("last_trade_id"),
+            "timestamp": column("timestamp"),
+            "is_buyer_maker": column("is_buyer_maker"),
+        }
+    )
+    frame = pl.from_arrow(table, rechunk=False)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _decimal_array(words: _Column) -> pa.Array:
+    """Arrow decimal128 words (low, high per value) as a decimal128(18, 8) array, without copies."""
+    return pa.Array.from_buffers(_ARROW_DECIMAL, len(words) // 2, [None, pa.py_buffer(words)])
+
+
+def _mixed_units(frame: pl.DataFrame, *, origin: str, header_lines: int) -> CorruptArchiveError:
+    """The error for a file mixing millisecond and microsecond timestamps, naming the first line."""
     ts = frame["timestamp"]
-    low, high = ts.min(), ts.max()
-    assert isinstance(low, int) and isinstance(high, int)
-    if high < _US_THRESHOLD:
-        return pl.col("timestamp") * 1000
-    if low >= _US_THRESHOLD:
-        return pl.col("timestamp")
-    raise CorruptArchiveError(
+    return CorruptArchiveError(
         row_error(
             origin,
             frame,
             (ts < _US_THRESHOLD) != (ts[0] < _US_THRESHOLD),
             f"timestamp unit differs from line {1 + header_lines}'s: mixed timestamp units "
-            f"(values from {low} to {high}; one file must be all ms or all us)",
+            f"(values from {ts.min()!r} to {ts.max()!r}; one file must be all ms or all us)",
             header_lines=header_lines,
         )
     )
