@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from rangebar_pipeline.exceptions import MissingColumnError
+from rangebar_pipeline.schema import BAR_SCHEMA
 from rangebar_pipeline.validation import validate_conservation
 from tests.data_paths import FIXTURE_SERIES, Market, kernel_days, load_golden
 
@@ -117,3 +118,18 @@ def test_metadata_is_json(day: tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]
     assert meta["passed"] is True
     assert meta["tick_count"] == ticks.height
     assert Decimal(meta["tick_volume"]) == Decimal(meta["bar_volume"])
+
+
+def test_a_bar_carried_through_a_day_without_ticks_conserves(
+    day: tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]],
+) -> None:
+    ticks, _, incomplete = day
+    no_ticks, no_bars = ticks.clear(), pl.DataFrame(schema=BAR_SCHEMA)
+    # A weekend day without quotes: the trailing bar leaves the day exactly as it came in.
+    result = validate_conservation(no_bars, no_ticks, incomplete_bar=incomplete, carried_in=incomplete)
+    assert result.passed, result.to_dict()
+    # A bar that changed although no tick arrived is still caught.
+    grown = {**incomplete, "agg_record_count": incomplete["agg_record_count"] + 1}
+    bad = validate_conservation(no_bars, no_ticks, incomplete_bar=grown, carried_in=incomplete)
+    assert not bad.passed
+    assert "record_counts_match" in bad.failures

@@ -201,10 +201,14 @@ def _coverage_checks(
         else pl.Series([False] * segments.height)
     )
     start = pos_first.cast(pl.Int64)
+    end = pos_last.cast(pl.Int64)
     if carried is not None:
         first_found[0] = True  # the carried bar's first id lies in the previous partition
         start[0] = 0
-    end = pos_last.cast(pl.Int64)
+        if segments["last"][0] == int(carried["last_agg_trade_id"]):
+            # No tick of this partition joined it (e.g. a weekend day without quotes): it ends there too.
+            last_found[0] = True
+            end[0] = -1
     work = segments.with_columns(
         start=start, end=end, first_found=first_found, last_found=last_found
     ).with_row_index("i")
