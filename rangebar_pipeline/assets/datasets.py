@@ -31,11 +31,18 @@ def dataset_key(threshold: int) -> dg.AssetKey:
 def last_n_rows(
     datasets: DatasetStoreResource, threshold: int, series: Series, n: int
 ) -> tuple[pl.DataFrame, list[str]]:
-    """The ``n`` most recent feature rows of a series (fewer if fewer exist) and the days they span."""
+    """The ``n`` most recent feature rows of a series (fewer if fewer exist) and the days they span.
+
+    Raises:
+        LookupError: No feature table of the series has been materialized at all.
+    """
+    files = day_files(datasets.features_dir(threshold, series))
+    if not files:
+        raise LookupError(f"no feature tables for {series} at {threshold} dbps")
     frames: list[pl.DataFrame] = []
     days: list[str] = []
     held = 0
-    for day, path in reversed(day_files(datasets.features_dir(threshold, series))):
+    for day, path in reversed(files):
         if held >= n:
             break
         frame = pl.read_parquet(path)
@@ -44,8 +51,8 @@ def last_n_rows(
         frames.append(frame)
         days.append(day.isoformat())
         held += frame.height
-    if not frames:
-        return pl.DataFrame(), []
+    if not frames:  # materialized, but no bar has closed yet at this threshold
+        return pl.read_parquet(files[-1][1]), []
     table = pl.concat(list(reversed(frames)), how="vertical_relaxed").tail(n)
     return table, sorted(days)
 
@@ -70,14 +77,15 @@ def build_dataset_asset(pipeline: PipelineConfig, threshold: int) -> dg.AssetsDe
     )
     def ml_dataset(context: dg.AssetExecutionContext, datasets: DatasetStoreResource) -> AssetResult:
         series = Series.from_key(context.partition_key)
-        table, days = last_n_rows(datasets, threshold, series, n)
-        if table.is_empty():
+        try:
+            table, days = last_n_rows(datasets, threshold, series, n)
+        except LookupError:
             raise dg.Failure(
                 description=(
                     f"no feature rows for {series} at {threshold} dbps under "
                     f"{datasets.features_dir(threshold, series)}: materialize features_{threshold} first"
                 )
-            )
+            ) from None
         path = datasets.dataset_path(threshold, series)
         size = _write_parquet(table, path)
         if table.height < n:
@@ -92,8 +100,14 @@ def build_dataset_asset(pipeline: PipelineConfig, threshold: int) -> dg.AssetsDe
                 "bars_requested": n,
                 "short_by": n - table.height,
                 "bytes": size,
-                "first_close_time": dg.MetadataValue.timestamp(table["close_time"][0]),
-                "last_close_time": dg.MetadataValue.timestamp(table["close_time"][-1]),
+                **(
+                    {
+                        "first_close_time": dg.MetadataValue.timestamp(table["close_time"][0]),
+                        "last_close_time": dg.MetadataValue.timestamp(table["close_time"][-1]),
+                    }
+                    if table.height
+                    else {}
+                ),
                 "source_partitions": dg.MetadataValue.json(
                     [partition_key(date.fromisoformat(d), series) for d in days]
                 ),
