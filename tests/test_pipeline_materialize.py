@@ -158,3 +158,40 @@ def test_single_run_backfill_of_a_range_materializes_every_partition_in_date_ord
     for thr in (10, 25):
         assert_bars_equal_golden(stored_bars(cm, thr), golden("cm", "BTCUSD_PERP", thr))
     assert check_results(result)["range_bars_25:tier1"].passed
+
+
+EXNESS_AND_QUIET_CONFIG = {
+    "start_date": "2023-06-23",
+    "thresholds": [250],
+    "series": [
+        {"source": "exness", "market": "spot", "symbol": "EURGBP"},
+        {"source": "binance", "market": "um", "symbol": "ETHUSDT"},
+    ],
+    "datasets": {"last_n_bars": 100, "consumer_threshold": 250},
+}
+
+
+@pytest.fixture
+def exness_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PipelineEnv]:
+    yield from pipeline_env(tmp_path, monkeypatch, EXNESS_AND_QUIET_CONFIG)
+
+
+def test_exness_days_with_a_quiet_weekend_and_a_series_without_bars(exness_env: PipelineEnv) -> None:
+    env = exness_env
+    daily = ["ticks", "range_bars_250", "features_250"]
+    # Friday with quotes, then Saturday without: the trailing bar crosses the empty day unchanged.
+    for day in ("2023-06-23", "2023-06-24"):
+        result = env.materialize(daily, f"{day}|exness-spot-EURGBP")
+        assert result.success
+        checks = check_results(result)
+        assert checks["range_bars_250:tier1"].passed, checks["range_bars_250:tier1"].description
+        assert checks["range_bars_250:continuity"].passed
+    saturday = metadata(env.materialize(["ticks"], "2023-06-24|exness-spot-EURGBP", checks=False), "ticks")
+    assert saturday[0]["rows"] == 0
+    # um ETHUSDT closes no bar at 250 dbps on 2024-08-08 (the golden series is empty): the dataset is
+    # empty, not a failure.
+    assert golden("um", "ETHUSDT", 250).height == 0
+    assert env.materialize(daily, "2024-08-08|binance-um-ETHUSDT").success
+    dataset = env.materialize(["ml_dataset_250"], "binance-um-ETHUSDT", checks=False)
+    assert dataset.success
+    assert metadata(dataset, "ml_dataset_250")[0]["dagster/row_count"] == 0
