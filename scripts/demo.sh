@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-.venv/bin/python examples/real_trades.py "$@"
+.venv/bin/python examples/pipeline_demo.py "$@"
