@@ -22,7 +22,7 @@ from typing import Any, Final
 import yaml
 
 from rangebar_pipeline.constants import resolve_threshold
-from rangebar_pipeline.exceptions import InvalidThresholdError
+from rangebar_pipeline.exceptions import InvalidThresholdError, PipelineConfigError
 from rangebar_pipeline.series import Series
 
 __all__ = ["CONFIG_ENV", "PipelineConfig", "PipelineConfigError", "load_config", "parse_config"]
@@ -42,10 +42,6 @@ _SECTIONS: Final = {
         "automation_lookback_days",
     },
 }
-
-
-class PipelineConfigError(ValueError):
-    """The pipeline config file is missing, unreadable or invalid (the message names the file and key)."""
 
 
 @dataclass(frozen=True, slots=True)

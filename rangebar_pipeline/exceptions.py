@@ -84,6 +84,13 @@ class StoreLockedError(StoreError):
     """The embedded store is held by another process."""
 
 
+# --- pipeline ---------------------------------------------------------------------------------
+
+
+class PipelineConfigError(RangeBarError, ValueError):
+    """The pipeline config file is missing, unreadable or invalid (the message names the file and key)."""
+
+
 # --- validation -------------------------------------------------------------------------------
 
 

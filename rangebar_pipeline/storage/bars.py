@@ -41,17 +41,16 @@ from typing import Any, Final
 from urllib.parse import unquote, urlparse, urlunparse
 
 import clickhouse_connect
-import platformdirs
 import polars as pl
 
 from rangebar_pipeline.exceptions import MissingColumnError, StoreError, StoreLockedError
+from rangebar_pipeline.paths import default_cache_dir
 from rangebar_pipeline.schema import BAR_COLUMNS, BAR_SCHEMA
 from rangebar_pipeline.series import Series
 
 log = logging.getLogger(__name__)
 
 DSN_ENV: Final = "RANGEBAR_CLICKHOUSE_DSN"
-CACHE_DIR_ENV: Final = "RANGEBAR_CACHE_DIR"
 DEFAULT_DATABASE: Final = "rangebar"
 SCHEMA_FILE: Final = Path(__file__).with_name("schema.sql")
 
@@ -80,12 +79,6 @@ _US_PER_DAY: Final = 86_400_000_000
 
 
 # --- DSN --------------------------------------------------------------------------------------------
-
-
-def default_cache_dir() -> Path:
-    """``RANGEBAR_CACHE_DIR`` if set, else the platform user cache directory ``rangebar``."""
-    env = os.environ.get(CACHE_DIR_ENV)
-    return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("rangebar"))
 
 
 def resolve_dsn(dsn: str | None = None, *, cache_dir: str | Path | None = None) -> str:

@@ -14,7 +14,6 @@ file is deleted and fetched again.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,13 +23,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Final, Literal, overload
 
-import platformdirs
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from rangebar_pipeline.exceptions import DataNotFoundError, StoreError
+from rangebar_pipeline.paths import CACHE_DIR_ENV, default_cache_dir
 from rangebar_pipeline.schema import TICK_SCHEMA
 from rangebar_pipeline.sources.base import (
     MARKETS,
@@ -59,7 +58,6 @@ __all__ = [
     "tick_schema",
 ]
 
-CACHE_DIR_ENV: Final = "RANGEBAR_CACHE_DIR"
 _META_KEY: Final = b"rangebar.tick_store"
 _FORMAT_VERSION: Final = 1
 _COMPRESSION: Final = "zstd"
@@ -76,12 +74,6 @@ _ENCODINGS: Final = {
     ),
     "quantity": "BYTE_STREAM_SPLIT",
 }
-
-
-def default_cache_dir() -> Path:
-    """``$RANGEBAR_CACHE_DIR``, else the platform's user cache dir for ``rangebar``."""
-    env = os.environ.get(CACHE_DIR_ENV)
-    return Path(env).expanduser() if env else platformdirs.user_cache_path("rangebar", "terrylica")
 
 
 def tick_schema(source: Source) -> dict[str, pl.DataType]:
