@@ -46,6 +46,7 @@ def test_packaged_definitions_load_and_validate(monkeypatch: pytest.MonkeyPatch)
         "forward_return_model",
         *(f"{kind}_{t}" for kind in ("range_bars", "features", "ml_dataset") for t in thresholds),
     }
+    assert "range_bars_10" in keys  # the asset the documented `dagster asset materialize` example selects
     bars = graph.get(dg.AssetKey(f"range_bars_{thresholds[0]}"))
     assert bars.group_name == "range_bars" and bars.backfill_policy == dg.BackfillPolicy.single_run()
     assert dg.AssetKey(f"range_bars_{thresholds[0]}") in bars.parent_keys  # its own previous day
