@@ -78,6 +78,66 @@ _TABLE_COLUMNS: Final = (
 _US_PER_DAY: Final = 86_400_000_000
 
 
+#: Columns of a ``bar_coverage`` row as :func:`_coverage_row` lays them out.
+_COVERAGE_COLUMNS: Final = (
+    "source",
+    "market",
+    "symbol",
+    "threshold_decimal_bps",
+    "day",
+    "write_id",
+    "bar_count",
+    "tick_count",
+    "first_agg_trade_id",
+    "last_agg_trade_id",
+    "checkpoint",
+    "checkpoint_sha256",
+    "parent_checkpoint_sha256",
+    "created_at",
+    "is_deleted",
+)
+
+
+def _coverage_row(
+    series: Series,
+    threshold: int,
+    day: date,
+    write_id: int,
+    *,
+    bar_count: int = 0,
+    tick_count: int = 0,
+    first_id: int | None = None,
+    last_id: int | None = None,
+    checkpoint: bytes = b"",
+    checkpoint_sha: str = "",
+    parent_sha: str = "",
+    is_deleted: bool = False,
+) -> list[Any]:
+    """One ``bar_coverage`` row: a stored day, or with ``is_deleted`` a tombstone."""
+    return [
+        series.source,
+        series.market,
+        series.symbol,
+        threshold,
+        day,
+        write_id,
+        bar_count,
+        tick_count,
+        first_id,
+        last_id,
+        checkpoint,
+        checkpoint_sha,
+        parent_sha,
+        _write_time(write_id),
+        int(is_deleted),
+    ]
+
+
+def _write_time(write_id: int) -> datetime:
+    """The wall-clock time a write id was taken (ids are nanosecond clock readings)."""
+    return datetime.fromtimestamp(write_id // 1000 / 1e6, tz=UTC)
+
+
 # --- DSN --------------------------------------------------------------------------------------------
 
 
@@ -436,46 +496,24 @@ class BarStore:
         if tick_count < 0:
             raise ValueError(f"tick_count must be >= 0, got {tick_count}")
         write_id = _next_write_id()
-        created = datetime.fromtimestamp(write_id // 1000 / 1e6, tz=UTC)
         rows = _prepare_rows(series, threshold, day, bars, write_id)
         cp_sha = checkpoint_sha256(bytes(checkpoint))
         parent_sha = checkpoint_sha256(None if parent_checkpoint is None else bytes(parent_checkpoint))
         first_id = int(rows["first_agg_trade_id"].min()) if rows.height else None  # type: ignore[arg-type]
         last_id = int(rows["last_agg_trade_id"].max()) if rows.height else None  # type: ignore[arg-type]
-        coverage_row = [
-            series.source,
-            series.market,
-            series.symbol,
+        coverage_row = _coverage_row(
+            series,
             threshold,
             day,
             write_id,
-            rows.height,
-            tick_count,
-            first_id,
-            last_id,
-            bytes(checkpoint),
-            cp_sha,
-            parent_sha,
-            created,
-            0,
-        ]
-        coverage_cols = [
-            "source",
-            "market",
-            "symbol",
-            "threshold_decimal_bps",
-            "day",
-            "write_id",
-            "bar_count",
-            "tick_count",
-            "first_agg_trade_id",
-            "last_agg_trade_id",
-            "checkpoint",
-            "checkpoint_sha256",
-            "parent_checkpoint_sha256",
-            "created_at",
-            "is_deleted",
-        ]
+            bar_count=rows.height,
+            tick_count=tick_count,
+            first_id=first_id,
+            last_id=last_id,
+            checkpoint=bytes(checkpoint),
+            checkpoint_sha=cp_sha,
+            parent_sha=parent_sha,
+        )
         db = self.database
         with self._client() as client:
             if rows.height:
@@ -487,7 +525,7 @@ class BarStore:
                         f"writing {series} {threshold} dbps {day}: sent {rows.height} bars, ClickHouse "
                         f"wrote {summary.written_rows}; the previous version of the day stays current"
                     )
-            client.insert(f"{db}.bar_coverage", [coverage_row], column_names=coverage_cols)
+            client.insert(f"{db}.bar_coverage", [coverage_row], column_names=_COVERAGE_COLUMNS)
             self._delete_older(client, series, threshold, day, day, write_id=write_id)
         log.info("stored %s %d dbps %s: %d bars (write %d)", series, threshold, day, rows.height, write_id)
         return Coverage(
@@ -501,7 +539,7 @@ class BarStore:
             last_id,
             cp_sha,
             parent_sha,
-            created,
+            _write_time(write_id),
         )
 
     def _delete_older(
@@ -522,43 +560,9 @@ class BarStore:
         if not records:
             return 0
         write_id = _next_write_id()
-        tombstones = [
-            [
-                series.source,
-                series.market,
-                series.symbol,
-                thr,
-                day,
-                write_id,
-                0,
-                0,
-                None,
-                None,
-                b"",
-                "",
-                "",
-                1,
-            ]
-            for thr, day in records
-        ]
-        cols = [
-            "source",
-            "market",
-            "symbol",
-            "threshold_decimal_bps",
-            "day",
-            "write_id",
-            "bar_count",
-            "tick_count",
-            "first_agg_trade_id",
-            "last_agg_trade_id",
-            "checkpoint",
-            "checkpoint_sha256",
-            "parent_checkpoint_sha256",
-            "is_deleted",
-        ]
+        tombstones = [_coverage_row(series, thr, day, write_id, is_deleted=True) for thr, day in records]
         with self._client() as client:
-            client.insert(f"{self.database}.bar_coverage", tombstones, column_names=cols)
+            client.insert(f"{self.database}.bar_coverage", tombstones, column_names=_COVERAGE_COLUMNS)
             for thr in sorted({thr for thr, _ in records}):
                 self._delete_older(client, series, thr, start or date.min, end or date.max, write_id=write_id)
         log.info("invalidated %d stored days of %s", len(records), series)
