@@ -75,8 +75,13 @@ def materialize() -> None:
             raise_on_error=False,
         )
         if not result.success:
-            failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
-            raise SystemExit(f"{partition}: the run failed (checks not passed: {failed}); see the log above")
+            steps = [e.step_key for e in result.get_step_failure_events()]
+            blocking = [
+                f"{e.asset_key.to_user_string()}:{e.check_name}"
+                for e in result.get_asset_check_evaluations()
+                if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+            ]
+            raise SystemExit(f"{partition}: the run failed (steps {steps}, blocking checks {blocking})")
 
     with dg.DagsterInstance.get() as instance:
         for series in load_config().series_keys:
@@ -134,8 +139,12 @@ def main() -> None:
     if not (SHARED / "binance_vision").is_dir():
         raise SystemExit(f"{SHARED} is missing: the demo reads the shared fixtures beside the repository")
     configure_environment()
-    materialize()
-    verify()
+    done = DEMO / "materialized"
+    if not (args.ui and done.exists()):  # --ui after a completed demo only starts the UI
+        done.unlink(missing_ok=True)
+        materialize()
+        verify()
+        done.touch()
     print(f"\ncache, bar store and Dagster instance: {DEMO}")
     if args.ui:
         dagster = Path(sys.executable).with_name("dagster")
