@@ -139,7 +139,7 @@ def main() -> None:
         )
         lines.append(("  TickStore.fetch_day (all of it)", t_full, _cpu[0]))
         assert result.rows == args.rows == frame.height
-        print(f"csv {len(csv) / 1e6:.0f} MB -> parquet {result.bytes / 1e6:.1f} MB (zstd-3)")
+        print(f"csv {len(csv) / 1e6:.0f} MB -> parquet {result.bytes / 1e6:.1f} MB (zstd-1)")
         print("zip -> Parquet")
         for label, seconds, cpu in lines:
             _cpu[0] = cpu

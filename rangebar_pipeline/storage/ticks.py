@@ -61,7 +61,7 @@ __all__ = [
 _META_KEY: Final = b"rangebar.tick_store"
 _FORMAT_VERSION: Final = 1
 _COMPRESSION: Final = "zstd"
-_COMPRESSION_LEVEL: Final = 3
+_COMPRESSION_LEVEL: Final = 1  # level 3 saves ~4 % on real days and costs ~10 % more write time
 _ROW_GROUP_ROWS: Final = 1 << 20
 _US_PER_DAY: Final = 86_400_000_000
 #: Parquet encodings (decimals are stored as INT64, see ``store_decimal_as_integer``): delta for
