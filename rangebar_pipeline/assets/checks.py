@@ -9,7 +9,7 @@
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at runtime.
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -151,16 +151,10 @@ def build_bar_checks(pipeline: PipelineConfig, threshold: int) -> list[dg.AssetC
         context: dg.AssetCheckExecutionContext, tick_store: TickStoreResource, bar_store: BarStoreResource
     ) -> dg.AssetCheckResult:
         ticks = tick_store.store()
-        rows: list[dict[str, Any]] = []
-        details: list[str] = []
-        passed = True
         with bar_store.open() as store:
-            for series, days in _check_partitions(context, asset).items():
-                for day in days:
-                    ok, row, problems = _tier1_partition(store, ticks, series, threshold, day)
-                    passed &= ok
-                    rows.append(row)
-                    details.extend(problems)
+            passed, rows, details = _check_each(
+                context, asset, lambda series, day: _tier1_partition(store, ticks, series, threshold, day)
+            )
         return _result(
             passed and bool(rows), rows, details or (["no partition to check"] if not rows else []), "tier1"
         )
@@ -177,19 +171,31 @@ def build_bar_checks(pipeline: PipelineConfig, threshold: int) -> list[dg.AssetC
     def continuity(
         context: dg.AssetCheckExecutionContext, bar_store: BarStoreResource
     ) -> dg.AssetCheckResult:
-        rows: list[dict[str, Any]] = []
-        details: list[str] = []
-        passed = True
         with bar_store.open() as store:
-            for series, days in _check_partitions(context, asset).items():
-                for day in days:
-                    ok, row, problems = _continuity_partition(store, series, threshold, day)
-                    passed &= ok
-                    rows.append(row)
-                    details.extend(problems)
+            passed, rows, details = _check_each(
+                context, asset, lambda series, day: _continuity_partition(store, series, threshold, day)
+            )
         return _result(passed, rows, details, "continuity")
 
     return [tier1, continuity]
+
+
+def _check_each(
+    context: dg.AssetCheckExecutionContext,
+    asset: dg.AssetKey,
+    check: Callable[[Series, date], tuple[bool, dict[str, Any], list[str]]],
+) -> tuple[bool, list[dict[str, Any]], list[str]]:
+    """Run ``check`` on every (series, day) of the checked partitions: (all passed, rows, problems)."""
+    rows: list[dict[str, Any]] = []
+    details: list[str] = []
+    passed = True
+    for series, days in _check_partitions(context, asset).items():
+        for day in days:
+            ok, row, problems = check(series, day)
+            passed &= ok
+            rows.append(row)
+            details.extend(problems)
+    return passed, rows, details
 
 
 # --- freshness -------------------------------------------------------------------------------------
