@@ -60,8 +60,11 @@ def test_two_parallel_runs_on_the_embedded_store_both_succeed(
     home.mkdir()
     shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    for partition in PARTITIONS:  # ticks first (Tier 1 only, no bar store)
-        assert env.materialize(["ticks"], partition, checks=False).success
+    # Create the instance's storage once, here: two processes creating a fresh SQLite storage at the
+    # same moment can corrupt its schema-version table (the runs then never get their pool slots).
+    with dg.DagsterInstance.get() as instance:
+        for partition in PARTITIONS:  # ticks first (Tier 1 only, no bar store)
+            assert env.materialize(["ticks"], partition, checks=False, instance=instance).success
     # Two run workers, as two launched runs would be: separate processes, one instance.
     workers = [
         subprocess.Popen(
@@ -73,7 +76,11 @@ def test_two_parallel_runs_on_the_embedded_store_both_succeed(
         )
         for partition in PARTITIONS
     ]
-    outputs = [worker.communicate(timeout=600) for worker in workers]
+    try:
+        outputs = [worker.communicate(timeout=300) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()  # no-op for finished workers; a stuck one must not outlive the test
     for worker, (_, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err[-3000:]
     run_ids = [out.strip().splitlines()[-1] for out, _ in outputs]
