@@ -29,7 +29,8 @@ from rangebar_pipeline.exceptions import ContinuityError, DataNotFoundError
 from rangebar_pipeline.frames import OutputFormat, convert_bars, empty_bars
 from rangebar_pipeline.processing import RangeBarProcessor
 from rangebar_pipeline.series import Series
-from rangebar_pipeline.storage.bars import SPREAD_SCHEMA, BarStore, checkpoint_sha256
+from rangebar_pipeline.sources.exness import add_spread_stats
+from rangebar_pipeline.storage.bars import BarStore, checkpoint_sha256
 from rangebar_pipeline.storage.ticks import TickStore
 
 __all__ = [
@@ -97,32 +98,6 @@ class MaterializedDays:
     ticks: int = 0
 
 
-def _spread_stats(bars: pl.DataFrame, ticks: pl.DataFrame) -> pl.DataFrame:
-    """Per-bar spread min/max/avg and tick count (Exness), from the ticks each bar consumed."""
-    if bars.is_empty():
-        return bars.with_columns(pl.lit(None).cast(t).alias(c) for c, t in SPREAD_SCHEMA.items())
-    spreads = ticks.select(
-        "agg_trade_id", (pl.col("ask").cast(pl.Float64) - pl.col("bid").cast(pl.Float64)).alias("spread")
-    ).sort("agg_trade_id")
-    keyed = (
-        bars.select("first_agg_trade_id", "last_agg_trade_id")
-        .with_row_index("bar")
-        .sort("first_agg_trade_id")
-    )
-    stats = (
-        spreads.join_asof(keyed, left_on="agg_trade_id", right_on="first_agg_trade_id", strategy="backward")
-        .filter(pl.col("agg_trade_id") <= pl.col("last_agg_trade_id"))
-        .group_by("bar")
-        .agg(
-            pl.col("spread").min().alias("spread_min"),
-            pl.col("spread").max().alias("spread_max"),
-            pl.col("spread").mean().alias("spread_avg"),
-            pl.len().cast(pl.Int64).alias("spread_tick_count"),
-        )
-    )
-    return bars.with_row_index("bar").join(stats, on="bar", how="left").sort("bar").drop("bar")
-
-
 def _compute_day(
     series: Series,
     threshold: int,
@@ -157,7 +132,7 @@ def _compute_day(
             )
             assert isinstance(earlier, pl.DataFrame)
             context = pl.concat([earlier, frame], how="vertical_relaxed")
-        bars = _spread_stats(bars, context)
+        bars = add_spread_stats(bars, context)
     state: Any = processor.checkpoint()  # _core.Checkpoint
     checkpoint: bytes = state.to_bytes()
     return bars, checkpoint, frame.height
