@@ -76,5 +76,13 @@ BAR_SCHEMA: Final[dict[str, pl.DataType]] = {
 
 BAR_COLUMNS: Final[tuple[str, ...]] = tuple(BAR_SCHEMA)
 
+#: Per-bar spread statistics of quote sources (Exness), appended to their bars; nullable in storage.
+SPREAD_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "spread_min": pl.Float64(),
+    "spread_max": pl.Float64(),
+    "spread_avg": pl.Float64(),
+    "spread_tick_count": pl.Int64(),
+}
+
 #: backtesting.py column names of the pandas output.
 OHLCV_COLUMNS: Final[tuple[str, ...]] = ("Open", "High", "Low", "Close", "Volume")

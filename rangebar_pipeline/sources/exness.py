@@ -22,7 +22,7 @@ from typing import Final, Literal, get_args
 import polars as pl
 
 from rangebar_pipeline.exceptions import CorruptArchiveError, DataNotFoundError, InvalidTradeError
-from rangebar_pipeline.schema import PRICE_DECIMAL, TICK_SCHEMA
+from rangebar_pipeline.schema import PRICE_DECIMAL, SPREAD_SCHEMA, TICK_SCHEMA
 from rangebar_pipeline.sources._parsing import exact_decimals, read_zip_member, require_no_nulls, row_error
 from rangebar_pipeline.sources.base import Fetched, normalize_symbol
 from rangebar_pipeline.sources.http import HttpClient, join_url
@@ -52,7 +52,7 @@ EXNESS_TICK_SCHEMA: Final[dict[str, pl.DataType]] = {
     "bid": PRICE_DECIMAL,
     "ask": PRICE_DECIMAL,
 }
-SPREAD_COLUMNS: Final = ("spread_min", "spread_max", "spread_avg", "spread_tick_count")
+SPREAD_COLUMNS: Final = tuple(SPREAD_SCHEMA)
 
 _HEADER: Final = ["Exness", "Symbol", "Timestamp", "Bid", "Ask"]
 _RANK_LIMIT: Final = 1000

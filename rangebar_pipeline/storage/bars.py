@@ -45,7 +45,7 @@ import polars as pl
 
 from rangebar_pipeline.exceptions import MissingColumnError, StoreError, StoreLockedError
 from rangebar_pipeline.paths import default_cache_dir
-from rangebar_pipeline.schema import BAR_COLUMNS, BAR_SCHEMA
+from rangebar_pipeline.schema import BAR_COLUMNS, BAR_SCHEMA, SPREAD_SCHEMA
 from rangebar_pipeline.series import Series
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,6 @@ DSN_ENV: Final = "RANGEBAR_CLICKHOUSE_DSN"
 DEFAULT_DATABASE: Final = "rangebar"
 SCHEMA_FILE: Final = Path(__file__).with_name("schema.sql")
 
-#: Optional per-bar spread statistics (Exness); nullable in the table.
-SPREAD_SCHEMA: Final[dict[str, pl.DataType]] = {
-    "spread_min": pl.Float64(),
-    "spread_max": pl.Float64(),
-    "spread_avg": pl.Float64(),
-    "spread_tick_count": pl.Int64(),
-}
 _TIME_COLUMNS: Final = ("open_time", "close_time")
 _VALUE_COLUMNS: Final = tuple(c for c in BAR_COLUMNS if c not in _TIME_COLUMNS)
 _TABLE_COLUMNS: Final = (
