@@ -24,13 +24,13 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 
+from rangebar_pipeline.backfill import with_spreads
 from rangebar_pipeline.constants import resolve_threshold
 from rangebar_pipeline.exceptions import ContinuityError, DataNotFoundError
 from rangebar_pipeline.frames import OutputFormat, convert_bars, empty_bars
 from rangebar_pipeline.processing import RangeBarProcessor
 from rangebar_pipeline.series import Series
-from rangebar_pipeline.sources.exness import add_spread_stats
-from rangebar_pipeline.storage.bars import BarStore, checkpoint_sha256
+from rangebar_pipeline.storage.bars import BarStore, DayWrite, checkpoint_sha256
 from rangebar_pipeline.storage.ticks import TickStore
 
 __all__ = [
@@ -119,20 +119,7 @@ def _compute_day(
             f"{series} {day}: no stored bars and no stored ticks, and fetch_if_missing=False"
         )
     processor = RangeBarProcessor(threshold) if parent is None else RangeBarProcessor.from_checkpoint(parent)
-    bars = processor.process(frame)
-    if series.source == "exness":
-        context = frame
-        if bars.height and bars["open_time"][0].date() < day:  # the first bar began on an earlier day
-            earlier = ticks.get_ticks(
-                series.source,
-                series.market,
-                series.symbol,
-                bars["open_time"][0].date(),
-                day - timedelta(days=1),
-            )
-            assert isinstance(earlier, pl.DataFrame)
-            context = pl.concat([earlier, frame], how="vertical_relaxed")
-        bars = add_spread_stats(bars, context)
+    bars = with_spreads(series, day, processor.process(frame), frame, ticks)
     state: Any = processor.checkpoint()  # _core.Checkpoint
     checkpoint: bytes = state.to_bytes()
     return bars, checkpoint, frame.height
@@ -155,12 +142,12 @@ def materialize_days(
 
     Days are processed in date order, each from the checkpoint stored for its previous day (or a
     fresh processor); ``recompute`` recomputes covered days too; ``on_day(day, phase, bars, ticks)``
-    is called after each day. Used by the public functions below and by the Dagster assets.
+    is called after each day. Computed days are stored in batches of up to ``FLUSH_DAYS`` (one
+    insert, no per-day mutation); when a day fails, the days computed before it are stored first.
     """
     stored = store.coverage(series, threshold, start - timedelta(days=1), end) if store else {}
     before = stored.get(start - timedelta(days=1))
     prev_sha = before.checkpoint_sha256 if before else ""
-    prev_cp: bytes | None = None
     prev_day = start - timedelta(days=1)
     run = MaterializedDays(empty_bars(), None)
     frames: list[pl.DataFrame] = []
@@ -171,6 +158,52 @@ def materialize_days(
         except DataNotFoundError:
             if not skip_missing:
                 raise
+    pending: list[DayWrite] = []
+    try:
+        last_cp, last_sha, last_day = _walk_days(
+            series, threshold, start, end, store=store, ticks=ticks, stored=stored, run=run, frames=frames,
+            pending=pending, prev=(prev_sha, prev_day), fetch_if_missing=fetch_if_missing,
+            skip_missing=skip_missing, recompute=recompute, on_day=on_day,
+        )  # fmt: skip
+    finally:
+        if store is not None and pending:
+            store.write_days(pending)
+    if store is not None:
+        run.bars = store.read_bars(series, threshold, start, end)
+        if last_sha and last_cp is None:
+            last_cp = store.checkpoint_for(series, threshold, last_day)
+    elif frames:
+        run.bars = pl.concat(frames, how="diagonal_relaxed")
+    run.checkpoint = last_cp if last_sha else None
+    return run
+
+
+#: Days computed by :func:`materialize_days` per Tier 2 write.
+FLUSH_DAYS = 32
+
+
+def _walk_days(
+    series: Series,
+    threshold: int,
+    start: date,
+    end: date,
+    *,
+    store: BarStore | None,
+    ticks: TickStore,
+    stored: dict[date, Any],
+    run: MaterializedDays,
+    frames: list[pl.DataFrame],
+    pending: list[DayWrite],
+    prev: tuple[str, date],
+    fetch_if_missing: bool,
+    skip_missing: bool,
+    recompute: bool,
+    on_day: Callable[[date, str, int, int], None] | None,
+) -> tuple[bytes | None, str, date]:
+    """The day loop of :func:`materialize_days`; returns the last day's (checkpoint if in memory, its
+    sha, the day). Computed days go to ``pending`` (flushed every ``FLUSH_DAYS``) or ``frames``."""
+    prev_sha, prev_day = prev
+    prev_cp: bytes | None = None
     for day in _days(start, end):
         record = stored.get(day)
         if store is not None and not recompute and record and record.parent_checkpoint_sha256 == prev_sha:
@@ -198,24 +231,20 @@ def materialize_days(
             prev_sha, prev_cp, prev_day = "", None, day
             continue
         if store is not None:
-            store.write_day(
-                series, threshold, day, bars, checkpoint=checkpoint, tick_count=n_ticks,
-                parent_checkpoint=prev_cp if prev_sha else None,
-            )  # fmt: skip
-        frames.append(bars)
+            pending.append(
+                DayWrite(series, threshold, day, bars, checkpoint, n_ticks, prev_cp if prev_sha else None)
+            )
+            if len(pending) >= FLUSH_DAYS:
+                store.write_days(pending)
+                pending.clear()
+        else:
+            frames.append(bars)
         run.computed.append(day)
         run.ticks += n_ticks
         prev_sha, prev_cp, prev_day = checkpoint_sha256(checkpoint), checkpoint, day
         if on_day:
             on_day(day, "computed", bars.height, n_ticks)
-    if store is not None:
-        run.bars = store.read_bars(series, threshold, start, end)
-        if prev_sha and prev_cp is None:
-            prev_cp = store.checkpoint_for(series, threshold, prev_day)
-    elif frames:
-        run.bars = pl.concat(frames, how="diagonal_relaxed")
-    run.checkpoint = prev_cp if prev_sha else None
-    return run
+    return prev_cp, prev_sha, prev_day
 
 
 def _incomplete(checkpoint: bytes | None) -> pl.DataFrame:

@@ -143,6 +143,14 @@ class DatasetStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         """The feature table of one (threshold, series, day)."""
         return self.features_dir(threshold, series) / f"{day.isoformat()}.parquet"
 
+    def staging_path(self, threshold: int, series: Series, day: date) -> Path:
+        """Where a day's feature table waits for its blocking checks (invisible to datasets)."""
+        return self.features_dir(threshold, series) / ".staging" / f"{day.isoformat()}.parquet"
+
+    def rejected_path(self, threshold: int, series: Series, day: date) -> Path:
+        """The record (JSON) of a day whose feature table failed its blocking checks."""
+        return self.features_dir(threshold, series) / ".rejected" / f"{day.isoformat()}.json"
+
     def dataset_path(self, threshold: int, series: Series) -> Path:
         """The ML dataset of one (threshold, series)."""
         return self.base / "datasets" / f"{threshold}" / f"{series.key}.parquet"

@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from rangebar_pipeline.config import PipelineConfig, parse_config
 from rangebar_pipeline.definitions import build_definitions
@@ -78,6 +79,29 @@ class PipelineEnv:
             raise_on_error=raise_on_error,
         )
 
+    def run_range(
+        self,
+        selection: dg.AssetSelection,
+        first: str,
+        last: str,
+        *,
+        instance: dg.DagsterInstance | None = None,
+        raise_on_error: bool = True,
+    ) -> dg.ExecuteInProcessResult:
+        """Execute ``selection`` in process as one single-run backfill of the keys ``first..last``."""
+        job = dg.define_asset_job("range_run", selection=selection)
+        defs = dg.Definitions(
+            assets=self.defs.assets,
+            asset_checks=self.defs.asset_checks,
+            jobs=[job],
+            resources=self.defs.resources,
+        )
+        return defs.resolve_job_def("range_run").execute_in_process(
+            tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+            instance=instance or dg.DagsterInstance.ephemeral(),
+            raise_on_error=raise_on_error,
+        )
+
 
 def pipeline_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raw: dict[str, Any] | None = None
@@ -114,9 +138,27 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckE
     return {f"{e.asset_key.to_user_string()}:{e.check_name}": e for e in result.get_asset_check_evaluations()}
 
 
+def materializations(result: dg.ExecuteInProcessResult, asset: str) -> list[dg.AssetMaterialization]:
+    """The materializations of ``asset`` in a run, in the order they were recorded."""
+    key = dg.AssetKey(asset)
+    return [
+        event.step_materialization_data.materialization
+        for event in result.get_asset_materialization_events()
+        if event.asset_key == key
+    ]
+
+
 def metadata(result: dg.ExecuteInProcessResult, asset: str) -> list[dict[str, Any]]:
     """Metadata values of each materialization of ``asset`` in a run."""
-    return [
-        {k: v.value for k, v in event.metadata.items()}
-        for event in result.asset_materializations_for_node(asset)
-    ]
+    return [{k: v.value for k, v in m.metadata.items()} for m in materializations(result, asset)]
+
+
+def check_evaluations(
+    result: dg.ExecuteInProcessResult, check: str
+) -> dict[str | None, dg.AssetCheckEvaluation]:
+    """Evaluations of ``"asset:check"`` in a run by partition."""
+    return {
+        e.partition: e
+        for e in result.get_asset_check_evaluations()
+        if f"{e.asset_key.to_user_string()}:{e.check_name}" == check
+    }

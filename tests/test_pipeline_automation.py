@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -123,19 +125,47 @@ def test_run_failure_sensor_records_the_failed_partition_and_error(env: Pipeline
     )
 
 
-def test_bars_and_features_follow_ticks_by_declarative_automation(env: PipelineEnv) -> None:
+AUTOMATED = ("range_bars_10", "range_bars_25", "features_10", "features_25", "ml_dataset_10", "ml_dataset_25")
+
+
+def test_a_new_day_flows_to_the_model_with_no_click(env: PipelineEnv) -> None:
+    """Ticks of a new day -> bars and features (one run) -> datasets and the model, tick by tick."""
     instance = dg.DagsterInstance.ephemeral()
     when = datetime(2024, 8, 9, 12, tzinfo=UTC)
     partition = f"{DAYS[0]}|{SERIES}"
-    first = dg.evaluate_automation_conditions(defs=env.defs, instance=instance, evaluation_time=when)
-    assert first.total_requested == 0
+    cursor: Any = None
+
+    def tick() -> dict[str, set[str | None]]:
+        nonlocal cursor
+        result = dg.evaluate_automation_conditions(
+            defs=env.defs, instance=instance, evaluation_time=when, cursor=cursor
+        )
+        cursor = result.cursor
+        keys = (*AUTOMATED, "forward_return_model", "ticks")
+        requested = {k: set(result.get_requested_partitions(dg.AssetKey(k))) for k in keys}
+        return {k: v for k, v in requested.items() if v}
+
+    def execute(requested: dict[str, set[str | None]]) -> None:
+        by_partition: dict[str, list[str]] = defaultdict(list)
+        for key, partitions in requested.items():
+            for item in partitions:
+                assert item is not None
+                by_partition[item].append(key)
+        for item, keys in by_partition.items():
+            assert env.run(dg.AssetSelection.assets(*keys), item, instance=instance).success
+
+    assert tick() == {}
+    # The new_days sensor's run stores the day's ticks; everything else follows by itself.
     assert env.materialize(["ticks"], partition, instance=instance, checks=False).success
-    after_ticks = dg.evaluate_automation_conditions(
-        defs=env.defs, instance=instance, evaluation_time=when, cursor=first.cursor
-    )
-    assert after_ticks.get_requested_partitions(dg.AssetKey("range_bars_10")) == {partition}
-    assert after_ticks.get_requested_partitions(dg.AssetKey("range_bars_25")) == {partition}
-    assert after_ticks.get_num_requested(dg.AssetKey("features_10")) == 0  # its bars are not there yet
+    step = tick()
+    assert step == {k: {partition} for k in ("range_bars_10", "range_bars_25", "features_10", "features_25")}
+    execute(step)
+    step = tick()  # the model is requested with its dataset (one run, in dependency order)
+    assert step == {k: {SERIES} for k in ("ml_dataset_10", "ml_dataset_25", "forward_return_model")}
+    execute(step)
+    assert tick() == {}  # settled: nothing requested twice
+    model = instance.get_latest_materialization_event(dg.AssetKey("forward_return_model"))
+    assert model is not None
 
 
 def test_freshness_expects_yesterday_after_the_deadline() -> None:

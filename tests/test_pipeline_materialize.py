@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -19,8 +19,10 @@ from tests.pipeline_support import (
     SERIES,
     PipelineEnv,
     assert_bars_equal_golden,
+    check_evaluations,
     check_results,
     golden,
+    materializations,
     metadata,
     pipeline_env,
 )
@@ -109,46 +111,86 @@ def test_two_days_in_order_equal_golden_with_checks_and_rematerializing_changes_
     assert model["nobs"] > 200 and "ofi" in model["coefficients"]
 
 
-def test_planted_bad_bar_fails_the_blocking_check_and_stops_features(env: PipelineEnv) -> None:
-    partition = f"{DAYS[0]}|{SERIES}"
-    assert env.materialize(["ticks", "range_bars_10"], partition, checks=False).success
+def _plant_impossible_bar(series: Series, threshold: int, day: date) -> None:
+    """Replace a stored day with the same bars but bar 7's high below its low (tier1 must fail)."""
     with BarStore() as store:
-        day = date(2024, 8, 8)
-        bars = store.read_bars(SPOT, 10, day, day)
-        record = store.coverage(SPOT, 10, day, day)[day]
-        planted = bars.with_columns(  # bar 7's high below its low: an impossible bar
+        bars = store.read_bars(series, threshold, day, day)
+        record = store.coverage(series, threshold, day, day)[day]
+        planted = bars.with_columns(
             pl.when(pl.int_range(pl.len()) == 7)
             .then(pl.col("low") - 1.0)
             .otherwise(pl.col("high"))
             .alias("high")
         )
-        checkpoint = store.checkpoint_for(SPOT, 10, day)
+        checkpoint = store.checkpoint_for(series, threshold, day)
+        parent = store.checkpoint_for(series, threshold, day - timedelta(days=1))
         assert checkpoint is not None
-        store.write_day(SPOT, 10, day, planted, checkpoint=checkpoint, tick_count=record.tick_count)
-    selection = dg.AssetSelection.checks_for_assets("range_bars_10") | dg.AssetSelection.assets("features_10")
-    result = env.run(selection, partition, raise_on_error=False)
-    assert not result.success
-    tier1 = check_results(result)["range_bars_10:tier1"]
-    assert not tier1.passed and tier1.severity == dg.AssetCheckSeverity.ERROR
-    assert partition in (tier1.description or "") and "high" in (tier1.description or "")
-    assert result.asset_materializations_for_node("features_10") == []
-    assert not (env.root / "pipeline" / "features" / "10" / SERIES / "2024-08-08.parquet").exists()
+        store.write_day(
+            series, threshold, day, planted, checkpoint=checkpoint, tick_count=record.tick_count,
+            parent_checkpoint=None if record.fresh_start else parent,
+        )  # fmt: skip
 
 
-def test_single_run_backfill_of_a_range_materializes_every_partition_in_date_order(env: PipelineEnv) -> None:
+def _range_tags(series: Series) -> dict[str, str]:
+    return {
+        ASSET_PARTITION_RANGE_START_TAG: f"{DAYS[0]}|{series.key}",
+        ASSET_PARTITION_RANGE_END_TAG: f"{DAYS[1]}|{series.key}",
+    }
+
+
+def test_a_failed_day_blocks_only_its_own_feature_table_and_the_dataset_names_it(env: PipelineEnv) -> None:
+    # Both days computed and stored, then day 1 is tampered with in the store.
+    job = env.defs.resolve_job_def("rangebar_daily")
+    instance = dg.DagsterInstance.ephemeral()
+    assert job.execute_in_process(tags=_range_tags(SPOT), instance=instance).success
+    _plant_impossible_bar(SPOT, 10, date(2024, 8, 8))
+    # Re-building the feature tables re-checks the stored bars: day 1 fails, day 2 passes.
+    selection = dg.AssetSelection.assets("features_10") | dg.AssetSelection.checks_for_assets("range_bars_10")
+    result = env.run_range(
+        selection, f"{DAYS[0]}|{SERIES}", f"{DAYS[1]}|{SERIES}", instance=instance, raise_on_error=False
+    )
+    assert not result.success  # a blocking check failed: the run says so
+    tier1 = check_evaluations(result, "range_bars_10:tier1")
+    day1, day2 = (f"{d}|{SERIES}" for d in DAYS)
+    assert not tier1[day1].passed and "high" in (tier1[day1].description or "")
+    assert tier1[day2].passed
+    assert {m.partition for m in materializations(result, "features_10")} == {day2}
+    features_dir = env.root / "pipeline" / "features" / "10" / SERIES
+    assert not (features_dir / "2024-08-08.parquet").exists()
+    assert (features_dir / "2024-08-09.parquet").exists()
+    assert "tier1" in (features_dir / ".rejected" / "2024-08-08.json").read_text()
+    # The dataset holds only promoted days and names the withdrawn one.
+    dataset = env.materialize(["ml_dataset_10"], SERIES, checks=False, instance=instance)
+    meta = metadata(dataset, "ml_dataset_10")[0]
+    assert "2024-08-08" in meta["rejected_days"]
+    assert meta["source_partitions"] == [day2]
+    assert meta["dagster/row_count"] == pl.read_parquet(features_dir / "2024-08-09.parquet").height
+
+
+def test_single_run_backfill_records_each_partition_with_its_own_metadata_and_checks(
+    env: PipelineEnv,
+) -> None:
     cm = Series("binance", "cm", "BTCUSD_PERP")
     job = env.defs.resolve_job_def("rangebar_daily")
-    result = job.execute_in_process(
-        tags={
-            ASSET_PARTITION_RANGE_START_TAG: f"{DAYS[0]}|{cm.key}",
-            ASSET_PARTITION_RANGE_END_TAG: f"{DAYS[1]}|{cm.key}",
-        },
-        instance=dg.DagsterInstance.ephemeral(),
-    )
+    instance = dg.DagsterInstance.ephemeral()
+    result = job.execute_in_process(tags=_range_tags(cm), instance=instance)
     assert result.success
-    materialized = {e.partition for e in result.asset_materializations_for_node("range_bars_25")}
-    assert materialized == {f"{d}|{cm.key}" for d in DAYS}
-    assert metadata(result, "range_bars_25")[0]["partitions"] == 2
+    events = materializations(result, "range_bars_25")
+    assert [e.partition for e in events] == [f"{d}|{cm.key}" for d in DAYS]  # date order, one each
+    rows = [e.metadata["dagster/partition_row_count"].value for e in events]
+    assert rows == [len(stored_day(cm, 25, d)) for d in DAYS]
+    assert len({e.metadata["bars_sha256"].value for e in events}) == 2
+    assert all("data:image/png;base64," in str(e.metadata["price_chart"].value) for e in events if rows)
+    assert all(
+        e.tags is not None and e.tags["dagster/data_version"] == e.metadata["bars_sha256"].value
+        for e in events
+    )
+    for name in ("range_bars_25:tier1", "range_bars_25:continuity", "features_25:expectations"):
+        evaluations = check_evaluations(result, name)
+        assert set(evaluations) == {f"{d}|{cm.key}" for d in DAYS} and all(
+            e.passed for e in evaluations.values()
+        )
+    assert instance.get_materialized_partitions(dg.AssetKey("features_25")) == {f"{d}|{cm.key}" for d in DAYS}
     with BarStore() as store:  # one step, days in order: day 2 continues day 1's stored checkpoint
         coverage = store.coverage(cm, 25, date(2024, 8, 8), date(2024, 8, 9))
         assert (
@@ -157,7 +199,36 @@ def test_single_run_backfill_of_a_range_materializes_every_partition_in_date_ord
         )
     for thr in (10, 25):
         assert_bars_equal_golden(stored_bars(cm, thr), golden("cm", "BTCUSD_PERP", thr))
-    assert check_results(result)["range_bars_25:tier1"].passed
+
+
+def test_a_failing_day_keeps_the_days_before_it_and_a_rerun_resumes_there(env: PipelineEnv) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    for day in DAYS:
+        assert env.materialize(["ticks"], f"{day}|{SERIES}", checks=False, instance=instance).success
+    tick_file = env.root / "ticks" / "binance" / "spot" / "BTCUSDT" / f"{DAYS[1]}.parquet"
+    tick_file.unlink()  # day 2's ticks are gone: computing day 2 must fail, day 1 must stay
+    bars_job = dg.AssetSelection.assets("range_bars_10", "range_bars_25", "features_10", "features_25")
+    result = env.run_range(
+        bars_job, f"{DAYS[0]}|{SERIES}", f"{DAYS[1]}|{SERIES}", instance=instance, raise_on_error=False
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert f"{DAYS[1]}|{SERIES}" in f"{failure.message} {failure.step_failure_data.error}"
+    for asset in ("range_bars_10", "range_bars_25", "features_10"):
+        assert instance.get_materialized_partitions(dg.AssetKey(asset)) == {f"{DAYS[0]}|{SERIES}"}
+    with BarStore() as store:
+        assert set(store.coverage(SPOT, 10, date(2024, 8, 8), date(2024, 8, 9))) == {date(2024, 8, 8)}
+    # Ticks back, the same range again: day 2 continues day 1 and both equal the golden bars.
+    assert env.materialize(["ticks"], f"{DAYS[1]}|{SERIES}", checks=False, instance=instance).success
+    again = env.run_range(bars_job, f"{DAYS[1]}|{SERIES}", f"{DAYS[1]}|{SERIES}", instance=instance)
+    assert again.success
+    for thr in (10, 25):
+        assert_bars_equal_golden(stored_bars(SPOT, thr), golden("spot", "BTCUSDT", thr))
+
+
+def stored_day(series: Series, threshold: int, day: str) -> pl.DataFrame:
+    with BarStore() as store:
+        return store.read_bars(series, threshold, date.fromisoformat(day), date.fromisoformat(day))
 
 
 EXNESS_AND_QUIET_CONFIG = {

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     AssetResult: TypeAlias = dg.MaterializeResult[Any]
 else:
     AssetResult = dg.MaterializeResult
-_SPARKS: Final = "▁▂▃▄▅▆▇█"
 _DAGSTER_TYPES: Final = {pl.Float64: "float", pl.Int64: "int", pl.Boolean: "bool", pl.Date: "date"}
 
 
@@ -55,31 +54,6 @@ def column_schema(frame_schema: Mapping[str, pl.DataType]) -> dg.TableSchema:
 
 
 BAR_COLUMN_SCHEMA: Final = column_schema(BAR_SCHEMA)
-
-
-def sparkline(values: Sequence[float], *, width: int = 60) -> str:
-    """A one-line Unicode chart of ``values`` (down-sampled to ``width`` points)."""
-    if not values:
-        return "(no bars)"
-    if len(values) > width:
-        step = len(values) / width
-        values = [values[int(i * step)] for i in range(width)]
-    low, high = min(values), max(values)
-    span = high - low
-    return "".join(_SPARKS[0 if span == 0 else int((v - low) / span * (len(_SPARKS) - 1))] for v in values)
-
-
-def price_chart_markdown(bars: pl.DataFrame, *, title: str) -> str:
-    """A small price chart of bar closes with the range, as Markdown."""
-    if bars.is_empty():
-        return f"**{title}**: no bars closed"
-    closes = bars["close"].to_list()
-    return (
-        f"**{title}** ({bars.height} bars, close {min(closes):g} .. {max(closes):g})\n\n"
-        f"`{sparkline(closes)}`\n\n"
-        f"first close {bars['close_time'][0]:%Y-%m-%d %H:%M:%S.%f} UTC, "
-        f"last close {bars['close_time'][-1]:%Y-%m-%d %H:%M:%S.%f} UTC"
-    )
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], *, limit: int = 50) -> str:

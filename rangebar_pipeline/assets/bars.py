@@ -1,37 +1,55 @@
-"""``range_bars_{thr}``: one asset per configured threshold, computed day by day into Tier 2.
+"""``range_bars_{thr}`` and ``features_{thr}`` of every threshold: one subsettable Dagster step.
 
-Day D of a series continues the processor state stored at the end of D-1 (the checkpoint kept with
-the bars), so the asset depends on its own previous day: backfills run in date order, and a ranged
-backfill of a series runs as one step (``BackfillPolicy.single_run``) that walks its days in order.
-The computation is the library's (:func:`rangebar_pipeline.api.materialize_days`): the bars of the
-day replace that day in the bar store, exactly as ``get_range_bars`` would store them.
+Day D of a series continues the processor state at the end of D-1, so each bar asset depends on its
+own previous day, and a ranged backfill of a series runs as one step (``BackfillPolicy.single_run``)
+that walks its days in order. The step reads each day's ticks once for all thresholds
+(:func:`rangebar_pipeline.backfill.iter_series_days`), checks each day's bars in memory (tier 1 with
+exact tick conservation, continuity), stores days in batches (one Tier 2 insert per batch), then
+builds, gates and promotes the feature tables of the days whose bars passed.
+
+Every (date, series) partition records its own truth: one materialization per asset and day with
+that day's metadata (row count, hashes, timings, a PNG chart) and one check evaluation per check and
+day. When day k fails, the days before it are stored and recorded, day k and later are not, the
+error names day k, and re-running the range resumes at k (days already stored are recomputed
+identically: same ticks, same checkpoint, same bars and data version).
 """
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at runtime.
 
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Final
 
 import dagster as dg
 import polars as pl
 
-from rangebar_pipeline.api import materialize_days
 from rangebar_pipeline.assets._common import (
     BAR_COLUMN_SCHEMA,
     OWNERS,
-    AssetResult,
-    day_start,
+    column_schema,
     drop_none,
     follow_upstream,
     frame_sha256,
     markdown_table,
-    price_chart_markdown,
     run_partition_keys,
     timestamp,
 )
+from rangebar_pipeline.assets.charts import bars_chart_markdown
+from rangebar_pipeline.assets.checks import DayCheck, continuity_day, tier1_day
+from rangebar_pipeline.assets.features import (
+    FeatureDay,
+    feature_table,
+    features_key,
+    gate_tables,
+    publish,
+    tier2_verdict,
+    withdraw,
+)
 from rangebar_pipeline.assets.ticks import TICKS_KEY
+from rangebar_pipeline.backfill import DayFailedError, SeriesDay, ThresholdDay, day_writes, iter_series_days
+from rangebar_pipeline.backfill import stored_series_days as load_stored_days
 from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.partitions import (
     contiguous_ranges,
@@ -40,12 +58,28 @@ from rangebar_pipeline.partitions import (
     partition_key,
     previous_day_mapping,
 )
-from rangebar_pipeline.resources import BAR_STORE_POOL, BarStoreResource, TickStoreResource
+from rangebar_pipeline.resources import (
+    BAR_STORE_POOL,
+    BarStoreResource,
+    DatasetStoreResource,
+    TickStoreResource,
+)
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.bars import BarStore
 from rangebar_pipeline.storage.ticks import TickStore
+from rangebar_pipeline.validation import ConservationTicks
 
-__all__ = ["DayOutcome", "build_range_bars_asset", "range_bars_key"]
+__all__ = ["BARS_CODE_VERSION", "BARS_STEP", "CHUNK_DAYS", "build_bars_step", "range_bars_key"]
+
+#: The op name of the step computing every ``range_bars_{thr}`` and ``features_{thr}``.
+BARS_STEP: Final = "range_bars_and_features"
+#: Bumped when the kernel or the bar schema changes what a day's bars are (makes downstream stale).
+BARS_CODE_VERSION: Final = "2"
+FEATURES_CODE_VERSION: Final = "2"
+#: Days computed before one batched Tier 2 write and one feature gate.
+CHUNK_DAYS: Final = 8
+_DATA_VERSION_TAG: Final = "dagster/data_version"
+_CODE_VERSION_TAG: Final = "dagster/code_version"
 
 
 def range_bars_key(threshold: int) -> dg.AssetKey:
@@ -54,154 +88,368 @@ def range_bars_key(threshold: int) -> dg.AssetKey:
 
 
 @dataclass(frozen=True, slots=True)
-class DayOutcome:
-    """What one day of one series produced."""
+class _Selection:
+    """What the current (possibly subset) step computes."""
+
+    bars: tuple[int, ...]
+    features: tuple[int, ...]
+    checks: frozenset[dg.AssetCheckKey]
+    horizons: tuple[int, ...]
+
+    @classmethod
+    def of(cls, context: dg.AssetExecutionContext, pipeline: PipelineConfig) -> "_Selection":
+        keys = context.selected_asset_keys
+        return cls(
+            bars=tuple(t for t in pipeline.thresholds if range_bars_key(t) in keys),
+            features=tuple(t for t in pipeline.thresholds if features_key(t) in keys),
+            checks=frozenset(context.selected_asset_check_keys),
+            horizons=pipeline.label_horizons,
+        )
+
+    def wants(self, asset: dg.AssetKey, check: str) -> bool:
+        return dg.AssetCheckKey(asset, check) in self.checks
+
+
+@dataclass
+class _Day:
+    """A computed (or loaded) day with its bar checks; its ticks are released once checked."""
 
     series: Series
     day: date
-    bars: pl.DataFrame
-    ticks: int
-    seconds: float
-    continued_checkpoint: bool
-    checkpoint_sha256: str
+    tick_count: int
+    read_seconds: float
+    results: dict[int, ThresholdDay]
+    tier1: dict[int, DayCheck]
+    continuity: dict[int, DayCheck]
 
-    @property
-    def carried_over_open(self) -> Any:
-        """Open time of the first bar when it began on an earlier day (the bar carried over), else None."""
-        if self.bars.is_empty() or self.bars["open_time"][0] >= day_start(self.day):
-            return None
-        return self.bars["open_time"][0]
 
-    def metadata(self, threshold: int, store_dsn: str) -> dict[str, Any]:
-        """The metadata of a single-partition materialization."""
-        carried = self.carried_over_open
-        preview = self.bars.head(5).select(
-            "open_time", "close_time", "open", "high", "low", "close", "volume"
-        )
-        return drop_none(
-            {
-                "dagster/partition_row_count": self.bars.height,
-                "dagster/column_schema": BAR_COLUMN_SCHEMA,
-                "dagster/uri": f"{store_dsn}#range_bars/{threshold}/{self.series.key}/{self.day}",
-                "bars": self.bars.height,
-                "ticks": self.ticks,
-                "carried_over_bar": carried is not None,
-                "carried_over_bar_opened": timestamp(carried),
-                "continued_from_checkpoint": self.continued_checkpoint,
-                "checkpoint_sha256": self.checkpoint_sha256,
-                "bars_sha256": frame_sha256(self.bars),
-                "compute_seconds": round(self.seconds, 4),
-                "ticks_per_second": round(self.ticks / self.seconds) if self.seconds > 0 else None,
-                "first_close_time": timestamp(self.bars["close_time"][0]) if self.bars.height else None,
-                "last_close_time": timestamp(self.bars["close_time"][-1]) if self.bars.height else None,
-                "price_chart": dg.MetadataValue.md(
-                    price_chart_markdown(self.bars, title=f"{self.series} {self.day} @ {threshold} dbps")
-                ),
-                "preview": dg.MetadataValue.md(markdown_table(preview.to_dicts())),
-            }
-        )
+@dataclass
+class _Walk:
+    """One contiguous range of one series through the step."""
 
-    def summary(self) -> dict[str, Any]:
-        """One row of a multi-partition summary table."""
-        return {
-            "partition": partition_key(self.day, self.series),
-            "bars": self.bars.height,
-            "ticks": self.ticks,
-            "carried_over_bar": self.carried_over_open is not None,
-            "continued_from_checkpoint": self.continued_checkpoint,
-            "seconds": round(self.seconds, 4),
+    context: dg.AssetExecutionContext
+    pipeline: PipelineConfig
+    selection: _Selection
+    store: BarStore
+    ticks: TickStore
+    datasets: DatasetStoreResource
+    previous: dict[int, pl.DataFrame | None] = field(default_factory=dict)
+
+    def run(self, series: Series, first: date, last: date) -> Iterator[Any]:
+        """Compute (or load) ``[first, last]`` of ``series`` and record every day's events."""
+        day_before = first - timedelta(days=1)
+        computed = self.selection.bars
+        loaded = tuple(t for t in self.selection.features if t not in computed)
+        self.previous = {
+            t: self.store.read_bars(series, t, day_before, day_before) for t in (*computed, *loaded)
         }
+        if computed:
+            parents = self.store.checkpoints_at(series, computed, day_before)
+            if day_before >= self.pipeline.start_date and (
+                absent := [t for t in computed if t not in parents]
+            ):
+                self.context.log.warning(
+                    f"{series} {day_before} has no stored bars at {absent} dbps: {first} starts from a "
+                    "fresh processor (materialize the previous day first for bars continuous across the "
+                    "day boundary)"
+                )
+            days = iter_series_days(series, computed, first, last, ticks=self.ticks, parents=parents)
+            yield from self._chunks(days, store_bars=True)
+        if loaded:
+            days = load_stored_days(series, loaded, first, last, store=self.store, ticks=self.ticks)
+            yield from self._chunks(days, store_bars=False)
+
+    def _chunks(self, days: Iterable[SeriesDay], *, store_bars: bool) -> Iterator[Any]:
+        chunk: list[_Day] = []
+        try:
+            for item in days:
+                chunk.append(self._checked(item))
+                if len(chunk) >= CHUNK_DAYS:
+                    yield from self._flush(chunk, store_bars=store_bars)
+                    chunk = []
+        except DayFailedError as exc:
+            yield from self._flush(chunk, store_bars=store_bars)
+            raise dg.Failure(
+                description=(
+                    f"{partition_key(exc.day, exc.series)} failed: {exc}. The days before it are stored "
+                    f"and recorded; {exc.day} and later days of this run are not. Fix the cause and "
+                    f"re-run from {exc.day}."
+                ),
+                metadata={"failed_partition": partition_key(exc.day, exc.series)},
+            ) from exc
+        yield from self._flush(chunk, store_bars=store_bars)
+
+    def _checked(self, item: SeriesDay) -> _Day:
+        prepared = ConservationTicks.of(item.ticks)
+        tier1: dict[int, DayCheck] = {}
+        continuity: dict[int, DayCheck] = {}
+        for threshold, result in item.thresholds.items():
+            tier1[threshold] = tier1_day(item.series, result, item.day, prepared)
+            continuity[threshold] = continuity_day(
+                item.series, item.day, threshold, result.bars, self.previous.get(threshold)
+            )
+            self.previous[threshold] = result.bars
+        return _Day(
+            item.series, item.day, item.tick_count, item.read_seconds, item.thresholds, tier1, continuity
+        )
+
+    def _flush(self, chunk: Sequence[_Day], *, store_bars: bool) -> Iterator[Any]:
+        if not chunk:
+            return
+        write_seconds = 0.0
+        if store_bars:
+            started = time.perf_counter()
+            writes = day_writes([_as_series_day(d) for d in chunk])
+            self.store.write_days(writes)
+            write_seconds = time.perf_counter() - started
+        for day in chunk:
+            yield from self._bar_events(day, write_seconds / len(chunk), materialized=store_bars)
+        yield from self._feature_events(chunk)
+
+    def _bar_events(self, day: _Day, write_seconds: float, *, materialized: bool) -> Iterator[Any]:
+        """The day's bar materializations (when computed here) and the selected bar checks."""
+        label = partition_key(day.day, day.series)
+        for threshold, result in day.results.items():
+            asset = range_bars_key(threshold)
+            if materialized:
+                sha = frame_sha256(result.bars)
+                yield dg.AssetMaterialization(
+                    asset_key=asset,
+                    partition=label,
+                    metadata=_bar_metadata(self, day, result, sha, write_seconds),
+                    tags={_DATA_VERSION_TAG: sha, _CODE_VERSION_TAG: BARS_CODE_VERSION},
+                )
+            if self.selection.wants(asset, "tier1"):
+                yield day.tier1[threshold].evaluation(
+                    asset, label, blocking=True, severity=dg.AssetCheckSeverity.ERROR
+                )
+            if self.selection.wants(asset, "continuity"):
+                yield day.continuity[threshold].evaluation(
+                    asset, label, blocking=False, severity=dg.AssetCheckSeverity.ERROR
+                )
+            self.context.log.info(
+                f"{label} @ {threshold} dbps: {result.bars.height} bars from {day.tick_count} ticks "
+                f"in {result.seconds:.3f} s, tier1 {'passed' if day.tier1[threshold].passed else 'FAILED'}"
+            )
+
+    def _feature_events(self, chunk: Sequence[_Day]) -> Iterator[Any]:
+        for threshold in self.selection.features:
+            ready: list[FeatureDay] = []
+            for day in chunk:
+                if day.tier1[threshold].passed:
+                    table = feature_table(
+                        day.results[threshold].bars, day.series, threshold, self.selection.horizons
+                    )
+                    ready.append(FeatureDay(day.series, threshold, day.day, table))
+                else:
+                    self.context.log.warning(
+                        f"{partition_key(day.day, day.series)}: features_{threshold} not built, the bars "
+                        f"failed their blocking tier1 check ({day.tier1[threshold].description})"
+                    )
+                    reason = f"range_bars_{threshold}:tier1 failed: {day.tier1[threshold].description}"
+                    withdraw(self.datasets, day.series, threshold, day.day, [reason])
+            if not ready:
+                continue
+            asset = features_key(threshold)
+            verdicts = gate_tables(ready) if self.selection.wants(asset, "expectations") else None
+            tier2 = (
+                tier2_verdict([f.table for f in ready], threshold)
+                if self.selection.wants(asset, "tier2")
+                else None
+            )
+            for index, item in enumerate(ready):
+                label = partition_key(item.day, item.series)
+                verdict = verdicts[index] if verdicts is not None else None
+                path, size = publish(self.datasets, item, verdict or _UNGATED)
+                yield dg.AssetMaterialization(
+                    asset_key=asset,
+                    partition=label,
+                    metadata=drop_none(
+                        {
+                            "dagster/partition_row_count": item.table.height,
+                            "dagster/uri": str(path),
+                            "dagster/column_schema": column_schema(item.table.schema),
+                            "bytes": size,
+                            "promoted": verdict is None or verdict.passed,
+                            "labels": ", ".join(f"forward_return_{h}" for h in self.selection.horizons),
+                        }
+                    ),
+                    tags={_CODE_VERSION_TAG: FEATURES_CODE_VERSION},
+                )
+                if verdict is not None:
+                    yield dg.AssetCheckEvaluation(
+                        asset_key=asset,
+                        check_name="expectations",
+                        passed=verdict.passed,
+                        severity=dg.AssetCheckSeverity.ERROR,
+                        blocking=True,
+                        partition=label,
+                        description=(
+                            f"{label}: great-expectations suite passed ({verdict.evaluated} expectations)"
+                            if verdict.passed
+                            else f"{label}: " + "; ".join(verdict.failures[:5])
+                        )[:2000],
+                        metadata={
+                            "evaluated": verdict.evaluated,
+                            "failures": dg.MetadataValue.md(
+                                "\n".join(f"- {f}" for f in verdict.failures) or "(none)"
+                            ),
+                            "promoted": verdict.passed,
+                        },
+                    )
+                if tier2 is not None:
+                    passed, description, meta = tier2
+                    yield dg.AssetCheckEvaluation(
+                        asset_key=asset,
+                        check_name="tier2",
+                        passed=passed,
+                        severity=dg.AssetCheckSeverity.WARN,
+                        partition=label,
+                        description=f"{label}: tier-2 statistics over the run's batch: {description}",
+                        metadata=meta,
+                    )
 
 
-def compute_days(
-    store: BarStore, ticks: TickStore, series: Series, threshold: int, *, first: date, last: date
-) -> list[DayOutcome]:
-    """Compute and store ``[first, last]`` of a series in date order; one outcome per day."""
-    timings: dict[date, float] = {}
-    clock = [time.perf_counter()]
+class _Ungated:
+    passed = True
+    evaluated = 0
+    failures: tuple[str, ...] = ()
 
-    def on_day(day: date, phase: str, n_bars: int, n_ticks: int) -> None:
-        now = time.perf_counter()
-        timings[day] = now - clock[0]
-        clock[0] = now
 
-    run = materialize_days(
-        series, threshold, first, last, store=store, ticks=ticks, fetch_if_missing=False, recompute=True,
-        on_day=on_day,
-    )  # fmt: skip
-    coverage = store.coverage(series, threshold, first, last)
-    closes = run.bars.with_columns(pl.col("close_time").dt.date().alias("_day"))
-    outcomes = []
-    for day in sorted(timings):
-        record = coverage[day]
-        outcomes.append(
-            DayOutcome(
-                series=series,
-                day=day,
-                bars=closes.filter(pl.col("_day") == day).drop("_day"),
-                ticks=record.tick_count,
-                seconds=timings[day],
-                continued_checkpoint=not record.fresh_start,
-                checkpoint_sha256=record.checkpoint_sha256,
+_UNGATED: Any = _Ungated()
+
+
+def _as_series_day(day: _Day) -> SeriesDay:
+    return SeriesDay(day.series, day.day, pl.DataFrame(), day.read_seconds, day.results)
+
+
+def _bar_metadata(
+    walk: _Walk, day: _Day, result: ThresholdDay, sha: str, write_seconds: float
+) -> dict[str, Any]:
+    bars = result.bars
+    carried = bars["open_time"][0] if bars.height and bars["open_time"][0].date() < day.day else None
+    preview = bars.head(5).select("open_time", "close_time", "open", "high", "low", "close", "volume")
+    title = f"{day.series} {day.day} @ {result.threshold} dbps"
+    return drop_none(
+        {
+            "dagster/partition_row_count": bars.height,
+            "dagster/column_schema": BAR_COLUMN_SCHEMA,
+            "dagster/uri": f"{walk.store.dsn}#range_bars/{result.threshold}/{day.series.key}/{day.day}",
+            "bars": bars.height,
+            "ticks": day.tick_count,
+            "carried_over_bar": carried is not None,
+            "carried_over_bar_opened": timestamp(carried),
+            "continued_from_checkpoint": result.parent_checkpoint is not None,
+            "checkpoint_sha256": _sha(result.checkpoint),
+            "bars_sha256": sha,
+            "compute_seconds": round(result.seconds, 4),
+            "read_ticks_seconds": round(day.read_seconds, 4),
+            "write_seconds": round(write_seconds, 4),
+            "ticks_per_second": round(day.tick_count / result.seconds) if result.seconds > 0 else None,
+            "first_close_time": timestamp(bars["close_time"][0]) if bars.height else None,
+            "last_close_time": timestamp(bars["close_time"][-1]) if bars.height else None,
+            "price_chart": dg.MetadataValue.md(
+                bars_chart_markdown(bars, threshold=result.threshold, title=title)
+            ),
+            "preview": dg.MetadataValue.md(markdown_table(preview.to_dicts())),
+        }
+    )
+
+
+def _sha(data: bytes) -> str:
+    from rangebar_pipeline.storage.bars import checkpoint_sha256
+
+    return checkpoint_sha256(data)
+
+
+def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
+    """The step computing ``range_bars_{thr}`` and ``features_{thr}`` of every configured threshold."""
+    partitions = daily_series_partitions(pipeline)
+    horizons = ", ".join(f"forward_return_{h}" for h in pipeline.label_horizons)
+    specs: list[dg.AssetSpec] = []
+    checks: list[dg.AssetCheckSpec] = []
+    for threshold in pipeline.thresholds:
+        bars = range_bars_key(threshold)
+        specs.append(
+            dg.AssetSpec(
+                bars,
+                partitions_def=partitions,
+                deps=[dg.AssetDep(TICKS_KEY), dg.AssetDep(bars, partition_mapping=previous_day_mapping())],
+                skippable=True,
+                automation_condition=follow_upstream(pipeline),
+                group_name="range_bars",
+                kinds={"rust", "clickhouse"},
+                owners=OWNERS,
+                code_version=BARS_CODE_VERSION,
+                metadata={"dagster/column_schema": BAR_COLUMN_SCHEMA},
+                description=(
+                    f"Range bars at {threshold} dbps ({threshold / 1000:g} %) with the 10 microstructure "
+                    "features, one UTC day of one series, stored in the Tier 2 bar store (the day is "
+                    "replaced). The day continues the previous day's unfinished bar from its checkpoint."
+                ),
             )
         )
-    return outcomes
+        checks += [
+            dg.AssetCheckSpec(
+                "tier1", asset=bars, blocking=True, partitions_def=partitions,
+                description="Blocking: tier-1 invariants and exact conservation of the day's ticks",
+            ),
+            dg.AssetCheckSpec(
+                "continuity", asset=bars, partitions_def=partitions,
+                description="The day's first bar follows the previous day's last bar (ids and times)",
+            ),
+        ]  # fmt: skip
+    for threshold in pipeline.thresholds:
+        features = features_key(threshold)
+        specs.append(
+            dg.AssetSpec(
+                features,
+                partitions_def=partitions,
+                deps=[dg.AssetDep(range_bars_key(threshold))],
+                skippable=True,
+                automation_condition=follow_upstream(pipeline),
+                group_name="features",
+                kinds={"parquet", "polars"},
+                owners=OWNERS,
+                code_version=FEATURES_CODE_VERSION,
+                description=(
+                    f"ML-ready feature table at {threshold} dbps: the day's bars (only when they passed "
+                    f"tier1) with their features and forward-return labels {horizons}, one Parquet file "
+                    "per series and day, visible to datasets once its great-expectations gate passed."
+                ),
+            )
+        )
+        checks += [
+            dg.AssetCheckSpec(
+                "expectations", asset=features, blocking=True, partitions_def=partitions,
+                description="Blocking: great-expectations suite; a failing day is not promoted",
+            ),
+            dg.AssetCheckSpec(
+                "tier2", asset=features, partitions_def=partitions,
+                description="Tier-2 feature statistics over the run's batch of days (warning)",
+            ),
+        ]  # fmt: skip
 
-
-def build_range_bars_asset(pipeline: PipelineConfig, threshold: int) -> dg.AssetsDefinition:
-    """The ``range_bars_{threshold}`` asset."""
-    key = range_bars_key(threshold)
-
-    @dg.asset(
-        key=key,
-        partitions_def=daily_series_partitions(pipeline),
-        deps=[dg.AssetDep(TICKS_KEY), dg.AssetDep(key, partition_mapping=previous_day_mapping())],
+    @dg.multi_asset(
+        name=BARS_STEP,
+        specs=specs,
+        check_specs=checks,
+        can_subset=True,
         backfill_policy=dg.BackfillPolicy.single_run(),
         pool=BAR_STORE_POOL,
-        automation_condition=follow_upstream(pipeline),
-        group_name="range_bars",
-        kinds={"rust", "clickhouse"},
-        owners=OWNERS,
-        code_version="1",
-        description=(
-            f"Range bars at {threshold} dbps ({threshold / 1000:g} %) with the 10 microstructure features, "
-            "one UTC day of one series, stored in the Tier 2 bar store (the day is replaced). The day "
-            "continues the previous day's unfinished bar from its stored checkpoint."
-        ),
     )
-    def range_bars(
-        context: dg.AssetExecutionContext, tick_store: TickStoreResource, bar_store: BarStoreResource
-    ) -> AssetResult:
+    def range_bars_and_features(
+        context: dg.AssetExecutionContext,
+        tick_store: TickStoreResource,
+        bar_store: BarStoreResource,
+        datasets: DatasetStoreResource,
+    ) -> Iterator[Any]:
+        selection = _Selection.of(context, pipeline)
         ticks = tick_store.store()
-        outcomes: list[DayOutcome] = []
         with bar_store.open() as store:
+            walk = _Walk(context, pipeline, selection, store, ticks, datasets)
             for series, days in days_by_series(run_partition_keys(context.op_execution_context)).items():
                 for first, last in contiguous_ranges(days):
-                    if first - timedelta(days=1) >= pipeline.start_date and not store.coverage(
-                        series, threshold, first - timedelta(days=1), first - timedelta(days=1)
-                    ):
-                        context.log.warning(
-                            f"{series} {first - timedelta(days=1)} has no stored bars at {threshold} dbps: "
-                            f"{first} starts from a fresh processor (materialize the previous day first "
-                            "for bars continuous across the day boundary)"
-                        )
-                    outcomes.extend(compute_days(store, ticks, series, threshold, first=first, last=last))
-        for outcome in outcomes:
-            context.log.info(
-                f"{partition_key(outcome.day, outcome.series)}: {outcome.bars.height} bars from "
-                f"{outcome.ticks} ticks in {outcome.seconds:.3f} s"
-            )
-        if len(outcomes) == 1:
-            return dg.MaterializeResult(metadata=outcomes[0].metadata(threshold, bar_store.describe()))
-        return dg.MaterializeResult(
-            metadata={
-                "partitions": len(outcomes),
-                "bars": sum(o.bars.height for o in outcomes),
-                "ticks": sum(o.ticks for o in outcomes),
-                "compute_seconds": round(sum(o.seconds for o in outcomes), 4),
-                "dagster/column_schema": BAR_COLUMN_SCHEMA,
-                "per_partition": dg.MetadataValue.md(markdown_table([o.summary() for o in outcomes])),
-            }
-        )
+                    yield from walk.run(series, first, last)
 
-    return range_bars
+    return range_bars_and_features

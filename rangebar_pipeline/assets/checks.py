@@ -1,201 +1,129 @@
-"""Asset checks of the stored bars (validation library) and freshness of the latest partitions.
+"""Checks of the bars per (series, day) partition, and freshness of the latest partitions.
 
-- ``tier1`` (blocking): the stored bars of each partition satisfy every bar invariant and conserve
-  the partition's ticks exactly (with the bar carried in from the previous day and the unfinished
-  bar carried out). A failure stops the downstream feature tables in the same run.
+- ``tier1`` (blocking): a day's bars satisfy every bar invariant and conserve the day's ticks
+  exactly (with the bar carried in from the previous day and the unfinished bar carried out). A
+  failed day gets no feature table; other days are unaffected.
 - ``continuity``: the first bar of day D follows day D-1's last bar (trade ids and times).
 - ``freshness``: every series has yesterday's partition once the daily deadline has passed.
+
+The bar checks run inside the bar step on the bars and ticks it has in memory and are recorded per
+partition (:meth:`DayCheck.evaluation`).
 """
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at runtime.
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import dagster as dg
+import polars as pl
 
-from rangebar_pipeline.assets._common import markdown_table, run_partition_keys
-from rangebar_pipeline.assets.bars import range_bars_key
+from rangebar_pipeline.assets._common import markdown_table
+from rangebar_pipeline.backfill import ThresholdDay
 from rangebar_pipeline.config import PipelineConfig
-from rangebar_pipeline.partitions import days_by_series, parse_partition_key, partition_key
-from rangebar_pipeline.processing import RangeBarProcessor
-from rangebar_pipeline.resources import BAR_STORE_POOL, BarStoreResource, TickStoreResource
+from rangebar_pipeline.partitions import parse_partition_key, partition_key
 from rangebar_pipeline.series import Series
-from rangebar_pipeline.storage.bars import BarStore
-from rangebar_pipeline.storage.ticks import TickStore
-from rangebar_pipeline.validation import validate_conservation, validate_continuity, validate_tier1
+from rangebar_pipeline.validation import (
+    ConservationTicks,
+    validate_conservation,
+    validate_continuity,
+    validate_tier1,
+)
 
 __all__ = [
+    "DayCheck",
     "FreshnessVerdict",
-    "build_bar_checks",
     "build_freshness_check",
+    "continuity_day",
     "expected_latest_day",
     "freshness_verdict",
+    "tier1_day",
 ]
 
 
-def _incomplete(store: BarStore, series: Series, threshold: int, day: date) -> dict[str, Any] | None:
-    checkpoint = store.checkpoint_for(series, threshold, day)
-    return None if checkpoint is None else RangeBarProcessor.from_checkpoint(checkpoint).incomplete_bar()
+@dataclass(frozen=True, slots=True)
+class DayCheck:
+    """The outcome of one check on one (series, day) partition of one asset."""
+
+    name: str
+    passed: bool
+    description: str
+    metadata: dict[str, Any]
+
+    def evaluation(
+        self, asset: dg.AssetKey, partition: str, *, blocking: bool, severity: dg.AssetCheckSeverity
+    ) -> dg.AssetCheckEvaluation:
+        """This outcome as a Dagster evaluation of ``asset``'s check for ``partition``."""
+        return dg.AssetCheckEvaluation(
+            asset_key=asset,
+            check_name=self.name,
+            passed=self.passed,
+            metadata=self.metadata,
+            severity=severity,
+            description=self.description[:2000],
+            blocking=blocking,
+            partition=partition,
+        )
 
 
-def _tier1_partition(
-    store: BarStore, ticks: TickStore, series: Series, threshold: int, day: date
-) -> tuple[bool, dict[str, Any], list[str]]:
-    """Tier 1 and tick conservation of one stored partition: passed, summary row, failure details."""
+def tier1_day(series: Series, item: ThresholdDay, day: date, ticks: ConservationTicks) -> DayCheck:
+    """Tier 1 invariants and exact tick conservation of one day's bars (with the bars carried in/out)."""
     label = partition_key(day, series)
-    record = store.coverage(series, threshold, day, day).get(day)
-    if record is None:
-        return False, {"partition": label, "bars": 0, "passed": False}, [f"{label}: no stored bars"]
-    bars = store.read_bars(series, threshold, day, day)
-    tier1 = validate_tier1(bars, threshold_decimal_bps=threshold)
-    day_ticks = ticks.read_day(series.source, series.market, series.symbol, day)
-    carried_in = (
-        None if record.fresh_start else _incomplete(store, series, threshold, day - timedelta(days=1))
-    )
+    tier1 = validate_tier1(item.bars, threshold_decimal_bps=item.threshold)
     conservation = validate_conservation(
-        bars, day_ticks, incomplete_bar=_incomplete(store, series, threshold, day), carried_in=carried_in
+        item.bars, ticks, incomplete_bar=item.incomplete, carried_in=item.carried_in
     )
     details = [
-        f"{label} {check.name}: {check.detail}"
+        f"{check.name}: {check.detail}"
         for result in (tier1, conservation)
         for check in result.checks
         if check.blocking and check.status == "failed"
     ]
     passed = tier1.passed and conservation.passed
-    row = {
-        "partition": label,
-        "bars": bars.height,
-        "ticks": day_ticks.height,
-        "passed": passed,
-        "failures": ", ".join(tier1.failures + conservation.failures),
-    }
-    return passed, row, details
-
-
-def _continuity_partition(
-    store: BarStore, series: Series, threshold: int, day: date
-) -> tuple[bool, dict[str, Any], list[str]]:
-    label = partition_key(day, series)
-    bars = store.read_bars(series, threshold, day, day)
-    previous = store.read_bars(series, threshold, day - timedelta(days=1), day - timedelta(days=1))
-    result = validate_continuity(
-        bars,
-        threshold_decimal_bps=threshold,
-        previous_bar=previous.tail(1) if previous.height else None,
-        check_ids=series.source == "binance",  # Exness ids are synthetic (timestamp x 1000 + rank)
-    )
-    broken = [d for d in result.discontinuities if d.kind != "price_gap"]
-    gaps = [d for d in result.discontinuities if d.kind == "price_gap"]
-    details = [f"{label} bar {d.bar_index} {d.kind}: {d.detail}" for d in broken]
-    row = {
-        "partition": label,
-        "bars": bars.height,
-        "previous_day_bar": previous.height > 0,
-        "broken_junctions": len(broken),
-        "price_gaps_over_threshold": len(gaps),
-    }
-    return not broken, row, details
-
-
-def _check_partitions(context: dg.AssetCheckExecutionContext, asset: dg.AssetKey) -> dict[Series, list[date]]:
-    keys = run_partition_keys(context.op_execution_context)
-    if not keys:  # run without a partition: check the latest materialized partition of each series
-        materialized = context.instance.get_materialized_partitions(asset)
-        latest: dict[Series, date] = {}
-        for key in materialized:
-            day, series = parse_partition_key(key)
-            latest[series] = max(day, latest.get(series, day))
-        return {series: [day] for series, day in latest.items()}
-    return days_by_series(keys)
-
-
-def _result(passed: bool, rows: list[dict[str, Any]], details: list[str], what: str) -> dg.AssetCheckResult:
-    description = (
-        f"{what}: {len(rows)} partition(s) passed"
+    return DayCheck(
+        "tier1",
+        passed,
+        f"{label}: {item.bars.height} bars pass tier 1 and conserve {ticks.height} ticks"
         if passed
-        else f"{what} failed: "
-        + "; ".join(details[:5])
-        + (f" (+{len(details) - 5} more)" if len(details) > 5 else "")
-    )
-    return dg.AssetCheckResult(
-        passed=passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=description[:2000],
-        metadata={
-            "partitions_checked": len(rows),
-            "per_partition": dg.MetadataValue.md(markdown_table(rows)),
+        else f"{label} tier1 failed: " + "; ".join(details[:5]),
+        {
+            "bars": item.bars.height,
+            "ticks": ticks.height,
+            "carried_in_bar": item.carried_in is not None,
+            "incomplete_bar_out": item.incomplete is not None,
             "failures": dg.MetadataValue.md("\n".join(f"- {d}" for d in details) or "(none)"),
         },
     )
 
 
-def build_bar_checks(pipeline: PipelineConfig, threshold: int) -> list[dg.AssetChecksDefinition]:
-    """The ``tier1`` (blocking) and ``continuity`` checks of ``range_bars_{threshold}``."""
-    asset = range_bars_key(threshold)
-
-    @dg.asset_check(
-        asset=asset,
-        name="tier1",
-        blocking=True,
-        pool=BAR_STORE_POOL,
-        description=(
-            "Blocking: every stored bar of the partition passes tier-1 validation (finite values, OHLC, "
-            "breach rule, counts, bounded features, order) and the bars conserve the partition's ticks "
-            "exactly. Failure stops the feature tables."
-        ),
+def continuity_day(
+    series: Series, day: date, threshold: int, bars: pl.DataFrame, previous: pl.DataFrame | None
+) -> DayCheck:
+    """The day's first bar follows the previous day's last bar; ids and times ordered within the day."""
+    label = partition_key(day, series)
+    result = validate_continuity(
+        bars,
+        threshold_decimal_bps=threshold,
+        previous_bar=previous.tail(1) if previous is not None and previous.height else None,
+        check_ids=series.source == "binance",  # Exness ids are synthetic (timestamp x 1000 + rank)
     )
-    def tier1(
-        context: dg.AssetCheckExecutionContext, tick_store: TickStoreResource, bar_store: BarStoreResource
-    ) -> dg.AssetCheckResult:
-        ticks = tick_store.store()
-        with bar_store.open() as store:
-            passed, rows, details = _check_each(
-                context, asset, lambda series, day: _tier1_partition(store, ticks, series, threshold, day)
-            )
-        return _result(
-            passed and bool(rows), rows, details or (["no partition to check"] if not rows else []), "tier1"
-        )
-
-    @dg.asset_check(
-        asset=asset,
-        name="continuity",
-        pool=BAR_STORE_POOL,
-        description=(
-            "The first bar of day D opens at the first trade after day D-1's last close: trade ids "
-            "contiguous (Binance) and times ordered across the day boundary and within the day."
-        ),
+    broken = [d for d in result.discontinuities if d.kind != "price_gap"]
+    gaps = [d for d in result.discontinuities if d.kind == "price_gap"]
+    details = [f"bar {d.bar_index} {d.kind}: {d.detail}" for d in broken]
+    return DayCheck(
+        "continuity",
+        not broken,
+        f"{label}: {bars.height} bars continuous" if not broken else f"{label}: " + "; ".join(details[:5]),
+        {
+            "bars": bars.height,
+            "previous_day_bar": previous is not None and previous.height > 0,
+            "broken_junctions": len(broken),
+            "price_gaps_over_threshold": len(gaps),
+            "failures": dg.MetadataValue.md("\n".join(f"- {d}" for d in details) or "(none)"),
+        },
     )
-    def continuity(
-        context: dg.AssetCheckExecutionContext, bar_store: BarStoreResource
-    ) -> dg.AssetCheckResult:
-        with bar_store.open() as store:
-            passed, rows, details = _check_each(
-                context, asset, lambda series, day: _continuity_partition(store, series, threshold, day)
-            )
-        return _result(passed, rows, details, "continuity")
-
-    return [tier1, continuity]
-
-
-def _check_each(
-    context: dg.AssetCheckExecutionContext,
-    asset: dg.AssetKey,
-    check: Callable[[Series, date], tuple[bool, dict[str, Any], list[str]]],
-) -> tuple[bool, list[dict[str, Any]], list[str]]:
-    """Run ``check`` on every (series, day) of the checked partitions: (all passed, rows, problems)."""
-    rows: list[dict[str, Any]] = []
-    details: list[str] = []
-    passed = True
-    for series, days in _check_partitions(context, asset).items():
-        for day in days:
-            ok, row, problems = check(series, day)
-            passed &= ok
-            rows.append(row)
-            details.extend(problems)
-    return passed, rows, details
 
 
 # --- freshness -------------------------------------------------------------------------------------

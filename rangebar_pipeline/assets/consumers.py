@@ -15,7 +15,7 @@ import polars as pl
 import statsmodels.api as sm
 
 from rangebar_pipeline.assets._common import OWNERS, AssetResult, markdown_table
-from rangebar_pipeline.assets.datasets import dataset_key
+from rangebar_pipeline.assets.datasets import dataset_key, follow_any_update
 from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.partitions import series_partitions
 from rangebar_pipeline.resources import DatasetStoreResource
@@ -55,7 +55,7 @@ def build_consumer_asset(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         key=MODEL_KEY,
         partitions_def=series_partitions(pipeline),
         deps=[dg.AssetDep(dataset_key(threshold))],
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=follow_any_update(),
         group_name="ml_consumers",
         kinds={"statsmodels", "python"},
         owners=OWNERS,

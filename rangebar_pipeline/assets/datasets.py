@@ -1,26 +1,32 @@
 """``ml_dataset_{thr}``: the last N bars of each series (get_n_range_bars semantics) as one Parquet file.
 
-Partitioned by series; reads the series' daily feature tables (newest first) until it holds exactly
-``last_n_bars`` rows, or all there are (``short_by`` in the metadata says how many are missing). The
-lineage runs back through ``features_{thr}`` and ``range_bars_{thr}`` to ``ticks``; the metadata
-names the days (tick partitions) the rows came from.
+Partitioned by series; reads the series' promoted daily feature tables (newest first) until it holds
+exactly ``last_n_bars`` rows, or all there are (``short_by`` in the metadata says how many are
+missing). Days whose feature table failed its blocking gate were never promoted: they are absent
+and named in the metadata (``rejected_days``). The lineage runs back through ``features_{thr}`` and
+``range_bars_{thr}`` to ``ticks``; the metadata names the days (tick partitions) the rows came from.
+
+Automation: the dataset of a series is rebuilt whenever any feature day of that series is updated
+(not Dagster's plain ``eager()``, whose "no dependency missing" clause would span every date of the
+series and so never hold while a backfill is incomplete).
 """
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at runtime.
 
 from datetime import date
+from typing import Any
 
 import dagster as dg
 import polars as pl
 
 from rangebar_pipeline.assets._common import OWNERS, AssetResult, column_schema
-from rangebar_pipeline.assets.features import _write_parquet, day_files, features_key
+from rangebar_pipeline.assets.features import day_files, features_key, rejected_days, write_parquet
 from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.partitions import partition_key, same_series_mapping, series_partitions
 from rangebar_pipeline.resources import DatasetStoreResource
 from rangebar_pipeline.series import Series
 
-__all__ = ["build_dataset_asset", "dataset_key", "last_n_rows"]
+__all__ = ["build_dataset_asset", "dataset_key", "follow_any_update", "last_n_rows"]
 
 
 def dataset_key(threshold: int) -> dg.AssetKey:
@@ -57,6 +63,15 @@ def last_n_rows(
     return table, sorted(days)
 
 
+def follow_any_update() -> dg.AutomationCondition[Any]:
+    """Run when any dependency partition was updated since this target was last handled."""
+    return (
+        dg.AutomationCondition.any_deps_updated().since_last_handled()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("follow_any_update")
+
+
 def build_dataset_asset(pipeline: PipelineConfig, threshold: int) -> dg.AssetsDefinition:
     """The ``ml_dataset_{threshold}`` asset."""
     n = pipeline.last_n_bars
@@ -65,7 +80,7 @@ def build_dataset_asset(pipeline: PipelineConfig, threshold: int) -> dg.AssetsDe
         key=dataset_key(threshold),
         partitions_def=series_partitions(pipeline),
         deps=[dg.AssetDep(features_key(threshold), partition_mapping=same_series_mapping())],
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=follow_any_update(),
         group_name="datasets",
         kinds={"parquet", "polars"},
         owners=OWNERS,
@@ -87,7 +102,12 @@ def build_dataset_asset(pipeline: PipelineConfig, threshold: int) -> dg.AssetsDe
                 )
             ) from None
         path = datasets.dataset_path(threshold, series)
-        size = _write_parquet(table, path)
+        size = write_parquet(table, path)
+        rejected = rejected_days(datasets.features_dir(threshold, series))
+        if rejected:
+            context.log.warning(
+                f"{series}: feature days withdrawn by their gate and absent: {', '.join(map(str, rejected))}"
+            )
         if table.height < n:
             context.log.warning(
                 f"{series}: {table.height} bars instead of the requested {n}: the data runs out"
@@ -107,6 +127,9 @@ def build_dataset_asset(pipeline: PipelineConfig, threshold: int) -> dg.AssetsDe
                     }
                     if table.height
                     else {}
+                ),
+                "rejected_days": dg.MetadataValue.json(
+                    {str(d): list(r.get("failures", []))[:5] for d, r in rejected.items()}
                 ),
                 "source_partitions": dg.MetadataValue.json(
                     [partition_key(date.fromisoformat(d), series) for d in days]

@@ -1,38 +1,48 @@
-"""``features_{thr}``: the validated, ML-ready table of a partition (bars, features, labels) as Parquet.
+"""Feature tables: the validated, ML-ready rows of a partition (bars, features, labels) as Parquet.
 
-Rows are the partition's stored bars with their 10 microstructure features, keyed by series and
-threshold, plus forward-return labels ``forward_return_{h}`` = close h bars ahead / close - 1. Labels
-stay inside the partition (no look-ahead into a day that may not exist yet): the last h bars of a day
-have a null label. Built only when the blocking ``tier1`` check of the bars passed. Checked by the
-great-expectations suite (blocking) and tier-2 statistics (warning, full table as metadata).
+Rows are a day's bars with their 10 microstructure features, keyed by series and threshold, plus
+forward-return labels ``forward_return_{h}`` = close h bars ahead / close - 1. Labels stay inside
+the day (no look-ahead into a day that may not exist yet): the last h bars of a day have a null label.
+
+Staging, then promotion: a day's table is written under ``.staging/`` and moved next to the other
+days (where datasets read) only once its blocking great-expectations gate passed; a failed day is
+removed from the visible tables and recorded under ``.rejected/`` with the reasons. The gate runs
+one great-expectations validation per batch of tables (days x thresholds) and goes table by table
+only when the batch fails, so its cost is not paid per day.
 """
 
-# No `from __future__ import annotations`: Dagster checks the `context` annotation at runtime.
+from __future__ import annotations
 
-from datetime import date
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final
 
 import dagster as dg
 import polars as pl
 
-from rangebar_pipeline.assets._common import (
-    OWNERS,
-    AssetResult,
-    column_schema,
-    follow_upstream,
-    markdown_table,
-    run_partition_keys,
-)
-from rangebar_pipeline.assets.bars import range_bars_key
-from rangebar_pipeline.config import PipelineConfig
-from rangebar_pipeline.partitions import daily_series_partitions, days_by_series, partition_key
-from rangebar_pipeline.resources import BAR_STORE_POOL, BarStoreResource, DatasetStoreResource
+from rangebar_pipeline.resources import DatasetStoreResource
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage._atomic import atomic_write
 from rangebar_pipeline.validation import validate_expectations, validate_tier2
 
-__all__ = ["KEY_COLUMNS", "MIN_TIER2_BARS", "build_features_asset", "feature_table", "features_key"]
+__all__ = [
+    "KEY_COLUMNS",
+    "MIN_TIER2_BARS",
+    "FeatureDay",
+    "GateVerdict",
+    "day_files",
+    "feature_table",
+    "features_key",
+    "gate_tables",
+    "publish",
+    "rejected_days",
+    "tier2_verdict",
+    "withdraw",
+    "write_parquet",
+]
 
 #: Columns identifying the series in a feature table (they join the uniqueness key).
 KEY_COLUMNS: Final = ("source", "market", "symbol", "threshold_decimal_bps")
@@ -61,148 +71,116 @@ def feature_table(
     return bars.select(*keys, pl.all()).with_columns(labels)
 
 
-def _write_parquet(frame: pl.DataFrame, path: Path) -> int:
+def write_parquet(frame: pl.DataFrame, path: Path) -> int:
+    """Write ``frame`` atomically as zstd Parquet; return the file size."""
+
     def write(handle: Any) -> None:
         frame.write_parquet(handle, compression="zstd", statistics=True)
 
     return atomic_write(path, write)
 
 
-def _tier2_check(tables: dict[str, pl.DataFrame], threshold: int) -> dg.AssetCheckResult:
-    rows: list[dict[str, Any]] = []
-    sections: list[str] = []
-    passed = True
-    for label, table in tables.items():
-        if table.height < MIN_TIER2_BARS:
-            passed = False
-            rows.append({"partition": label, "bars": table.height, "passed": False, "significant": None})
-            sections.append(
-                f"### {label}\n\nonly {table.height} bars (< {MIN_TIER2_BARS}): statistics skipped"
-            )
-            continue
-        result = validate_tier2(table, target="forward_return_1", threshold_decimal_bps=threshold)
-        passed &= result.passed
-        rows.append(
-            {
-                "partition": label,
-                "bars": table.height,
-                "passed": result.passed,
-                "significant": result.significant_feature_count,
-            }
+@dataclass(frozen=True, slots=True)
+class FeatureDay:
+    """One (series, threshold, day) feature table on its way to promotion."""
+
+    series: Series
+    threshold: int
+    day: date
+    table: pl.DataFrame
+
+
+@dataclass(frozen=True, slots=True)
+class GateVerdict:
+    """The great-expectations gate of one feature table."""
+
+    passed: bool
+    evaluated: int
+    failures: tuple[str, ...]
+
+
+def gate_tables(days: Sequence[FeatureDay]) -> list[GateVerdict]:
+    """The gate of each table: one validation of them all, table by table only if that one fails."""
+    tables = [d.table for d in days if d.table.height]
+    if not tables:
+        return [GateVerdict(True, 0, ()) for _ in days]
+    batch = validate_expectations(pl.concat(tables, how="vertical_relaxed"), series_columns=KEY_COLUMNS)
+    if batch.passed:
+        return [GateVerdict(True, batch.evaluated, ()) for _ in days]
+    verdicts = []
+    for item in days:
+        result = validate_expectations(item.table, series_columns=KEY_COLUMNS)
+        failures = tuple(f"{c.name}: {c.detail}" for c in result.checks if c.status == "failed")
+        verdicts.append(GateVerdict(result.passed, result.evaluated, failures))
+    return verdicts
+
+
+def tier2_verdict(tables: Sequence[pl.DataFrame], threshold: int) -> tuple[bool, str, dict[str, Any]]:
+    """Tier-2 statistics (warning level) over the rows of several days at once."""
+    filled = [t for t in tables if t.height]
+    rows = pl.concat(filled, how="vertical_relaxed") if filled else pl.DataFrame()
+    if rows.height < MIN_TIER2_BARS:
+        return (
+            False,
+            f"only {rows.height} bars (< {MIN_TIER2_BARS}): statistics skipped",
+            {"bars": rows.height},
         )
-        sections.append(f"### {label}\n\n{result.table_markdown()}")
-    return dg.AssetCheckResult(
-        check_name="tier2",
-        passed=passed,
-        severity=dg.AssetCheckSeverity.WARN,
-        description="tier-2 statistics: ADF, KPSS, Spearman vs forward_return_1, mutual information",
-        metadata={
-            "summary": dg.MetadataValue.md(markdown_table(rows)),
-            "feature_table": dg.MetadataValue.md("\n\n".join(sections)),
+    result = validate_tier2(rows, target="forward_return_1", threshold_decimal_bps=threshold)
+    return (
+        result.passed,
+        f"{rows.height} bars of {len(tables)} day(s): "
+        f"{result.significant_feature_count} significant feature(s)",
+        {
+            "bars": rows.height,
+            "days": len(tables),
+            "feature_table": dg.MetadataValue.md(result.table_markdown()),
         },
     )
 
 
-def _expectations_check(tables: dict[str, pl.DataFrame]) -> dg.AssetCheckResult:
-    rows: list[dict[str, Any]] = []
-    details: list[str] = []
-    for label, table in tables.items():
-        result = validate_expectations(table, series_columns=KEY_COLUMNS)
-        rows.append(
-            {
-                "partition": label,
-                "evaluated": result.evaluated,
-                "successful": result.successful,
-                "passed": result.passed,
-            }
-        )
-        details.extend(f"{label} {c.name}: {c.detail}" for c in result.checks if c.status == "failed")
-    passed = not details
-    return dg.AssetCheckResult(
-        check_name="expectations",
-        passed=passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description="great-expectations feature-table suite"
-        + ("" if passed else ": " + "; ".join(details[:5]))[:2000],
-        metadata={
-            "summary": dg.MetadataValue.md(markdown_table(rows)),
-            "failures": dg.MetadataValue.md("\n".join(f"- {d}" for d in details) or "(none)"),
-        },
-    )
+def publish(datasets: DatasetStoreResource, item: FeatureDay, verdict: GateVerdict) -> tuple[Path, int]:
+    """Stage the table, then promote it (passed) or withdraw the day and record why (failed).
+
+    Returns the path of the table (promoted, or left in staging for inspection) and its size.
+    """
+    staging = datasets.staging_path(item.threshold, item.series, item.day)
+    size = write_parquet(item.table, staging)
+    if verdict.passed:
+        staging.replace(datasets.features_path(item.threshold, item.series, item.day))
+        datasets.rejected_path(item.threshold, item.series, item.day).unlink(missing_ok=True)
+        return datasets.features_path(item.threshold, item.series, item.day), size
+    withdraw(datasets, item.series, item.threshold, item.day, verdict.failures, staged=staging)
+    return staging, size
 
 
-def build_features_asset(pipeline: PipelineConfig, threshold: int) -> dg.AssetsDefinition:
-    """The ``features_{threshold}`` asset with its in-asset checks."""
-    key = features_key(threshold)
-    horizons = pipeline.label_horizons
+def withdraw(
+    datasets: DatasetStoreResource,
+    series: Series,
+    threshold: int,
+    day: date,
+    failures: Sequence[str],
+    *,
+    staged: Path | None = None,
+) -> None:
+    """Make a day's feature table invisible to datasets and record why under ``.rejected/``."""
+    datasets.features_path(threshold, series, day).unlink(missing_ok=True)
+    record = {
+        "series": series.key,
+        "threshold_decimal_bps": threshold,
+        "day": day.isoformat(),
+        "failures": list(failures),
+        "staged_table": None if staged is None else str(staged),
+        "rejected_at": datetime.now(UTC).isoformat(),
+    }
 
-    @dg.asset(
-        key=key,
-        partitions_def=daily_series_partitions(pipeline),
-        deps=[dg.AssetDep(range_bars_key(threshold))],
-        backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=BAR_STORE_POOL,
-        automation_condition=follow_upstream(pipeline)
-        & dg.AutomationCondition.all_deps_blocking_checks_passed(),
-        check_specs=[
-            dg.AssetCheckSpec(
-                "expectations", asset=key, blocking=True, description="great-expectations suite"
-            ),
-            dg.AssetCheckSpec("tier2", asset=key, description="tier-2 feature statistics (warning)"),
-        ],
-        group_name="features",
-        kinds={"parquet", "polars"},
-        owners=OWNERS,
-        code_version="1",
-        description=(
-            f"ML-ready feature table at {threshold} dbps: the partition's validated bars with their "
-            f"features and forward-return labels {', '.join(f'forward_return_{h}' for h in horizons)}, "
-            "one Parquet file per series and day."
-        ),
-    )
-    def features(
-        context: dg.AssetExecutionContext, bar_store: BarStoreResource, datasets: DatasetStoreResource
-    ) -> AssetResult:
-        tables: dict[str, pl.DataFrame] = {}
-        written: list[tuple[str, Path, int]] = []
-        with bar_store.open() as store:
-            for series, days in days_by_series(run_partition_keys(context.op_execution_context)).items():
-                for day in days:
-                    table = feature_table(
-                        store.read_bars(series, threshold, day, day), series, threshold, horizons
-                    )
-                    path = datasets.features_path(threshold, series, day)
-                    written.append((partition_key(day, series), path, _write_parquet(table, path)))
-                    tables[partition_key(day, series)] = table
-        schema = column_schema(next(iter(tables.values())).schema) if tables else None
-        metadata: dict[str, Any] = {
-            "rows": sum(t.height for t in tables.values()),
-            "labels": ", ".join(f"forward_return_{h}" for h in horizons),
-        }
-        if schema is not None:
-            metadata["dagster/column_schema"] = schema
-        if len(written) == 1:
-            label, path, size = written[0]
-            metadata |= {
-                "dagster/partition_row_count": tables[label].height,
-                "dagster/uri": str(path),
-                "bytes": size,
-            }
-        else:
-            metadata["per_partition"] = dg.MetadataValue.md(
-                markdown_table(
-                    [{"partition": p, "rows": tables[p].height, "path": str(f)} for p, f, _ in written]
-                )
-            )
-        return dg.MaterializeResult(
-            metadata=metadata, check_results=[_expectations_check(tables), _tier2_check(tables, threshold)]
-        )
+    def write(handle: Any) -> None:
+        handle.write(json.dumps(record, indent=1).encode())
 
-    return features
+    atomic_write(datasets.rejected_path(threshold, series, day), write)
 
 
 def day_files(directory: Path) -> list[tuple[date, Path]]:
-    """The daily feature files of a directory, ascending by day."""
+    """The promoted daily feature files of a directory, ascending by day."""
     found = []
     for path in directory.glob("*.parquet"):
         try:
@@ -210,3 +188,14 @@ def day_files(directory: Path) -> list[tuple[date, Path]]:
         except ValueError:
             continue
     return sorted(found)
+
+
+def rejected_days(directory: Path) -> dict[date, Mapping[str, Any]]:
+    """Days withdrawn by a failed gate, with their records."""
+    found: dict[date, Mapping[str, Any]] = {}
+    for path in (directory / ".rejected").glob("*.json"):
+        try:
+            found[date.fromisoformat(path.stem)] = json.loads(path.read_text())
+        except (ValueError, OSError):
+            continue
+    return dict(sorted(found.items()))

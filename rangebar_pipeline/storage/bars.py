@@ -314,6 +314,19 @@ class Coverage:
 
 
 @dataclass(frozen=True, slots=True)
+class DayWrite:
+    """One (series, threshold, day) to store: its bars and the checkpoints around them."""
+
+    series: Series
+    threshold: int
+    day: date
+    bars: pl.DataFrame
+    checkpoint: bytes
+    tick_count: int
+    parent_checkpoint: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SeriesStatus:
     """Stored days and bars of one (series, threshold)."""
 
@@ -483,57 +496,90 @@ class BarStore:
         optional); ``checkpoint`` is the processor state after the day's last tick and
         ``parent_checkpoint`` the state it started from (None: a fresh processor).
         """
-        threshold = _check_threshold(threshold)
-        if not isinstance(checkpoint, bytes | bytearray):
-            raise TypeError(f"checkpoint must be bytes, got {type(checkpoint).__name__}")
-        if tick_count < 0:
-            raise ValueError(f"tick_count must be >= 0, got {tick_count}")
-        write_id = _next_write_id()
-        rows = _prepare_rows(series, threshold, day, bars, write_id)
-        cp_sha = checkpoint_sha256(bytes(checkpoint))
-        parent_sha = checkpoint_sha256(None if parent_checkpoint is None else bytes(parent_checkpoint))
-        first_id = int(rows["first_agg_trade_id"].min()) if rows.height else None  # type: ignore[arg-type]
-        last_id = int(rows["last_agg_trade_id"].max()) if rows.height else None  # type: ignore[arg-type]
-        coverage_row = _coverage_row(
-            series,
-            threshold,
-            day,
-            write_id,
-            bar_count=rows.height,
-            tick_count=tick_count,
-            first_id=first_id,
-            last_id=last_id,
-            checkpoint=bytes(checkpoint),
-            checkpoint_sha=cp_sha,
-            parent_sha=parent_sha,
-        )
-        db = self.database
-        with self._client() as client:
+        day_write = DayWrite(series, threshold, day, bars, checkpoint, tick_count, parent_checkpoint)
+        return self.write_days([day_write])[0]
+
+    def write_days(self, writes: Sequence[DayWrite]) -> list[Coverage]:
+        """Replace many (series, threshold, day) at once: one insert of bars, one of coverage rows.
+
+        Each day gets its own write id and switches atomically as in :meth:`write_day`. Superseded
+        versions are retired with one lightweight delete per (series, threshold) of the batch, and
+        only when an older version of one of its days is actually stored (a first backfill of a
+        range issues no mutation at all).
+        """
+        if not writes:
+            return []
+        frames: list[pl.DataFrame] = []
+        coverage_rows: list[list[Any]] = []
+        records: list[Coverage] = []
+        for item in writes:
+            threshold = _check_threshold(item.threshold)
+            if not isinstance(item.checkpoint, bytes | bytearray):
+                raise TypeError(f"checkpoint must be bytes, got {type(item.checkpoint).__name__}")
+            if item.tick_count < 0:
+                raise ValueError(f"tick_count must be >= 0, got {item.tick_count}")
+            write_id = _next_write_id()
+            rows = _prepare_rows(item.series, threshold, item.day, item.bars, write_id)
+            cp_sha = checkpoint_sha256(bytes(item.checkpoint))
+            parent = item.parent_checkpoint
+            parent_sha = checkpoint_sha256(None if parent is None else bytes(parent))
+            first_id = int(rows["first_agg_trade_id"].min()) if rows.height else None  # type: ignore[arg-type]
+            last_id = int(rows["last_agg_trade_id"].max()) if rows.height else None  # type: ignore[arg-type]
+            coverage_rows.append(
+                _coverage_row(
+                    item.series, threshold, item.day, write_id, bar_count=rows.height,
+                    tick_count=item.tick_count, first_id=first_id, last_id=last_id,
+                    checkpoint=bytes(item.checkpoint), checkpoint_sha=cp_sha, parent_sha=parent_sha,
+                )
+            )  # fmt: skip
             if rows.height:
+                frames.append(rows)
+            records.append(
+                Coverage(
+                    item.series, threshold, item.day, write_id, rows.height, item.tick_count, first_id,
+                    last_id, cp_sha, parent_sha, _write_time(write_id),
+                )
+            )  # fmt: skip
+        db = self.database
+        groups: dict[tuple[Series, int], list[Coverage]] = {}
+        for record in records:
+            groups.setdefault((record.series, record.threshold), []).append(record)
+        with self._client() as client:
+            if frames:
+                rows = pl.concat(frames, how="vertical")
                 summary = client.insert_arrow(
                     f"{db}.range_bars", rows.to_arrow(compat_level=pl.CompatLevel.oldest())
                 )
                 if int(summary.written_rows) != rows.height:
                     raise StoreError(
-                        f"writing {series} {threshold} dbps {day}: sent {rows.height} bars, ClickHouse "
-                        f"wrote {summary.written_rows}; the previous version of the day stays current"
+                        f"writing {len(writes)} day(s) starting {writes[0].series} {writes[0].day}: sent "
+                        f"{rows.height} bars, ClickHouse wrote {summary.written_rows}; the previous "
+                        "versions of those days stay current"
                     )
-            client.insert(f"{db}.bar_coverage", [coverage_row], column_names=_COVERAGE_COLUMNS)
-            self._delete_older(client, series, threshold, day, day, write_id=write_id)
-        log.info("stored %s %d dbps %s: %d bars (write %d)", series, threshold, day, rows.height, write_id)
-        return Coverage(
-            series,
-            threshold,
-            day,
-            write_id,
-            rows.height,
-            tick_count,
-            first_id,
-            last_id,
-            cp_sha,
-            parent_sha,
-            _write_time(write_id),
+            client.insert(f"{db}.bar_coverage", coverage_rows, column_names=_COVERAGE_COLUMNS)
+            for (series, threshold), group in groups.items():
+                first = min(r.day for r in group)
+                last = max(r.day for r in group)
+                oldest_new = min(r.write_id for r in group)
+                if self._has_older(client, series, threshold, first, last, write_id=oldest_new):
+                    self._delete_older(client, series, threshold, first, last, write_id=oldest_new)
+        for record in records:
+            log.info(
+                "stored %s %d dbps %s: %d bars (write %d)",
+                record.series, record.threshold, record.day, record.bar_count, record.write_id,
+            )  # fmt: skip
+        return records
+
+    def _has_older(
+        self, client: Any, series: Series, threshold: int, start: date, end: date, *, write_id: int
+    ) -> bool:
+        params = self._params(series, threshold, start, end) | {"write_id": write_id}
+        result = client.query(
+            f"SELECT 1 FROM {self.database}.range_bars WHERE {self._where(series, threshold, start, end)} "
+            "AND write_id < {write_id:UInt64} LIMIT 1",
+            parameters=params,
         )
+        return bool(result.result_rows)
 
     def _delete_older(
         self, client: Any, series: Series, threshold: int, start: date, end: date, *, write_id: int
@@ -620,6 +666,19 @@ class BarStore:
             )
         rows = result.result_rows
         return bytes(rows[0][0]) if rows else None
+
+    def checkpoints_at(self, series: Series, thresholds: Sequence[int], day: date) -> dict[int, bytes]:
+        """The checkpoints stored at the end of ``day`` for several thresholds (absent ones omitted)."""
+        wanted = [_check_threshold(t) for t in thresholds]
+        sql = (
+            f"SELECT threshold_decimal_bps, checkpoint FROM {self.database}.bar_coverage FINAL "
+            f"WHERE {self._where(series, None, day, day)} "
+            "AND threshold_decimal_bps IN {thresholds:Array(UInt32)}"
+        )
+        params = self._params(series, None, day, day) | {"thresholds": wanted}
+        with self._client() as client:
+            result = client.query(sql, parameters=params, column_formats={"checkpoint": "bytes"})
+        return {int(t): bytes(cp) for t, cp in result.result_rows}
 
     # -- reading
 

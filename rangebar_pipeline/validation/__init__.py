@@ -13,7 +13,11 @@ Every result has ``passed``, ``failures``, ``to_dict()`` and ``to_metadata()``.
 
 from __future__ import annotations
 
-from rangebar_pipeline.validation.conservation import ConservationResult, validate_conservation
+from rangebar_pipeline.validation.conservation import (
+    ConservationResult,
+    ConservationTicks,
+    validate_conservation,
+)
 from rangebar_pipeline.validation.continuity import (
     ASSET_CLASS_MULTIPLIERS,
     CONTINUITY_TOLERANCE_PCT,
@@ -45,6 +49,7 @@ __all__ = [
     "CheckStatus",
     "CheckedResult",
     "ConservationResult",
+    "ConservationTicks",
     "ContinuityResult",
     "Discontinuity",
     "ExpectationsResult",

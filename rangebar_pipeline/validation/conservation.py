@@ -89,16 +89,50 @@ def _tick_quantities(ticks: pl.DataFrame) -> pl.Expr:
     return to_raw("quantity")
 
 
+@dataclass(frozen=True, slots=True)
+class ConservationTicks:
+    """The per-tick half of :func:`validate_conservation`, prepared once for a partition's ticks.
+
+    Ids ascending with their exact quantities (1e-8 units). Every threshold of a day checks against
+    the same ticks, so a pipeline prepares this once per day and passes it for each threshold.
+    """
+
+    ordered: pl.DataFrame
+    #: Exclusive prefix sums of ``q`` (length ``height + 1``), exact in Int128.
+    prefix: pl.Series
+    #: Ids that occur more than once (ascending ids: equal neighbours).
+    duplicated: pl.Series
+
+    @classmethod
+    def of(cls, ticks: pl.DataFrame | pl.LazyFrame) -> ConservationTicks:
+        """Prepare ``ticks`` (``schema.TICK_SCHEMA``: ``agg_trade_id``, ``quantity``)."""
+        frame = ticks.collect() if isinstance(ticks, pl.LazyFrame) else ticks
+        if absent := missing(frame, ["agg_trade_id", "quantity"]):
+            raise MissingColumnError(f"ticks lack {absent}; expected schema.TICK_SCHEMA columns")
+        ordered = frame.select(pl.col("agg_trade_id").cast(pl.Int64), _tick_quantities(frame).alias("q"))
+        if not ordered["agg_trade_id"].is_sorted():
+            ordered = ordered.sort("agg_trade_id")
+        ids = ordered["agg_trade_id"]
+        prefix = pl.concat([pl.Series([0], dtype=pl.Int128), ordered["q"].cast(pl.Int128).cum_sum()])
+        repeated = (ids == ids.shift(1)) | (ids == ids.shift(-1))
+        return cls(ordered, prefix, repeated.fill_null(False))
+
+    @property
+    def height(self) -> int:
+        return self.ordered.height
+
+
 def validate_conservation(
     bars: Any,
-    ticks: pl.DataFrame | pl.LazyFrame,
+    ticks: pl.DataFrame | pl.LazyFrame | ConservationTicks,
     *,
     incomplete_bar: Mapping[str, Any] | pl.DataFrame | None = None,
     carried_in: Mapping[str, Any] | pl.DataFrame | None = None,
 ) -> ConservationResult:
     """Check that ``bars`` (+ ``incomplete_bar``) cover every tick of ``ticks`` exactly once.
 
-    ``ticks``: the partition's ticks in ``schema.TICK_SCHEMA`` (``agg_trade_id``, ``quantity``).
+    ``ticks``: the partition's ticks in ``schema.TICK_SCHEMA`` (``agg_trade_id``, ``quantity``), or
+    the same prepared once with :meth:`ConservationTicks.of` (several thresholds of one day).
     Per bar: its first and last agg ids are ticks, the next bar starts at the tick right after its
     last one (tick ids may have gaps only where the ticks do), ``agg_record_count`` equals its
     number of ticks and its volume the sum of their quantities (fixed point). ``carried_in`` is the
@@ -106,16 +140,14 @@ def validate_conservation(
     every check is ``not_applicable``.
     """
     frame = as_bar_frame(bars)
-    tick_frame = ticks.collect() if isinstance(ticks, pl.LazyFrame) else ticks
-    if absent := missing(tick_frame, ["agg_trade_id", "quantity"]):
-        raise MissingColumnError(f"ticks lack {absent}; expected schema.TICK_SCHEMA columns")
+    prepared = ticks if isinstance(ticks, ConservationTicks) else ConservationTicks.of(ticks)
     has_incomplete = incomplete_bar is not None
     if absent := missing(frame, _BAR_NEEDS):
         reason = f"bars lack {absent} (no trade ids to match against the ticks)"
         return ConservationResult(
             tuple(not_applicable(n, reason) for n in _CHECK_NAMES),
             frame.height,
-            tick_frame.height,
+            prepared.height,
             has_incomplete,
             None,
             None,
@@ -130,10 +162,8 @@ def validate_conservation(
         inc = _one_row(incomplete_bar, "incomplete_bar")
         segments = pl.concat([segments, _segment_row(inc)], how="vertical_relaxed")
     carried = _one_row(carried_in, "carried_in") if carried_in is not None else None
-    ordered = tick_frame.select(
-        pl.col("agg_trade_id").cast(pl.Int64), _tick_quantities(tick_frame).alias("q")
-    ).sort("agg_trade_id")
-    checks = _coverage_checks(segments, ordered, carried, frame.height)
+    ordered = prepared.ordered
+    checks = _coverage_checks(segments, prepared, carried, frame.height)
     tick_volume = Decimal(int(ordered["q"].sum() or 0)) / SCALE
     carried_raw = _raw(carried["volume"]) if carried is not None else 0
     bar_volume = Decimal(int(segments["volume_raw"].sum() or 0) - carried_raw) / SCALE
@@ -158,12 +188,13 @@ def _label(i: int, bar_count: int) -> str:
 
 
 def _coverage_checks(
-    segments: pl.DataFrame, ticks: pl.DataFrame, carried: Mapping[str, Any] | None, bar_count: int
+    segments: pl.DataFrame, prepared: ConservationTicks, carried: Mapping[str, Any] | None, bar_count: int
 ) -> list[CheckOutcome]:
+    ticks = prepared.ordered
     ids = ticks["agg_trade_id"]
     n_ticks = ticks.height
     out: list[CheckOutcome] = []
-    dup = ids.is_duplicated()
+    dup = prepared.duplicated
     out.append(
         failed_check(
             "tick_ids_unique",
@@ -272,7 +303,7 @@ def _coverage_checks(
 
     carried_records = int(carried["agg_record_count"]) if carried is not None else 0
     carried_raw = _raw(carried["volume"]) if carried is not None else 0
-    prefix = pl.concat([pl.Series([0], dtype=pl.Int128), ticks["q"].cast(pl.Int128).cum_sum()])
+    prefix = prepared.prefix
     s_idx = work["start"].clip(0, n_ticks)
     e_idx = (work["end"] + 1).clip(0, n_ticks)
     work = work.with_columns(
@@ -319,7 +350,7 @@ def _raw(value: Any) -> int:
 def _totals(segments: pl.DataFrame, ticks: pl.DataFrame, carried: Mapping[str, Any] | None) -> CheckOutcome:
     records = int(segments["records"].sum() or 0) - (int(carried["agg_record_count"]) if carried else 0)
     bar_raw = int(segments["volume_raw"].sum() or 0) - (_raw(carried["volume"]) if carried else 0)
-    tick_raw = int(ticks["q"].sum() or 0)
+    tick_raw = int(ticks["q"].sum() or 0) if ticks.height else 0
     tolerance = max(1, segments.height) * (abs(bar_raw) >> 49)
     problems = []
     if records != ticks.height:
@@ -355,4 +386,4 @@ def _rows_check(
     )
 
 
-__all__ = ["ConservationResult", "validate_conservation"]
+__all__ = ["ConservationResult", "ConservationTicks", "validate_conservation"]
