@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any, Final
 
 import dagster as dg
@@ -40,6 +41,7 @@ from rangebar_pipeline.assets.charts import bars_chart_markdown
 from rangebar_pipeline.assets.checks import DayCheck, continuity_day, tier1_day
 from rangebar_pipeline.assets.features import (
     FeatureDay,
+    GateVerdict,
     feature_table,
     features_key,
     gate_tables,
@@ -69,15 +71,17 @@ from rangebar_pipeline.storage.bars import BarStore
 from rangebar_pipeline.storage.ticks import TickStore
 from rangebar_pipeline.validation import ConservationTicks
 
-__all__ = ["BARS_CODE_VERSION", "BARS_STEP", "CHUNK_DAYS", "build_bars_step", "range_bars_key"]
+__all__ = ["BARS_CODE_VERSION", "BARS_STEP", "CHUNK_BARS", "CHUNK_DAYS", "build_bars_step", "range_bars_key"]
 
 #: The op name of the step computing every ``range_bars_{thr}`` and ``features_{thr}``.
 BARS_STEP: Final = "range_bars_and_features"
 #: Bumped when the kernel or the bar schema changes what a day's bars are (makes downstream stale).
 BARS_CODE_VERSION: Final = "2"
 FEATURES_CODE_VERSION: Final = "2"
-#: Days computed before one batched Tier 2 write and one feature gate.
-CHUNK_DAYS: Final = 8
+#: A batch (one Tier 2 insert, one great-expectations validation) closes after this many days ...
+CHUNK_DAYS: Final = 32
+#: ... or once it holds this many bars over all thresholds (bounds the memory of long backfills).
+CHUNK_BARS: Final = 250_000
 _DATA_VERSION_TAG: Final = "dagster/data_version"
 _CODE_VERSION_TAG: Final = "dagster/code_version"
 
@@ -164,7 +168,8 @@ class _Walk:
         try:
             for item in days:
                 chunk.append(self._checked(item))
-                if len(chunk) >= CHUNK_DAYS:
+                held = sum(r.bars.height for d in chunk for r in d.results.values())
+                if len(chunk) >= CHUNK_DAYS or held >= CHUNK_BARS:
                     yield from self._flush(chunk, store_bars=store_bars)
                     chunk = []
         except DayFailedError as exc:
@@ -204,6 +209,13 @@ class _Walk:
             write_seconds = time.perf_counter() - started
         for day in chunk:
             yield from self._bar_events(day, write_seconds / len(chunk), materialized=store_bars)
+            summary = ", ".join(
+                f"{t} dbps {r.bars.height} bars{'' if day.tier1[t].passed else ' (tier1 FAILED)'}"
+                for t, r in day.results.items()
+            )
+            self.context.log.info(
+                f"{partition_key(day.day, day.series)}: {day.tick_count} ticks -> {summary}"
+            )
         yield from self._feature_events(chunk)
 
     def _bar_events(self, day: _Day, write_seconds: float, *, materialized: bool) -> Iterator[Any]:
@@ -227,76 +239,46 @@ class _Walk:
                 yield day.continuity[threshold].evaluation(
                     asset, label, blocking=False, severity=dg.AssetCheckSeverity.ERROR
                 )
-            self.context.log.info(
-                f"{label} @ {threshold} dbps: {result.bars.height} bars from {day.tick_count} ticks "
-                f"in {result.seconds:.3f} s, tier1 {'passed' if day.tier1[threshold].passed else 'FAILED'}"
-            )
 
     def _feature_events(self, chunk: Sequence[_Day]) -> Iterator[Any]:
+        """Feature tables of the chunk's days whose bars passed tier1: gated together, then published."""
+        ready: list[FeatureDay] = []
         for threshold in self.selection.features:
-            ready: list[FeatureDay] = []
             for day in chunk:
-                if day.tier1[threshold].passed:
-                    table = feature_table(
-                        day.results[threshold].bars, day.series, threshold, self.selection.horizons
-                    )
+                check = day.tier1[threshold]
+                if check.passed:
+                    bars = day.results[threshold].bars
+                    table = feature_table(bars, day.series, threshold, self.selection.horizons)
                     ready.append(FeatureDay(day.series, threshold, day.day, table))
-                else:
-                    self.context.log.warning(
-                        f"{partition_key(day.day, day.series)}: features_{threshold} not built, the bars "
-                        f"failed their blocking tier1 check ({day.tier1[threshold].description})"
-                    )
-                    reason = f"range_bars_{threshold}:tier1 failed: {day.tier1[threshold].description}"
-                    withdraw(self.datasets, day.series, threshold, day.day, [reason])
-            if not ready:
-                continue
+                    continue
+                self.context.log.warning(
+                    f"{partition_key(day.day, day.series)}: features_{threshold} not built, the bars "
+                    f"failed their blocking tier1 check ({check.description})"
+                )
+                reason = f"range_bars_{threshold}:tier1 failed: {check.description}"
+                withdraw(self.datasets, day.series, threshold, day.day, [reason])
+        gated = [f for f in ready if self.selection.wants(features_key(f.threshold), "expectations")]
+        verdicts = dict(zip(map(id, gated), gate_tables(gated), strict=True)) if gated else {}
+        for threshold in self.selection.features:
+            mine = [f for f in ready if f.threshold == threshold]
             asset = features_key(threshold)
-            verdicts = gate_tables(ready) if self.selection.wants(asset, "expectations") else None
             tier2 = (
-                tier2_verdict([f.table for f in ready], threshold)
-                if self.selection.wants(asset, "tier2")
+                tier2_verdict([f.table for f in mine], threshold)
+                if mine and self.selection.wants(asset, "tier2")
                 else None
             )
-            for index, item in enumerate(ready):
+            for item in mine:
                 label = partition_key(item.day, item.series)
-                verdict = verdicts[index] if verdicts is not None else None
+                verdict = verdicts.get(id(item))
                 path, size = publish(self.datasets, item, verdict or _UNGATED)
                 yield dg.AssetMaterialization(
                     asset_key=asset,
                     partition=label,
-                    metadata=drop_none(
-                        {
-                            "dagster/partition_row_count": item.table.height,
-                            "dagster/uri": str(path),
-                            "dagster/column_schema": column_schema(item.table.schema),
-                            "bytes": size,
-                            "promoted": verdict is None or verdict.passed,
-                            "labels": ", ".join(f"forward_return_{h}" for h in self.selection.horizons),
-                        }
-                    ),
+                    metadata=_feature_metadata(item, path, size, verdict, self.selection.horizons),
                     tags={_CODE_VERSION_TAG: FEATURES_CODE_VERSION},
                 )
                 if verdict is not None:
-                    yield dg.AssetCheckEvaluation(
-                        asset_key=asset,
-                        check_name="expectations",
-                        passed=verdict.passed,
-                        severity=dg.AssetCheckSeverity.ERROR,
-                        blocking=True,
-                        partition=label,
-                        description=(
-                            f"{label}: great-expectations suite passed ({verdict.evaluated} expectations)"
-                            if verdict.passed
-                            else f"{label}: " + "; ".join(verdict.failures[:5])
-                        )[:2000],
-                        metadata={
-                            "evaluated": verdict.evaluated,
-                            "failures": dg.MetadataValue.md(
-                                "\n".join(f"- {f}" for f in verdict.failures) or "(none)"
-                            ),
-                            "promoted": verdict.passed,
-                        },
-                    )
+                    yield _gate_evaluation(asset, label, verdict)
                 if tier2 is not None:
                     passed, description, meta = tier2
                     yield dg.AssetCheckEvaluation(
@@ -305,9 +287,43 @@ class _Walk:
                         passed=passed,
                         severity=dg.AssetCheckSeverity.WARN,
                         partition=label,
-                        description=f"{label}: tier-2 statistics over the run's batch: {description}",
+                        description=f"{label}: tier-2 statistics of the run's batch: {description}",
                         metadata=meta,
                     )
+
+
+def _feature_metadata(
+    item: FeatureDay, path: Path, size: int, verdict: GateVerdict | None, horizons: tuple[int, ...]
+) -> dict[str, Any]:
+    return {
+        "dagster/partition_row_count": item.table.height,
+        "dagster/uri": str(path),
+        "dagster/column_schema": column_schema(item.table.schema),
+        "bytes": size,
+        "promoted": verdict is None or verdict.passed,
+        "labels": ", ".join(f"forward_return_{h}" for h in horizons),
+    }
+
+
+def _gate_evaluation(asset: dg.AssetKey, label: str, verdict: GateVerdict) -> dg.AssetCheckEvaluation:
+    return dg.AssetCheckEvaluation(
+        asset_key=asset,
+        check_name="expectations",
+        passed=verdict.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        blocking=True,
+        partition=label,
+        description=(
+            f"{label}: great-expectations suite passed ({verdict.evaluated} expectations)"
+            if verdict.passed
+            else f"{label}: " + "; ".join(verdict.failures[:5])
+        )[:2000],
+        metadata={
+            "evaluated": verdict.evaluated,
+            "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in verdict.failures) or "(none)"),
+            "promoted": verdict.passed,
+        },
+    )
 
 
 class _Ungated:

@@ -30,6 +30,7 @@ from rangebar_pipeline.validation import validate_expectations, validate_tier2
 
 __all__ = [
     "KEY_COLUMNS",
+    "MAX_TIER2_BARS",
     "MIN_TIER2_BARS",
     "FeatureDay",
     "GateVerdict",
@@ -48,6 +49,8 @@ __all__ = [
 KEY_COLUMNS: Final = ("source", "market", "symbol", "threshold_decimal_bps")
 #: Below this many bars the tier-2 statistics are not meaningful (reported as a warning).
 MIN_TIER2_BARS: Final = 30
+#: Tier-2 statistics use at most the most recent this many bars of a batch (their cost grows with rows).
+MAX_TIER2_BARS: Final = 20_000
 
 
 def features_key(threshold: int) -> dg.AssetKey:
@@ -116,9 +119,10 @@ def gate_tables(days: Sequence[FeatureDay]) -> list[GateVerdict]:
 
 
 def tier2_verdict(tables: Sequence[pl.DataFrame], threshold: int) -> tuple[bool, str, dict[str, Any]]:
-    """Tier-2 statistics (warning level) over the rows of several days at once."""
+    """Tier-2 statistics (warning level) over the rows of several days at once (the last
+    :data:`MAX_TIER2_BARS` of them)."""
     filled = [t for t in tables if t.height]
-    rows = pl.concat(filled, how="vertical_relaxed") if filled else pl.DataFrame()
+    rows = pl.concat(filled, how="vertical_relaxed").tail(MAX_TIER2_BARS) if filled else pl.DataFrame()
     if rows.height < MIN_TIER2_BARS:
         return (
             False,

@@ -1,0 +1,333 @@
+"""Benchmark the pipeline against the kernel floor: library, Dagster ranged, Dagster per partition, CLI.
+
+Generates a USD-M aggTrades mirror in the real Binance Vision layout (``--days`` x ``--trades``; a
+random walk in $1 steps around $60,000, random taker side) under ``benchmarks/.data``, stores its
+ticks in Tier 1 once, then measures, each path in its own process with a fresh Tier 2 (embedded
+chDB) and the ticks already local:
+
+* kernel floor: ``RangeBarProcessor.process_parquet`` over the day files, once per threshold;
+* library: ``precompute_range_bars`` per threshold;
+* Dagster ranged: one single-run backfill of the date range, every ``range_bars_*`` and
+  ``features_*`` with all their checks, on a persistent (SQLite) Dagster instance;
+* Dagster per partition: one in-process run per day partition, same selection;
+* one ``dagster asset materialize`` CLI call (one day, whole process: start, code load, run).
+
+``--year-days N`` adds the end-to-end figure: ticks (zip -> Tier 1), bars and feature tables of N
+days at six thresholds through Dagster in one single-run backfill, with the per-day completion times
+fitted by least squares and extrapolated to 365 days.
+
+Run: ``.venv/bin/python benchmarks/bench_pipeline.py [--days 10] [--trades 1000000] [--year-days 90]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import polars as pl
+import yaml
+
+DATA = Path(__file__).resolve().parent / ".data" / "pipeline"
+SYMBOL = "BENCHUSDT"
+MARKET: Final = "um"
+FIRST_DAY = date(2025, 1, 1)
+YEAR_THRESHOLDS = (10, 25, 50, 100, 250, 500)
+
+
+# --- the mirror ----------------------------------------------------------------------------------------
+
+
+def day_csv(day: date, trades: int, start_price: int, seed: int) -> tuple[bytes, int]:
+    """A USD-M aggTrades CSV of ``trades`` rows (header, 7 columns, ms times) and its last price."""
+    rng = np.random.default_rng(seed)
+    prices = start_price + np.cumsum(rng.integers(-2, 3, trades))  # whole dollars
+    prices = np.maximum(prices, 1000)
+    day_ms = int((day - date(1970, 1, 1)).days) * 86_400_000
+    base_id = seed * trades
+    frame = pl.DataFrame(
+        {
+            "agg_trade_id": np.arange(trades, dtype=np.int64) + base_id,
+            "price": prices.astype(np.int64),
+            "quantity": rng.integers(1, 2000, trades),
+            "transact_time": day_ms + np.arange(trades, dtype=np.int64) * (86_400_000 // trades),
+            "is_buyer_maker": rng.random(trades) < 0.5,
+        }
+    ).select(
+        "agg_trade_id",
+        pl.col("price").cast(pl.String) + ".0",
+        (pl.col("quantity") // 1000).cast(pl.String)
+        + "."
+        + (pl.col("quantity") % 1000).cast(pl.String).str.zfill(3),
+        (pl.col("agg_trade_id") * 3).alias("first_trade_id"),
+        (pl.col("agg_trade_id") * 3 + 2).alias("last_trade_id"),
+        "transact_time",
+        pl.when(pl.col("is_buyer_maker"))
+        .then(pl.lit("true"))
+        .otherwise(pl.lit("false"))
+        .alias("is_buyer_maker"),
+    )
+    return frame.write_csv().encode(), int(prices[-1])
+
+
+def publish(base: Path, days: int, trades: int) -> list[date]:
+    """The mirror of ``days`` consecutive days (reused when already generated with these sizes)."""
+    directory = base / "data" / "futures" / MARKET / "daily" / "aggTrades" / SYMBOL
+    stamp = base / f"generated-{days}x{trades}"
+    dates = [FIRST_DAY + timedelta(days=i) for i in range(days)]
+    if stamp.exists():
+        return dates
+    shutil.rmtree(base, ignore_errors=True)
+    directory.mkdir(parents=True)
+    price = 60_000
+    for i, day in enumerate(dates):
+        name = f"{SYMBOL}-aggTrades-{day.isoformat()}"
+        csv, price = day_csv(day, trades, price, seed=i + 1)
+        with zipfile.ZipFile(directory / f"{name}.zip", "w", zipfile.ZIP_DEFLATED, compresslevel=1) as out:
+            out.writestr(f"{name}.csv", csv)
+        digest = hashlib.sha256((directory / f"{name}.zip").read_bytes()).hexdigest()
+        (directory / f"{name}.zip.CHECKSUM").write_text(f"{digest}  {name}.zip\n")
+    stamp.touch()
+    return dates
+
+
+# --- measured paths (each in its own process) ---------------------------------------------------------
+
+
+def run_path(path: str, root: Path, days: list[date], thresholds: list[int]) -> dict[str, Any]:
+    """Run one measured path here; return its timings."""
+    from rangebar_pipeline.processing import RangeBarProcessor
+    from rangebar_pipeline.storage.ticks import TickStore
+
+    ticks = TickStore(root / "cache")
+    if path == "kernel":
+        files = [ticks.day_path("binance", MARKET, SYMBOL, d) for d in days]
+        started = time.perf_counter()
+        bars = sum(RangeBarProcessor(t).process_parquet(files).height for t in thresholds)
+        return {"seconds": time.perf_counter() - started, "bars": bars}
+    if path == "library":
+        from rangebar_pipeline.api import precompute_range_bars
+
+        started = time.perf_counter()
+        bars = 0
+        for threshold in thresholds:
+            result = precompute_range_bars(
+                SYMBOL, days[0], days[-1], threshold, market=MARKET, fetch_if_missing=False,
+                cache_dir=root / "cache",
+            )  # fmt: skip
+            bars += result.total_bars
+        return {"seconds": time.perf_counter() - started, "bars": bars}
+    return _dagster_path(path, root, days, thresholds)
+
+
+def _dagster_path(path: str, root: Path, days: list[date], thresholds: list[int]) -> dict[str, Any]:
+    import dagster as dg
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from rangebar_pipeline.config import load_config
+    from rangebar_pipeline.definitions import build_definitions
+
+    defs = build_definitions(load_config())
+    keys = [f"range_bars_{t}" for t in thresholds] + [f"features_{t}" for t in thresholds]
+    if path == "year":
+        keys.insert(0, "ticks")
+    selection = dg.AssetSelection.assets(*keys)
+    job = dg.define_asset_job("bench", selection=selection)
+    resolved = dg.Definitions(
+        assets=defs.assets, asset_checks=defs.asset_checks, jobs=[job], resources=defs.resources
+    ).resolve_job_def("bench")
+    instance = dg.DagsterInstance.local_temp(str(root / "dagster"))
+    series = f"binance-{MARKET}-{SYMBOL}"
+    if path in ("ranged", "year"):
+        wall, started = time.time(), time.perf_counter()
+        result = resolved.execute_in_process(
+            instance=instance,
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: f"{days[0]}|{series}",
+                ASSET_PARTITION_RANGE_END_TAG: f"{days[-1]}|{series}",
+            },
+        )
+        seconds = time.perf_counter() - started
+        assert result.success
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(f"features_{thresholds[-1]}")), limit=10_000
+        ).records
+        done = {r.partition_key: r.timestamp - wall for r in records}  # each day's last feature table
+        return {"seconds": seconds, "day_done": [done[f"{d}|{series}"] for d in days]}
+    per_day = []
+    for day in days:
+        started = time.perf_counter()
+        result = resolved.execute_in_process(instance=instance, partition_key=f"{day}|{series}")
+        per_day.append(time.perf_counter() - started)
+        assert result.success
+    return {"seconds": sum(per_day), "per_day": per_day}
+
+
+# --- orchestration ------------------------------------------------------------------------------------
+
+
+def environment(root: Path, mirror: Path, tier2: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        RANGEBAR_CACHE_DIR=str(root / "cache"),
+        RANGEBAR_CLICKHOUSE_DSN=f"chdb://{root / tier2}",
+        RANGEBAR_PIPELINE_DIR=str(root / f"pipeline-{tier2}"),
+        RANGEBAR_BINANCE_BASE_URL=mirror.as_uri(),
+        RANGEBAR_PIPELINE_CONFIG=str(root / "pipeline.yaml"),
+        DAGSTER_HOME=str(root / "dagster"),
+    )
+    return env
+
+
+def spawn(path: str, root: Path, mirror: Path, days: list[date], thresholds: list[int]) -> dict[str, Any]:
+    tier2 = f"tier2-{path}"
+    shutil.rmtree(root / tier2, ignore_errors=True)
+    shutil.rmtree(root / f"pipeline-{tier2}", ignore_errors=True)
+    shutil.rmtree(root / "dagster", ignore_errors=True)
+    (root / "dagster").mkdir()
+    argv = [
+        sys.executable,
+        __file__,
+        "--run",
+        path,
+        "--root",
+        str(root),
+        "--days-list",
+        ",".join(map(str, days)),
+    ]
+    argv += ["--thresholds", ",".join(map(str, thresholds))]
+    out = subprocess.run(
+        argv, env=environment(root, mirror, tier2), capture_output=True, text=True, check=False
+    )
+    if out.returncode:
+        raise RuntimeError(f"{path} failed:\n{out.stderr[-4000:]}")
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def cli_call(root: Path, mirror: Path, day: date, thresholds: list[int]) -> float:
+    tier2 = "tier2-cli"
+    shutil.rmtree(root / tier2, ignore_errors=True)
+    dagster = Path(sys.executable).with_name("dagster")
+    select = ",".join([f"range_bars_{t}" for t in thresholds] + [f"features_{t}" for t in thresholds])
+    argv = [str(dagster), "asset", "materialize", "-m", "rangebar_pipeline.definitions", "--select", select]
+    argv += ["--partition", f"{day}|binance-{MARKET}-{SYMBOL}"]
+    started = time.perf_counter()
+    out = subprocess.run(
+        argv, env=environment(root, mirror, tier2), capture_output=True, text=True, check=False
+    )
+    seconds = time.perf_counter() - started
+    if out.returncode:
+        raise RuntimeError(f"CLI failed:\n{out.stderr[-4000:]}")
+    return seconds
+
+
+def prepare(days: int, trades: int, thresholds: list[int], tag: str) -> tuple[Path, Path, list[date]]:
+    root = DATA / tag
+    mirror = root / "mirror"
+    dates = publish(mirror, days, trades)
+    root.mkdir(parents=True, exist_ok=True)
+    config = {
+        "start_date": dates[0].isoformat(),
+        "thresholds": thresholds,
+        "series": [{"source": "binance", "market": MARKET, "symbol": SYMBOL}],
+        "datasets": {"last_n_bars": 2000, "consumer_threshold": thresholds[0]},
+    }
+    (root / "pipeline.yaml").write_text(yaml.safe_dump(config))
+    return root, mirror, dates
+
+
+def store_ticks(root: Path, mirror: Path, dates: list[date]) -> float:
+    from rangebar_pipeline.sources import BinanceVision
+    from rangebar_pipeline.storage.ticks import TickStore
+
+    store = TickStore(root / "cache", binance=BinanceVision(mirror.as_uri()), max_workers=2)
+    started = time.perf_counter()
+    store.get_ticks("binance", MARKET, SYMBOL, dates[0], dates[-1], lazy=True)
+    return time.perf_counter() - started
+
+
+def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares ``y = a + b x``."""
+    b, a = np.polyfit(np.array(xs), np.array(ys), 1)
+    return float(a), float(b)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--days", type=int, default=10, help="days in the comparison table (default 10)")
+    parser.add_argument("--trades", type=int, default=1_000_000, help="trades per day (default 1 M)")
+    parser.add_argument("--thresholds", default="25,100,250", help="thresholds of the table (dbps)")
+    parser.add_argument("--year-days", type=int, default=0, help="days of the end-to-end year run (0: skip)")
+    parser.add_argument("--run", help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
+    parser.add_argument("--days-list", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    thresholds = [int(t) for t in args.thresholds.split(",")]
+    if args.run:  # a measured path, in its own process
+        days = [date.fromisoformat(d) for d in args.days_list.split(",")]
+        print(json.dumps(run_path(args.run, Path(args.root), days, thresholds)))
+        return
+
+    root, mirror, dates = prepare(args.days, args.trades, thresholds, f"{args.days}x{args.trades}")
+    shutil.rmtree(root / "cache", ignore_errors=True)
+    tier1 = store_ticks(root, mirror, dates)
+    total = args.days * args.trades
+    print(
+        f"{args.days} days x {args.trades:,} USD-M trades, thresholds {thresholds}; "
+        f"Tier 1 filled in {tier1:.1f} s"
+    )
+    rows: list[tuple[str, float, str]] = []
+    kernel = spawn("kernel", root, mirror, dates, thresholds)
+    rows.append(("kernel floor: process_parquet per threshold", kernel["seconds"], ""))
+    library = spawn("library", root, mirror, dates, thresholds)
+    rows.append(("library: precompute_range_bars per threshold", library["seconds"], ""))
+    ranged = spawn("ranged", root, mirror, dates, thresholds)
+    rows.append(("Dagster: one single run over the range (bars + features + checks)", ranged["seconds"], ""))
+    per = spawn("partition", root, mirror, dates, thresholds)
+    per_day = sum(per["per_day"]) / len(per["per_day"])
+    rows.append(("Dagster: one in-process run per day partition (per day)", per_day, "per_day"))
+    cli = cli_call(root, mirror, dates[0], thresholds)
+    rows.append(("one `dagster asset materialize` CLI call (one day)", cli, "per_day"))
+    floor, floor_day = kernel["seconds"], kernel["seconds"] / args.days
+    print(f"{'path':<70} {'time':>9} {'vs kernel':>10}")
+    for label, seconds, unit in rows:
+        base = floor_day if unit else floor
+        suffix = " a day" if unit else ""
+        print(f"{label:<70} {seconds:8.2f} s{suffix:<6} {seconds / base:8.1f}x")
+    print(
+        f"kernel: {total * len(thresholds) / floor / 1e6:.0f} M trade-thresholds/s; bars {kernel['bars']:,}"
+    )
+
+    if args.year_days:
+        year_root, year_mirror, year_dates = prepare(
+            args.year_days, args.trades, list(YEAR_THRESHOLDS), f"year-{args.year_days}x{args.trades}"
+        )
+        shutil.rmtree(year_root / "cache", ignore_errors=True)
+        year = spawn("year", year_root, year_mirror, year_dates, list(YEAR_THRESHOLDS))
+        xs = [float(i + 1) for i in range(len(year_dates))]
+        a, b = fit_line(xs, year["day_done"])
+        print(
+            f"end to end, {args.year_days} days x {args.trades:,} trades at {list(YEAR_THRESHOLDS)} dbps "
+            "(ticks zip -> Tier 1, bars, features, all checks; one single-run backfill): "
+            f"{year['seconds']:.1f} s"
+        )
+        print(
+            f"fit of day completion times: t(d) = {a:.2f} s + {b:.3f} s x d  ->  "
+            f"365 days: {a + b * 365:.0f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()
