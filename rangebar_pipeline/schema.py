@@ -8,6 +8,8 @@ import polars as pl
 
 #: Fixed-point scale of prices and quantities inside the kernel (8 decimals).
 SCALE: Final[int] = 100_000_000
+#: Version of the bar record (BAR_SCHEMA and its meaning); part of the pipeline's code versions.
+SCHEMA_VERSION: Final[int] = 1
 #: Divisor of thresholds: 1 decimal basis point = 1e-5.
 BASIS_POINTS_SCALE: Final[int] = 100_000
 

@@ -16,6 +16,7 @@ identically: same ticks, same checkpoint, same bars and data version).
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at runtime.
 
+import hashlib
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from rangebar_pipeline.assets.features import (
     tier2_verdict,
     withdraw,
 )
+from rangebar_pipeline.assets.provenance import KERNEL_CODE_VERSION, Version, latest_version, version_tags
 from rangebar_pipeline.assets.ticks import TICKS_KEY
 from rangebar_pipeline.backfill import DayFailedError, SeriesDay, ThresholdDay, day_writes, iter_series_days
 from rangebar_pipeline.backfill import stored_series_days as load_stored_days
@@ -75,15 +77,14 @@ __all__ = ["BARS_CODE_VERSION", "BARS_STEP", "CHUNK_BARS", "CHUNK_DAYS", "build_
 
 #: The op name of the step computing every ``range_bars_{thr}`` and ``features_{thr}``.
 BARS_STEP: Final = "range_bars_and_features"
-#: Bumped when the kernel or the bar schema changes what a day's bars are (makes downstream stale).
-BARS_CODE_VERSION: Final = "2"
-FEATURES_CODE_VERSION: Final = "2"
+#: Changes with the kernel or the bar schema (what a day's bars are): downstream becomes stale.
+BARS_CODE_VERSION: Final = KERNEL_CODE_VERSION
+#: Bumped when the feature table's construction changes.
+FEATURES_CODE_VERSION: Final = f"features-2-{KERNEL_CODE_VERSION}"
 #: A batch (one Tier 2 insert, one great-expectations validation) closes after this many days ...
 CHUNK_DAYS: Final = 32
 #: ... or once it holds this many bars over all thresholds (bounds the memory of long backfills).
 CHUNK_BARS: Final = 250_000
-_DATA_VERSION_TAG: Final = "dagster/data_version"
-_CODE_VERSION_TAG: Final = "dagster/code_version"
 
 
 def range_bars_key(threshold: int) -> dg.AssetKey:
@@ -138,6 +139,10 @@ class _Walk:
     ticks: TickStore
     datasets: DatasetStoreResource
     previous: dict[int, pl.DataFrame | None] = field(default_factory=dict)
+    #: The latest recorded version of each threshold's bars (previous day, then the day just recorded).
+    versions: dict[int, Version | None] = field(default_factory=dict)
+    #: Versions of the bars recorded in this run, by (threshold, day), for the feature tables.
+    recorded: dict[tuple[int, date], Version] = field(default_factory=dict)
 
     def run(self, series: Series, first: date, last: date) -> Iterator[Any]:
         """Compute (or load) ``[first, last]`` of ``series`` and record every day's events."""
@@ -147,6 +152,9 @@ class _Walk:
         self.previous = {
             t: self.store.read_bars(series, t, day_before, day_before) for t in (*computed, *loaded)
         }
+        instance = self.context.instance
+        before = partition_key(day_before, series)
+        self.versions = {t: latest_version(instance, range_bars_key(t), before) for t in computed}
         if computed:
             parents = self.store.checkpoints_at(series, computed, day_before)
             if day_before >= self.pipeline.start_date and (
@@ -221,16 +229,20 @@ class _Walk:
     def _bar_events(self, day: _Day, write_seconds: float, *, materialized: bool) -> Iterator[Any]:
         """The day's bar materializations (when computed here) and the selected bar checks."""
         label = partition_key(day.day, day.series)
+        ticks_version = latest_version(self.context.instance, TICKS_KEY, label) if materialized else None
         for threshold, result in day.results.items():
             asset = range_bars_key(threshold)
             if materialized:
                 sha = frame_sha256(result.bars)
+                inputs = {TICKS_KEY: ticks_version, asset: self.versions.get(threshold)}
                 yield dg.AssetMaterialization(
                     asset_key=asset,
                     partition=label,
                     metadata=_bar_metadata(self, day, result, sha, write_seconds),
-                    tags={_DATA_VERSION_TAG: sha, _CODE_VERSION_TAG: BARS_CODE_VERSION},
+                    tags=version_tags(sha, BARS_CODE_VERSION, inputs),
                 )
+                recorded = latest_version(self.context.instance, asset, label) or Version(None, sha)
+                self.versions[threshold] = self.recorded[(threshold, day.day)] = recorded
             if self.selection.wants(asset, "tier1"):
                 yield day.tier1[threshold].evaluation(
                     asset, label, blocking=True, severity=dg.AssetCheckSeverity.ERROR
@@ -247,8 +259,9 @@ class _Walk:
             for day in chunk:
                 check = day.tier1[threshold]
                 if check.passed:
-                    bars = day.results[threshold].bars
-                    table = feature_table(bars, day.series, threshold, self.selection.horizons)
+                    table = feature_table(
+                        day.results[threshold].bars, day.series, threshold, self.selection.horizons
+                    )
                     ready.append(FeatureDay(day.series, threshold, day.day, table))
                     continue
                 self.context.log.warning(
@@ -271,11 +284,15 @@ class _Walk:
                 label = partition_key(item.day, item.series)
                 verdict = verdicts.get(id(item))
                 path, size = publish(self.datasets, item, verdict or _UNGATED)
+                source = self.recorded.get((threshold, item.day)) or latest_version(
+                    self.context.instance, range_bars_key(threshold), label
+                )
+                version = _feature_version(source, self.selection.horizons)
                 yield dg.AssetMaterialization(
                     asset_key=asset,
                     partition=label,
                     metadata=_feature_metadata(item, path, size, verdict, self.selection.horizons),
-                    tags={_CODE_VERSION_TAG: FEATURES_CODE_VERSION},
+                    tags=version_tags(version, FEATURES_CODE_VERSION, {range_bars_key(threshold): source}),
                 )
                 if verdict is not None:
                     yield _gate_evaluation(asset, label, verdict)
@@ -290,6 +307,12 @@ class _Walk:
                         description=f"{label}: tier-2 statistics of the run's batch: {description}",
                         metadata=meta,
                     )
+
+
+def _feature_version(bars: Version | None, horizons: tuple[int, ...]) -> str:
+    """A feature table is a function of its day's bars and the label horizons."""
+    basis = f"{bars.data_version if bars else 'unrecorded'}|{horizons}|{FEATURES_CODE_VERSION}"
+    return hashlib.sha256(basis.encode()).hexdigest()
 
 
 def _feature_metadata(

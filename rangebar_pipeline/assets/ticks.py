@@ -2,20 +2,16 @@
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at runtime.
 
+import hashlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
-from typing import Any
+from typing import Any, Final
 
 import dagster as dg
 
-from rangebar_pipeline.assets._common import (
-    OWNERS,
-    AssetResult,
-    drop_none,
-    markdown_table,
-    run_partition_keys,
-    timestamp,
-)
+from rangebar_pipeline.assets._common import OWNERS, AssetResult, drop_none, run_partition_keys, timestamp
+from rangebar_pipeline.assets.provenance import version_tags
 from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.partitions import daily_series_partitions, days_by_series, partition_key
 from rangebar_pipeline.resources import TickStoreResource
@@ -25,6 +21,7 @@ from rangebar_pipeline.storage.ticks import DayWriteResult, TickStore
 __all__ = ["TICKS_KEY", "TicksConfig", "build_ticks_asset"]
 
 TICKS_KEY = dg.AssetKey("ticks")
+TICKS_CODE_VERSION: Final = "ticks-1"
 
 
 class TicksConfig(dg.Config):
@@ -35,6 +32,13 @@ class TicksConfig(dg.Config):
 
 def _fetch(store: TickStore, series: Series, day: date, force: bool) -> DayWriteResult:
     return store.fetch_day(series.source, series.market, series.symbol, day, force=force)
+
+
+def _data_version(result: DayWriteResult) -> str:
+    """The source archive's sha256, else the stored file's content hash."""
+    if result.checksum:
+        return result.checksum
+    return hashlib.sha256(result.path.read_bytes()).hexdigest()
 
 
 def _day_metadata(result: DayWriteResult) -> dict[str, Any]:
@@ -60,14 +64,14 @@ def build_ticks_asset(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         key=TICKS_KEY,
         partitions_def=daily_series_partitions(pipeline),
         backfill_policy=dg.BackfillPolicy.single_run(),
+        code_version=TICKS_CODE_VERSION,
         group_name="ticks",
         kinds={"parquet", "python"},
         owners=OWNERS,
-        code_version="1",
     )
     def ticks(
         context: dg.AssetExecutionContext, config: TicksConfig, tick_store: TickStoreResource
-    ) -> AssetResult:
+    ) -> Iterator[dg.AssetMaterialization | AssetResult]:
         """Raw trades of one UTC day of one series, downloaded, checksum-verified and stored in Tier 1.
 
         Binance Vision aggTrades (spot, USD-M, COIN-M) or Exness bid/ask ticks (price = mid), sorted by
@@ -88,38 +92,31 @@ def build_ticks_asset(pipeline: PipelineConfig) -> dg.AssetsDefinition:
                     results[(series, day)] = future.result()
                 except Exception as exc:  # collected so every failing partition is named
                     failures.append(f"{partition_key(day, series)}: {type(exc).__name__}: {exc}")
-        for (series, day), result in results.items():
+        ordered = sorted(results.items(), key=lambda kv: (kv[0][0].key, kv[0][1]))
+        for (series, day), result in ordered:
             context.log.info(
                 f"stored {partition_key(day, series)}: {result.rows} ticks, {result.bytes} B at {result.path}"
             )
-        if failures:
+        if failures:  # record each stored day on its own, then fail naming the others
+            for (series, day), result in ordered:
+                yield dg.AssetMaterialization(
+                    asset_key=TICKS_KEY,
+                    partition=partition_key(day, series),
+                    metadata=_day_metadata(result),
+                    tags=version_tags(_data_version(result), TICKS_CODE_VERSION, {}),
+                )
             raise dg.Failure(
                 description=f"{len(failures)} of {len(jobs)} tick partition(s) failed: "
-                + "; ".join(failures),
+                + "; ".join(failures)
+                + " (the other partitions are stored and recorded)",
                 metadata={"failed_partitions": dg.MetadataValue.md("\n".join(f"- {f}" for f in failures))},
             )
-        if len(results) == 1:
-            return dg.MaterializeResult(metadata=_day_metadata(next(iter(results.values()))))
-        rows = [
-            {
-                "partition": partition_key(day, series),
-                "rows": r.rows,
-                "bytes": r.bytes,
-                "duplicates_removed": r.duplicates_removed,
-                "first_time": r.first_timestamp,
-                "last_time": r.last_timestamp,
-                "checksum_sha256": r.checksum,
-            }
-            for (series, day), r in sorted(results.items(), key=lambda kv: (kv[0][0].key, kv[0][1]))
-        ]
-        return dg.MaterializeResult(
-            metadata={
-                "partitions": len(rows),
-                "rows": sum(r.rows for r in results.values()),
-                "bytes": sum(r.bytes for r in results.values()),
-                "duplicates_removed": sum(r.duplicates_removed for r in results.values()),
-                "per_partition": dg.MetadataValue.md(markdown_table(rows)),
-            }
+        # All stored: one output (so downstream steps of the run proceed), each day with its own metadata.
+        for (series, day), result in ordered:
+            context.add_asset_metadata(_day_metadata(result), partition_key=partition_key(day, series))
+        single = len(ordered) == 1
+        yield dg.MaterializeResult(
+            data_version=dg.DataVersion(_data_version(ordered[0][1])) if single else None
         )
 
     return ticks

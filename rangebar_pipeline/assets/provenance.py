@@ -1,0 +1,67 @@
+"""Data and code versions of the materializations this code location records itself.
+
+Steps that record one materialization per partition (instead of returning an output) must write the
+provenance tags Dagster writes for outputs, or every downstream partition looks stale. A day's data
+version is a hash of its content (bars: :func:`~rangebar_pipeline.assets._common.frame_sha256`;
+ticks: the source file's sha256), so re-materializing a day with identical output keeps downstream
+fresh, while a new code version (kernel or schema change) makes it stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import dagster as dg
+
+from rangebar_pipeline import _core
+from rangebar_pipeline.schema import SCHEMA_VERSION
+
+__all__ = ["KERNEL_CODE_VERSION", "Version", "latest_version", "version_tags"]
+
+#: Code version of everything the kernel computes: a new kernel or bar schema makes it stale.
+KERNEL_CODE_VERSION: Final = f"kernel-{_core.__version__}-schema-{SCHEMA_VERSION}"
+_DATA: Final = "dagster/data_version"
+_CODE: Final = "dagster/code_version"
+_INPUT_DATA: Final = "dagster/input_data_version"
+_INPUT_POINTER: Final = "dagster/input_event_pointer"
+_USER_PROVIDED: Final = "dagster/data_version_is_user_provided"
+_NULL_POINTER: Final = "NULL"
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """A recorded materialization: its storage id and data version."""
+
+    storage_id: int | None
+    data_version: str
+
+
+def latest_version(instance: dg.DagsterInstance, asset: dg.AssetKey, partition: str) -> Version | None:
+    """The latest materialization of ``asset``'s ``partition`` with its data version, if any."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[partition]), limit=1
+    ).records
+    if not records:
+        return None
+    record = records[0]
+    materialization = record.asset_materialization
+    tags = (materialization.tags if materialization is not None else None) or {}
+    return Version(record.storage_id, tags.get(_DATA, f"storage-{record.storage_id}"))
+
+
+def version_tags(
+    data_version: str, code_version: str, inputs: Mapping[dg.AssetKey, Version | None]
+) -> dict[str, str]:
+    """The tags Dagster's staleness reads: own data and code version, and each input's version."""
+    tags = {_DATA: data_version, _CODE: code_version, _USER_PROVIDED: "true"}
+    for key, version in inputs.items():
+        if version is None:
+            continue
+        name = key.to_user_string()
+        tags[f"{_INPUT_DATA}/{name}"] = version.data_version
+        tags[f"{_INPUT_POINTER}/{name}"] = (
+            str(version.storage_id) if version.storage_id is not None else _NULL_POINTER
+        )
+    return tags
