@@ -62,13 +62,19 @@ from rangebar_pipeline.processing import (
     process_trades_chunked,
     process_trades_polars,
     process_trades_to_dataframe,
+    process_trades_to_dataframe_cached,
 )
 from rangebar_pipeline.schema import BAR_COLUMNS, FEATURE_COLUMNS
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.validation import (
+    ASSET_CLASS_MULTIPLIERS,
     VALIDATION_PRESETS,
     AssetClass,
+    GapInfo,
     GapTier,
+    TieredValidationResult,
+    TierSummary,
+    TierThresholds,
     ValidationPreset,
     detect_asset_class,
     validate_conservation,
@@ -83,6 +89,7 @@ __version__ = _core_version
 
 
 __all__ = [
+    "ASSET_CLASS_MULTIPLIERS",
     "BAR_COLUMNS",
     "CONTINUITY_TOLERANCE_PCT",
     "FEATURE_COLUMNS",
@@ -101,6 +108,7 @@ __all__ = [
     "CorruptArchiveError",
     "DataNotFoundError",
     "DownloadError",
+    "GapInfo",
     "GapTier",
     "InvalidThresholdError",
     "InvalidTradeError",
@@ -115,6 +123,9 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "ThresholdTooSmallError",
+    "TierSummary",
+    "TierThresholds",
+    "TieredValidationResult",
     "TimestampUnitError",
     "UnsortedTradesError",
     "ValidationPreset",
@@ -130,6 +141,7 @@ __all__ = [
     "process_trades_chunked",
     "process_trades_polars",
     "process_trades_to_dataframe",
+    "process_trades_to_dataframe_cached",
     "resolve_threshold",
     "validate_conservation",
     "validate_continuity",
