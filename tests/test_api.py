@@ -136,6 +136,7 @@ def test_precompute_then_get_equals_golden_and_is_idempotent(env: tuple[Path, Mi
 
 
 def test_a_range_with_a_missing_day_is_not_answered_from_cache(env: tuple[Path, Mirror]) -> None:
+    _, mirror = env
     get_range_bars("ETHUSDT", "2024-08-08", "2024-08-08", 25, market="um")
     assert get_cached_bars("ETHUSDT", "2024-08-08", "2024-08-09", 25, market="um") is None
     assert get_cached_bars("ETHUSDT", "2024-08-08", "2024-08-08", 25, market="um") is not None
@@ -147,8 +148,12 @@ def test_a_range_with_a_missing_day_is_not_answered_from_cache(env: tuple[Path, 
         get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", 25, market="um")
     assert invalidate("ETHUSDT", 25, market="um", start_date="2024-08-09", end_date="2024-08-09") == 1
     assert get_cached_bars("ETHUSDT", "2024-08-08", "2024-08-09", 25, market="um") is None
-    with pytest.raises(DataNotFoundError, match="fetch_if_missing=False"):
-        get_range_bars("ETHUSDT", "2024-08-08", "2024-08-09", 25, market="cm", fetch_if_missing=False)
+    # nothing stored and fetch_if_missing=False: an empty frame and a warning naming the days (7.1.3)
+    served = len(mirror.requests)
+    with pytest.warns(UserWarning, match=r"on 2024-08-08, 2024-08-09 and fetch_if_missing=False"):
+        empty = get_range_bars("ETHUSDT", "2024-08-08", "2024-08-09", 25, market="cm", fetch_if_missing=False)
+    assert isinstance(empty, pd.DataFrame) and empty.empty and list(empty.columns) == list(OHLCV_COLUMNS)
+    assert len(mirror.requests) == served
 
 
 def test_day_by_day_requests_continue_the_stream(env: tuple[Path, Mirror]) -> None:
@@ -183,21 +188,21 @@ def test_exness_bars_carry_spread_statistics(env: tuple[Path, Mirror]) -> None:
 
 
 def test_argument_validation_messages(env: tuple[Path, Mirror]) -> None:
-    with pytest.raises(InvalidThresholdError, match="unknown threshold preset 'huge'"):
+    with pytest.raises(InvalidThresholdError, match=r"^Unknown threshold preset: 'huge'"):
         get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", "huge")
     with pytest.raises(InvalidThresholdError, match="between 1 and 100000"):
         get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", 0)
-    with pytest.raises(ValueError, match="expected YYYY-MM-DD"):
+    with pytest.raises(ValueError, match=r"^Invalid date format: .*expected YYYY-MM-DD"):
         get_range_bars("BTCUSDT", "08/08/2024", "2024-08-09")
     with pytest.raises(ValueError, match="start_date must be <= end_date"):
         get_range_bars("BTCUSDT", "2024-08-09", "2024-08-08")
-    with pytest.raises(ValueError, match="unknown source 'kraken'"):
+    with pytest.raises(ValueError, match=r"^Unknown source: 'kraken'"):
         get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", source="kraken")
-    with pytest.raises(ValueError, match="unknown market 'margin'"):
+    with pytest.raises(ValueError, match=r"^Unknown market: 'margin'"):
         get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", market="margin")
     with pytest.raises(ValueError, match="only market 'spot'"):
         get_range_bars("EURGBP", "2023-06-23", "2023-06-23", source="exness", market="um")
-    with pytest.raises(ValueError, match="n_bars must be a positive integer"):
+    with pytest.raises(ValueError, match=r"^n_bars must be > 0"):
         get_n_range_bars("BTCUSDT", 0)
     with pytest.raises(ValueError, match="invalidate_existing must be one of"):
         precompute_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", invalidate_existing="some")  # type: ignore[arg-type]
