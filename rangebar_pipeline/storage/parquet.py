@@ -123,6 +123,10 @@ class TickStorage:
             frame = frame.filter(millis <= _as_ms(end_ts))
         return frame.collect()
 
+    def get_ticks(self, symbol: str, start: int | None = None, end: int | None = None) -> pl.DataFrame:
+        """:meth:`read_ticks` under the name 7.1.3's module guide (``CLAUDE.md``) uses."""
+        return self.read_ticks(symbol, start, end)
+
     def read_ticks_streaming(
         self,
         symbol: str,
