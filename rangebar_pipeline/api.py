@@ -516,8 +516,8 @@ class PrecomputeResult:
 
     @property
     def cache_key(self) -> str:
-        """Where the bars are stored: ``<series key>@<threshold>`` (7.1.3's field)."""
-        return f"{self.series}@{self.threshold_decimal_bps}"
+        """``<symbol>_<threshold>``, 7.1.3's key (the store itself keys by series, threshold and day)."""
+        return f"{self.symbol}_{self.threshold_decimal_bps}"
 
 
 def precompute_range_bars(

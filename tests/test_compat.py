@@ -297,7 +297,7 @@ def test_7_1_3_keywords_are_accepted(env: tuple[Path, Mirror]) -> None:
         "BTCUSDT", "2024-08-08", "2024-08-09", 25, chunk_size=50_000, include_microstructure=True,
         continuity_tolerance_pct=0.001, progress_callback=seen.append, validate_on_complete="error",
     )  # fmt: skip
-    assert result.symbol == "BTCUSDT" and result.cache_key == "binance-spot-BTCUSDT@25"
+    assert result.symbol == "BTCUSDT" and result.cache_key == "BTCUSDT_25"
     assert result.continuity_valid is True and result.total_bars == 106
     assert [(p.current_month, p.months_completed, p.months_total) for p in seen] == [
         ("2024-08", 0, 1),
