@@ -21,8 +21,8 @@ from rangebar_pipeline.exceptions import CheckpointError
 from tests.api_support import Mirror, loopback_env
 from tests.data_paths import REAL_BNB
 
-#: The modules of 7.1.3 whose public names this package mirrors at the same path (not done:
-#: ``rangebar.clickhouse``, see docs/migration.md).
+#: The modules of 7.1.3 whose public names this package mirrors at the same path; of
+#: ``rangebar.clickhouse`` only the cache names are provided (tested below, docs/migration.md).
 MODULES = ["", ".storage", ".storage.parquet", ".validation.tier1", ".validation.tier2"]
 NOT_PROVIDED = {"PositionVerification"}
 
@@ -325,3 +325,37 @@ def test_7_1_3_keywords_are_accepted(env: tuple[Path, Mirror]) -> None:
             source="exness",
             validation="lax",  # type: ignore[arg-type]
         )
+
+
+def test_clickhouse_names_read_the_bar_store(env: tuple[Path, Mirror]) -> None:
+    from rangebar_pipeline.clickhouse import CacheKey, ClickHouseConfig, RangeBarCache
+    from rangebar_pipeline.clickhouse.cache import count_bars, get_cached_bars
+
+    assert ClickHouseConfig(host="ch", port=9000, database="db").dsn == "http://ch:9000/db"
+    rangebar_pipeline.precompute_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", 25)
+    bars = _pandas(rangebar_pipeline.get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", 25))
+    close_ms = [int(t.value // 1_000_000) for t in bars.index]
+    assert (
+        count_bars("BTCUSDT", 25) == 106
+        and get_cached_bars("BTCUSDT", "2024-08-08", "2024-08-09", 25) is not None
+    )
+    with RangeBarCache() as cache:
+        assert cache.count_bars("BINANCE_SPOT_BTCUSDT", 25) == 106
+        assert cache.count_bars("BTCUSDT", 25, before_ts=close_ms[60]) == 60
+        tail, n = cache.get_n_bars("BTCUSDT", 25, 10, before_ts=close_ms[60])
+        assert n == 10 and tail is not None
+        pd.testing.assert_frame_equal(tail, bars.iloc[50:60])
+        last = cache.get_last_bar_before("BTCUSDT", 25, close_ms[60])
+        assert last is not None and pd.Timestamp(last["timestamp"]) == bars.index[59]
+        assert cache.get_oldest_bar_timestamp("BTCUSDT", 25) == close_ms[0]
+        assert cache.get_newest_bar_timestamp("BTCUSDT", 25) == close_ms[-1]
+        middle = cache.get_bars_by_timestamp_range("BTCUSDT", 25, close_ms[10], close_ms[20])
+        assert middle is not None
+        pd.testing.assert_frame_equal(middle, bars.iloc[10:21])
+        key = CacheKey("BTCUSDT", 25, close_ms[0], close_ms[-1])
+        assert cache.has_range_bars(key) and len(key.hash_key) == 32
+        assert len(_pandas(cache.get_range_bars(key))) == 106
+        with pytest.raises(RuntimeError, match="store_range_bars is not supported"):
+            cache.store_range_bars(key, bars)
+        assert cache.invalidate_range_bars(CacheKey("BTCUSDT", 25, close_ms[-1], close_ms[-1])) == 1
+        assert not cache.has_range_bars(key) and cache.get_range_bars(key) is None

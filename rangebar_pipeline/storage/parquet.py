@@ -26,7 +26,7 @@ from rangebar_pipeline.series import Series, parse_market, parse_source
 from rangebar_pipeline.storage.ticks import TickStore, tick_schema
 from rangebar_pipeline.trades import timestamps_us, to_polars
 
-__all__ = ["TickStorage", "get_cache_dir"]
+__all__ = ["TickStorage", "get_cache_dir", "series_of"]
 
 _MS_PER_DAY = 86_400_000
 
@@ -36,7 +36,7 @@ def get_cache_dir() -> Path:
     return default_cache_dir()
 
 
-def _series(symbol: str) -> Series:
+def series_of(symbol: str) -> Series:
     """``"BINANCE_UM_BTCUSDT"`` -> ``Series("binance", "um", "BTCUSDT")``; ``"BTCUSDT"`` -> Binance spot."""
     parts = symbol.split("_", 2)
     if len(parts) == 3 and parts[0].lower() in ("binance", "exness"):
@@ -114,7 +114,7 @@ class TickStorage:
         timestamp_col: str = "timestamp",
     ) -> pl.DataFrame:
         """Stored ticks with ``start_ts <= timestamp <= end_ts`` (epoch ms, or datetimes), sorted."""
-        series = _series(symbol)
+        series = series_of(symbol)
         frame = self._scan(series, self._bounds(series, start_ts, end_ts))
         millis = pl.col(timestamp_col).dt.epoch("ms")
         if start_ts is not None:
@@ -139,7 +139,7 @@ class TickStorage:
         """:meth:`read_ticks` in chunks of at most ``chunk_size`` rows, one stored day at a time."""
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        series = _series(symbol)
+        series = series_of(symbol)
         for day in self._bounds(series, start_ts, end_ts):
             start = max(_as_ms(day), _as_ms(start_ts)) if start_ts is not None else None
             frame = self.read_ticks(symbol, start, end_ts, timestamp_col=timestamp_col)
@@ -157,7 +157,7 @@ class TickStorage:
     ) -> bool:
         """Whether at least ``min_coverage`` of the UTC days touched by ``[start_ts, end_ts]`` are stored."""
         del timestamp_col
-        series = _series(symbol)
+        series = series_of(symbol)
         wanted = _days(_day_of_ms(_as_ms(start_ts)), _day_of_ms(_as_ms(end_ts)))
         stored = set(self._stored_days(series))
         return sum(d in stored for d in wanted) >= min_coverage * len(wanted)
@@ -167,7 +167,7 @@ class TickStorage:
     ) -> int:
         """Store trades (any column names/units :func:`process_trades_polars` accepts) day by day,
         merged with the days already stored; returns the number of rows given."""
-        series = _series(symbol)
+        series = series_of(symbol)
         frame = to_polars(ticks).rename({timestamp_col: "timestamp"} if timestamp_col != "timestamp" else {})
         if frame.height == 0:
             return 0
@@ -196,11 +196,11 @@ class TickStorage:
 
     def list_months(self, symbol: str) -> list[str]:
         """``YYYY-MM`` months with at least one stored day."""
-        return sorted({d.strftime("%Y-%m") for d in self._stored_days(_series(symbol))})
+        return sorted({d.strftime("%Y-%m") for d in self._stored_days(series_of(symbol))})
 
     def delete_ticks(self, symbol: str, year_month: str | None = None) -> bool:
         """Delete the stored days of one month (``"2024-01"``) or of every month; True if any."""
-        series = _series(symbol)
+        series = series_of(symbol)
         days = [
             d for d in self._stored_days(series) if year_month is None or d.strftime("%Y-%m") == year_month
         ]
@@ -208,7 +208,7 @@ class TickStorage:
 
     def get_stats(self, symbol: str) -> dict[str, Any]:
         """7.1.3's statistics dict (``file_count`` counts day files here) plus ``days``."""
-        series = _series(symbol)
+        series = series_of(symbol)
         for s in self._store.status().series:
             if (s.source, s.market, s.symbol) == (series.source, series.market, series.symbol):
                 return {
@@ -235,7 +235,7 @@ class TickStorage:
     ) -> pl.LazyFrame:
         """The stored ticks of one month, lazily (nothing is downloaded, as in 7.1.3)."""
         del timestamp_col
-        series = _series(symbol)
+        series = series_of(symbol)
         if force_refresh:
             return pl.LazyFrame(schema=tick_schema(series.source))
         days = [d for d in self._stored_days(series) if (d.year, d.month) == (year, month)]
@@ -248,7 +248,7 @@ class TickStorage:
         from rangebar_pipeline.api import parse_day
 
         first, last = parse_day(start_date, name="start_date"), parse_day(end_date, name="end_date")
-        series = _series(symbol)
+        series = series_of(symbol)
         stored = [d for d in self._stored_days(series) if first <= d <= last]
         for month in sorted({(d.year, d.month) for d in stored}):
             yield self._scan(series, [d for d in stored if (d.year, d.month) == month])
