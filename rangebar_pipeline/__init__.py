@@ -58,6 +58,7 @@ from rangebar_pipeline.exceptions import (
 from rangebar_pipeline.frames import bars_to_pandas
 from rangebar_pipeline.processing import (
     Checkpoint,
+    PositionVerification,
     RangeBarProcessor,
     process_trades_chunked,
     process_trades_polars,
@@ -114,6 +115,7 @@ __all__ = [
     "InvalidTradeError",
     "MissingColumnError",
     "PipelineConfigError",
+    "PositionVerification",
     "PrecomputeProgress",
     "PrecomputeResult",
     "RangeBarError",

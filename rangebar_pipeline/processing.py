@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -21,6 +22,37 @@ from rangebar_pipeline.streaming import batches, is_stream, parquet_row_groups, 
 from rangebar_pipeline.trades import TimestampUnit, TradesLike, normalize_trades
 
 Checkpoint = _core.Checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class PositionVerification:
+    """Where the next trade stands against the last one (:meth:`RangeBarProcessor.verify_position`).
+
+    With a last trade id: exact when the next id is ``last + 1``, else a gap; without one (nothing
+    processed yet), only the time since the last trade is known.
+    """
+
+    expected_id: int | None
+    actual_id: int
+    gap_ms: int
+
+    @property
+    def is_exact(self) -> bool:
+        return self.expected_id is not None and self.actual_id == self.expected_id
+
+    @property
+    def has_gap(self) -> bool:
+        return self.expected_id is not None and self.actual_id != self.expected_id
+
+    def gap_details(self) -> tuple[int, int, int] | None:
+        """``(expected_id, actual_id, missing)`` when there is a gap."""
+        if self.expected_id is None or not self.has_gap:
+            return None
+        return self.expected_id, self.actual_id, self.actual_id - self.expected_id
+
+    def timestamp_gap_ms(self) -> int | None:
+        """Milliseconds since the last trade, when no trade id is known."""
+        return self.gap_ms if self.expected_id is None else None
 
 
 class RangeBarProcessor:
@@ -188,6 +220,16 @@ class RangeBarProcessor:
             "has_incomplete_bar": state.has_incomplete_bar,
             "state": json.loads(state.to_json()),
         }
+
+    def verify_position(self, first_trade: Mapping[str, Any]) -> PositionVerification:
+        """Check that ``first_trade`` (of the next file) continues the processed stream (7.1.3)."""
+        state = self.checkpoint()
+        timestamp = normalize_trades([dict(first_trade)]).timestamp_us[0]
+        last = state.last_agg_trade_id
+        gap_ms = int(timestamp - (state.last_timestamp_us or 0)) // 1000
+        return PositionVerification(
+            None if last is None else last + 1, int(first_trade.get("agg_trade_id", 0)), gap_ms
+        )
 
     def reset(self) -> None:
         """Forget all state (the incomplete bar too); keep threshold and options."""

@@ -24,7 +24,7 @@ from tests.data_paths import REAL_BNB
 #: The modules of 7.1.3 whose public names this package mirrors at the same path; of
 #: ``rangebar.clickhouse`` only the cache names are provided (tested below, docs/migration.md).
 MODULES = ["", ".storage", ".storage.parquet", ".validation.tier1", ".validation.tier2"]
-NOT_PROVIDED = {"PositionVerification"}
+NOT_PROVIDED: set[str] = set()
 
 
 @pytest.fixture
@@ -118,6 +118,21 @@ def test_processor_calls_give_the_same_bars(trades: list[dict[str, Any]]) -> Non
     assert ours.process_trades(trades[:half]) == rangebar_pipeline.RangeBarProcessor(25).process_trades(
         trades[:half]
     )
+
+
+def test_verify_position_answers_as_7_1_3() -> None:
+    start = {"timestamp": 1704067200000, "price": 1.0, "quantity": 1.0, "agg_trade_id": 5}
+    nexts = [{"timestamp": 1704067201000, "price": 1.0, "quantity": 1.0}]
+    nexts += [{**nexts[0], "agg_trade_id": i} for i in (6, 9)]
+
+    def answers(module: Any, first: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        processor = module.RangeBarProcessor(250, "X")
+        processor.process_trades(first)
+        checks = [processor.verify_position(t) for t in nexts]
+        return [(v.is_exact, v.has_gap, v.gap_details(), v.timestamp_gap_ms()) for v in checks]
+
+    for first in ([start], []):
+        assert answers(rangebar_pipeline, first) == answers(rangebar, first)
 
 
 def test_one_shot_helpers_give_the_same_frames(trades: list[dict[str, Any]]) -> None:
