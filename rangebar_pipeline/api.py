@@ -541,7 +541,8 @@ def precompute_range_bars(
     """Compute and store the bars of ``[start_date, end_date]`` day by day (resumable).
 
     ``invalidate_existing``: ``"smart"`` keeps covered days and computes the rest (an interrupted
-    run resumes where it stopped); ``"overlap"``/``"full"`` recompute every day of the range;
+    run resumes where it stopped); ``"overlap"`` recomputes every day of the range; ``"full"`` first
+    forgets every stored day of the series at this threshold, then computes the range;
     ``"none"`` does nothing when the series already has bars at this threshold.
     ``validate_on_complete`` checks the stored bars of the range with :func:`validate_continuity`
     (trade ids contiguous, times ordered, price gaps within threshold + ``continuity_tolerance_pct``,
@@ -595,6 +596,8 @@ def precompute_range_bars(
     ticks = TickStore(cache_dir)
     try:
         with BarStore(cache_dir=cache_dir) as store:
+            if invalidate_existing == "full":
+                store.invalidate(series, threshold)
             if invalidate_existing == "none" and store.count_bars(series, threshold) > 0:
                 return PrecomputeResult(
                     series.key, threshold, start, end, 0, 0, 0, 0, time.perf_counter() - began, None

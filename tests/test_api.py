@@ -21,7 +21,12 @@ from rangebar_pipeline.api import (
     invalidate,
     precompute_range_bars,
 )
-from rangebar_pipeline.exceptions import DataNotFoundError, InvalidThresholdError
+from rangebar_pipeline.exceptions import (
+    ContinuityError,
+    ContinuityWarning,
+    DataNotFoundError,
+    InvalidThresholdError,
+)
 from rangebar_pipeline.processing import RangeBarProcessor
 from rangebar_pipeline.schema import BAR_COLUMNS, FEATURE_COLUMNS, OHLCV_COLUMNS
 from rangebar_pipeline.series import Series
@@ -122,7 +127,7 @@ def test_precompute_then_get_equals_golden_and_is_idempotent(env: tuple[Path, Mi
     again = precompute_range_bars("ETHUSD_PERP", "2024-08-08", "2024-08-09", 25, market="cm")
     assert (again.days_computed, again.days_cached) == (0, 2)
     redone = precompute_range_bars(
-        "ETHUSD_PERP", "2024-08-09", "2024-08-09", 25, market="cm", invalidate_existing="full"
+        "ETHUSD_PERP", "2024-08-09", "2024-08-09", 25, market="cm", invalidate_existing="overlap"
     )
     assert redone.days_computed == 1
     assert count_bars("ETHUSD_PERP", 25, market="futures-cm") == expected.height, "one copy of each bar"
@@ -133,6 +138,17 @@ def test_precompute_then_get_equals_golden_and_is_idempotent(env: tuple[Path, Mi
     assert isinstance(cached, pd.DataFrame)
     assert_matches_golden(cached, expected)
     assert len(mirror.requests) == served
+    skipped = precompute_range_bars(
+        "ETHUSD_PERP", "2024-08-09", "2024-08-09", 25, market="cm", invalidate_existing="none"
+    )
+    assert (skipped.days_computed, skipped.days_cached, skipped.continuity_valid) == (0, 0, None)
+    # "full" forgets every stored day of the series at this threshold, then computes the range
+    full = precompute_range_bars(
+        "ETHUSD_PERP", "2024-08-09", "2024-08-09", 25, market="cm", invalidate_existing="full"
+    )
+    assert (full.days_computed, full.days_cached) == (1, 0)
+    assert count_bars("ETHUSD_PERP", 25, market="cm", start_date="2024-08-08", end_date="2024-08-08") == 0
+    assert count_bars("ETHUSD_PERP", 25, market="cm") == full.total_bars
 
 
 def test_a_range_with_a_missing_day_is_not_answered_from_cache(env: tuple[Path, Mirror]) -> None:
@@ -215,3 +231,18 @@ def test_store_is_released_after_each_call(env: tuple[Path, Mirror]) -> None:
     with BarStore(cache_dir=tmp / "other") as other:  # a different chDB directory opens: nothing is held
         assert other.status().series == ()
     assert count_bars("BTCUSDT", 100, end_date=date(2024, 8, 8)) > 0
+
+
+def test_precompute_validate_on_complete_paths(env: tuple[Path, Mirror]) -> None:
+    """Real junction price gaps exceed 10 dbps + 0 tolerance 9 times in the spot BTCUSDT fixture days."""
+    args = ("BTCUSDT", "2024-08-08", "2024-08-09", 10)
+    with pytest.raises(ContinuityError, match=r"^Found 9 discontinuities in 333 bars") as raised:
+        precompute_range_bars(*args, continuity_tolerance_pct=0.0)
+    assert len(raised.value.discontinuities) == 9 and raised.value.discontinuities[0]["kind"] == "price_gap"
+    assert count_bars("BTCUSDT", 10) == 333, "the bars are stored before they are validated"
+    with pytest.warns(ContinuityWarning, match="Found 9 discontinuities"):
+        warned = precompute_range_bars(*args, continuity_tolerance_pct=0.0, validate_on_complete="warn")
+    assert warned.continuity_valid is False and warned.days_cached == 2
+    skipped = precompute_range_bars(*args, continuity_tolerance_pct=0.0, validate_on_complete="skip")
+    assert skipped.continuity_valid is None
+    assert precompute_range_bars(*args).continuity_valid is True  # default tolerance 0.001
