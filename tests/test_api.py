@@ -246,3 +246,27 @@ def test_precompute_validate_on_complete_paths(env: tuple[Path, Mirror]) -> None
     skipped = precompute_range_bars(*args, continuity_tolerance_pct=0.0, validate_on_complete="skip")
     assert skipped.continuity_valid is None
     assert precompute_range_bars(*args).continuity_valid is True  # default tolerance 0.001
+
+
+def test_exness_bar_spanning_several_days(env: tuple[Path, Mirror]) -> None:
+    """At 100 dbps a EURGBP bar opens on Friday 2023-06-23 and closes on Monday 06-26: asked day by
+    day, it is carried by checkpoints across the weekend and its spread statistics cover all its ticks."""
+    start, end = "2023-06-22", "2023-06-27"
+    for day in ("2023-06-22", "2023-06-23", "2023-06-24", "2023-06-25", "2023-06-26", "2023-06-27"):
+        get_range_bars("EURGBP", day, day, 100, source="exness")
+    cached = get_range_bars("EURGBP", start, end, 100, source="exness", output="polars")
+    fresh = get_range_bars("EURGBP", start, end, 100, source="exness", output="polars", use_cache=False)
+    assert isinstance(cached, pl.DataFrame) and isinstance(fresh, pl.DataFrame)
+    assert_frame_equal(cached, fresh, check_exact=True)
+    days = (pl.col("close_time").dt.date() - pl.col("open_time").dt.date()).dt.total_days()
+    long = cached.filter(days >= 3).row(0, named=True)
+    assert (long["open_time"].date(), long["close_time"].date()) == (date(2023, 6, 23), date(2023, 6, 26))
+    ticks = TickStore().get_ticks("exness", "spot", "EURGBP", "2023-06-23", "2023-06-26")
+    inside = ticks.filter(
+        pl.col("agg_trade_id").is_between(long["first_agg_trade_id"], long["last_agg_trade_id"])
+    )
+    spread = (inside["ask"] - inside["bid"]).cast(pl.Float64)
+    assert long["spread_tick_count"] == inside.height == long["agg_record_count"]
+    assert inside["timestamp"].dt.date().n_unique() >= 3
+    assert (long["spread_min"], long["spread_max"]) == (spread.min(), spread.max())
+    assert long["spread_avg"] == pytest.approx(spread.mean(), rel=1e-12)
