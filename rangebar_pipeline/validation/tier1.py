@@ -91,6 +91,10 @@ def validate_tier1(
     with ``same_timestamp_gate=True`` a bar may legitimately close below its high (or above its low),
     so ``breach_consistent`` is not applicable.
 
+    >>> from rangebar_pipeline import process_trades_polars
+    >>> trades = {"timestamp": [1_700_000_000_000, 1_700_000_001_000], "price": [100.0, 100.25],
+    ...           "quantity": [1, 2]}
+    >>> bars = process_trades_polars(trades, 250, output="polars")
     >>> validate_tier1(bars, threshold_decimal_bps=250).failures
     []
     """
