@@ -175,6 +175,23 @@ def test_validation_results_read_like_7_1_3_dicts(trades: list[dict[str, Any]]) 
     assert {k: dict(ours)[k] for k in ("is_valid", "bar_count", "discontinuity_count")} == {
         k: ref[k] for k in ("is_valid", "bar_count", "discontinuity_count")
     }
+    jump = pd.DataFrame(
+        {
+            "Open": [1.0, 1.2],
+            "High": [1.0, 1.2],
+            "Low": [1.0, 1.2],
+            "Close": [1.0, 1.2],
+            "Volume": [1.0, 1.0],
+        },
+        index=pd.date_range("2024-01-01", periods=2, tz="UTC"),
+    )
+    broken, ref_broken = dict(rangebar_pipeline.validate_continuity(jump)), rangebar.validate_continuity(jump)
+    assert broken["is_valid"] is ref_broken["is_valid"] is False
+    ours_gap, ref_gap = broken["discontinuities"][0], ref_broken["discontinuities"][0]  # type: ignore[index]
+    assert {k: ours_gap[k] for k in ref_gap} == ref_gap  # type: ignore[index]
+    from rangebar_pipeline.validation.tier2 import validate_tier2
+
+    assert validate_tier2(wide, target_col="forward_return").target == "forward_return"
     tier1 = validate_tier1(df=wide)
     assert tier1["tier1_passed"] and "no_nan" in tier1 and list(tier1.keys()) == list(tier1)
     for empty in (pd.DataFrame(), pl.DataFrame()):  # 7.1.3: a failed dict; before: a crash
