@@ -248,12 +248,16 @@ def _day_list(days: list[date]) -> str:
 
 
 def _check_continuity(
-    bars: pl.DataFrame, threshold: int, tolerance_pct: float | None, action: str, what: str
+    bars: pl.DataFrame, series: Series, threshold: int, tolerance_pct: float | None, action: str
 ) -> bool:
-    """Run :func:`validate_continuity` on ``bars``; act on breaks (``raise``/``error``, ``warn``, ``log``)."""
+    """Run :func:`validate_continuity` on ``bars``; act on breaks (``raise``/``error``, ``warn``, ``log``).
+
+    Trade ids are checked for Binance only (Exness ids are synthetic: timestamp x 1000 + rank).
+    """
     from rangebar_pipeline.validation.continuity import validate_continuity
 
-    result = validate_continuity(bars, tolerance_pct, threshold)
+    what = f"{series} {threshold} dbps"
+    result = validate_continuity(bars, tolerance_pct, threshold, check_ids=series.source == "binance")
     if result.is_valid:
         return True
     found = [d.to_dict() for d in result.discontinuities[:10]]
@@ -420,7 +424,7 @@ def get_n_range_bars(
         fetch_if_missing=fetch_if_missing, warn_if_fewer=warn_if_fewer, cache_dir=cache_dir,
     )  # fmt: skip
     if validate_on_return and bars.height > 1:
-        _check_continuity(bars, threshold, None, continuity_action, f"{series} {threshold} dbps")
+        _check_continuity(bars, series, threshold, None, continuity_action)
     return _output(bars, output, include_microstructure)
 
 
@@ -611,9 +615,7 @@ def precompute_range_bars(
             bar.close()
     valid: bool | None = None
     if validate_on_complete != "skip":
-        valid = _check_continuity(
-            run.bars, threshold, continuity_tolerance_pct, validate_on_complete, f"{series} {threshold} dbps"
-        )
+        valid = _check_continuity(run.bars, series, threshold, continuity_tolerance_pct, validate_on_complete)
     return PrecomputeResult(
         series.key, threshold, start, end, len(run.computed), len(run.cached), run.bars.height,
         run.ticks, time.perf_counter() - began, valid,
