@@ -222,12 +222,13 @@ def materialize_days(
     return run
 
 
-def _exness_source(validation: str) -> ExnessSource:
+def _exness_source(series: Series, validation: str) -> ExnessSource | None:
+    """The Exness source with quote checks at ``validation`` (None for other sources)."""
     if validation not in STRICTNESS_LEVELS:
         raise ValueError(
             f"Unknown validation level: {validation!r}; expected one of {list(STRICTNESS_LEVELS)}"
         )
-    return ExnessSource(strictness=validation)
+    return ExnessSource(strictness=validation) if series.source == "exness" else None
 
 
 def _unavailable_days(
@@ -316,7 +317,7 @@ def get_range_bars(
     series = Series.of(symbol, source=source, market=market)
     threshold = resolve_threshold(threshold_decimal_bps)
     start, end = _range(start_date, end_date)
-    exness = _exness_source(validation)
+    exness = _exness_source(series, validation)
     if use_cache:
         ticks = TickStore(cache_dir, exness=exness)
         with BarStore(cache_dir=cache_dir) as store:
