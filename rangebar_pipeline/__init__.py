@@ -58,17 +58,24 @@ from rangebar_pipeline.exceptions import (
 from rangebar_pipeline.frames import bars_to_pandas
 from rangebar_pipeline.processing import (
     Checkpoint,
+    PositionVerification,
     RangeBarProcessor,
     process_trades_chunked,
     process_trades_polars,
     process_trades_to_dataframe,
+    process_trades_to_dataframe_cached,
 )
 from rangebar_pipeline.schema import BAR_COLUMNS, FEATURE_COLUMNS
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.validation import (
+    ASSET_CLASS_MULTIPLIERS,
     VALIDATION_PRESETS,
     AssetClass,
+    GapInfo,
     GapTier,
+    TieredValidationResult,
+    TierSummary,
+    TierThresholds,
     ValidationPreset,
     detect_asset_class,
     validate_conservation,
@@ -83,6 +90,7 @@ __version__ = _core_version
 
 
 __all__ = [
+    "ASSET_CLASS_MULTIPLIERS",
     "BAR_COLUMNS",
     "CONTINUITY_TOLERANCE_PCT",
     "FEATURE_COLUMNS",
@@ -101,11 +109,13 @@ __all__ = [
     "CorruptArchiveError",
     "DataNotFoundError",
     "DownloadError",
+    "GapInfo",
     "GapTier",
     "InvalidThresholdError",
     "InvalidTradeError",
     "MissingColumnError",
     "PipelineConfigError",
+    "PositionVerification",
     "PrecomputeProgress",
     "PrecomputeResult",
     "RangeBarError",
@@ -115,6 +125,9 @@ __all__ = [
     "StoreError",
     "StoreLockedError",
     "ThresholdTooSmallError",
+    "TierSummary",
+    "TierThresholds",
+    "TieredValidationResult",
     "TimestampUnitError",
     "UnsortedTradesError",
     "ValidationPreset",
@@ -130,6 +143,7 @@ __all__ = [
     "process_trades_chunked",
     "process_trades_polars",
     "process_trades_to_dataframe",
+    "process_trades_to_dataframe_cached",
     "resolve_threshold",
     "validate_conservation",
     "validate_continuity",

@@ -12,6 +12,8 @@ requested range are never recomputed implicitly.
 
 from __future__ import annotations
 
+import logging
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -26,10 +28,11 @@ import pyarrow as pa
 
 from rangebar_pipeline.backfill import with_spreads
 from rangebar_pipeline.constants import resolve_threshold
-from rangebar_pipeline.exceptions import ContinuityError, DataNotFoundError
+from rangebar_pipeline.exceptions import ContinuityError, ContinuityWarning, DataNotFoundError
 from rangebar_pipeline.frames import OutputFormat, convert_bars, empty_bars
 from rangebar_pipeline.processing import RangeBarProcessor
 from rangebar_pipeline.series import Series
+from rangebar_pipeline.sources.exness import STRICTNESS_LEVELS, ExnessSource, Strictness
 from rangebar_pipeline.storage.bars import BarStore, DayWrite, checkpoint_sha256
 from rangebar_pipeline.storage.ticks import TickStore
 
@@ -49,6 +52,8 @@ __all__ = [
 Frame: TypeAlias = pd.DataFrame | pl.DataFrame | pa.Table
 InvalidateMode = Literal["smart", "overlap", "full", "none"]
 ValidateMode = Literal["error", "warn", "skip"]
+ContinuityAction = Literal["warn", "raise", "log"]
+_log = logging.getLogger("rangebar_pipeline")
 
 
 # --- arguments ----------------------------------------------------------------------------------------
@@ -64,7 +69,7 @@ def parse_day(value: date | datetime | str, *, name: str = "date") -> date:
         try:
             return datetime.strptime(value.strip(), "%Y-%m-%d").date()
         except ValueError:
-            raise ValueError(f"invalid {name} {value!r}: expected YYYY-MM-DD") from None
+            raise ValueError(f"Invalid date format: {name} {value!r}; expected YYYY-MM-DD") from None
     raise TypeError(f"{name} must be a YYYY-MM-DD string or a date, got {type(value).__name__}")
 
 
@@ -247,6 +252,56 @@ def _walk_days(
     return prev_cp, prev_sha, prev_day
 
 
+def _exness_source(series: Series, validation: str) -> ExnessSource | None:
+    """The Exness source with quote checks at ``validation`` (None for other sources)."""
+    if validation not in STRICTNESS_LEVELS:
+        raise ValueError(
+            f"Unknown validation level: {validation!r}; expected one of {list(STRICTNESS_LEVELS)}"
+        )
+    return ExnessSource(strictness=validation) if series.source == "exness" else None
+
+
+def _unavailable_days(
+    store: BarStore, ticks: TickStore, series: Series, threshold: int, *, start: date, end: date
+) -> list[date]:
+    """Days neither covered by the bar store nor present in the tick cache."""
+    covered = store.covered_days(series, threshold, start, end)
+    return [
+        d
+        for d in _days(start, end)
+        if d not in covered and not ticks.has_day(series.source, series.market, series.symbol, d)
+    ]
+
+
+def _day_list(days: list[date]) -> str:
+    shown = ", ".join(d.isoformat() for d in days[:10])
+    return shown + (f" (+{len(days) - 10} more)" if len(days) > 10 else "")
+
+
+def _check_continuity(
+    bars: pl.DataFrame, series: Series, threshold: int, tolerance_pct: float | None, action: str
+) -> bool:
+    """Run :func:`validate_continuity` on ``bars``; act on breaks (``raise``/``error``, ``warn``, ``log``).
+
+    Trade ids are checked for Binance only (Exness ids are synthetic: timestamp x 1000 + rank).
+    """
+    from rangebar_pipeline.validation.continuity import validate_continuity
+
+    what = f"{series} {threshold} dbps"
+    result = validate_continuity(bars, tolerance_pct, threshold, check_ids=series.source == "binance")
+    if result.is_valid:
+        return True
+    found = [d.to_dict() for d in result.discontinuities[:10]]
+    message = f"Found {result.discontinuity_count} discontinuities in {result.bar_count} bars of {what}"
+    if action in ("raise", "error"):
+        raise ContinuityError(message, found)
+    if action == "warn":
+        warnings.warn(message, ContinuityWarning, stacklevel=3)
+    else:
+        _log.warning(message)
+    return False
+
+
 def _incomplete(checkpoint: bytes | None) -> pl.DataFrame:
     if checkpoint is None:
         return empty_bars()
@@ -268,6 +323,7 @@ def get_range_bars(
     *,
     source: str = "binance",
     market: str = "spot",
+    validation: Strictness = "strict",
     include_incomplete: bool = False,
     include_microstructure: bool = False,
     use_cache: bool = True,
@@ -278,8 +334,11 @@ def get_range_bars(
     """Range bars of ``symbol`` closed during the UTC days ``[start_date, end_date]``.
 
     Served from the bar cache when the whole range is covered, else computed from the tick cache
-    (days downloaded when missing and ``fetch_if_missing``), stored, and returned. ``use_cache=False``
-    bypasses the bar cache: the range is then processed as one stream from a fresh processor.
+    (days downloaded when missing and ``fetch_if_missing``), stored, and returned. With
+    ``fetch_if_missing=False`` a range that neither store can answer gives an empty frame and a
+    ``UserWarning`` naming the missing days. ``use_cache=False`` neither reads nor writes any store:
+    the range is downloaded into a throw-away directory and processed as one stream from a fresh
+    processor. ``validation`` is the Exness quote check (``permissive``/``strict``/``paranoid``).
     ``include_incomplete`` appends the trailing unfinished bar (features computed). Output: a
     backtesting.py-ready pandas frame (``output="polars"``/``"arrow"`` for every column).
 
@@ -288,16 +347,29 @@ def get_range_bars(
     series = Series.of(symbol, source=source, market=market)
     threshold = resolve_threshold(threshold_decimal_bps)
     start, end = _range(start_date, end_date)
-    ticks = TickStore(cache_dir)
+    exness = _exness_source(series, validation)
     if use_cache:
+        ticks = TickStore(cache_dir, exness=exness)
         with BarStore(cache_dir=cache_dir) as store:
+            if not fetch_if_missing and (
+                absent := _unavailable_days(store, ticks, series, threshold, start=start, end=end)
+            ):
+                warnings.warn(
+                    f"no cached bars or ticks for {series} {threshold} dbps on {_day_list(absent)} and "
+                    "fetch_if_missing=False: returning an empty frame",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                return _output(empty_bars(), output, include_microstructure)
             run = materialize_days(
                 series, threshold, start, end, store=store, ticks=ticks, fetch_if_missing=fetch_if_missing
             )
     else:
-        run = materialize_days(
-            series, threshold, start, end, store=None, ticks=ticks, fetch_if_missing=fetch_if_missing
-        )
+        with tempfile.TemporaryDirectory(prefix="rangebar-no-cache-") as scratch:
+            run = materialize_days(
+                series, threshold, start, end, store=None, ticks=TickStore(scratch, exness=exness),
+                fetch_if_missing=True,
+            )  # fmt: skip
     bars = run.bars
     if include_incomplete:
         bars = pl.concat([bars, _incomplete(run.checkpoint)], how="diagonal_relaxed")
@@ -340,6 +412,9 @@ def get_n_range_bars(
     fetch_if_missing: bool = True,
     max_lookback_days: int = 90,
     warn_if_fewer: bool = True,
+    validate_on_return: bool = False,
+    continuity_action: ContinuityAction = "warn",
+    chunk_size: int = 100_000,
     cache_dir: str | Path | None = None,
     output: OutputFormat = "pandas",
 ) -> Frame:
@@ -348,18 +423,60 @@ def get_n_range_bars(
     Walks back from ``end_date`` over a window that doubles (1, 2, 4, ... days, at most
     ``max_lookback_days``) until it holds ``n_bars`` bars. Days the source does not have at the recent
     end (not yet published) are skipped; a missing day before data was found ends the walk. Fewer bars
-    only when the data or the lookback runs out, with a ``UserWarning`` saying which.
+    only when the data or the lookback runs out, with a ``UserWarning`` saying which
+    (``max_lookback_days=0``: an empty frame and the warning). ``validate_on_return`` checks the
+    returned bars with :func:`validate_continuity` and then warns, raises
+    :class:`ContinuityError` or logs, per ``continuity_action``. ``chunk_size`` is accepted for
+    7.1.3 callers; the kernel streams each day without chunking, so it changes nothing.
     """
     if isinstance(n_bars, bool) or not isinstance(n_bars, int) or n_bars <= 0:
-        raise ValueError(f"n_bars must be a positive integer, got {n_bars!r}")
-    if max_lookback_days < 1:
-        raise ValueError(f"max_lookback_days must be >= 1, got {max_lookback_days}")
+        raise ValueError(f"n_bars must be > 0 (a positive integer), got {n_bars!r}")
+    if max_lookback_days < 0:
+        raise ValueError(f"max_lookback_days must be >= 0, got {max_lookback_days}")
+    if continuity_action not in ("warn", "raise", "log"):
+        raise ValueError(
+            f"continuity_action must be one of ['warn', 'raise', 'log'], got {continuity_action!r}"
+        )
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     series = Series.of(symbol, source=source, market=market)
     threshold = resolve_threshold(threshold_decimal_bps)
     end = parse_day(end_date, name="end_date") if end_date is not None else datetime.now(UTC).date()
+    if max_lookback_days == 0:
+        if warn_if_fewer:
+            warnings.warn(
+                f"returning 0 bars instead of the requested {n_bars}: max_lookback_days=0",
+                UserWarning,
+                stacklevel=2,
+            )
+        return _output(empty_bars(), output, include_microstructure)
+    bars = _last_n_bars(
+        series, threshold, n_bars, end, max_lookback_days, use_cache=use_cache,
+        fetch_if_missing=fetch_if_missing, warn_if_fewer=warn_if_fewer, cache_dir=cache_dir,
+    )  # fmt: skip
+    if validate_on_return and bars.height > 1:
+        _check_continuity(bars, series, threshold, None, continuity_action)
+    return _output(bars, output, include_microstructure)
+
+
+def _last_n_bars(
+    series: Series,
+    threshold: int,
+    n_bars: int,
+    end: date,
+    max_lookback_days: int,
+    *,
+    use_cache: bool,
+    fetch_if_missing: bool,
+    warn_if_fewer: bool,
+    cache_dir: str | Path | None,
+) -> pl.DataFrame:
+    """The walk of :func:`get_n_range_bars`; ``use_cache=False`` uses a throw-away tick directory."""
     floor = end - timedelta(days=max_lookback_days - 1)
-    ticks = TickStore(cache_dir)
+    scratch = None if use_cache else tempfile.TemporaryDirectory(prefix="rangebar-no-cache-")
+    ticks = TickStore(cache_dir if scratch is None else scratch.name)
     store = BarStore(cache_dir=cache_dir) if use_cache else None
+    fetch_if_missing = fetch_if_missing or scratch is not None
     try:
         window, reason = 1, ""
         while True:
@@ -369,7 +486,7 @@ def get_n_range_bars(
                 fetch_if_missing=fetch_if_missing, skip_missing=True,
             )  # fmt: skip
             if run.bars.height >= n_bars:
-                return _output(run.bars.tail(n_bars), output, include_microstructure)
+                return run.bars.tail(n_bars)
             present = [d for d in _days(start, end) if d not in run.missing]
             if present and start in run.missing:
                 reason = f"no data for {series} before {min(present)} (source has no day {start})"
@@ -381,18 +498,20 @@ def get_n_range_bars(
     finally:
         if store is not None:
             store.close()
+        if scratch is not None:
+            scratch.cleanup()
     if warn_if_fewer:
         warnings.warn(
             f"returning {run.bars.height} bars instead of the requested {n_bars}: {reason}",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    return _output(run.bars, output, include_microstructure)
+    return run.bars
 
 
 @dataclass(frozen=True, slots=True)
 class PrecomputeProgress:
-    """One progress event of :func:`precompute_range_bars` (one per day)."""
+    """One progress event of :func:`precompute_range_bars` (one per day; 7.1.3 reported months)."""
 
     phase: Literal["cached", "computed", "missing"]
     current_day: date
@@ -401,6 +520,13 @@ class PrecomputeProgress:
     bars_generated: int
     ticks_processed: int
     elapsed_seconds: float
+    months_completed: int = 0
+    months_total: int = 0
+
+    @property
+    def current_month(self) -> str:
+        """``YYYY-MM`` of :attr:`current_day` (7.1.3's field)."""
+        return self.current_day.strftime("%Y-%m")
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,21 +544,15 @@ class PrecomputeResult:
     elapsed_seconds: float
     continuity_valid: bool | None
 
+    @property
+    def symbol(self) -> str:
+        """The symbol of :attr:`series` (7.1.3's field)."""
+        return Series.from_key(self.series).symbol
 
-def _continuity_problems(bars: pl.DataFrame) -> list[dict[str, Any]]:
-    """Junctions where a bar does not start strictly after the previous one ended (ids and times)."""
-    if bars.height < 2:
-        return []
-    frame = bars.select(
-        "open_time", "first_agg_trade_id",
-        pl.col("close_time").shift(1).alias("prev_close_time"),
-        pl.col("last_agg_trade_id").shift(1).alias("prev_last_agg_trade_id"),
-    ).with_row_index("bar_index").slice(1)  # fmt: skip
-    bad = frame.filter(
-        (pl.col("first_agg_trade_id") <= pl.col("prev_last_agg_trade_id"))
-        | (pl.col("open_time") < pl.col("prev_close_time"))
-    )
-    return bad.head(10).to_dicts()
+    @property
+    def cache_key(self) -> str:
+        """``<symbol>_<threshold>``, 7.1.3's key (the store itself keys by series, threshold and day)."""
+        return f"{self.symbol}_{self.threshold_decimal_bps}"
 
 
 def precompute_range_bars(
@@ -443,20 +563,30 @@ def precompute_range_bars(
     *,
     source: str = "binance",
     market: str = "spot",
+    chunk_size: int = 100_000,
     invalidate_existing: InvalidateMode = "smart",
     progress_callback: Callable[[PrecomputeProgress], None] | None = None,
-    show_progress: bool = False,
+    include_microstructure: bool = False,
     validate_on_complete: ValidateMode = "error",
+    continuity_tolerance_pct: float = 0.001,
+    show_progress: bool = False,
     fetch_if_missing: bool = True,
     cache_dir: str | Path | None = None,
 ) -> PrecomputeResult:
     """Compute and store the bars of ``[start_date, end_date]`` day by day (resumable).
 
     ``invalidate_existing``: ``"smart"`` keeps covered days and computes the rest (an interrupted
-    run resumes where it stopped); ``"overlap"``/``"full"`` recompute every day of the range;
+    run resumes where it stopped); ``"overlap"`` recomputes every day of the range; ``"full"`` first
+    forgets every stored day of the series at this threshold, then computes the range;
     ``"none"`` does nothing when the series already has bars at this threshold.
-    ``validate_on_complete`` checks that stored bars follow each other without overlap.
+    ``validate_on_complete`` checks the stored bars of the range with :func:`validate_continuity`
+    (trade ids contiguous, times ordered, price gaps within threshold + ``continuity_tolerance_pct``,
+    a fraction): ``"error"`` raises :class:`ContinuityError`, ``"warn"`` warns. ``chunk_size`` and
+    ``include_microstructure`` are accepted for 7.1.3 callers: days are processed whole, and every
+    column, features included, is always stored.
     """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     if invalidate_existing not in ("smart", "overlap", "full", "none"):
         raise ValueError(
             "invalidate_existing must be one of ['smart', 'overlap', 'full', 'none'], "
@@ -478,6 +608,8 @@ def precompute_range_bars(
 
         bar = tqdm(total=total_days, unit="day", desc=f"{series} {threshold} dbps")
 
+    months = sorted({d.strftime("%Y-%m") for d in _days(start, end)})
+
     def on_day(day: date, phase: str, n_bars: int, n_ticks: int) -> None:
         counters["days"] += 1
         counters["bars"] += n_bars
@@ -491,12 +623,16 @@ def precompute_range_bars(
                     phase,  # type: ignore[arg-type]
                     day, counters["days"], total_days, counters["bars"], counters["ticks"],
                     time.perf_counter() - began,
+                    months.index(day.strftime("%Y-%m")) + (day == end or (day + timedelta(days=1)).day == 1),
+                    len(months),
                 )
             )  # fmt: skip
 
     ticks = TickStore(cache_dir)
     try:
         with BarStore(cache_dir=cache_dir) as store:
+            if invalidate_existing == "full":
+                store.invalidate(series, threshold)
             if invalidate_existing == "none" and store.count_bars(series, threshold) > 0:
                 return PrecomputeResult(
                     series.key, threshold, start, end, 0, 0, 0, 0, time.perf_counter() - began, None
@@ -510,15 +646,7 @@ def precompute_range_bars(
             bar.close()
     valid: bool | None = None
     if validate_on_complete != "skip":
-        problems = _continuity_problems(run.bars)
-        valid = not problems
-        if problems:
-            message = (
-                f"{len(problems)}+ overlapping junctions in the stored bars of {series} {threshold} dbps"
-            )
-            if validate_on_complete == "error":
-                raise ContinuityError(message, problems)
-            warnings.warn(message, UserWarning, stacklevel=2)
+        valid = _check_continuity(run.bars, series, threshold, continuity_tolerance_pct, validate_on_complete)
     return PrecomputeResult(
         series.key, threshold, start, end, len(run.computed), len(run.cached), run.bars.height,
         run.ticks, time.perf_counter() - began, valid,

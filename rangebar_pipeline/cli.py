@@ -61,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bars.add_argument("--microstructure", action="store_true", help="print the feature columns too")
     bars.add_argument("--incomplete", action="store_true", help="append the trailing unfinished bar")
-    bars.add_argument("--no-cache", action="store_true", help="bypass the bar cache")
+    bars.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="read and write no cache (download into a temporary directory)",
+    )
     bars.add_argument("--no-fetch", action="store_true", help="never download; use cached ticks only")
 
     pre = commands.add_parser("precompute", help="compute and store bars day by day (resumable)")
@@ -116,7 +120,7 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
     for threshold in args.threshold or [250]:
         result = precompute_range_bars(
             args.symbol, args.start, args.end, threshold, source=args.source, market=args.market,
-            invalidate_existing="full" if args.recompute else "smart", show_progress=not args.no_progress,
+            invalidate_existing="overlap" if args.recompute else "smart", show_progress=not args.no_progress,
             cache_dir=args.cache_dir,
         )  # fmt: skip
         print(

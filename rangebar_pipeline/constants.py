@@ -46,7 +46,7 @@ def resolve_threshold(threshold: str | SupportsIndex) -> int:
             return THRESHOLD_PRESETS[threshold.strip().lower()]
         except KeyError:
             raise InvalidThresholdError(
-                f"unknown threshold preset {threshold!r}; valid presets: {sorted(THRESHOLD_PRESETS)}"
+                f"Unknown threshold preset: {threshold!r}; valid presets: {sorted(THRESHOLD_PRESETS)}"
             ) from None
     try:
         if isinstance(threshold, bool):

@@ -2,8 +2,11 @@
 
 Every error the package raises on purpose derives from :class:`RangeBarError`. Errors about bad
 arguments or bad input rows also derive from :class:`ValueError` so that callers catching the
-built-in type keep working. The Rust kernel raises the kernel errors below (it imports them from
-this module), so one ``except`` clause covers both sides of the boundary.
+built-in type keep working; where rangebar 7.1.3 raised another built-in type for the same
+failure (``RuntimeError`` for unsorted trades, failed fetches and stores, ``KeyError`` for a missing
+trade field), that type is a base too, so 7.1.3's ``except`` clauses still catch them. The Rust kernel raises
+the kernel errors below (it imports them from this module), so one ``except`` clause covers both
+sides of the boundary.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ class InvalidTradeError(RangeBarError, ValueError):
     """An input trade the kernel refuses (bad price, quantity or ids); the message names the row."""
 
 
-class UnsortedTradesError(InvalidTradeError):
+class UnsortedTradesError(InvalidTradeError, RuntimeError):
     """``(timestamp, agg_trade_id)`` is not strictly increasing at the named row."""
 
 
@@ -38,8 +41,11 @@ class AccumulatorOverflowError(RangeBarError, OverflowError):
     """A bar accumulator would overflow its fixed-point range."""
 
 
-class MissingColumnError(RangeBarError, ValueError):
+class MissingColumnError(RangeBarError, ValueError, KeyError):
     """A required input column (or one of its aliases) is missing."""
+
+    def __str__(self) -> str:  # the message, not KeyError's quoted repr
+        return Exception.__str__(self)
 
 
 class TimestampUnitError(RangeBarError, ValueError):
@@ -53,7 +59,7 @@ class CheckpointError(RangeBarError, ValueError):
 # --- sources ----------------------------------------------------------------------------------
 
 
-class SourceError(RangeBarError):
+class SourceError(RangeBarError, RuntimeError):
     """A data source failed (download, verification or parsing)."""
 
 
@@ -76,7 +82,7 @@ class DownloadError(SourceError):
 # --- storage ----------------------------------------------------------------------------------
 
 
-class StoreError(RangeBarError):
+class StoreError(RangeBarError, RuntimeError):
     """A tick or bar store failed."""
 
 

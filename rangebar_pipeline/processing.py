@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -13,12 +15,44 @@ import pyarrow as pa
 
 from rangebar_pipeline import _core
 from rangebar_pipeline.constants import resolve_threshold
-from rangebar_pipeline.exceptions import RangeBarError
-from rangebar_pipeline.frames import OutputFormat, bars_from_columns, convert_bars, empty_bars
+from rangebar_pipeline.exceptions import CheckpointError, RangeBarError
+from rangebar_pipeline.frames import OutputFormat, bars_from_columns, bars_to_pandas, convert_bars, empty_bars
+from rangebar_pipeline.records import bars_from_records, bars_to_records
 from rangebar_pipeline.streaming import batches, is_stream, parquet_row_groups, prefetch
 from rangebar_pipeline.trades import TimestampUnit, TradesLike, normalize_trades
 
 Checkpoint = _core.Checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class PositionVerification:
+    """Where the next trade stands against the last one (:meth:`RangeBarProcessor.verify_position`).
+
+    With a last trade id: exact when the next id is ``last + 1``, else a gap; without one (nothing
+    processed yet), only the time since the last trade is known.
+    """
+
+    expected_id: int | None
+    actual_id: int
+    gap_ms: int
+
+    @property
+    def is_exact(self) -> bool:
+        return self.expected_id is not None and self.actual_id == self.expected_id
+
+    @property
+    def has_gap(self) -> bool:
+        return self.expected_id is not None and self.actual_id != self.expected_id
+
+    def gap_details(self) -> tuple[int, int, int] | None:
+        """``(expected_id, actual_id, missing)`` when there is a gap."""
+        if self.expected_id is None or not self.has_gap:
+            return None
+        return self.expected_id, self.actual_id, self.actual_id - self.expected_id
+
+    def timestamp_gap_ms(self) -> int | None:
+        """Milliseconds since the last trade, when no trade id is known."""
+        return self.gap_ms if self.expected_id is None else None
 
 
 class RangeBarProcessor:
@@ -39,9 +73,9 @@ class RangeBarProcessor:
     def __init__(
         self,
         threshold_decimal_bps: int | str = 250,
+        symbol: str | None = None,
         *,
         same_timestamp_gate: bool = False,
-        symbol: str | None = None,
     ) -> None:
         self._inner = _core.Processor(
             resolve_threshold(threshold_decimal_bps), same_timestamp_gate=same_timestamp_gate
@@ -50,9 +84,18 @@ class RangeBarProcessor:
 
     @classmethod
     def from_checkpoint(
-        cls, checkpoint: Checkpoint | bytes | str, *, symbol: str | None = None
+        cls, checkpoint: Checkpoint | bytes | str | Mapping[str, Any], *, symbol: str | None = None
     ) -> RangeBarProcessor:
-        """Continue from a checkpoint (object, its bytes, or its JSON text)."""
+        """Continue from a checkpoint (object, its bytes, its JSON text, or a
+        :meth:`create_checkpoint` dict)."""
+        if isinstance(checkpoint, Mapping):
+            symbol = symbol if symbol is not None else checkpoint.get("symbol")
+            if "state" not in checkpoint:
+                raise CheckpointError(
+                    "Invalid checkpoint: no lossless 'state' (a rangebar 7.1.3 checkpoint dict cannot "
+                    "be resumed exactly; recompute from the trades, see docs/migration.md)"
+                )
+            checkpoint = Checkpoint.from_json(json.dumps(checkpoint["state"]))
         if isinstance(checkpoint, bytes | bytearray | memoryview):
             checkpoint = Checkpoint.from_bytes(bytes(checkpoint))
         elif isinstance(checkpoint, str):
@@ -132,6 +175,68 @@ class RangeBarProcessor:
         """A lossless snapshot (``to_bytes()``, ``to_json()``, picklable)."""
         return self._inner.checkpoint()
 
+    # --- rangebar 7.1.3 names -----------------------------------------------------------------
+
+    def process_trades(self, trades: TradesLike) -> list[dict[str, Any]]:
+        """Process trades (7.1.3: a list of dicts); return the closed bars as dicts
+        (``timestamp`` = close time in RFC 3339, then every bar column). Stateful, like :meth:`process`."""
+        return bars_to_records(self.process(trades))
+
+    def process_trades_streaming(self, trades: TradesLike) -> list[dict[str, Any]]:
+        """7.1.3's streaming variant; here the same (stateful, batch rule) as :meth:`process_trades`."""
+        return self.process_trades(trades)
+
+    def to_dataframe(
+        self, bars: Sequence[Mapping[str, Any]] | pl.DataFrame, include_microstructure: bool = False
+    ) -> pd.DataFrame:
+        """backtesting.py-ready pandas frame of bars from :meth:`process_trades` (or :meth:`process`)."""
+        frame = bars if isinstance(bars, pl.DataFrame) else bars_from_records(bars)
+        return bars_to_pandas(frame, include_microstructure=include_microstructure)
+
+    def get_incomplete_bar(self) -> dict[str, Any] | None:
+        """The trailing bar as a 7.1.3-style dict (``timestamp`` first), or None."""
+        records = bars_to_records(self.incomplete_bar_frame())
+        return records[0] if records else None
+
+    def create_checkpoint(self, symbol: str | None = None) -> dict[str, Any]:
+        """A JSON-able checkpoint dict: 7.1.3's summary keys plus the lossless ``state``.
+
+        Raises ``ValueError`` (7.1.3) when no symbol is given here or at construction.
+        """
+        symbol = symbol if symbol is not None else self.symbol
+        if not symbol:
+            raise CheckpointError(
+                "Symbol required for checkpoint creation: pass symbol= here or to the processor"
+            )
+        state = self.checkpoint()
+        last_us = state.last_timestamp_us
+        return {
+            "symbol": symbol,
+            "threshold_decimal_bps": self.threshold_decimal_bps,
+            "incomplete_bar": self.get_incomplete_bar(),
+            "last_timestamp_us": last_us,
+            "last_timestamp_ms": None if last_us is None else last_us // 1000,
+            "last_trade_id": state.last_agg_trade_id,
+            "has_incomplete_bar": state.has_incomplete_bar,
+            "state": json.loads(state.to_json()),
+        }
+
+    def verify_position(self, first_trade: Mapping[str, Any]) -> PositionVerification:
+        """Check that ``first_trade`` (of the next file) continues the processed stream (7.1.3)."""
+        state = self.checkpoint()
+        timestamp = normalize_trades([dict(first_trade)]).timestamp_us[0]
+        last = state.last_agg_trade_id
+        gap_ms = int(timestamp - (state.last_timestamp_us or 0)) // 1000
+        return PositionVerification(
+            None if last is None else last + 1, int(first_trade.get("agg_trade_id", 0)), gap_ms
+        )
+
+    def reset(self) -> None:
+        """Forget all state (the incomplete bar too); keep threshold and options."""
+        self._inner = _core.Processor(
+            self.threshold_decimal_bps, same_timestamp_gate=self.same_timestamp_gate
+        )
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (_restore, (self.checkpoint().to_bytes(), self.symbol))
 
@@ -192,6 +297,22 @@ def process_trades_to_dataframe(
     return frame
 
 
+def process_trades_to_dataframe_cached(
+    trades: TradesLike,
+    symbol: str,
+    threshold_decimal_bps: int | str = 250,
+    cache: object | None = None,
+) -> pd.DataFrame:
+    """rangebar 7.1.3's cached variant of :func:`process_trades_to_dataframe`; same bars.
+
+    The bar store keeps series by UTC day (:func:`~rangebar_pipeline.get_range_bars`), not arbitrary
+    trade sets, so these bars are computed each call (the kernel is faster than a store round trip);
+    ``symbol`` and ``cache`` are accepted for 7.1.3 callers and not used.
+    """
+    del symbol, cache
+    return process_trades_to_dataframe(trades, threshold_decimal_bps)
+
+
 def _chunks(trades: Iterable[Any], chunk_size: int) -> Iterator[Any]:
     """Group trade dicts into lists of ``chunk_size``; pass frames/columnar chunks through."""
     iterator = iter(trades)
@@ -205,10 +326,10 @@ def _chunks(trades: Iterable[Any], chunk_size: int) -> Iterator[Any]:
 
 
 def process_trades_chunked(
-    trades: Iterable[Any],
+    trades_iterator: Iterable[Any],
     threshold_decimal_bps: int | str = 250,
-    *,
     chunk_size: int = 100_000,
+    *,
     include_microstructure: bool = False,
     include_incomplete: bool = False,
     timestamp_unit: TimestampUnit | None = None,
@@ -216,14 +337,14 @@ def process_trades_chunked(
 ) -> Iterator[pd.DataFrame]:
     """Process a stream chunk by chunk with one stateful processor; yields non-empty bar frames.
 
-    ``trades`` is an iterable of trade dicts (grouped into lists of ``chunk_size``) or of frames
+    ``trades_iterator`` is an iterable of trade dicts (grouped into lists of ``chunk_size``) or of frames
     (each processed as one chunk). The concatenated output equals the one-shot result bar for bar;
     ``include_incomplete`` appends the trailing bar after the stream ends.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     processor = RangeBarProcessor(threshold_decimal_bps, same_timestamp_gate=same_timestamp_gate)
-    for chunk in _chunks(trades, chunk_size):
+    for chunk in _chunks(trades_iterator, chunk_size):
         bars = processor.process(chunk, timestamp_unit=timestamp_unit)
         if bars.height:
             yield convert_bars(bars, "pandas", include_microstructure=include_microstructure)  # type: ignore[misc]

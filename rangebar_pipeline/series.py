@@ -33,14 +33,14 @@ def parse_source(value: str) -> Source:
         return "binance"
     if name == "exness":
         return "exness"
-    raise ValueError(f"unknown source {value!r}: expected one of {list(SOURCES)}")
+    raise ValueError(f"Unknown source: {value!r}; expected one of {list(SOURCES)}")
 
 
 def parse_market(value: str, *, source: Source = "binance") -> Market:
     """Return the canonical market for ``value``; Exness has only ``spot``."""
     name = str(value).strip().lower()
     if name not in MARKET_ALIASES:
-        raise ValueError(f"unknown market {value!r}: expected one of {sorted(MARKET_ALIASES)}")
+        raise ValueError(f"Unknown market: {value!r}; expected one of {sorted(MARKET_ALIASES)}")
     market = MARKET_ALIASES[name]
     if source == "exness" and market != "spot":
         raise ValueError(f"source 'exness' has only market 'spot', got {value!r}")
@@ -57,9 +57,9 @@ class Series:
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
-            raise ValueError(f"unknown source {self.source!r}: expected one of {list(SOURCES)}")
+            raise ValueError(f"Unknown source: {self.source!r}; expected one of {list(SOURCES)}")
         if self.market not in MARKETS:
-            raise ValueError(f"unknown market {self.market!r}: expected one of {list(MARKETS)}")
+            raise ValueError(f"Unknown market: {self.market!r}; expected one of {list(MARKETS)}")
         if self.source == "exness" and self.market != "spot":
             raise ValueError(f"source 'exness' has only market 'spot', got {self.market!r}")
         if not _SYMBOL_RE.match(self.symbol):

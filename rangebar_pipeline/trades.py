@@ -136,7 +136,7 @@ def resolve_columns(frame: pl.DataFrame) -> dict[str, str]:
     missing = [c for c in REQUIRED if c not in found]
     if missing:
         wanted = "; ".join(f"{c} (or {', '.join(COLUMN_ALIASES[c][1:])})" for c in missing)
-        raise MissingColumnError(f"missing required trade column(s): {wanted}; found {sorted(names)}")
+        raise MissingColumnError(f"missing required columns: {wanted}; found {sorted(names)}")
     return found
 
 

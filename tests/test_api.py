@@ -21,7 +21,12 @@ from rangebar_pipeline.api import (
     invalidate,
     precompute_range_bars,
 )
-from rangebar_pipeline.exceptions import DataNotFoundError, InvalidThresholdError
+from rangebar_pipeline.exceptions import (
+    ContinuityError,
+    ContinuityWarning,
+    DataNotFoundError,
+    InvalidThresholdError,
+)
 from rangebar_pipeline.processing import RangeBarProcessor
 from rangebar_pipeline.schema import BAR_COLUMNS, FEATURE_COLUMNS, OHLCV_COLUMNS
 from rangebar_pipeline.series import Series
@@ -122,7 +127,7 @@ def test_precompute_then_get_equals_golden_and_is_idempotent(env: tuple[Path, Mi
     again = precompute_range_bars("ETHUSD_PERP", "2024-08-08", "2024-08-09", 25, market="cm")
     assert (again.days_computed, again.days_cached) == (0, 2)
     redone = precompute_range_bars(
-        "ETHUSD_PERP", "2024-08-09", "2024-08-09", 25, market="cm", invalidate_existing="full"
+        "ETHUSD_PERP", "2024-08-09", "2024-08-09", 25, market="cm", invalidate_existing="overlap"
     )
     assert redone.days_computed == 1
     assert count_bars("ETHUSD_PERP", 25, market="futures-cm") == expected.height, "one copy of each bar"
@@ -133,9 +138,21 @@ def test_precompute_then_get_equals_golden_and_is_idempotent(env: tuple[Path, Mi
     assert isinstance(cached, pd.DataFrame)
     assert_matches_golden(cached, expected)
     assert len(mirror.requests) == served
+    skipped = precompute_range_bars(
+        "ETHUSD_PERP", "2024-08-09", "2024-08-09", 25, market="cm", invalidate_existing="none"
+    )
+    assert (skipped.days_computed, skipped.days_cached, skipped.continuity_valid) == (0, 0, None)
+    # "full" forgets every stored day of the series at this threshold, then computes the range
+    full = precompute_range_bars(
+        "ETHUSD_PERP", "2024-08-09", "2024-08-09", 25, market="cm", invalidate_existing="full"
+    )
+    assert (full.days_computed, full.days_cached) == (1, 0)
+    assert count_bars("ETHUSD_PERP", 25, market="cm", start_date="2024-08-08", end_date="2024-08-08") == 0
+    assert count_bars("ETHUSD_PERP", 25, market="cm") == full.total_bars
 
 
 def test_a_range_with_a_missing_day_is_not_answered_from_cache(env: tuple[Path, Mirror]) -> None:
+    _, mirror = env
     get_range_bars("ETHUSDT", "2024-08-08", "2024-08-08", 25, market="um")
     assert get_cached_bars("ETHUSDT", "2024-08-08", "2024-08-09", 25, market="um") is None
     assert get_cached_bars("ETHUSDT", "2024-08-08", "2024-08-08", 25, market="um") is not None
@@ -147,8 +164,12 @@ def test_a_range_with_a_missing_day_is_not_answered_from_cache(env: tuple[Path, 
         get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", 25, market="um")
     assert invalidate("ETHUSDT", 25, market="um", start_date="2024-08-09", end_date="2024-08-09") == 1
     assert get_cached_bars("ETHUSDT", "2024-08-08", "2024-08-09", 25, market="um") is None
-    with pytest.raises(DataNotFoundError, match="fetch_if_missing=False"):
-        get_range_bars("ETHUSDT", "2024-08-08", "2024-08-09", 25, market="cm", fetch_if_missing=False)
+    # nothing stored and fetch_if_missing=False: an empty frame and a warning naming the days (7.1.3)
+    served = len(mirror.requests)
+    with pytest.warns(UserWarning, match=r"on 2024-08-08, 2024-08-09 and fetch_if_missing=False"):
+        empty = get_range_bars("ETHUSDT", "2024-08-08", "2024-08-09", 25, market="cm", fetch_if_missing=False)
+    assert isinstance(empty, pd.DataFrame) and empty.empty and list(empty.columns) == list(OHLCV_COLUMNS)
+    assert len(mirror.requests) == served
 
 
 def test_day_by_day_requests_continue_the_stream(env: tuple[Path, Mirror]) -> None:
@@ -183,21 +204,21 @@ def test_exness_bars_carry_spread_statistics(env: tuple[Path, Mirror]) -> None:
 
 
 def test_argument_validation_messages(env: tuple[Path, Mirror]) -> None:
-    with pytest.raises(InvalidThresholdError, match="unknown threshold preset 'huge'"):
+    with pytest.raises(InvalidThresholdError, match=r"^Unknown threshold preset: 'huge'"):
         get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", "huge")
     with pytest.raises(InvalidThresholdError, match="between 1 and 100000"):
         get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", 0)
-    with pytest.raises(ValueError, match="expected YYYY-MM-DD"):
+    with pytest.raises(ValueError, match=r"^Invalid date format: .*expected YYYY-MM-DD"):
         get_range_bars("BTCUSDT", "08/08/2024", "2024-08-09")
     with pytest.raises(ValueError, match="start_date must be <= end_date"):
         get_range_bars("BTCUSDT", "2024-08-09", "2024-08-08")
-    with pytest.raises(ValueError, match="unknown source 'kraken'"):
+    with pytest.raises(ValueError, match=r"^Unknown source: 'kraken'"):
         get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", source="kraken")
-    with pytest.raises(ValueError, match="unknown market 'margin'"):
+    with pytest.raises(ValueError, match=r"^Unknown market: 'margin'"):
         get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", market="margin")
     with pytest.raises(ValueError, match="only market 'spot'"):
         get_range_bars("EURGBP", "2023-06-23", "2023-06-23", source="exness", market="um")
-    with pytest.raises(ValueError, match="n_bars must be a positive integer"):
+    with pytest.raises(ValueError, match=r"^n_bars must be > 0"):
         get_n_range_bars("BTCUSDT", 0)
     with pytest.raises(ValueError, match="invalidate_existing must be one of"):
         precompute_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", invalidate_existing="some")  # type: ignore[arg-type]
@@ -210,3 +231,44 @@ def test_store_is_released_after_each_call(env: tuple[Path, Mirror]) -> None:
     with BarStore(cache_dir=tmp / "other") as other:  # a different chDB directory opens: nothing is held
         assert other.status().series == ()
     assert count_bars("BTCUSDT", 100, end_date=date(2024, 8, 8)) > 0
+
+
+def test_precompute_validate_on_complete_paths(env: tuple[Path, Mirror]) -> None:
+    """Real junction price gaps exceed 10 dbps + 0 tolerance 9 times in the spot BTCUSDT fixture days."""
+    args = ("BTCUSDT", "2024-08-08", "2024-08-09", 10)
+    with pytest.raises(ContinuityError, match=r"^Found 9 discontinuities in 333 bars") as raised:
+        precompute_range_bars(*args, continuity_tolerance_pct=0.0)
+    assert len(raised.value.discontinuities) == 9 and raised.value.discontinuities[0]["kind"] == "price_gap"
+    assert count_bars("BTCUSDT", 10) == 333, "the bars are stored before they are validated"
+    with pytest.warns(ContinuityWarning, match="Found 9 discontinuities"):
+        warned = precompute_range_bars(*args, continuity_tolerance_pct=0.0, validate_on_complete="warn")
+    assert warned.continuity_valid is False and warned.days_cached == 2
+    skipped = precompute_range_bars(*args, continuity_tolerance_pct=0.0, validate_on_complete="skip")
+    assert skipped.continuity_valid is None
+    assert precompute_range_bars(*args).continuity_valid is True  # default tolerance 0.001
+
+
+def test_exness_bar_spanning_several_days(env: tuple[Path, Mirror]) -> None:
+    """At 100 dbps a EURGBP bar opens on Friday 2023-06-23 and closes on Monday 06-26: asked day by
+    day, it is carried by checkpoints across the weekend and its spread statistics cover all its ticks."""
+    start, end = "2023-06-22", "2023-06-27"
+    for day in ("2023-06-22", "2023-06-23", "2023-06-24", "2023-06-25", "2023-06-26", "2023-06-27"):
+        get_range_bars("EURGBP", day, day, 100, source="exness")
+    cached = get_range_bars("EURGBP", start, end, 100, source="exness", output="polars")
+    fresh = get_range_bars("EURGBP", start, end, 100, source="exness", output="polars", use_cache=False)
+    assert isinstance(cached, pl.DataFrame) and isinstance(fresh, pl.DataFrame)
+    assert_frame_equal(cached, fresh, check_exact=True)
+    days = (pl.col("close_time").dt.date() - pl.col("open_time").dt.date()).dt.total_days()
+    long = cached.filter(days >= 3).row(0, named=True)
+    assert (long["open_time"].date(), long["close_time"].date()) == (date(2023, 6, 23), date(2023, 6, 26))
+    ticks = TickStore().get_ticks("exness", "spot", "EURGBP", "2023-06-23", "2023-06-26")
+    inside = ticks.filter(
+        pl.col("agg_trade_id").is_between(long["first_agg_trade_id"], long["last_agg_trade_id"])
+    )
+    spread = (inside["ask"] - inside["bid"]).cast(pl.Float64)
+    assert long["spread_tick_count"] == inside.height == long["agg_record_count"]
+    assert inside["timestamp"].dt.date().n_unique() >= 3
+    assert (long["spread_min"], long["spread_max"]) == (spread.min(), spread.max())
+    assert long["spread_avg"] == pytest.approx(spread.mean(), rel=1e-12)
+    # validate_on_complete="error" (default) passes: Exness ids are synthetic and not checked as contiguous
+    assert precompute_range_bars("EURGBP", start, end, 10, source="exness").continuity_valid is True

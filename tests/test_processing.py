@@ -256,3 +256,34 @@ def test_prefetch_propagates_errors_and_stops_early() -> None:
     assert [next(stream) for _ in range(3)] == [0, 1, 2]
     stream.close()  # the consumer stops: the producer thread must stop too
     assert len(produced) <= 3 + 2 + 1
+
+
+def test_same_timestamp_gate_from_python_and_across_a_checkpoint() -> None:
+    """A trade at the bar's open timestamp cannot close it when the gate is on (SPEC §1); the gate
+    travels with every form of checkpoint, so a split stream gives the unsplit stream's bars."""
+    import json
+
+    t0 = 1_700_000_000_000
+    trades = [
+        {"timestamp": t0, "price": 100.0, "quantity": 1.0, "agg_trade_id": 1},
+        {"timestamp": t0, "price": 101.0, "quantity": 1.0, "agg_trade_id": 2},  # breach at the open time
+        {"timestamp": t0 + 5, "price": 100.9, "quantity": 1.0, "agg_trade_id": 3},
+        {"timestamp": t0 + 9, "price": 99.0, "quantity": 1.0, "agg_trade_id": 4},
+    ]
+    plain = RangeBarProcessor(250).process(trades)
+    assert plain["close"].to_list()[0] == 101.0  # off: the second trade closes the first bar
+    gated_once = RangeBarProcessor(250, same_timestamp_gate=True).process(trades)
+    assert gated_once["last_agg_trade_id"].to_list()[0] == 3  # on: the first later trade beyond closes it
+    frame = process_trades_polars(trades, 250, same_timestamp_gate=True, output="polars")
+    assert isinstance(frame, pl.DataFrame) and frame.equals(gated_once)
+    first = RangeBarProcessor(250, "X", same_timestamp_gate=True)
+    first.process(trades[:2])
+    resumed = [
+        RangeBarProcessor.from_checkpoint(first.checkpoint().to_bytes()),
+        RangeBarProcessor.from_checkpoint(first.checkpoint().to_json()),
+        RangeBarProcessor.from_checkpoint(json.loads(json.dumps(first.create_checkpoint()))),
+        pickle.loads(pickle.dumps(first)),
+    ]
+    for processor in resumed:
+        assert processor.same_timestamp_gate
+        assert processor.process(trades[2:]).equals(gated_once)

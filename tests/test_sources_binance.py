@@ -32,7 +32,7 @@ FAST_RETRY = RetryPolicy(
     backoff_max=0.02,
     total_timeout=30,
     connect_timeout=2,
-    read_timeout=0.5,
+    read_timeout=1.5,  # a healthy response may stall this long on a loaded machine; faults delay 3 s
 )
 FIXTURE_SERIES: list[tuple[Market, str, str]] = [
     ("spot", "BTCUSDT", "2024-08-08"),

@@ -25,7 +25,7 @@ from tests.loopback import Fault, LoopbackServer
 
 EXNESS_ROOT = SHARED_DATA / "exness"
 ARCHIVE = EXNESS_ROOT / "ticks/EURGBP_Raw_Spread/2023/06/Exness_EURGBP_Raw_Spread_2023_06.zip"
-FAST_RETRY = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.02, read_timeout=0.5)
+FAST_RETRY = RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.02, read_timeout=1.5)
 HEADER = b'"Exness","Symbol","Timestamp","Bid","Ask"'
 EIGHT = Decimal("0.00000001")
 

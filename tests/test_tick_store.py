@@ -35,7 +35,7 @@ from tests.loopback import Fault, LoopbackServer
 from tests.test_sources_binance import expected_frame, publish, zip_bytes
 
 REPO = Path(__file__).resolve().parents[1]
-FAST_RETRY = RetryPolicy(max_attempts=2, backoff_initial=0.01, backoff_max=0.02, read_timeout=0.5)
+FAST_RETRY = RetryPolicy(max_attempts=2, backoff_initial=0.01, backoff_max=0.02, read_timeout=1.5)
 SERIES = [
     ("spot", "BTCUSDT"),
     ("spot", "ETHUSDT"),

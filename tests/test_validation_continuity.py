@@ -168,7 +168,7 @@ def test_presets_and_asset_classes_as_the_reference() -> None:
     result = validate_continuity_tiered(
         _ohlc([(1.0, 1.0), (1.0, 1.0)]), 250, validation="auto", symbol="EURGBP"
     )
-    assert result.preset_used == "auto"
+    assert result.preset_used == "forex"  # "auto" resolved
     assert result.asset_class_detected is AssetClass.FOREX
 
 

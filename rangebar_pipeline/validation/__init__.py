@@ -13,6 +13,7 @@ Every result has ``passed``, ``failures``, ``to_dict()`` and ``to_metadata()``.
 
 from __future__ import annotations
 
+from rangebar_pipeline.schema import FEATURE_COLUMNS
 from rangebar_pipeline.validation.conservation import (
     ConservationResult,
     ConservationTicks,
@@ -40,9 +41,13 @@ from rangebar_pipeline.validation.results import CheckedResult, CheckOutcome, Ch
 from rangebar_pipeline.validation.tier1 import Tier1Result, validate_tier1
 from rangebar_pipeline.validation.tier2 import Tier2Result, validate_tier2
 
+#: rangebar 7.1.3's name for the feature columns (a list, as there).
+FEATURE_COLS: list[str] = list(FEATURE_COLUMNS)
+
 __all__ = [
     "ASSET_CLASS_MULTIPLIERS",
     "CONTINUITY_TOLERANCE_PCT",
+    "FEATURE_COLS",
     "VALIDATION_PRESETS",
     "AssetClass",
     "CheckOutcome",

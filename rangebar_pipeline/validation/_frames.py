@@ -63,6 +63,8 @@ def _from_pandas(df: Any) -> pl.DataFrame:
             df = df.rename(columns={index_name: "close_time"})
     renames = {k: v for k, v in _PANDAS_RENAMES.items() if k in df.columns and v not in df.columns}
     frame: pl.DataFrame = pl.from_pandas(df.rename(columns=renames))
+    if frame.height == 0:  # pandas types the columns of an empty frame as object: make them numbers
+        frame = frame.with_columns(pl.col(pl.String, pl.Null).cast(pl.Float64))
     naive = [
         c
         for c in _TIME_COLUMNS

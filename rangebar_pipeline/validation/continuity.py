@@ -274,9 +274,6 @@ class ContinuityResult(CheckedResult):
             "failures": list[JSONValue](self.failures),
         }
 
-    def __getitem__(self, key: str) -> JSONValue:
-        return self.to_dict()[key]
-
     def to_metadata(self) -> dict[str, JSONValue]:
         """JSON-able metadata for a Dagster check."""
         meta = self._checks_metadata()
@@ -449,7 +446,7 @@ def _with_gaps(j: pl.DataFrame) -> pl.DataFrame:
 
 
 def validate_continuity(
-    bars: Any,
+    df: Any,
     tolerance_pct: float | None = None,
     threshold_decimal_bps: int = 250,
     *,
@@ -467,7 +464,7 @@ def validate_continuity(
     """
     tolerance = DEFAULT_TOLERANCE_PCT if tolerance_pct is None else tolerance_pct
     limit = threshold_fraction(threshold_decimal_bps) + tolerance
-    frame = as_bar_frame(bars)
+    frame = as_bar_frame(df)
     if frame.height == 0 and previous_bar is None:
         return ContinuityResult(
             _junction_checks(0, (), checked_ids=False), 0, (), threshold_decimal_bps, tolerance
@@ -514,7 +511,7 @@ def _resolve_preset(
                 f"Unknown validation preset: {validation!r}. "
                 f"Valid presets: {', '.join(VALIDATION_PRESETS)}, auto"
             )
-        return VALIDATION_PRESETS[name], validation
+        return VALIDATION_PRESETS[name], name  # "auto" reports the preset it resolved to
     if isinstance(validation, Mapping):
         tiers = validation.get("tier_thresholds", TierThresholds())
         if isinstance(tiers, Mapping):
@@ -526,7 +523,7 @@ def _resolve_preset(
 
 
 def validate_continuity_tiered(
-    bars: Any,
+    df: Any,
     threshold_decimal_bps: int = 250,
     *,
     validation: str | Mapping[str, Any] | ValidationPreset = "standard",
@@ -544,7 +541,7 @@ def validate_continuity_tiered(
     asset_class = detect_asset_class(symbol) if symbol else AssetClass.UNKNOWN
     fraction = threshold_fraction(threshold_decimal_bps)
     preset, preset_used = _resolve_preset(validation, asset_class)
-    frame = as_bar_frame(bars)
+    frame = as_bar_frame(df)
     empty_tiers = MappingProxyType({t: TierSummary() for t in GapTier})
     if preset.mode == "skip" or (frame.height < 2 and previous_bar is None):
         return TieredValidationResult(

@@ -8,7 +8,7 @@ that names the offending rows). Result classes collect outcomes and convert to a
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -68,10 +68,27 @@ def failed_check(
 
 
 @dataclass(frozen=True, slots=True)
-class CheckedResult:
-    """Base of the validation results: an ordered tuple of named check outcomes."""
+class CheckedResult(Mapping[str, JSONValue]):
+    """Base of the validation results: an ordered tuple of named check outcomes.
+
+    Also a read-only mapping over :meth:`to_dict` (``result["is_valid"]``, ``in``, iteration,
+    ``keys``, ``get``, ``dict(result)``), as rangebar 7.1.3 returned plain dicts.
+    """
 
     checks: tuple[CheckOutcome, ...]
+
+    def to_dict(self) -> dict[str, JSONValue]:
+        """Plain-dict form (each result class defines its keys)."""
+        return {"passed": self.passed, "failures": list[JSONValue](self.failures)}
+
+    def __getitem__(self, key: str) -> JSONValue:
+        return self.to_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
 
     @property
     def passed(self) -> bool:

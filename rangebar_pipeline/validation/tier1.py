@@ -33,6 +33,7 @@ from rangebar_pipeline.validation.results import (
     passed_check,
 )
 
+_PRICE_COLUMNS = ("open", "high", "low", "close")
 #: Rows needed before the ofi/return correlation is computed (as the reference).
 MIN_ROWS_FOR_CORRELATION = 50
 _TURNOVER_REL_TOLERANCE = 1e-9
@@ -78,18 +79,22 @@ class Tier1Result(CheckedResult):
 
 
 def validate_tier1(
-    bars: Any,
+    df: Any,
     *,
     threshold_decimal_bps: int | None = None,
     same_timestamp_gate: bool = False,
 ) -> Tier1Result:
     """Check the invariants every closed range bar must satisfy.
 
-    ``bars``: our polars bar frame (closed bars, ascending close time) or the pandas output frame.
+    ``df``: our polars bar frame (closed bars, ascending close time) or the pandas output frame.
     ``threshold_decimal_bps`` enables the breach checks (they report ``not_applicable`` without it);
     with ``same_timestamp_gate=True`` a bar may legitimately close below its high (or above its low),
     so ``breach_consistent`` is not applicable.
 
+    >>> from rangebar_pipeline import process_trades_polars
+    >>> trades = {"timestamp": [1_700_000_000_000, 1_700_000_001_000], "price": [100.0, 100.25],
+    ...           "quantity": [1, 2]}
+    >>> bars = process_trades_polars(trades, 250, output="polars")
     >>> validate_tier1(bars, threshold_decimal_bps=250).failures
     []
     """
@@ -97,15 +102,23 @@ def validate_tier1(
         raise InvalidThresholdError(
             f"threshold_decimal_bps must be in 1..={BASIS_POINTS_SCALE}, found {threshold_decimal_bps}"
         )
-    frame = as_bar_frame(bars)
+    frame = as_bar_frame(df)
     features = tuple(c for c in FEATURE_COLUMNS if c in frame.columns)
-    checks: list[CheckOutcome] = [
+    present = (
         passed_check("features_present", ", ".join(features))
         if features
         else failed_check(
             "features_present",
             f"expected at least one of the feature columns {list(FEATURE_COLUMNS)}, found none",
-        ),
+        )
+    )
+    if absent := missing(frame, _PRICE_COLUMNS):  # e.g. an empty frame: nothing to check, a failure
+        columns = failed_check(
+            "columns_present", f"missing required columns: {absent}; found {frame.columns}"
+        )
+        return Tier1Result((present, columns), frame.height, features, {}, threshold_decimal_bps)
+    checks: list[CheckOutcome] = [
+        present,
         *_value_checks(frame),
         *_ohlc_checks(frame),
         *_breach_checks(frame, threshold_decimal_bps, same_timestamp_gate=same_timestamp_gate),

@@ -133,9 +133,10 @@ def _fmt(value: Any) -> str:
 
 
 def validate_tier2(
-    bars: Any,
+    df: Any,
     target: str = "forward_return",
     *,
+    target_col: str | None = None,
     features: Sequence[str] | None = None,
     threshold_decimal_bps: int | None = None,
     min_significant: int = MIN_SIGNIFICANT_FEATURES,
@@ -145,8 +146,11 @@ def validate_tier2(
     ``target`` names a column; when absent, the forward return ``close.shift(-1)/close - 1`` is
     used (the last bar then has no target). ``features`` defaults to the feature columns present.
     Passes when tier 1 passes and at least ``min_significant`` features are significant.
+    ``target_col`` is rangebar 7.1.3's name for ``target``.
     """
-    frame = as_bar_frame(bars)
+    if target_col is not None:
+        target = target_col
+    frame = as_bar_frame(df)
     tier1 = validate_tier1(frame, threshold_decimal_bps=threshold_decimal_bps)
     if target not in frame.columns:
         if "close" not in frame.columns:
