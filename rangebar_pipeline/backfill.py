@@ -31,6 +31,7 @@ __all__ = [
     "ThresholdDay",
     "day_writes",
     "iter_series_days",
+    "last_tick_id",
     "stored_series_days",
     "with_spreads",
 ]
@@ -74,6 +75,14 @@ class SeriesDay:
     @property
     def tick_count(self) -> int:
         return self.ticks.height
+
+    @property
+    def tick_id_range(self) -> tuple[int | None, int | None]:
+        """The first and last ``agg_trade_id`` of the day's ticks (None, None without ticks)."""
+        if self.ticks.is_empty():
+            return None, None
+        ids = self.ticks["agg_trade_id"]
+        return int(ids[0]), int(ids[-1])
 
 
 def with_spreads(
@@ -221,6 +230,15 @@ def _stored_day(
             seconds=0.0,
         )
     return SeriesDay(series, day, frame, read_seconds, out)
+
+
+def last_tick_id(ticks: TickStore, series: Series, day: date) -> int | None:
+    """The last ``agg_trade_id`` stored for ``day`` (None when the day is not stored or empty)."""
+    path = ticks.day_path(series.source, series.market, series.symbol, day)
+    if not path.is_file():
+        return None
+    value = pl.scan_parquet(path).select(pl.col("agg_trade_id").max()).collect().item()
+    return None if value is None else int(value)
 
 
 def day_writes(days: Sequence[SeriesDay], thresholds: Sequence[int] | None = None) -> list[DayWrite]:

@@ -13,9 +13,18 @@ import dagster as dg
 from rangebar_pipeline.assets import TICKS_KEY, build_assets
 from rangebar_pipeline.config import PipelineConfig, load_config
 from rangebar_pipeline.resources import default_resources
-from rangebar_pipeline.sensors import build_daily_schedule, build_failure_sensor, build_new_days_sensor
+from rangebar_pipeline.sensors import (
+    build_daily_schedule,
+    build_failure_sensor,
+    build_heal_gaps_sensor,
+    build_new_days_sensor,
+)
 
-__all__ = ["build_definitions", "defs"]
+__all__ = ["AUTOMATION_RUN_TAGS", "build_definitions", "defs"]
+
+#: Runs launched by the automation are retried (from the failed step) up to twice by Dagster's run
+#: retry daemon (``run_retries: enabled`` in deploy/dagster.yaml): transient failures heal by themselves.
+AUTOMATION_RUN_TAGS: dict[str, str] = {"dagster/max_retries": "2", "dagster/retry_strategy": "FROM_FAILURE"}
 
 
 def build_definitions(
@@ -55,12 +64,14 @@ def build_definitions(
         ],
         sensors=[
             build_new_days_sensor(pipeline, ticks_job),
+            build_heal_gaps_sensor(pipeline, daily_job),
             build_failure_sensor(),
             dg.AutomationConditionSensorDefinition(
                 "rangebar_automation",
                 target=dg.AssetSelection.all(),
                 default_status=dg.DefaultSensorStatus.RUNNING,
                 description="Bars follow ticks, feature tables follow bars (declarative automation).",
+                run_tags=AUTOMATION_RUN_TAGS,
             ),
         ],
         resources=resources if resources is not None else default_resources(),

@@ -59,7 +59,12 @@ def test_packaged_definitions_load_and_validate(monkeypatch: pytest.MonkeyPatch)
         "ticks:freshness",
     } <= checks
     assert {s.name for s in defs.schedules or []} == {"daily_yesterday", "hourly_freshness"}
-    assert {s.name for s in defs.sensors or []} == {"new_days", "record_failures", "rangebar_automation"}
+    assert {s.name for s in defs.sensors or []} == {
+        "new_days",
+        "heal_gaps",
+        "record_failures",
+        "rangebar_automation",
+    }
 
 
 def test_partition_keys_are_date_and_series() -> None:

@@ -52,7 +52,14 @@ from rangebar_pipeline.assets.features import (
 )
 from rangebar_pipeline.assets.provenance import KERNEL_CODE_VERSION, Version, latest_version, version_tags
 from rangebar_pipeline.assets.ticks import TICKS_KEY
-from rangebar_pipeline.backfill import DayFailedError, SeriesDay, ThresholdDay, day_writes, iter_series_days
+from rangebar_pipeline.backfill import (
+    DayFailedError,
+    SeriesDay,
+    ThresholdDay,
+    day_writes,
+    iter_series_days,
+    last_tick_id,
+)
 from rangebar_pipeline.backfill import stored_series_days as load_stored_days
 from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.partitions import (
@@ -143,6 +150,8 @@ class _Walk:
     versions: dict[int, Version | None] = field(default_factory=dict)
     #: Versions of the bars recorded in this run, by (threshold, day), for the feature tables.
     recorded: dict[tuple[int, date], Version] = field(default_factory=dict)
+    #: The last tick id of the day before the one being checked (boundary continuity).
+    last_tick: int | None = None
 
     def run(self, series: Series, first: date, last: date) -> Iterator[Any]:
         """Compute (or load) ``[first, last]`` of ``series`` and record every day's events."""
@@ -152,6 +161,7 @@ class _Walk:
         self.previous = {
             t: self.store.read_bars(series, t, day_before, day_before) for t in (*computed, *loaded)
         }
+        self.last_tick = last_tick_id(self.ticks, series, day_before)
         instance = self.context.instance
         before = partition_key(day_before, series)
         self.versions = {t: latest_version(instance, range_bars_key(t), before) for t in computed}
@@ -196,12 +206,16 @@ class _Walk:
         prepared = ConservationTicks.of(item.ticks)
         tier1: dict[int, DayCheck] = {}
         continuity: dict[int, DayCheck] = {}
+        first_id, last_id = item.tick_id_range
         for threshold, result in item.thresholds.items():
             tier1[threshold] = tier1_day(item.series, result, item.day, prepared)
             continuity[threshold] = continuity_day(
-                item.series, item.day, threshold, result.bars, self.previous.get(threshold)
-            )
+                item.series, item.day, threshold, result.bars, self.previous.get(threshold),
+                tick_ids=(self.last_tick, first_id),
+            )  # fmt: skip
             self.previous[threshold] = result.bars
+        if last_id is not None:
+            self.last_tick = last_id
         return _Day(
             item.series, item.day, item.tick_count, item.read_seconds, item.thresholds, tier1, continuity
         )

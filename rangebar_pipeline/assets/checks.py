@@ -99,28 +99,51 @@ def tier1_day(series: Series, item: ThresholdDay, day: date, ticks: Conservation
 
 
 def continuity_day(
-    series: Series, day: date, threshold: int, bars: pl.DataFrame, previous: pl.DataFrame | None
+    series: Series,
+    day: date,
+    threshold: int,
+    bars: pl.DataFrame,
+    previous: pl.DataFrame | None,
+    *,
+    tick_ids: tuple[int | None, int | None] = (None, None),
 ) -> DayCheck:
-    """The day's first bar follows the previous day's last bar; ids and times ordered within the day."""
+    """The day's first bar follows the previous day's last bar; ids and times ordered within the day.
+
+    ``tick_ids`` = (the previous day's last tick id, this day's first tick id): for Binance, agg ids
+    run on across days, so a jump between them means ticks are missing at the day boundary (a
+    truncated download) even when every bar is internally consistent. Such a failure carries
+    ``boundary_id_gap`` in its metadata, which the ``heal_gaps`` sensor answers with a re-fetch.
+    """
     label = partition_key(day, series)
+    binance = series.source == "binance"  # Exness ids are synthetic (timestamp x 1000 + rank)
     result = validate_continuity(
         bars,
         threshold_decimal_bps=threshold,
         previous_bar=previous.tail(1) if previous is not None and previous.height else None,
-        check_ids=series.source == "binance",  # Exness ids are synthetic (timestamp x 1000 + rank)
+        check_ids=binance,
     )
     broken = [d for d in result.discontinuities if d.kind != "price_gap"]
     gaps = [d for d in result.discontinuities if d.kind == "price_gap"]
     details = [f"bar {d.bar_index} {d.kind}: {d.detail}" for d in broken]
+    last_before, first = tick_ids
+    missing = 0 if not binance or last_before is None or first is None else first - last_before - 1
+    if missing:
+        details.insert(
+            0,
+            f"day boundary: the previous day's last tick is agg id {last_before}, this day's first is "
+            f"{first} ({missing:+d} ids): ticks are missing at the boundary (re-fetch the day)",
+        )
+    passed = not details
     return DayCheck(
         "continuity",
-        not broken,
-        f"{label}: {bars.height} bars continuous" if not broken else f"{label}: " + "; ".join(details[:5]),
+        passed,
+        f"{label}: {bars.height} bars continuous" if passed else f"{label}: " + "; ".join(details[:5]),
         {
             "bars": bars.height,
             "previous_day_bar": previous is not None and previous.height > 0,
             "broken_junctions": len(broken),
             "price_gaps_over_threshold": len(gaps),
+            "boundary_id_gap": missing,
             "failures": dg.MetadataValue.md("\n".join(f"- {d}" for d in details) or "(none)"),
         },
     )

@@ -7,8 +7,10 @@ from rangebar_pipeline.sensors.sensors import (
     NewDays,
     SourceProbe,
     build_failure_sensor,
+    build_heal_gaps_sensor,
     build_new_days_sensor,
     find_new_days,
+    plan_heals,
     record_failure,
 )
 
@@ -17,7 +19,9 @@ __all__ = [
     "SourceProbe",
     "build_daily_schedule",
     "build_failure_sensor",
+    "build_heal_gaps_sensor",
     "build_new_days_sensor",
     "find_new_days",
+    "plan_heals",
     "record_failure",
 ]

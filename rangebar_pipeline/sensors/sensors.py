@@ -18,18 +18,22 @@ from urllib.parse import unquote, urlparse
 
 import dagster as dg
 import requests
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from rangebar_pipeline.config import PipelineConfig
-from rangebar_pipeline.partitions import partition_key
+from rangebar_pipeline.partitions import parse_partition_key, partition_key
 from rangebar_pipeline.resources import BinanceVisionResource, DatasetStoreResource, ExnessResource
 from rangebar_pipeline.series import Series
 
 __all__ = [
+    "HealPlan",
     "NewDays",
     "SourceProbe",
     "build_failure_sensor",
+    "build_heal_gaps_sensor",
     "build_new_days_sensor",
     "find_new_days",
+    "plan_heals",
     "record_failure",
 ]
 
@@ -198,3 +202,102 @@ def build_failure_sensor() -> dg.SensorDefinition:
         )
 
     return record_failures
+
+
+# --- healing: re-fetch days whose ticks are missing at the day boundary --------------------------------
+
+
+@dataclass
+class HealPlan:
+    """The outcome of one :func:`plan_heals` evaluation."""
+
+    partitions: list[str] = field(default_factory=list)
+    cursor: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_heals(
+    failed: Iterable[tuple[str, int, str | None, int]],
+    cursor: dict[str, Any],
+    *,
+    oldest_day: date,
+    max_attempts: int,
+) -> HealPlan:
+    """Partitions to re-fetch from failed continuity evaluations ``(check, id, partition, gap)``.
+
+    Only evaluations newer than the cursor's id for their check, inside the window (day >=
+    ``oldest_day``) and with a day-boundary id gap count; each partition is re-fetched at most
+    ``max_attempts`` times (a gap that is really in the source stays reported, not retried forever).
+    """
+    seen: dict[str, int] = dict(cursor.get("seen", {}))
+    attempts: dict[str, int] = dict(cursor.get("attempts", {}))
+    plan: list[str] = []
+    for check, record_id, partition, gap in sorted(failed, key=lambda f: f[1]):
+        if record_id <= seen.get(check, 0):
+            continue
+        seen[check] = record_id
+        if partition is None or not gap or partition in plan:
+            continue
+        day, _ = parse_partition_key(partition)
+        if day < oldest_day or attempts.get(partition, 0) >= max_attempts:
+            continue
+        attempts[partition] = attempts.get(partition, 0) + 1
+        plan.append(partition)
+    return HealPlan(plan, {"seen": seen, "attempts": attempts})
+
+
+def build_heal_gaps_sensor(
+    pipeline: PipelineConfig,
+    job: dg.UnresolvedAssetJobDefinition,
+    *,
+    max_attempts: int = 2,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> dg.SensorDefinition:
+    """``heal_gaps``: a day whose ticks miss ids at the day boundary is re-fetched and recomputed."""
+    checks = [dg.AssetCheckKey(dg.AssetKey(f"range_bars_{t}"), "continuity") for t in pipeline.thresholds]
+
+    @dg.sensor(
+        name="heal_gaps",
+        job=job,
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Re-fetches (force) and recomputes a day whose continuity check found trade ids missing at "
+            f"the day boundary, within the last {pipeline.automation_lookback_days} days, at most "
+            f"{max_attempts} times per day."
+        ),
+    )
+    def heal_gaps(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        cursor: dict[str, Any] = json.loads(context.cursor) if context.cursor else {}
+        storage = context.instance.event_log_storage
+        failed: list[tuple[str, int, str | None, int]] = []
+        for key in checks:
+            for record in storage.get_asset_check_execution_history(
+                key, limit=200, status={AssetCheckExecutionRecordStatus.FAILED}
+            ):
+                failed.append((key.to_user_string(), record.id, record.partition, _boundary_gap(record)))
+        oldest = clock().date() - timedelta(days=pipeline.automation_lookback_days)
+        plan = plan_heals(failed, cursor, oldest_day=oldest, max_attempts=max_attempts)
+        requests_ = [
+            dg.RunRequest(
+                run_key=f"heal_gaps:{partition}:{plan.cursor['attempts'][partition]}",
+                partition_key=partition,
+                run_config={"ops": {"ticks": {"config": {"force": True}}}},
+                tags={"rangebar/trigger": "heal_gaps"},
+            )
+            for partition in plan.partitions
+        ]
+        return dg.SensorResult(
+            run_requests=requests_,
+            cursor=json.dumps(plan.cursor, sort_keys=True),
+            skip_reason=None if requests_ else "no day-boundary gaps to heal",
+        )
+
+    return heal_gaps
+
+
+def _boundary_gap(record: Any) -> int:
+    """The ``boundary_id_gap`` metadata of a failed continuity evaluation (0 when absent)."""
+    event = record.event.dagster_event if record.event is not None else None
+    evaluation = getattr(event, "event_specific_data", None) if event is not None else None
+    value = getattr(evaluation, "metadata", {}).get("boundary_id_gap")
+    return int(value.value) if value is not None else 0
