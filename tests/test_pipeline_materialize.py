@@ -14,6 +14,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 from rangebar_pipeline.api import get_range_bars
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.bars import BarStore
+from rangebar_pipeline.storage.ticks import TickStore
 from tests.pipeline_support import (
     DAYS,
     SERIES,
@@ -197,6 +198,9 @@ def test_single_run_backfill_records_each_partition_with_its_own_metadata_and_ch
             coverage[date(2024, 8, 9)].parent_checkpoint_sha256
             == coverage[date(2024, 8, 8)].checkpoint_sha256
         )
+    ticks = TickStore(env.root)
+    for day in (date(2024, 8, 8), date(2024, 8, 9)):  # the store records each day's own tick count
+        assert coverage[day].tick_count == ticks.read_day("binance", "cm", "BTCUSD_PERP", day).height > 0
     for thr in (10, 25):
         assert_bars_equal_golden(stored_bars(cm, thr), golden("cm", "BTCUSD_PERP", thr))
 

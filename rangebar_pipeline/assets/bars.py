@@ -41,6 +41,7 @@ from rangebar_pipeline.assets._common import (
 from rangebar_pipeline.assets.charts import bars_chart_markdown
 from rangebar_pipeline.assets.checks import DayCheck, continuity_day, tier1_day
 from rangebar_pipeline.assets.features import (
+    UNGATED,
     FeatureDay,
     GateVerdict,
     feature_table,
@@ -76,7 +77,7 @@ from rangebar_pipeline.resources import (
     TickStoreResource,
 )
 from rangebar_pipeline.series import Series
-from rangebar_pipeline.storage.bars import BarStore
+from rangebar_pipeline.storage.bars import BarStore, DayWrite
 from rangebar_pipeline.storage.ticks import TickStore
 from rangebar_pipeline.validation import ConservationTicks
 
@@ -133,6 +134,7 @@ class _Day:
     results: dict[int, ThresholdDay]
     tier1: dict[int, DayCheck]
     continuity: dict[int, DayCheck]
+    writes: list[DayWrite]
 
 
 @dataclass
@@ -217,8 +219,9 @@ class _Walk:
         if last_id is not None:
             self.last_tick = last_id
         return _Day(
-            item.series, item.day, item.tick_count, item.read_seconds, item.thresholds, tier1, continuity
-        )
+            item.series, item.day, item.tick_count, item.read_seconds, item.thresholds, tier1, continuity,
+            day_writes([item]),
+        )  # fmt: skip
 
     def _flush(self, chunk: Sequence[_Day], *, store_bars: bool) -> Iterator[Any]:
         if not chunk:
@@ -226,8 +229,7 @@ class _Walk:
         write_seconds = 0.0
         if store_bars:
             started = time.perf_counter()
-            writes = day_writes([_as_series_day(d) for d in chunk])
-            self.store.write_days(writes)
+            self.store.write_days([w for d in chunk for w in d.writes])
             write_seconds = time.perf_counter() - started
         for day in chunk:
             yield from self._bar_events(day, write_seconds / len(chunk), materialized=store_bars)
@@ -297,7 +299,7 @@ class _Walk:
             for item in mine:
                 label = partition_key(item.day, item.series)
                 verdict = verdicts.get(id(item))
-                path, size = publish(self.datasets, item, verdict or _UNGATED)
+                path, size = publish(self.datasets, item, verdict or UNGATED)
                 source = self.recorded.get((threshold, item.day)) or latest_version(
                     self.context.instance, range_bars_key(threshold), label
                 )
@@ -361,19 +363,6 @@ def _gate_evaluation(asset: dg.AssetKey, label: str, verdict: GateVerdict) -> dg
             "promoted": verdict.passed,
         },
     )
-
-
-class _Ungated:
-    passed = True
-    evaluated = 0
-    failures: tuple[str, ...] = ()
-
-
-_UNGATED: Any = _Ungated()
-
-
-def _as_series_day(day: _Day) -> SeriesDay:
-    return SeriesDay(day.series, day.day, pl.DataFrame(), day.read_seconds, day.results)
 
 
 def _bar_metadata(

@@ -32,6 +32,7 @@ __all__ = [
     "KEY_COLUMNS",
     "MAX_TIER2_BARS",
     "MIN_TIER2_BARS",
+    "UNGATED",
     "FeatureDay",
     "GateVerdict",
     "day_files",
@@ -100,6 +101,10 @@ class GateVerdict:
     passed: bool
     evaluated: int
     failures: tuple[str, ...]
+
+
+#: The verdict of a table whose gate was not selected in the run (promoted as is).
+UNGATED: Final = GateVerdict(passed=True, evaluated=0, failures=())
 
 
 def gate_tables(days: Sequence[FeatureDay]) -> list[GateVerdict]:
