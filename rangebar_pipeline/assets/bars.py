@@ -410,67 +410,60 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
     horizons = ", ".join(f"forward_return_{h}" for h in pipeline.label_horizons)
     specs: list[dg.AssetSpec] = []
     checks: list[dg.AssetCheckSpec] = []
+
+    def spec(key: dg.AssetKey, deps: list[dg.AssetDep], group: str, kinds: set[str], **extra: Any) -> None:
+        specs.append(
+            dg.AssetSpec(
+                key, partitions_def=partitions, deps=deps, skippable=True, group_name=group, kinds=kinds,
+                automation_condition=follow_upstream(pipeline), owners=OWNERS, **extra,
+            )
+        )  # fmt: skip
+
+    def check(key: dg.AssetKey, name: str, description: str, *, blocking: bool = False) -> None:
+        checks.append(
+            dg.AssetCheckSpec(
+                name, asset=key, blocking=blocking, partitions_def=partitions, description=description
+            )
+        )
+
     for threshold in pipeline.thresholds:
         bars = range_bars_key(threshold)
-        specs.append(
-            dg.AssetSpec(
-                bars,
-                partitions_def=partitions,
-                deps=[dg.AssetDep(TICKS_KEY), dg.AssetDep(bars, partition_mapping=previous_day_mapping())],
-                skippable=True,
-                automation_condition=follow_upstream(pipeline),
-                group_name="range_bars",
-                kinds={"rust", "clickhouse"},
-                owners=OWNERS,
-                code_version=BARS_CODE_VERSION,
-                metadata={"dagster/column_schema": BAR_COLUMN_SCHEMA},
-                description=(
-                    f"Range bars at {threshold} dbps ({threshold / 1000:g} %) with the 10 microstructure "
-                    "features, one UTC day of one series, stored in the Tier 2 bar store (the day is "
-                    "replaced). The day continues the previous day's unfinished bar from its checkpoint."
-                ),
-            )
+        deps = [dg.AssetDep(TICKS_KEY), dg.AssetDep(bars, partition_mapping=previous_day_mapping())]
+        spec(
+            bars, deps, "range_bars", {"rust", "clickhouse"},
+            code_version=BARS_CODE_VERSION,
+            metadata={"dagster/column_schema": BAR_COLUMN_SCHEMA},
+            description=(
+                f"Range bars at {threshold} dbps ({threshold / 1000:g} %) with the 10 microstructure "
+                "features, one UTC day of one series, stored in the Tier 2 bar store (the day is "
+                "replaced). The day continues the previous day's unfinished bar from its checkpoint."
+            ),
+        )  # fmt: skip
+        check(
+            bars,
+            "tier1",
+            "Blocking: tier-1 invariants and exact conservation of the day's ticks",
+            blocking=True,
         )
-        checks += [
-            dg.AssetCheckSpec(
-                "tier1", asset=bars, blocking=True, partitions_def=partitions,
-                description="Blocking: tier-1 invariants and exact conservation of the day's ticks",
-            ),
-            dg.AssetCheckSpec(
-                "continuity", asset=bars, partitions_def=partitions,
-                description="The day's first bar follows the previous day's last bar (ids and times)",
-            ),
-        ]  # fmt: skip
+        check(bars, "continuity", "The day's first bar follows the previous day's last bar (ids and times)")
     for threshold in pipeline.thresholds:
         features = features_key(threshold)
-        specs.append(
-            dg.AssetSpec(
-                features,
-                partitions_def=partitions,
-                deps=[dg.AssetDep(range_bars_key(threshold))],
-                skippable=True,
-                automation_condition=follow_upstream(pipeline),
-                group_name="features",
-                kinds={"parquet", "polars"},
-                owners=OWNERS,
-                code_version=FEATURES_CODE_VERSION,
-                description=(
-                    f"ML-ready feature table at {threshold} dbps: the day's bars (only when they passed "
-                    f"tier1) with their features and forward-return labels {horizons}, one Parquet file "
-                    "per series and day, visible to datasets once its great-expectations gate passed."
-                ),
-            )
+        spec(
+            features, [dg.AssetDep(range_bars_key(threshold))], "features", {"parquet", "polars"},
+            code_version=FEATURES_CODE_VERSION,
+            description=(
+                f"ML-ready feature table at {threshold} dbps: the day's bars (only when they passed "
+                f"tier1) with their features and forward-return labels {horizons}, one Parquet file "
+                "per series and day, visible to datasets once its great-expectations gate passed."
+            ),
+        )  # fmt: skip
+        check(
+            features,
+            "expectations",
+            "Blocking: great-expectations suite; a failing day is not promoted",
+            blocking=True,
         )
-        checks += [
-            dg.AssetCheckSpec(
-                "expectations", asset=features, blocking=True, partitions_def=partitions,
-                description="Blocking: great-expectations suite; a failing day is not promoted",
-            ),
-            dg.AssetCheckSpec(
-                "tier2", asset=features, partitions_def=partitions,
-                description="Tier-2 feature statistics over the run's batch of days (warning)",
-            ),
-        ]  # fmt: skip
+        check(features, "tier2", "Tier-2 feature statistics over the run's batch of days (warning)")
 
     @dg.multi_asset(
         name=BARS_STEP,
