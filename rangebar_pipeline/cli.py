@@ -7,9 +7,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
-import polars as pl
-
 from rangebar_pipeline.exceptions import RangeBarError
 from rangebar_pipeline.series import MARKET_ALIASES, SOURCES, Series
 
@@ -85,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_bars(args: argparse.Namespace) -> int:
+    import pandas as pd
+    import polars as pl
+
     from rangebar_pipeline.api import get_range_bars
 
     as_polars = args.out is not None
