@@ -15,8 +15,15 @@ from rangebar_pipeline import _core
 from rangebar_pipeline.constants import resolve_threshold
 from rangebar_pipeline.exceptions import RangeBarError
 from rangebar_pipeline.frames import OutputFormat, bars_from_columns, convert_bars, empty_bars
-from rangebar_pipeline.streaming import batches, is_stream, parquet_row_groups, prefetch
-from rangebar_pipeline.trades import TimestampUnit, TradesLike, normalize_trades
+from rangebar_pipeline.streaming import (
+    DEFAULT_BATCH_ROWS,
+    batches,
+    is_large_frame,
+    is_stream,
+    parquet_row_groups,
+    prefetch,
+)
+from rangebar_pipeline.trades import TimestampUnit, TradesLike, frame_timestamp_unit, normalize_trades
 
 Checkpoint = _core.Checkpoint
 
@@ -88,6 +95,9 @@ class RangeBarProcessor:
         """
         if is_stream(trades):
             return self._process_stream(trades, timestamp_unit)
+        if is_large_frame(trades):  # in slices: faster, and one timestamp unit for the whole frame
+            unit = frame_timestamp_unit(trades, timestamp_unit)
+            return self._process_batches(trades.iter_slices(DEFAULT_BATCH_ROWS), unit)
         arrays = normalize_trades(trades, timestamp_unit=timestamp_unit)
         if len(arrays) == 0:
             return empty_bars()

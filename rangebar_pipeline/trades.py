@@ -185,6 +185,20 @@ def detect_timestamp_unit(values: pl.Series) -> Literal["ms", "us", "ns"]:
     return lo_unit
 
 
+def frame_timestamp_unit(frame: pl.DataFrame, unit: TimestampUnit | None) -> TimestampUnit | None:
+    """The unit of a whole frame's integer timestamps, so that its slices share one unit.
+
+    ``unit`` when given; None when the column is not integer (datetimes carry their unit; other
+    dtypes and nulls are reported by the slice that holds them).
+    """
+    if unit is not None or frame.height == 0:
+        return unit
+    column = frame[resolve_columns(frame)["timestamp"]]
+    if not column.dtype.is_integer() or column.null_count() == len(column):
+        return None
+    return detect_timestamp_unit(column.cast(pl.Int64, strict=True))
+
+
 def timestamps_us(series: pl.Series, unit: TimestampUnit | None) -> I64:
     """Epoch microseconds (int64) from a datetime or integer column."""
     _check_no_nulls(series, "timestamp")
