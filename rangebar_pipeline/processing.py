@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import polars as pl
-import pyarrow as pa
 
 from rangebar_pipeline import _core
+from rangebar_pipeline._lazy import lazy_module
 from rangebar_pipeline.constants import resolve_threshold
 from rangebar_pipeline.exceptions import RangeBarError
 from rangebar_pipeline.frames import OutputFormat, bars_from_columns, convert_bars, empty_bars
@@ -24,6 +23,12 @@ from rangebar_pipeline.streaming import (
     prefetch,
 )
 from rangebar_pipeline.trades import TimestampUnit, TradesLike, frame_timestamp_unit, normalize_trades
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+else:  # imported on first use
+    pd = lazy_module("pandas")
 
 Checkpoint = _core.Checkpoint
 

@@ -10,11 +10,17 @@ import os
 import queue
 import threading
 from collections.abc import Generator, Iterable, Iterator
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
+
+from rangebar_pipeline._lazy import lazy_module
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+else:  # imported on first use
+    pq = lazy_module("pyarrow.parquet")
 
 T = TypeVar("T")
 

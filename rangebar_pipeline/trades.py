@@ -10,17 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import polars as pl
-import pyarrow as pa
 
 from rangebar_pipeline import _core
+from rangebar_pipeline._lazy import lazy_module
 from rangebar_pipeline.exceptions import InvalidTradeError, MissingColumnError, TimestampUnitError
 from rangebar_pipeline.schema import SCALE
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+else:  # imported on first use
+    pa = lazy_module("pyarrow")
 
 TimestampUnit: TypeAlias = Literal["s", "ms", "us", "ns"]
 TradesLike: TypeAlias = Any

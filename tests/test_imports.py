@@ -61,6 +61,10 @@ def test_first_use_loads_the_library_it_needs() -> None:
     assert "clickhouse_connect" not in loaded and "dagster" not in loaded
 
 
+def test_the_processor_loads_no_pandas_or_pyarrow() -> None:
+    assert _loaded_after("from rangebar_pipeline import RangeBarProcessor") == ["numpy"]
+
+
 @pytest.mark.parametrize("name", rangebar_pipeline.__all__)
 def test_every_public_name_is_importable(name: str) -> None:
     assert getattr(rangebar_pipeline, name) is not None
