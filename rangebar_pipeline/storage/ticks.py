@@ -21,13 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO, Final, Literal, overload
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, Literal, overload
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
-from tqdm import tqdm
 
+from rangebar_pipeline._lazy import lazy_module
 from rangebar_pipeline.exceptions import DataNotFoundError, StoreError
 from rangebar_pipeline.paths import CACHE_DIR_ENV, default_cache_dir
 from rangebar_pipeline.schema import TICK_SCHEMA
@@ -40,11 +38,23 @@ from rangebar_pipeline.sources.base import (
     normalize_symbol,
     parse_day,
 )
-from rangebar_pipeline.sources.binance_vision import BinanceVision, sort_and_deduplicate
-from rangebar_pipeline.sources.exness import EXNESS_TICK_SCHEMA, ExnessSource, split_by_day
-from rangebar_pipeline.sources.http import HttpClient
 from rangebar_pipeline.storage._atomic import atomic_write, fsync_directory, remove_temp_files
 from rangebar_pipeline.storage._lock import file_lock
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rangebar_pipeline.sources import binance_vision, exness, http
+    from rangebar_pipeline.sources.binance_vision import BinanceVision
+    from rangebar_pipeline.sources.exness import ExnessSource
+    from rangebar_pipeline.sources.http import HttpClient
+else:  # imported on first use: reading the cache needs no download client nor parser
+    pa = lazy_module("pyarrow")
+    pq = lazy_module("pyarrow.parquet")
+    binance_vision = lazy_module("rangebar_pipeline.sources.binance_vision")
+    exness = lazy_module("rangebar_pipeline.sources.exness")
+    http = lazy_module("rangebar_pipeline.sources.http")
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -78,7 +88,7 @@ _ENCODINGS: Final = {
 
 def tick_schema(source: Source) -> dict[str, pl.DataType]:
     """The Tier 1 schema of ``source`` (Exness adds ``bid`` and ``ask``)."""
-    return dict(EXNESS_TICK_SCHEMA if source == "exness" else TICK_SCHEMA)
+    return dict(exness.EXNESS_TICK_SCHEMA if source == "exness" else TICK_SCHEMA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,19 +190,19 @@ class TickStore:
     def binance(self) -> BinanceVision:
         """The Binance Vision source (created on first use)."""
         if self._binance is None:
-            self._binance = BinanceVision(client=self._shared_client())
+            self._binance = binance_vision.BinanceVision(client=self._shared_client())
         return self._binance
 
     @property
     def exness(self) -> ExnessSource:
         """The Exness source (created on first use)."""
         if self._exness is None:
-            self._exness = ExnessSource(client=self._shared_client())
+            self._exness = exness.ExnessSource(client=self._shared_client())
         return self._exness
 
     def _shared_client(self) -> HttpClient:
         if self._client is None:
-            self._client = HttpClient(pool_size=self.max_workers)
+            self._client = http.HttpClient(pool_size=self.max_workers)
         return self._client
 
     # --- paths ----------------------------------------------------------------------------------
@@ -409,14 +419,14 @@ class TickStore:
             if not force and (existing := _existing_result(path, day)) is not None:
                 return existing
             fetched = self.exness.fetch_month(symbol, day.year, day.month)
-            by_day = split_by_day(fetched.frame)
+            by_day = exness.split_by_day(fetched.frame)
             result: DayWriteResult | None = None
             for other in _month_days(day):
                 other_path = path.with_name(f"{other.isoformat()}.parquet")
                 with self._locked(other_path):
                     if other != day and not force and _existing_result(other_path, other) is not None:
                         continue
-                    frame = by_day.get(other, pl.DataFrame(schema=EXNESS_TICK_SCHEMA))
+                    frame = by_day.get(other, pl.DataFrame(schema=exness.EXNESS_TICK_SCHEMA))
                     written = self._write_locked(other_path, source, frame, day=other, fetched=fetched)
                 if other == day:
                     result = written
@@ -452,7 +462,9 @@ class TickStore:
         if outside.any():
             row = ticks.filter(outside).row(0, named=True)
             raise ValueError(f"write_day: {int(outside.sum())} row(s) outside UTC day {day}, e.g. {row}")
-        frame, duplicates = sort_and_deduplicate(ticks, origin=f"write_day({source} {market} {symbol} {day})")
+        frame, duplicates = binance_vision.sort_and_deduplicate(
+            ticks, origin=f"write_day({source} {market} {symbol} {day})"
+        )
         path = self.day_path(source, market, symbol, day)
         with self._locked(path):
             return self._write_locked(
@@ -476,6 +488,8 @@ class TickStore:
 
     def _fetch_many(self, source: Source, market: Market, symbol: str, days: Sequence[date]) -> None:
         """Fetch ``days`` concurrently; raise after all finished (what succeeded stays stored)."""
+        from tqdm import tqdm
+
         if source == "exness":  # one download per month
             days = list({(d.year, d.month): d for d in reversed(days)}.values())[::-1]
         workers = min(self.max_workers, len(days))
