@@ -17,7 +17,8 @@ import rangebar_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Top-level modules a light import must not load (polars is allowed but not needed either).
+# Modules a light import must not load (polars is allowed but not needed either): heavy libraries,
+# and our own stores, API and validators.
 HEAVY = (
     "pandas",
     "numpy",
@@ -31,6 +32,9 @@ HEAVY = (
     "dagster",
     "requests",
     "yaml",
+    "rangebar_pipeline.api",
+    "rangebar_pipeline.storage",
+    "rangebar_pipeline.validation",
 )
 
 
