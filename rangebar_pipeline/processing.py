@@ -100,9 +100,8 @@ class RangeBarProcessor:
         """
         if is_stream(trades):
             return self._process_stream(trades, timestamp_unit)
-        if is_large_frame(trades):  # in slices: faster, and one timestamp unit for the whole frame
-            unit = frame_timestamp_unit(trades, timestamp_unit)
-            return self._process_batches(trades.iter_slices(DEFAULT_BATCH_ROWS), unit)
+        if is_large_frame(trades):
+            return self._process_slices(trades, timestamp_unit)
         arrays = normalize_trades(trades, timestamp_unit=timestamp_unit)
         if len(arrays) == 0:
             return empty_bars()
@@ -118,6 +117,18 @@ class RangeBarProcessor:
         background), so only a few row groups are ever in memory."""
         files = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
         return self._process_batches(prefetch(parquet_row_groups(files)), timestamp_unit)
+
+    def _process_slices(self, frame: pl.DataFrame, timestamp_unit: TimestampUnit | None) -> pl.DataFrame:
+        """A large eager frame in slices of ``DEFAULT_BATCH_ROWS`` (faster: each pass over a column
+        stays in cache), with one timestamp unit for the whole frame, and all or nothing like one
+        call: a failing slice restores the state from before the first."""
+        unit = frame_timestamp_unit(frame, timestamp_unit)
+        before = self._inner.checkpoint()
+        try:
+            return self._process_batches(frame.iter_slices(DEFAULT_BATCH_ROWS), unit)
+        except BaseException:
+            self._inner = _core.Processor.from_checkpoint(before)
+            raise
 
     def _process_stream(self, trades: Any, timestamp_unit: TimestampUnit | None) -> pl.DataFrame:
         return self._process_batches(batches(trades), timestamp_unit)

@@ -43,12 +43,20 @@ def test_one_timestamp_unit_for_the_whole_frame() -> None:
         RangeBarProcessor(25).process(mixed)
 
 
-def test_errors_in_a_later_slice_name_the_slice() -> None:
+def test_errors_in_a_later_slice_name_the_slice_and_change_nothing() -> None:
     trades = _trades()
-    row = DEFAULT_BATCH_ROWS + 5
-    bad = trades.with_columns(
-        pl.when(pl.int_range(pl.len()) == row).then(None).otherwise(pl.col("price")).alias("price")
+    processor = RangeBarProcessor(25)
+    processor.process(trades.head(1000))
+    before = processor.checkpoint().to_bytes()
+    rest = trades.slice(1000)
+    bad = rest.with_columns(  # a null price in the second slice, after a whole slice was processed
+        pl.when(pl.int_range(pl.len()) == DEFAULT_BATCH_ROWS + 5)
+        .then(None)
+        .otherwise(pl.col("price"))
+        .alias("price")
     )
     with pytest.raises(InvalidTradeError, match="invalid price at row 5: null") as info:
-        RangeBarProcessor(25).process(bad)
+        processor.process(bad)
     assert f"in the streamed batch starting at input row {DEFAULT_BATCH_ROWS}" in (info.value.__notes__ or [])
+    assert processor.checkpoint().to_bytes() == before  # all or nothing, like one call
+    assert processor.process(rest).equals(RangeBarProcessor.from_checkpoint(before).process(rest))
