@@ -15,17 +15,8 @@ runs them as Dagster assets.
 
 from __future__ import annotations
 
-from rangebar_pipeline._core import __version__ as _core_version
-from rangebar_pipeline.api import (
-    PrecomputeProgress,
-    PrecomputeResult,
-    count_bars,
-    get_cached_bars,
-    get_n_range_bars,
-    get_range_bars,
-    invalidate,
-    precompute_range_bars,
-)
+from typing import TYPE_CHECKING, Any
+
 from rangebar_pipeline.constants import (
     CONTINUITY_TOLERANCE_PCT,
     THRESHOLD_DECIMAL_MAX,
@@ -55,38 +46,121 @@ from rangebar_pipeline.exceptions import (
     TimestampUnitError,
     UnsortedTradesError,
 )
-from rangebar_pipeline.frames import bars_to_pandas
-from rangebar_pipeline.processing import (
-    Checkpoint,
-    PositionVerification,
-    RangeBarProcessor,
-    process_trades_chunked,
-    process_trades_polars,
-    process_trades_to_dataframe,
-    process_trades_to_dataframe_cached,
-)
-from rangebar_pipeline.schema import BAR_COLUMNS, FEATURE_COLUMNS
 from rangebar_pipeline.series import Series
-from rangebar_pipeline.validation import (
-    ASSET_CLASS_MULTIPLIERS,
-    VALIDATION_PRESETS,
-    AssetClass,
-    GapInfo,
-    GapTier,
-    TieredValidationResult,
-    TierSummary,
-    TierThresholds,
-    ValidationPreset,
-    detect_asset_class,
-    validate_conservation,
-    validate_continuity,
-    validate_continuity_tiered,
-    validate_expectations,
-    validate_tier1,
-    validate_tier2,
-)
 
-__version__ = _core_version
+if TYPE_CHECKING:
+    from rangebar_pipeline._core import __version__
+    from rangebar_pipeline.api import (
+        PrecomputeProgress,
+        PrecomputeResult,
+        count_bars,
+        get_cached_bars,
+        get_n_range_bars,
+        get_range_bars,
+        invalidate,
+        precompute_range_bars,
+    )
+    from rangebar_pipeline.frames import bars_to_pandas
+    from rangebar_pipeline.processing import (
+        Checkpoint,
+        PositionVerification,
+        RangeBarProcessor,
+        process_trades_chunked,
+        process_trades_polars,
+        process_trades_to_dataframe,
+        process_trades_to_dataframe_cached,
+    )
+    from rangebar_pipeline.schema import BAR_COLUMNS, FEATURE_COLUMNS
+    from rangebar_pipeline.validation import (
+        ASSET_CLASS_MULTIPLIERS,
+        VALIDATION_PRESETS,
+        AssetClass,
+        GapInfo,
+        GapTier,
+        TieredValidationResult,
+        TierSummary,
+        TierThresholds,
+        ValidationPreset,
+        detect_asset_class,
+        validate_conservation,
+        validate_continuity,
+        validate_continuity_tiered,
+        validate_expectations,
+        validate_tier1,
+        validate_tier2,
+    )
+
+# Public names whose modules pull in polars, pandas, pyarrow, the stores or the validators: imported on
+# first access (PEP 562), so ``import rangebar_pipeline`` and ``rangebar --help`` stay light.
+_LAZY: dict[str, str] = {
+    "__version__": "_core",
+    **dict.fromkeys(
+        (
+            "PrecomputeProgress",
+            "PrecomputeResult",
+            "count_bars",
+            "get_cached_bars",
+            "get_n_range_bars",
+            "get_range_bars",
+            "invalidate",
+            "precompute_range_bars",
+        ),
+        "api",
+    ),
+    "bars_to_pandas": "frames",
+    **dict.fromkeys(
+        (
+            "Checkpoint",
+            "PositionVerification",
+            "RangeBarProcessor",
+            "process_trades_chunked",
+            "process_trades_polars",
+            "process_trades_to_dataframe",
+            "process_trades_to_dataframe_cached",
+        ),
+        "processing",
+    ),
+    "BAR_COLUMNS": "schema",
+    "FEATURE_COLUMNS": "schema",
+    **dict.fromkeys(
+        (
+            "ASSET_CLASS_MULTIPLIERS",
+            "VALIDATION_PRESETS",
+            "AssetClass",
+            "GapInfo",
+            "GapTier",
+            "TieredValidationResult",
+            "TierSummary",
+            "TierThresholds",
+            "ValidationPreset",
+            "detect_asset_class",
+            "validate_conservation",
+            "validate_continuity",
+            "validate_continuity_tiered",
+            "validate_expectations",
+            "validate_tier1",
+            "validate_tier2",
+        ),
+        "validation",
+    ),
+}
+
+
+if not TYPE_CHECKING:  # type checkers see the imports above, so a misspelt name stays an error
+
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 __all__ = [

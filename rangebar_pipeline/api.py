@@ -20,11 +20,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-import pandas as pd
 import polars as pl
-import pyarrow as pa
 
 from rangebar_pipeline.backfill import with_spreads
 from rangebar_pipeline.constants import resolve_threshold
@@ -35,6 +33,10 @@ from rangebar_pipeline.series import Series
 from rangebar_pipeline.sources.exness import STRICTNESS_LEVELS, ExnessSource, Strictness
 from rangebar_pipeline.storage.bars import BarStore, DayWrite, checkpoint_sha256
 from rangebar_pipeline.storage.ticks import TickStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 __all__ = [
     "MaterializedDays",
@@ -49,7 +51,7 @@ __all__ = [
     "precompute_range_bars",
 ]
 
-Frame: TypeAlias = pd.DataFrame | pl.DataFrame | pa.Table
+Frame: TypeAlias = "pd.DataFrame | pl.DataFrame | pa.Table"
 InvalidateMode = Literal["smart", "overlap", "full", "none"]
 ValidateMode = Literal["error", "warn", "skip"]
 ContinuityAction = Literal["warn", "raise", "log"]

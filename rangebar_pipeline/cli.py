@@ -6,12 +6,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-import pandas as pd
-import polars as pl
+from typing import TYPE_CHECKING
 
 from rangebar_pipeline.exceptions import RangeBarError
 from rangebar_pipeline.series import MARKET_ALIASES, SOURCES, Series
+
+if TYPE_CHECKING:
+    import polars as pl
 
 _EPILOG = """examples:
   rangebar bars BTCUSDT 2024-08-08 2024-08-09 --threshold 250 --market um --out bars.parquet
@@ -88,29 +89,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_bars(frame: pl.DataFrame, *, include_microstructure: bool) -> None:
+    """The bars as ``get_range_bars`` returns them to pandas users (``timestamp``, ``Open``...,
+    features on request), printed by polars: the command never needs pandas."""
+    import polars as pl
+
+    from rangebar_pipeline.frames import MICROSTRUCTURE_COLUMNS
+    from rangebar_pipeline.schema import BAR_SCHEMA, OHLCV_COLUMNS
+
+    columns = [pl.col("close_time").alias("timestamp")]
+    columns += [pl.col(upper.lower()).alias(upper) for upper in OHLCV_COLUMNS]
+    if include_microstructure:
+        columns += [pl.col(name) for name in MICROSTRUCTURE_COLUMNS]
+        columns += [pl.col(name) for name in frame.columns if name not in BAR_SCHEMA]
+    with pl.Config(tbl_rows=40, tbl_cols=12, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
+        print(frame.select(columns))
+
+
 def _cmd_bars(args: argparse.Namespace) -> int:
+    import polars as pl
+
     from rangebar_pipeline.api import get_range_bars
 
-    as_polars = args.out is not None
     frame = get_range_bars(
         args.symbol, args.start, args.end, args.threshold, source=args.source, market=args.market,
         include_incomplete=args.incomplete, include_microstructure=args.microstructure,
         use_cache=not args.no_cache, fetch_if_missing=not args.no_fetch, cache_dir=args.cache_dir,
-        output="polars" if as_polars else "pandas",
+        output="polars",
     )  # fmt: skip
-    if as_polars:
-        if not isinstance(frame, pl.DataFrame):
-            raise TypeError(f"expected a polars frame, got {type(frame).__name__}")
+    if not isinstance(frame, pl.DataFrame):
+        raise TypeError(f"expected a polars frame, got {type(frame).__name__}")
+    if args.out is None:
+        _print_bars(frame, include_microstructure=args.microstructure)
+        print(f"{frame.height} bars")
+    else:
         if args.out.suffix == ".csv":
             frame.write_csv(args.out)
         else:
             frame.write_parquet(args.out)
         print(f"wrote {frame.height} bars to {args.out}")
-    else:
-        assert isinstance(frame, pd.DataFrame)
-        with pd.option_context("display.max_rows", 40, "display.width", 200):
-            print(frame)
-        print(f"{len(frame)} bars")
     return 0
 
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-import numpy as np
-import pandas as pd
 import polars as pl
-import pyarrow as pa
 
+from rangebar_pipeline._lazy import lazy_module
 from rangebar_pipeline.schema import BAR_SCHEMA, OHLCV_COLUMNS, UTC_US
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+else:  # imported on first use
+    pd = lazy_module("pandas")
 
 OutputFormat: TypeAlias = Literal["pandas", "polars", "arrow"]
 

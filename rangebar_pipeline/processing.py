@@ -7,19 +7,31 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import polars as pl
-import pyarrow as pa
 
 from rangebar_pipeline import _core
+from rangebar_pipeline._lazy import lazy_module
 from rangebar_pipeline.constants import resolve_threshold
 from rangebar_pipeline.exceptions import CheckpointError, RangeBarError
 from rangebar_pipeline.frames import OutputFormat, bars_from_columns, bars_to_pandas, convert_bars, empty_bars
 from rangebar_pipeline.records import bars_from_records, bars_to_records
-from rangebar_pipeline.streaming import batches, is_stream, parquet_row_groups, prefetch
-from rangebar_pipeline.trades import TimestampUnit, TradesLike, normalize_trades
+from rangebar_pipeline.streaming import (
+    DEFAULT_BATCH_ROWS,
+    batches,
+    is_large_frame,
+    is_stream,
+    parquet_row_groups,
+    prefetch,
+)
+from rangebar_pipeline.trades import TimestampUnit, TradesLike, frame_timestamp_unit, normalize_trades
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+else:  # imported on first use
+    pd = lazy_module("pandas")
 
 Checkpoint = _core.Checkpoint
 
@@ -131,6 +143,8 @@ class RangeBarProcessor:
         """
         if is_stream(trades):
             return self._process_stream(trades, timestamp_unit)
+        if is_large_frame(trades):
+            return self._process_slices(trades, timestamp_unit)
         arrays = normalize_trades(trades, timestamp_unit=timestamp_unit)
         if len(arrays) == 0:
             return empty_bars()
@@ -146,6 +160,18 @@ class RangeBarProcessor:
         background), so only a few row groups are ever in memory."""
         files = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
         return self._process_batches(prefetch(parquet_row_groups(files)), timestamp_unit)
+
+    def _process_slices(self, frame: pl.DataFrame, timestamp_unit: TimestampUnit | None) -> pl.DataFrame:
+        """A large eager frame in slices of ``DEFAULT_BATCH_ROWS`` (faster: each pass over a column
+        stays in cache), with one timestamp unit for the whole frame, and all or nothing like one
+        call: a failing slice restores the state from before the first."""
+        unit = frame_timestamp_unit(frame, timestamp_unit)
+        before = self._inner.checkpoint()
+        try:
+            return self._process_batches(frame.iter_slices(DEFAULT_BATCH_ROWS), unit)
+        except BaseException:
+            self._inner = _core.Processor.from_checkpoint(before)
+            raise
 
     def _process_stream(self, trades: Any, timestamp_unit: TimestampUnit | None) -> pl.DataFrame:
         return self._process_batches(batches(trades), timestamp_unit)

@@ -10,17 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import polars as pl
-import pyarrow as pa
 
 from rangebar_pipeline import _core
+from rangebar_pipeline._lazy import lazy_module
 from rangebar_pipeline.exceptions import InvalidTradeError, MissingColumnError, TimestampUnitError
 from rangebar_pipeline.schema import SCALE
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+else:  # imported on first use
+    pa = lazy_module("pyarrow")
 
 TimestampUnit: TypeAlias = Literal["s", "ms", "us", "ns"]
 TradesLike: TypeAlias = Any
@@ -183,6 +188,20 @@ def detect_timestamp_unit(values: pl.Series) -> Literal["ms", "us", "ns"]:
             "convert them to one unit or pass timestamp_unit"
         )
     return lo_unit
+
+
+def frame_timestamp_unit(frame: pl.DataFrame, unit: TimestampUnit | None) -> TimestampUnit | None:
+    """The unit of a whole frame's integer timestamps, so that its slices share one unit.
+
+    ``unit`` when given; None when the column is not integer (datetimes carry their unit; other
+    dtypes and nulls are reported by the slice that holds them).
+    """
+    if unit is not None or frame.height == 0:
+        return unit
+    column = frame[resolve_columns(frame)["timestamp"]]
+    if not column.dtype.is_integer() or column.null_count() == len(column):
+        return None
+    return detect_timestamp_unit(column.cast(pl.Int64, strict=True))
 
 
 def timestamps_us(series: pl.Series, unit: TimestampUnit | None) -> I64:

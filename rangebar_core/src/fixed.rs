@@ -8,13 +8,23 @@ const SCALE_F64: f64 = 100_000_000.0;
 /// `None` when the value is not finite or out of the `i64` range.
 #[inline]
 pub fn from_f64(value: f64) -> Option<i64> {
-    let scaled = (value * SCALE_F64).round();
+    let scaled = value * SCALE_F64;
     // i64::MAX as f64 rounds up to 2^63 (out of range); NaN fails the range test.
     if (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&scaled) {
-        Some(scaled as i64)
+        Some(round_half_away(scaled))
     } else {
         None
     }
+}
+
+/// `x.round() as i64` for `x` in the `i64` range, without a libm call: truncate, then step away
+/// from zero when the dropped fraction is at least one half. Exact: below 2^52 in magnitude the
+/// fraction `x - trunc(x)` is representable, at or above it `x` is an integer (fraction 0).
+#[inline]
+fn round_half_away(x: f64) -> i64 {
+    let truncated = x as i64;
+    let fraction = x - truncated as f64;
+    truncated + i64::from(fraction >= 0.5) - i64::from(fraction <= -0.5)
 }
 
 /// Fixed point to float: `raw / 1e8` (a single correctly rounded division).
@@ -105,6 +115,65 @@ mod tests {
         assert_eq!(from_f64(f64::NAN), None);
         assert_eq!(from_f64(f64::INFINITY), None);
         assert_eq!(from_f64(1e12), None);
+        assert_eq!(from_f64(-0.000000004), Some(0));
+        assert_eq!(from_f64(0.000000025), Some(3));
+        assert_eq!(from_f64(-92_233_720_368.547_76), Some(i64::MIN));
+    }
+
+    #[test]
+    fn float_conversion_equals_libm_round() {
+        // Scaled values on and around the rounding boundaries, divided back to prices.
+        let below_half = 0.5 - f64::EPSILON / 4.0; // the largest float below 0.5
+        let scaled = [
+            0.5,
+            -0.5,
+            below_half,
+            -below_half,
+            1.5,
+            2.5,
+            4_503_599_627_370_495.5, // 2^52 - 1/2
+            4_503_599_627_370_496.0, // 2^52
+            9_007_199_254_740_992.0, // 2^53
+        ];
+        let mut edges: Vec<f64> = scaled.iter().map(|x| x / SCALE_F64).collect();
+        edges.extend([
+            0.0,
+            -0.0,
+            f64::MIN_POSITIVE,
+            f64::EPSILON,
+            61_837.63,
+            -61_837.63,
+        ]);
+        for v in edges {
+            let scaled = (v * SCALE_F64).round();
+            assert_eq!(from_f64(v), Some(scaled as i64), "{v}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod float_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        #[test]
+        fn from_f64_equals_scaled_libm_round(v in proptest::num::f64::ANY) {
+            let scaled = (v * SCALE_F64).round();
+            let expected = (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0)
+                .contains(&scaled)
+                .then_some(scaled as i64);
+            prop_assert_eq!(from_f64(v), expected);
+        }
+
+        #[test]
+        fn from_f64_is_exact_on_prices(raw in -10_000_000_000_000_i64..10_000_000_000_000, half in 0_i64..2) {
+            // values near n/1e8 and near (n + 1/2)/1e8, where rounding decides
+            let v = (raw as f64 + half as f64 * 0.5) / SCALE_F64;
+            let scaled = (v * SCALE_F64).round();
+            prop_assert_eq!(from_f64(v), Some(scaled as i64));
+        }
     }
 }
 

@@ -349,10 +349,24 @@ fn to_fixed_point<'py>(
 ) -> PyResult<Bound<'py, PyArray1<i64>>> {
     let src = values.as_slice()?;
     let converted: Result<Vec<i64>, usize> = py.detach(|| {
-        src.iter()
-            .enumerate()
-            .map(|(row, &v)| fixed::from_f64(v).ok_or(row))
-            .collect()
+        // One exact-size pass with no early exit (it vectorises); the bad row is found after.
+        let mut bad = false;
+        let raw: Vec<i64> = src
+            .iter()
+            .map(|&v| {
+                let fixed = fixed::from_f64(v);
+                bad |= fixed.is_none();
+                fixed.unwrap_or(0)
+            })
+            .collect();
+        if bad {
+            Err(src
+                .iter()
+                .position(|&v| fixed::from_f64(v).is_none())
+                .unwrap_or(0))
+        } else {
+            Ok(raw)
+        }
     });
     match converted {
         Ok(raw) => Ok(raw.into_pyarray(py)),

@@ -2,17 +2,52 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from rangebar_pipeline.sources.base import MARKETS, SOURCES, Fetched, Market, Source
-from rangebar_pipeline.sources.binance_vision import BinanceVision, parse_agg_trades
-from rangebar_pipeline.sources.exness import (
-    EXNESS_TICK_SCHEMA,
-    SPREAD_COLUMNS,
-    ExnessSource,
-    Strictness,
-    add_spread_stats,
-    parse_exness_ticks,
-)
-from rangebar_pipeline.sources.http import Download, HttpClient, RetryPolicy
+
+if TYPE_CHECKING:
+    from rangebar_pipeline.sources.binance_vision import BinanceVision, parse_agg_trades
+    from rangebar_pipeline.sources.exness import (
+        EXNESS_TICK_SCHEMA,
+        SPREAD_COLUMNS,
+        ExnessSource,
+        Strictness,
+        add_spread_stats,
+        parse_exness_ticks,
+    )
+    from rangebar_pipeline.sources.http import Download, HttpClient, RetryPolicy
+
+# The sources import on first access (PEP 562): reading the tick cache needs none of them.
+_LAZY: dict[str, str] = {
+    "BinanceVision": "binance_vision",
+    "parse_agg_trades": "binance_vision",
+    **dict.fromkeys(
+        (
+            "EXNESS_TICK_SCHEMA",
+            "SPREAD_COLUMNS",
+            "ExnessSource",
+            "Strictness",
+            "add_spread_stats",
+            "parse_exness_ticks",
+        ),
+        "exness",
+    ),
+    **dict.fromkeys(("Download", "HttpClient", "RetryPolicy"), "http"),
+}
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        globals()[name] = value
+        return value
+
 
 __all__ = [
     "EXNESS_TICK_SCHEMA",

@@ -25,13 +25,16 @@ class Fetched:
 
     ``frame`` follows ``schema.TICK_SCHEMA`` (plus ``bid``/``ask`` for Exness), sorted by
     ``(timestamp, agg_trade_id)`` with exact duplicates removed (``duplicates_removed`` of them);
-    ``checksum`` is the sha256 of the archive, ``url`` where it came from.
+    ``checksum`` is the sha256 of the archive, ``url`` where it came from. ``streamed`` is True
+    when every row of ``frame`` was also handed, in order and in its final form, to the ``emit``
+    callback of the fetch while the archive was parsed (so the caller may have stored it already).
     """
 
     frame: pl.DataFrame
     url: str
     checksum: str
     duplicates_removed: int
+    streamed: bool = False
 
 
 def normalize_symbol(symbol: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
@@ -61,6 +61,8 @@ _US_PER_DAY: Final = 86_400_000_000
 _PIECES_IN_FLIGHT: Final = 2
 _ARROW_DECIMAL: Final = pa.decimal128(18, 8)
 _Column = npt.NDArray[Any]
+#: Receives parsed rows in their final ``TICK_SCHEMA`` form, in file order, while parsing goes on.
+Emit = Callable[[pl.DataFrame], None]
 
 
 class BinanceVision:
@@ -91,8 +93,11 @@ class BinanceVision:
         name = f"{sym}-aggTrades-{day.isoformat()}.zip"
         return join_url(self.base_url, "data", _MARKET_PATH[market], "daily", "aggTrades", sym, name)
 
-    def fetch_day(self, market: Market, symbol: str, day: date) -> Fetched:
+    def fetch_day(self, market: Market, symbol: str, day: date, *, emit: Emit | None = None) -> Fetched:
         """Download, verify and parse one day of aggTrades.
+
+        With ``emit``, the rows are also handed over in pieces as they are parsed (after the
+        checksum check); ``Fetched.streamed`` says whether those pieces are exactly ``frame``.
 
         Raises:
             DataNotFoundError: Binance Vision has no file for that day (HTTP 404).
@@ -118,8 +123,10 @@ class BinanceVision:
             )
         member = url.rsplit("/", 1)[-1].removesuffix(".zip") + ".csv"
         name, pieces = iter_zip_member(archive.content, origin=url, member=member)
-        frame, duplicates = parse_agg_trades_pieces(pieces, origin=f"{url}!{name}", day=day)
-        return Fetched(frame=frame, url=url, checksum=archive.sha256, duplicates_removed=duplicates)
+        frame, duplicates, streamed = _parse_pieces(pieces, origin=f"{url}!{name}", day=day, emit=emit)
+        return Fetched(
+            frame=frame, url=url, checksum=archive.sha256, duplicates_removed=duplicates, streamed=streamed
+        )
 
 
 def parse_checksum_file(content: bytes, *, origin: str) -> str:
@@ -156,6 +163,14 @@ def parse_agg_trades_pieces(
     also tracks the timestamp range and the row order, so whole-column checks only run (to name
     the offending line) when something is wrong, and sorting only when the file is unsorted.
     """
+    frame, duplicates, _ = _parse_pieces(pieces, origin=origin, day=day, emit=None)
+    return frame, duplicates
+
+
+def _parse_pieces(
+    pieces: Iterable[bytes], *, origin: str, day: date | None, emit: Emit | None
+) -> tuple[pl.DataFrame, int, bool]:
+    """:func:`parse_agg_trades_pieces`, also emitting rows as parsed; True when they are the frame."""
     stream = iter(pieces)
     head = b""
     for piece in stream:  # the first line decides the layout
@@ -167,7 +182,7 @@ def parse_agg_trades_pieces(
     if not first_line:
         if head.strip() or any(piece.strip() for piece in stream):
             raise CorruptArchiveError(f"{origin}: line 1 is empty; expected a header or a trade")
-        return pl.DataFrame(schema=TICK_SCHEMA), 0
+        return pl.DataFrame(schema=TICK_SCHEMA), 0, False
     fields = first_line.count(b",") + 1
     if fields not in (7, 8):
         raise CorruptArchiveError(
@@ -181,11 +196,15 @@ def parse_agg_trades_pieces(
     header_lines = int(has_header)
     parser = AggTradesCsvParser(fields, first_line=1 + header_lines, decimal128=True)
     start = line_end + 1 if has_header and line_end >= 0 else len(head) if has_header else 0
-    chunks = _parse_overlapped(parser, head, start, stream, origin=origin)
+    emitter = None if emit is None else _Emitter(emit)
+    chunks = _parse_overlapped(parser, head, start, stream, origin=origin, on_chunk=emitter)
     frame = _frame(chunks)
     if frame.height == 0:
-        return pl.DataFrame(schema=TICK_SCHEMA), 0
+        return pl.DataFrame(schema=TICK_SCHEMA), 0, False
     low, high = parser.timestamp_range or (0, 0)
+    # The emitted rows are the result when the file is sorted and the unit guessed from the first
+    # rows holds for the whole file (any other case is an error below, or sorts the frame).
+    streamed = emitter is not None and emitter.valid and emitter.ms == (high < _US_THRESHOLD)
     if high < _US_THRESHOLD:
         frame, low, high = frame.with_columns(pl.col("timestamp") * 1000), low * 1000, high * 1000
     elif low < _US_THRESHOLD:
@@ -205,15 +224,47 @@ def parse_agg_trades_pieces(
             )
     frame = frame.with_columns(pl.col("timestamp").cast(UTC_US)).select(list(TICK_SCHEMA))
     if parser.is_sorted:  # strictly increasing (timestamp, agg_trade_id): no duplicates either
-        return frame, 0
-    return sort_and_deduplicate(frame, origin=origin)
+        return frame, 0, streamed
+    return (*sort_and_deduplicate(frame, origin=origin), False)
+
+
+class _Emitter:
+    """Hands each parsed chunk to ``emit`` in its final form, the timestamp unit taken from the
+    first rows; stops (``valid`` False) at the first chunk that contradicts that unit."""
+
+    def __init__(self, emit: Emit) -> None:
+        self.emit = emit
+        self.ms: bool | None = None
+        self.valid = True
+
+    def __call__(self, chunk: dict[str, _Column]) -> None:
+        timestamps = chunk["timestamp"]
+        if not self.valid or len(timestamps) == 0:
+            return
+        low, high = int(timestamps.min()), int(timestamps.max())
+        if self.ms is None:
+            self.ms = high < _US_THRESHOLD
+        if (high >= _US_THRESHOLD) if self.ms else (low < _US_THRESHOLD):
+            self.valid = False
+            return
+        frame = _frame([chunk])
+        if self.ms:
+            frame = frame.with_columns(pl.col("timestamp") * 1000)
+        self.emit(frame.with_columns(pl.col("timestamp").cast(UTC_US)).select(list(TICK_SCHEMA)))
 
 
 def _parse_overlapped(
-    parser: AggTradesCsvParser, head: bytes, start: int, rest: Iterator[bytes], *, origin: str
+    parser: AggTradesCsvParser,
+    head: bytes,
+    start: int,
+    rest: Iterator[bytes],
+    *,
+    origin: str,
+    on_chunk: Callable[[dict[str, _Column]], None] | None = None,
 ) -> list[dict[str, _Column]]:
     """Feed ``head[start:]``, then every piece of ``rest``, to ``parser`` in a worker thread while
-    the next piece is produced (e.g. inflated); the parsed columns of each piece, in order."""
+    the next piece is produced (e.g. inflated); the parsed columns of each piece, in order, each
+    also passed to ``on_chunk`` (in this thread) as soon as it is parsed."""
 
     def feed(piece: bytes | None, offset: int = 0) -> dict[str, _Column]:
         try:
@@ -222,15 +273,21 @@ def _parse_overlapped(
             raise CorruptArchiveError(f"{origin}: {exc}") from exc
 
     chunks: list[dict[str, _Column]] = []
+
+    def done(chunk: dict[str, _Column]) -> None:
+        chunks.append(chunk)
+        if on_chunk is not None:
+            on_chunk(chunk)
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rangebar-csv") as pool:
         pending: deque[Future[dict[str, _Column]]] = deque([pool.submit(feed, head, start)])
         for piece in rest:
             pending.append(pool.submit(feed, piece))
             while len(pending) > _PIECES_IN_FLIGHT:
-                chunks.append(pending.popleft().result())
+                done(pending.popleft().result())
         while pending:
-            chunks.append(pending.popleft().result())
-    chunks.append(feed(None))
+            done(pending.popleft().result())
+    done(feed(None))
     return chunks
 
 

@@ -15,14 +15,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
-import requests
-from requests.adapters import HTTPAdapter
-from tqdm import tqdm
-
+from rangebar_pipeline._lazy import lazy_module
 from rangebar_pipeline.exceptions import DataNotFoundError, DownloadError
+
+if TYPE_CHECKING:
+    import requests
+else:  # imported by the first download client
+    requests = lazy_module("requests")
 
 __all__ = ["Download", "HttpClient", "RetryPolicy", "join_url"]
 
@@ -95,6 +98,8 @@ class HttpClient:
     ) -> None:
         self.retry = retry or RetryPolicy()
         self.progress = progress
+        from requests.adapters import HTTPAdapter
+
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), max_retries=0)
         self._session.mount("http://", adapter)
@@ -169,6 +174,8 @@ class HttpClient:
     def _read_body(self, response: requests.Response, description: str) -> bytes:
         declared = response.headers.get("Content-Length")
         expected = int(declared) if declared and declared.isdigit() else None
+        from tqdm import tqdm
+
         show = self.progress if self.progress is not None else sys.stderr.isatty()
         bar = tqdm(
             total=expected,

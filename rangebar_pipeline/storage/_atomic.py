@@ -8,10 +8,44 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["TEMP_SUFFIX", "atomic_write", "remove_temp_files", "temp_files"]
+__all__ = ["TEMP_SUFFIX", "AtomicFile", "atomic_write", "remove_temp_files", "temp_files"]
 
 #: Temp files are ``.<target name>.<pid>.<random>.tmp``: hidden, and never named like data.
 TEMP_SUFFIX = ".tmp"
+
+
+class AtomicFile:
+    """A temp file beside ``path`` (``handle``) that replaces ``path`` on :meth:`commit`, or is deleted
+    by :meth:`discard`: :func:`atomic_write` for writers that cannot run inside one callback."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        self.handle: BinaryIO = self.tmp.open("xb")
+        self._done = False
+
+    def commit(self) -> int:
+        """fsync the temp file, rename it to ``path``, fsync the directory; return the file size."""
+        try:
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            self.handle.close()
+            size = self.tmp.stat().st_size
+            self.tmp.replace(self.path)
+        except BaseException:
+            self.discard()
+            raise
+        self._done = True
+        fsync_directory(self.path.parent)
+        return size
+
+    def discard(self) -> None:
+        """Delete the temp file (no-op after :meth:`commit`)."""
+        if not self._done:
+            self._done = True
+            self.handle.close()
+            self.tmp.unlink(missing_ok=True)
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> int:

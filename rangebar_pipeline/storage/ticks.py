@@ -13,6 +13,7 @@ file is deleted and fetched again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -21,13 +22,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO, Final, Literal, overload
+from typing import TYPE_CHECKING, Any, BinaryIO, Final, Literal, overload
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
-from tqdm import tqdm
 
+from rangebar_pipeline._lazy import lazy_module
 from rangebar_pipeline.exceptions import DataNotFoundError, StoreError
 from rangebar_pipeline.paths import CACHE_DIR_ENV, default_cache_dir
 from rangebar_pipeline.schema import TICK_SCHEMA
@@ -40,11 +39,23 @@ from rangebar_pipeline.sources.base import (
     normalize_symbol,
     parse_day,
 )
-from rangebar_pipeline.sources.binance_vision import BinanceVision, sort_and_deduplicate
-from rangebar_pipeline.sources.exness import EXNESS_TICK_SCHEMA, ExnessSource, split_by_day
-from rangebar_pipeline.sources.http import HttpClient
-from rangebar_pipeline.storage._atomic import atomic_write, fsync_directory, remove_temp_files
+from rangebar_pipeline.storage._atomic import AtomicFile, atomic_write, fsync_directory, remove_temp_files
 from rangebar_pipeline.storage._lock import file_lock
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rangebar_pipeline.sources import binance_vision, exness, http
+    from rangebar_pipeline.sources.binance_vision import BinanceVision
+    from rangebar_pipeline.sources.exness import ExnessSource
+    from rangebar_pipeline.sources.http import HttpClient
+else:  # imported on first use: reading the cache needs no download client nor parser
+    pa = lazy_module("pyarrow")
+    pq = lazy_module("pyarrow.parquet")
+    binance_vision = lazy_module("rangebar_pipeline.sources.binance_vision")
+    exness = lazy_module("rangebar_pipeline.sources.exness")
+    http = lazy_module("rangebar_pipeline.sources.http")
 
 __all__ = [
     "CACHE_DIR_ENV",
@@ -78,7 +89,7 @@ _ENCODINGS: Final = {
 
 def tick_schema(source: Source) -> dict[str, pl.DataType]:
     """The Tier 1 schema of ``source`` (Exness adds ``bid`` and ``ask``)."""
-    return dict(EXNESS_TICK_SCHEMA if source == "exness" else TICK_SCHEMA)
+    return dict(exness.EXNESS_TICK_SCHEMA if source == "exness" else TICK_SCHEMA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,19 +191,19 @@ class TickStore:
     def binance(self) -> BinanceVision:
         """The Binance Vision source (created on first use)."""
         if self._binance is None:
-            self._binance = BinanceVision(client=self._shared_client())
+            self._binance = binance_vision.BinanceVision(client=self._shared_client())
         return self._binance
 
     @property
     def exness(self) -> ExnessSource:
         """The Exness source (created on first use)."""
         if self._exness is None:
-            self._exness = ExnessSource(client=self._shared_client())
+            self._exness = exness.ExnessSource(client=self._shared_client())
         return self._exness
 
     def _shared_client(self) -> HttpClient:
         if self._client is None:
-            self._client = HttpClient(pool_size=self.max_workers)
+            self._client = http.HttpClient(pool_size=self.max_workers)
         return self._client
 
     # --- paths ----------------------------------------------------------------------------------
@@ -402,21 +413,20 @@ class TickStore:
             with self._locked(path):
                 if not force and (existing := _existing_result(path, day)) is not None:
                     return existing
-                fetched = self.binance.fetch_day(market, symbol, day)
-                return self._write_locked(path, source, fetched.frame, day=day, fetched=fetched)
+                return self._fetch_binance_day(path, market, symbol, day)
         month_lock = path.with_name(f"{day:%Y-%m}.month")
         with self._locked(month_lock):
             if not force and (existing := _existing_result(path, day)) is not None:
                 return existing
             fetched = self.exness.fetch_month(symbol, day.year, day.month)
-            by_day = split_by_day(fetched.frame)
+            by_day = exness.split_by_day(fetched.frame)
             result: DayWriteResult | None = None
             for other in _month_days(day):
                 other_path = path.with_name(f"{other.isoformat()}.parquet")
                 with self._locked(other_path):
                     if other != day and not force and _existing_result(other_path, other) is not None:
                         continue
-                    frame = by_day.get(other, pl.DataFrame(schema=EXNESS_TICK_SCHEMA))
+                    frame = by_day.get(other, pl.DataFrame(schema=exness.EXNESS_TICK_SCHEMA))
                     written = self._write_locked(other_path, source, frame, day=other, fetched=fetched)
                 if other == day:
                     result = written
@@ -452,7 +462,9 @@ class TickStore:
         if outside.any():
             row = ticks.filter(outside).row(0, named=True)
             raise ValueError(f"write_day: {int(outside.sum())} row(s) outside UTC day {day}, e.g. {row}")
-        frame, duplicates = sort_and_deduplicate(ticks, origin=f"write_day({source} {market} {symbol} {day})")
+        frame, duplicates = binance_vision.sort_and_deduplicate(
+            ticks, origin=f"write_day({source} {market} {symbol} {day})"
+        )
         path = self.day_path(source, market, symbol, day)
         with self._locked(path):
             return self._write_locked(
@@ -476,6 +488,8 @@ class TickStore:
 
     def _fetch_many(self, source: Source, market: Market, symbol: str, days: Sequence[date]) -> None:
         """Fetch ``days`` concurrently; raise after all finished (what succeeded stays stored)."""
+        from tqdm import tqdm
+
         if source == "exness":  # one download per month
             days = list({(d.year, d.month): d for d in reversed(days)}.values())[::-1]
         workers = min(self.max_workers, len(days))
@@ -519,47 +533,135 @@ class TickStore:
         duplicates_removed: int | None = None,
     ) -> DayWriteResult:
         """Write ``frame`` as ``path`` (caller holds the day lock)."""
-        if fetched is not None:
-            checksum, url = fetched.checksum, fetched.url
-            if duplicates_removed is None:
-                duplicates_removed = fetched.duplicates_removed if frame.height else 0
+        meta = _day_meta(
+            source, frame, day, fetched, checksum=checksum, url=url, duplicates_removed=duplicates_removed
+        )
         remove_temp_files(path)
         table = frame.select(list(tick_schema(source))).to_arrow()
-        first = _to_us(frame["timestamp"].min()) if frame.height else None
-        last = _to_us(frame["timestamp"].max()) if frame.height else None
-        meta = {
-            "version": _FORMAT_VERSION,
-            "source": source,
-            "day": day.isoformat(),
-            "rows": frame.height,
-            "duplicates_removed": duplicates_removed or 0,
-            "first_timestamp_us": first,
-            "last_timestamp_us": last,
-            "checksum": checksum,
-            "url": url,
-        }
         table = table.replace_schema_metadata({_META_KEY: json.dumps(meta, sort_keys=True).encode()})
-        encodings = {c: _ENCODINGS[c] for c in table.column_names if c in _ENCODINGS}
 
         def write(handle: BinaryIO) -> None:
-            pq.write_table(
-                table,
-                handle,
-                compression=_COMPRESSION,
-                compression_level=_COMPRESSION_LEVEL,
-                row_group_size=_ROW_GROUP_ROWS,
-                use_dictionary=False,
-                column_encoding=encodings,
-                store_decimal_as_integer=True,
-                write_page_checksum=True,
-                write_statistics=True,
-            )
+            pq.write_table(table, handle, row_group_size=_ROW_GROUP_ROWS, **_write_options(table.schema))
 
         size = atomic_write(path, write)
         return _result(path, meta, size)
 
+    def _fetch_binance_day(self, path: Path, market: Market, symbol: str, day: date) -> DayWriteResult:
+        """Download and store a Binance day, its row groups written while the CSV is still being
+        parsed; when the parsed rows are not the day as stored (an unsorted file), write it again."""
+        remove_temp_files(path)
+        stream = _StreamedDay(path)
+        try:
+            fetched = self.binance.fetch_day(market, symbol, day, emit=stream.add)
+            if fetched.streamed:
+                meta = _day_meta("binance", fetched.frame, day, fetched)
+                return _result(path, meta, stream.commit(meta))
+        finally:
+            stream.discard()
+        return self._write_locked(path, "binance", fetched.frame, day=day, fetched=fetched)
+
 
 # --- module helpers -----------------------------------------------------------------------------
+
+
+def _day_meta(
+    source: Source,
+    frame: pl.DataFrame,
+    day: date,
+    fetched: Fetched | None,
+    *,
+    checksum: str | None = None,
+    url: str | None = None,
+    duplicates_removed: int | None = None,
+) -> dict[str, Any]:
+    """The footer entry of a stored day (provenance, row count, time range)."""
+    if fetched is not None:
+        checksum, url = fetched.checksum, fetched.url
+        if duplicates_removed is None:
+            duplicates_removed = fetched.duplicates_removed if frame.height else 0
+    return {
+        "version": _FORMAT_VERSION,
+        "source": source,
+        "day": day.isoformat(),
+        "rows": frame.height,
+        "duplicates_removed": duplicates_removed or 0,
+        "first_timestamp_us": _to_us(frame["timestamp"].min()) if frame.height else None,
+        "last_timestamp_us": _to_us(frame["timestamp"].max()) if frame.height else None,
+        "checksum": checksum,
+        "url": url,
+    }
+
+
+def _write_options(schema: pa.Schema) -> dict[str, Any]:
+    """Parquet writer options of every tick file (zstd, encodings per column, page checksums)."""
+    return {
+        "compression": _COMPRESSION,
+        "compression_level": _COMPRESSION_LEVEL,
+        "use_dictionary": False,
+        "column_encoding": {c: _ENCODINGS[c] for c in schema.names if c in _ENCODINGS},
+        "store_decimal_as_integer": True,
+        "write_page_checksum": True,
+        "write_statistics": True,
+    }
+
+
+class _StreamedDay:
+    """A day written while it is parsed: rows arrive in pieces (:meth:`add`), leave as row groups
+    of ``_ROW_GROUP_ROWS`` rows, the same as :func:`pyarrow.parquet.write_table` would cut them,
+    encoded and compressed by a writer thread (outside the GIL) into a temp file that
+    :meth:`commit` completes with the footer entry and renames into place."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = AtomicFile(path)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rangebar-parquet")
+        self._writer: pq.ParquetWriter | None = None
+        self._buffer: list[pl.DataFrame] = []
+        self._buffered = 0
+        self._writes: list[Future[None]] = []
+        self._committed = False
+
+    def add(self, rows: pl.DataFrame) -> None:
+        """Queue ``rows`` (final form, file order); full row groups go to the writer thread."""
+        self._buffer.append(rows)
+        self._buffered += rows.height
+        while self._buffered >= _ROW_GROUP_ROWS:
+            pending = pl.concat(self._buffer, rechunk=False)
+            self._submit(pending.head(_ROW_GROUP_ROWS))
+            rest = pending.slice(_ROW_GROUP_ROWS)
+            self._buffer, self._buffered = [rest], rest.height
+
+    def _submit(self, rows: pl.DataFrame) -> None:
+        self._writes.append(self._pool.submit(self._write, rows.to_arrow()))
+
+    def _write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            # by path, so that writing needs no GIL either (fsynced through the handle on commit)
+            self._writer = pq.ParquetWriter(str(self._file.tmp), table.schema, **_write_options(table.schema))
+        self._writer.write_table(table, row_group_size=_ROW_GROUP_ROWS)
+
+    def commit(self, meta: dict[str, Any]) -> int:
+        """Write the last rows and the footer, rename the file into place; return its size."""
+        if self._buffered:
+            self._submit(pl.concat(self._buffer, rechunk=False))
+        for write in self._writes:
+            write.result()
+        self._pool.shutdown()
+        if self._writer is None:
+            raise StoreError(f"no rows were streamed to {self._file.path}")
+        self._writer.add_key_value_metadata({_META_KEY: json.dumps(meta, sort_keys=True).encode()})
+        self._writer.close()
+        self._committed = True
+        return self._file.commit()
+
+    def discard(self) -> None:
+        """Stop writing and delete the temp file (no-op after :meth:`commit`)."""
+        if self._committed:
+            return
+        self._pool.shutdown(cancel_futures=True)
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        self._file.discard()
 
 
 def _series_symbol(source: Source, market: Market, symbol: str) -> str:

@@ -1,0 +1,80 @@
+"""What a bare ``import rangebar_pipeline`` and ``rangebar --help`` load, each in a fresh interpreter.
+
+Heavy libraries load on first use only (issue 13); every public name stays importable.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import rangebar_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Modules a light import must not load (polars is allowed but not needed either): heavy libraries,
+# and our own stores, API and validators.
+HEAVY = (
+    "pandas",
+    "numpy",
+    "pyarrow",
+    "clickhouse_connect",
+    "chdb",
+    "great_expectations",
+    "statsmodels",
+    "sklearn",
+    "scipy",
+    "dagster",
+    "requests",
+    "yaml",
+    "rangebar_pipeline.api",
+    "rangebar_pipeline.storage",
+    "rangebar_pipeline.validation",
+)
+
+
+def _loaded_after(code: str) -> list[str]:
+    """Heavy top-level modules in ``sys.modules`` after running ``code`` in a new interpreter."""
+    body = textwrap.indent(code, "    ")
+    probe = f"import json, sys\ntry:\n{body}\nexcept SystemExit:\n    pass\n"
+    probe += f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True, timeout=120
+    )
+    loaded: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
+    return loaded
+
+
+def test_bare_import_loads_no_heavy_library() -> None:
+    assert _loaded_after("import rangebar_pipeline") == []
+
+
+def test_cli_help_loads_no_heavy_library() -> None:
+    code = "import io, contextlib\nfrom rangebar_pipeline.cli import main\n"
+    code += "with contextlib.redirect_stdout(io.StringIO()):\n    main(['--help'])"
+    assert _loaded_after(code) == []
+
+
+def test_first_use_loads_the_library_it_needs() -> None:
+    loaded = _loaded_after("from rangebar_pipeline import validate_tier1")
+    assert "clickhouse_connect" not in loaded and "dagster" not in loaded
+
+
+def test_the_processor_loads_no_pandas_or_pyarrow() -> None:
+    assert _loaded_after("from rangebar_pipeline import RangeBarProcessor") == ["numpy"]
+
+
+@pytest.mark.parametrize("name", rangebar_pipeline.__all__)
+def test_every_public_name_is_importable(name: str) -> None:
+    assert getattr(rangebar_pipeline, name) is not None
+    assert name in dir(rangebar_pipeline)
+
+
+def test_unknown_name_raises_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = rangebar_pipeline.no_such_name  # type: ignore[attr-defined]
