@@ -19,6 +19,7 @@ from typing import Any, Final, Literal
 
 import dagster as dg
 
+from rangebar_pipeline.cluster.profile import require_server_dsn
 from rangebar_pipeline.exceptions import StoreLockedError
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.sources.binance_vision import BinanceVision
@@ -86,7 +87,8 @@ class TickStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 class BarStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Tier 2: ClickHouse bars. ``dsn`` ``None``: ``RANGEBAR_CLICKHOUSE_DSN``, else embedded chDB.
 
-    Steps that open it run in the :data:`BAR_STORE_POOL` concurrency pool.
+    Steps that open it run in the :data:`BAR_STORE_POOL` concurrency pool. With ``RANGEBAR_MULTI_HOST=1``
+    (the cluster profile across hosts) it refuses anything but a ClickHouse server DSN.
     """
 
     dsn: str | None = None
@@ -98,7 +100,12 @@ class BarStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     @contextmanager
     def open(self) -> Iterator[BarStore]:
-        """The bar store, closed on exit; waits up to ``lock_wait_seconds`` for a held chDB directory."""
+        """The bar store, closed on exit; waits up to ``lock_wait_seconds`` for a held chDB directory.
+
+        Raises:
+            MultiHostStoreError: ``RANGEBAR_MULTI_HOST`` is set and the DSN is not a server's.
+        """
+        require_server_dsn(self.dsn or None)
         deadline = time.monotonic() + self.lock_wait_seconds
         delay = 0.1
         while True:
