@@ -110,13 +110,9 @@ wait_for() {  # wait_for NAME SECONDS CMD...: until CMD succeeds, failing if NAM
 up() {
     install
     mkdir -p "$PIDS" "$LOGS" "$STATE/redis" "$STATE/dagster_home" "$STATE/shared"
-    if [ -f "$STATE/env.sh" ] && alive webserver; then
-        log "already up"
-        status
-        return
-    fi
     start_postgres
-    write_env
+    # A running profile keeps its environment (restarting a stopped component reuses it).
+    alive webserver && alive daemon || write_env
     cp deploy/cluster/dagster.yaml "$STATE/dagster_home/dagster.yaml"
     # The broker keeps its queues on disk (append-only file): a restart loses no queued task.
     spawn redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$STATE/redis" \
@@ -186,11 +182,10 @@ down() {
 
 smoke() {
     [ -d "$SHARED_DATA/binance_vision" ] || { log "$SHARED_DATA is missing: the smoke reads the fixtures"; exit 1; }
-    export RANGEBAR_BINANCE_BASE_URL=file://$SHARED_DATA/binance_vision
-    export RANGEBAR_EXNESS_BASE_URL=file://$SHARED_DATA/exness
-    if [ -f "$STATE/env.sh" ] && alive webserver &&
-        ! grep -q "RANGEBAR_BINANCE_BASE_URL=$RANGEBAR_BINANCE_BASE_URL" "$STATE/env.sh"; then
-        log "the running cluster does not read the fixture mirror: run 'bash scripts/cluster.sh down' first"
+    export RANGEBAR_BINANCE_BASE_URL=${RANGEBAR_BINANCE_BASE_URL:-file://$SHARED_DATA/binance_vision}
+    export RANGEBAR_EXNESS_BASE_URL=${RANGEBAR_EXNESS_BASE_URL:-file://$SHARED_DATA/exness}
+    if [ -f "$STATE/env.sh" ] && alive webserver && ! grep -q "RANGEBAR_BINANCE_BASE_URL=" "$STATE/env.sh"; then
+        log "the running cluster does not read a fixture mirror: run 'bash scripts/cluster.sh down' first"
         exit 1
     fi
     up >/dev/null
