@@ -24,7 +24,10 @@ PIDS=$STATE/pids
 LOGS=$STATE/logs
 
 log() { echo "cluster: $*" >&2; }
-alive() { [ -f "$PIDS/$1.pid" ] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
+# A process counts as alive unless it is gone or a zombie (exited, not yet reaped by init).
+running() { local s; s=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$s" ] && [ "${s:0:1}" != Z ]; }
+group_running() { ps -eo pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ {found = 1} END {exit !found}'; }
+alive() { [ -f "$PIDS/$1.pid" ] && running "$(cat "$PIDS/$1.pid")"; }
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 install() {
@@ -76,7 +79,7 @@ start_postgres() {
         as_postgres "$PG_BIN/initdb" -D "$pg/data" -U rangebar --pwfile="$pg/password" \
             --auth-local=scram-sha-256 --auth-host=scram-sha-256 >"$LOGS/initdb.log"
     fi
-    if [ -f "$pg/data/postmaster.pid" ] && kill -0 "$(head -1 "$pg/data/postmaster.pid")" 2>/dev/null; then
+    if [ -f "$pg/data/postmaster.pid" ] && running "$(head -1 "$pg/data/postmaster.pid")"; then
         return
     fi
     as_postgres "$PG_BIN/pg_ctl" -D "$pg/data" -l "$pg/postgres.log" -w -t 60 \
@@ -154,10 +157,10 @@ stop_group() {  # stop_group NAME: TERM the process group, then KILL after 20 s;
     local name=$1 pid
     [ -f "$PIDS/$name.pid" ] || return 0
     pid=$(cat "$PIDS/$name.pid")
-    if kill -0 -- "-$pid" 2>/dev/null; then
+    if group_running "$pid"; then
         kill -TERM -- "-$pid" 2>/dev/null || true
-        for _ in $(seq 1 40); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.5; done
-        kill -KILL -- "-$pid" 2>/dev/null || true
+        for _ in $(seq 1 40); do group_running "$pid" || break; sleep 0.5; done
+        group_running "$pid" && kill -KILL -- "-$pid" 2>/dev/null
     fi
     rm -f "$PIDS/$name.pid"
 }
@@ -174,7 +177,7 @@ down() {
         as_postgres "$PG_BIN/pg_ctl" -D "$STATE/pg/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
         local pid
         pid=$(cat "$PIDS/postgres.pid")
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+        running "$pid" && kill -KILL "$pid"
         rm -f "$PIDS/postgres.pid"
     fi
     echo "cluster: stopped ($STATE)"
