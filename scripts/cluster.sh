@@ -47,7 +47,7 @@ install() {
 write_env() {
     # Everything a process of the profile needs; `source $STATE/env.sh` to use the CLI on this cluster.
     local password mirror_binance mirror_exness
-    password=$(cat "$STATE/pg/password")
+    password=$(cat "$(pg_dir)/password")
     mirror_binance=${RANGEBAR_BINANCE_BASE_URL:-}
     mirror_exness=${RANGEBAR_EXNESS_BASE_URL:-}
     cat >"$STATE/env.sh" <<EOF
@@ -70,8 +70,18 @@ EOF
     chmod 600 "$STATE/env.sh"
 }
 
+pg_dir() {  # Postgres's files: under the state dir, unless the postgres user cannot reach it (e.g. /root)
+    if [ "$(id -u)" != 0 ] || runuser -u postgres -- test -x "$STATE"; then
+        echo "$STATE/pg"
+    else
+        echo "/var/lib/postgresql/rangebar-cluster-$(echo "$STATE" | md5sum | cut -c1-12)"
+    fi
+}
+
 start_postgres() {
-    local pg=$STATE/pg
+    local pg
+    pg=$(pg_dir)
+    echo "$pg" >"$STATE/pg.path"  # for tools and tests: where Postgres's data directory lives
     if [ ! -f "$pg/data/PG_VERSION" ]; then
         mkdir -p "$pg/data" "$pg/sock"
         [ -f "$pg/password" ] || (umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$pg/password")
@@ -148,7 +158,7 @@ status() {
     done
     [ "$any" = 1 ] || { echo "cluster: not running ($STATE)"; return 0; }
     echo "UI:       http://127.0.0.1:$WEB_PORT"
-    echo "Postgres: 127.0.0.1:$PG_PORT (user rangebar, password in $STATE/pg/password), database dagster"
+    echo "Postgres: 127.0.0.1:$PG_PORT (user rangebar, password in $(pg_dir)/password), database dagster"
     echo "broker:   redis://127.0.0.1:$REDIS_PORT/0"
     echo "CLI:      source $STATE/env.sh && .venv/bin/dagster ..."
 }
@@ -174,7 +184,7 @@ down() {
     done
     stop_group redis
     if [ -f "$PIDS/postgres.pid" ]; then
-        as_postgres "$PG_BIN/pg_ctl" -D "$STATE/pg/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
+        as_postgres "$PG_BIN/pg_ctl" -D "$(pg_dir)/data" -m fast -w -t 60 stop >/dev/null 2>&1 || true
         local pid
         pid=$(cat "$PIDS/postgres.pid")
         running "$pid" && kill -KILL "$pid"

@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "cluster.sh"
 GOLDEN = SHARED / "golden"
 THRESHOLDS = (25, 250)
+pytestmark = pytest.mark.xdist_group("cluster")  # one cluster: every test of this module on one worker
 SMOKE_LINE = re.compile(r"^cluster smoke: (\d+) steps on (\d+) workers, bars equal golden: (True|False)$")
 
 
@@ -57,6 +58,10 @@ class Cluster:
 
     def pid(self, name: str) -> int:
         return int((self.state / "pids" / f"{name}.pid").read_text())
+
+    def pg_data(self) -> Path:
+        """Postgres's data directory (``scripts/cluster.sh`` writes where it put it)."""
+        return Path((self.state / "pg.path").read_text().strip()) / "data"
 
     def client(self) -> DagsterGraphQLClient:
         return DagsterGraphQLClient("127.0.0.1", port_number=int(self.env["RANGEBAR_CLUSTER_WEB_PORT"]))
@@ -169,7 +174,7 @@ def test_a_restarted_service_loses_no_run(
         else:  # all connections are closed, transactions in flight roll back
             subprocess.run(
                 ["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D",
-                 str(cluster.state / "pg" / "data"), "-m", "fast", "-w", "-t", "60", "stop"],
+                 str(cluster.pg_data()), "-m", "fast", "-w", "-t", "60", "stop"],
                 capture_output=True, timeout=120, check=True,
             )  # fmt: skip
         pid = cluster.pid(service)
