@@ -29,6 +29,7 @@ from rangebar_pipeline.storage.ticks import TickStore, default_cache_dir
 
 __all__ = [
     "BAR_STORE_POOL",
+    "DOWNLOAD_QUEUE",
     "BarStoreResource",
     "BinanceVisionResource",
     "DatasetStoreResource",
@@ -40,6 +41,8 @@ __all__ = [
 #: The concurrency pool of every step that opens the bar store. The embedded chDB engine allows one
 #: process per data directory, so the instance sets this pool's limit to 1 (deploy/dagster.yaml).
 BAR_STORE_POOL: Final = "rangebar_bar_store"
+#: The Celery queue of the download step (``ticks``) in the cluster profile; bar steps use ``dagster``.
+DOWNLOAD_QUEUE: Final = "rangebar_downloads"
 PIPELINE_DIR_ENV: Final = "RANGEBAR_PIPELINE_DIR"
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@
 #   bash scripts/cluster.sh smoke     up if needed (fixture mirrors), backfill fixture series, compare golden
 # Idempotent. Settings (environment): RANGEBAR_CLUSTER_DIR (state: data, logs, pids, env.sh; default
 # .rangebar-cluster), RANGEBAR_CLUSTER_WORKERS (2), RANGEBAR_CLUSTER_PG_PORT (55432),
-# RANGEBAR_CLUSTER_REDIS_PORT (56379), RANGEBAR_CLUSTER_WEB_PORT (3070), RANGEBAR_PIPELINE_CONFIG
+# RANGEBAR_CLUSTER_REDIS_PORT (56379), RANGEBAR_CLUSTER_WEB_PORT (3070), RANGEBAR_CLUSTER_QUEUES
+# (dagster,rangebar_downloads: the Celery queues of the workers), RANGEBAR_PIPELINE_CONFIG
 # (default deploy/cluster/pipeline.yaml). See docs/operations.md, "The cluster profile".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,7 @@ WORKERS=${RANGEBAR_CLUSTER_WORKERS:-2}
 PG_PORT=${RANGEBAR_CLUSTER_PG_PORT:-55432}
 REDIS_PORT=${RANGEBAR_CLUSTER_REDIS_PORT:-56379}
 WEB_PORT=${RANGEBAR_CLUSTER_WEB_PORT:-3070}
+QUEUES=${RANGEBAR_CLUSTER_QUEUES:-dagster,rangebar_downloads}  # Celery queues every worker listens on
 PG_BIN=/usr/lib/postgresql/15/bin
 PY=$REPO/.venv/bin
 SHARED_DATA=$(cd "$REPO/.." && pwd)/shared/data
@@ -137,7 +139,7 @@ up() {
         { log "creating the instance failed:"; tail -5 "$LOGS/migrate.log" >&2; exit 1; }
     for i in $(seq 1 "$WORKERS"); do
         spawn "worker$i" "$PY/celery" -A rangebar_pipeline.cluster.celery_app worker -n "w$i@%h" \
-            --concurrency 1 --prefetch-multiplier 1 -Q dagster --loglevel INFO
+            --concurrency 1 --prefetch-multiplier 1 -Q "$QUEUES" --loglevel INFO
     done
     spawn daemon "$PY/dagster-daemon" run -w "$REPO/workspace.yaml"
     spawn webserver "$PY/dagster-webserver" -h 127.0.0.1 -p "$WEB_PORT" -w "$REPO/workspace.yaml"

@@ -152,6 +152,13 @@ def test_a_killed_worker_s_step_runs_again_elsewhere_exactly_once(
         assert wait_for_runs(instance, backfill, timeout=300), "the backfill did not finish"
         assert backfill.succeeded, [run.status for run in backfill.runs[backfill.roots[0]]]
         ticks_by = executions(instance, backfill, "ticks")
+        submitted = [
+            event.message
+            for event in instance.all_logs(backfill.roots[0], of_type=dg.DagsterEventType.ENGINE_EVENT)
+            if event.message.startswith("Submitting celery task")
+        ]
+    assert 'step "ticks" to queue "rangebar_downloads"' in submitted[0], submitted
+    assert all('queue "dagster"' in message for message in submitted[1:]), submitted
     assert ticks_by[0] == victim and ticks_by[-1] != victim, ticks_by
     assert bars_equal_golden([series], THRESHOLDS, GOLDEN)  # stored once per day: counts equal golden
     restart = cluster.script("up")  # the killed worker comes back; the rest is left as it runs

@@ -18,7 +18,7 @@ from rangebar_pipeline.assets._common import (
 )
 from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.partitions import daily_series_partitions, days_by_series, partition_key
-from rangebar_pipeline.resources import TickStoreResource
+from rangebar_pipeline.resources import DOWNLOAD_QUEUE, TickStoreResource
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.ticks import DayWriteResult, TickStore
 
@@ -61,6 +61,8 @@ def build_ticks_asset(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         partitions_def=daily_series_partitions(pipeline),
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="ticks",
+        # On the Celery executor (deploy/cluster/) downloads go to their own queue; other executors ignore it.
+        op_tags={"dagster-celery/queue": DOWNLOAD_QUEUE},
         kinds={"parquet", "python"},
         owners=OWNERS,
         code_version="1",
