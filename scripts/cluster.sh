@@ -26,9 +26,19 @@ PIDS=$STATE/pids
 LOGS=$STATE/logs
 
 log() { echo "cluster: $*" >&2; }
-# A process counts as alive unless it is gone or a zombie (exited, not yet reaped by init).
-running() { local s; s=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$s" ] && [ "${s:0:1}" != Z ]; }
-group_running() { ps -eo pgid=,stat= | awk -v g="$1" '$1 == g && $2 !~ /^Z/ {found = 1} END {exit !found}'; }
+# A process counts as alive unless it is gone or a zombie (exited, not yet reaped by init). Read from
+# /proc (no procps needed): after the last ") " of /proc/PID/stat come state, ppid, pgid, ...
+proc_fields() { local s; { read -r s <"/proc/$1/stat"; } 2>/dev/null || return 1; echo "${s##*) }"; }
+running() { local f; f=$(proc_fields "$1") && [ "${f%% *}" != Z ]; }
+group_running() {  # group_running PGID: a live process in that process group
+    local d f state pgid
+    for d in /proc/[0-9]*; do
+        f=$(proc_fields "${d#/proc/}") || continue
+        read -r state _ pgid _ <<<"$f"
+        [ "$pgid" = "$1" ] && [ "$state" != Z ] && return 0
+    done
+    return 1
+}
 alive() { [ -f "$PIDS/$1.pid" ] && running "$(cat "$PIDS/$1.pid")"; }
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
@@ -146,7 +156,8 @@ up() {
     for i in $(seq 1 "$WORKERS"); do
         wait_for "worker$i" 120 grep -q "ready\." "$LOGS/worker$i.log"
     done
-    wait_for webserver 180 curl -sf "http://127.0.0.1:$WEB_PORT/server_info"
+    wait_for webserver 180 "$PY/python" -c \
+        "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$WEB_PORT/server_info', timeout=5)"
     alive daemon || { log "the daemon died; its log:"; tail -20 "$LOGS/daemon.log" >&2; exit 1; }
     status
 }
