@@ -195,4 +195,5 @@ def test_a_restarted_service_loses_no_run(
         assert wait_for_runs(instance, backfill, timeout=300), "the run was lost"
         chain = backfill.runs[backfill.roots[0]]
         assert backfill.succeeded, [(run.run_id, run.status) for run in chain]
+        print(f"{service} restarted: runs {[run.status.value for run in chain]}")  # shown with -s
     assert bars_equal_golden([series], THRESHOLDS, GOLDEN)
