@@ -11,6 +11,7 @@ from typing import Any
 import dagster as dg
 
 from rangebar_pipeline.assets import TICKS_KEY, build_assets
+from rangebar_pipeline.cluster.profile import cluster_executor
 from rangebar_pipeline.config import PipelineConfig, load_config
 from rangebar_pipeline.resources import default_resources
 from rangebar_pipeline.sensors import (
@@ -75,6 +76,7 @@ def build_definitions(
             ),
         ],
         resources=resources if resources is not None else default_resources(),
+        executor=cluster_executor(),  # Celery with RANGEBAR_EXECUTOR=celery (deploy/cluster/), else default
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any, Final, Literal
 
 import dagster as dg
 
+from rangebar_pipeline.cluster.profile import require_server_dsn
 from rangebar_pipeline.exceptions import StoreLockedError
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.sources.binance_vision import BinanceVision
@@ -28,6 +29,7 @@ from rangebar_pipeline.storage.ticks import TickStore, default_cache_dir
 
 __all__ = [
     "BAR_STORE_POOL",
+    "DOWNLOAD_QUEUE",
     "BarStoreResource",
     "BinanceVisionResource",
     "DatasetStoreResource",
@@ -39,6 +41,8 @@ __all__ = [
 #: The concurrency pool of every step that opens the bar store. The embedded chDB engine allows one
 #: process per data directory, so the instance sets this pool's limit to 1 (deploy/dagster.yaml).
 BAR_STORE_POOL: Final = "rangebar_bar_store"
+#: The Celery queue of the download step (``ticks``) in the cluster profile; bar steps use ``dagster``.
+DOWNLOAD_QUEUE: Final = "rangebar_downloads"
 PIPELINE_DIR_ENV: Final = "RANGEBAR_PIPELINE_DIR"
 log = logging.getLogger(__name__)
 
@@ -86,7 +90,8 @@ class TickStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 class BarStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Tier 2: ClickHouse bars. ``dsn`` ``None``: ``RANGEBAR_CLICKHOUSE_DSN``, else embedded chDB.
 
-    Steps that open it run in the :data:`BAR_STORE_POOL` concurrency pool.
+    Steps that open it run in the :data:`BAR_STORE_POOL` concurrency pool. With ``RANGEBAR_MULTI_HOST=1``
+    (the cluster profile across hosts) it refuses anything but a ClickHouse server DSN.
     """
 
     dsn: str | None = None
@@ -98,7 +103,12 @@ class BarStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     @contextmanager
     def open(self) -> Iterator[BarStore]:
-        """The bar store, closed on exit; waits up to ``lock_wait_seconds`` for a held chDB directory."""
+        """The bar store, closed on exit; waits up to ``lock_wait_seconds`` for a held chDB directory.
+
+        Raises:
+            MultiHostStoreError: ``RANGEBAR_MULTI_HOST`` is set and the DSN is not a server's.
+        """
+        require_server_dsn(self.dsn or None)
         deadline = time.monotonic() + self.lock_wait_seconds
         delay = 0.1
         while True:

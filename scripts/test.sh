@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+bash scripts/cluster.sh install  # Debian postgresql-15 + redis-server, the [cluster] extra (tests/test_cluster*.py)
 export PYO3_PYTHON="$PWD/.venv/bin/python"
 
 echo "== rust: fmt, clippy, tests"
@@ -17,4 +18,5 @@ echo "== python: ruff, mypy, stubtest"
 .venv/bin/python -m mypy.stubtest rangebar_pipeline._core
 
 echo "== python: tests"
-.venv/bin/python -m pytest -n 2 -q "$@"
+# loadgroup: the tests of one xdist_group (the cluster's) share one worker and one cluster
+.venv/bin/python -m pytest -n 2 --dist loadgroup -q "$@"

@@ -14,7 +14,7 @@ from rangebar_pipeline.assets._common import OWNERS, AssetResult, drop_none, run
 from rangebar_pipeline.assets.provenance import version_tags
 from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.partitions import daily_series_partitions, days_by_series, partition_key
-from rangebar_pipeline.resources import TickStoreResource
+from rangebar_pipeline.resources import DOWNLOAD_QUEUE, TickStoreResource
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.ticks import DayWriteResult, TickStore
 
@@ -66,6 +66,8 @@ def build_ticks_asset(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         backfill_policy=dg.BackfillPolicy.single_run(),
         code_version=TICKS_CODE_VERSION,
         group_name="ticks",
+        # On the Celery executor (deploy/cluster/) downloads go to their own queue; other executors ignore it.
+        op_tags={"dagster-celery/queue": DOWNLOAD_QUEUE},
         kinds={"parquet", "python"},
         owners=OWNERS,
     )
