@@ -9,7 +9,9 @@ from rangebar_pipeline.sensors.sensors import (
     build_failure_sensor,
     build_new_days_sensor,
     find_new_days,
+    read_cursor,
     record_failure,
+    write_cursor,
 )
 
 __all__ = [
@@ -19,5 +21,7 @@ __all__ = [
     "build_failure_sensor",
     "build_new_days_sensor",
     "find_new_days",
+    "read_cursor",
     "record_failure",
+    "write_cursor",
 ]
