@@ -124,7 +124,10 @@ def _bars_keys() -> list[Any]:
 
 
 def stage_record(args: argparse.Namespace) -> dict[str, Any]:
-    """Record ``args.materialized`` materializations: the latest days of every series, bars assets."""
+    """Record ``args.materialized`` materializations: the latest days of every series, bars assets.
+
+    Spread over the first ``args.assets`` ``range_bars_*`` assets; the UI stage reads the first one.
+    """
     import dagster as dg
     from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
     from dagster._core.events.log import EventLogEntry
@@ -134,7 +137,7 @@ def stage_record(args: argparse.Namespace) -> dict[str, Any]:
     from rangebar_pipeline.partitions import partition_key
 
     config = load_config()
-    keys = _bars_keys()
+    keys = _bars_keys()[: args.assets]
     yesterday = args.today - timedelta(days=1)
     per_asset = -(-args.materialized // len(keys))
     days_back = -(-per_asset // len(config.series))
@@ -277,6 +280,14 @@ def _graphql(url: str, query: str, variables: dict[str, Any], timeout: float) ->
     return payload
 
 
+def _range_count(status_range: dict[str, Any]) -> int:
+    """Materialized partitions in one date range of a ``MultiPartitionStatuses`` answer."""
+    first = date.fromisoformat(status_range["primaryDimStartKey"])
+    last = date.fromisoformat(status_range["primaryDimEndKey"])
+    series = status_range["secondaryDim"].get("materializedPartitions", [])
+    return ((last - first).days + 1) * len(series)
+
+
 def stage_ui(args: argparse.Namespace) -> dict[str, Any]:
     port = _free_port()
     webserver = Path(sys.executable).with_name("dagster-webserver")
@@ -311,6 +322,7 @@ def stage_ui(args: argparse.Namespace) -> dict[str, Any]:
             "partition_view_again_s": round(timings[1], 2),
             "response_bytes": len(json.dumps(payload)),
             "status_ranges": len(ranges),
+            "materialized_shown": sum(_range_count(r) for r in ranges),
         }
     finally:
         process.terminate()
@@ -343,7 +355,8 @@ def run_stage(name: str, args: argparse.Namespace, home: Path, **extra: Any) -> 
         "--today",
         args.today.isoformat(),
     ]
-    for flag, value in {"materialized": args.materialized, "batch": args.batch, **extra}.items():
+    flags = {"materialized": args.materialized, "batch": args.batch, "assets": args.assets, **extra}
+    for flag, value in flags.items():
         command += [f"--{flag}", str(value)]
     done = subprocess.run(
         command, check=False, cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True
@@ -364,6 +377,7 @@ def main() -> None:
     parser.add_argument("--today", type=date.fromisoformat, default=datetime.now(UTC).date())
     parser.add_argument("--materialized", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--assets", type=int, default=len(THRESHOLDS), help="bars assets to record into")
     parser.add_argument("--data", type=Path, default=DATA, help="working directory (config, instances)")
     parser.add_argument("--only", nargs="*", default=None, help="stages to run (default: all)")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
