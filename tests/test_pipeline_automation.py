@@ -14,7 +14,7 @@ import pytest
 
 from rangebar_pipeline.assets.checks import expected_latest_day, freshness_verdict
 from rangebar_pipeline.resources import BinanceVisionResource, DatasetStoreResource, ExnessResource
-from rangebar_pipeline.sensors import SourceProbe, find_new_days
+from rangebar_pipeline.sensors import SourceProbe, find_new_days, read_cursor, write_cursor
 from rangebar_pipeline.series import Series
 from tests.loopback import LoopbackServer
 from tests.pipeline_support import DAYS, SERIES, PipelineEnv, pipeline_env
@@ -78,6 +78,45 @@ def test_find_new_days_probes_the_mirror_with_bounded_requests(loopback: Loopbac
     assert probe(EURGBP, date(2023, 6, 26)) and not probe(EURGBP, date(2023, 7, 3))  # monthly archives
 
 
+def test_find_new_days_rotates_through_series_so_none_starves() -> None:
+    series = [Series.of(f"SYM{i}USDT") for i in range(5)]
+    probed: list[str] = []
+
+    def nothing_new(item: Series, day: date) -> bool:
+        probed.append(item.key)
+        return False
+
+    cursor = {s.key: "2024-08-10" for s in series}  # every series waits for 2024-08-11
+    resume: str | None = None
+    rounds: list[list[str]] = []
+    for _ in range(3):
+        probed.clear()
+        result = find_new_days(
+            series, cursor, today=date(2024, 8, 12), start_date=date(2024, 8, 1), lookback_days=3,
+            max_requests=2, probe=nothing_new, resume=resume,
+        )  # fmt: skip
+        rounds.append(list(probed))
+        cursor, resume = read_cursor(write_cursor(result))  # through the sensor's cursor
+    keys = [s.key for s in series]
+    assert rounds == [keys[0:2], keys[2:4], [keys[4], keys[0]]]  # 2 probes each, wrapping round
+    assert resume == keys[1]
+
+    # A series with a backlog uses the budget, then the next evaluation starts after it.
+    backlog = find_new_days(
+        series, {**cursor, keys[3]: "2024-08-08"}, today=date(2024, 8, 12), start_date=date(2024, 8, 1),
+        lookback_days=3, max_requests=2, probe=lambda item, day: item.key == keys[3], resume=keys[3],
+    )  # fmt: skip
+    assert backlog.found == [(series[3], date(2024, 8, 9)), (series[3], date(2024, 8, 10))]
+    assert backlog.resume == keys[4]
+    # Series already up to yesterday cost no probe and do not hold the rotation.
+    done = find_new_days(
+        series, {k: "2024-08-11" for k in keys}, today=date(2024, 8, 12), start_date=date(2024, 8, 1),
+        lookback_days=3, max_requests=2, probe=nothing_new, resume=keys[2],
+    )  # fmt: skip
+    assert done.probes == 0 and done.resume == keys[2]
+    assert read_cursor(json.dumps({keys[0]: "2024-08-10"})) == ({keys[0]: "2024-08-10"}, None)  # old form
+
+
 def test_new_days_sensor_requests_ticks_runs_and_keeps_a_cursor(
     env: PipelineEnv, loopback: LoopbackServer
 ) -> None:
@@ -93,7 +132,9 @@ def test_new_days_sensor_requests_ticks_runs_and_keeps_a_cursor(
     keys = sorted(r.partition_key or "" for r in result.run_requests or [])
     assert keys == sorted(f"{d}|{s}" for d in DAYS for s in env.config.series_keys)
     assert all(r.run_key and r.run_key.startswith("new_days:") for r in result.run_requests or [])
-    assert json.loads(result.cursor or "{}") == {key: DAYS[1] for key in env.config.series_keys}
+    days, resume = read_cursor(result.cursor)
+    assert days == {key: DAYS[1] for key in env.config.series_keys}
+    assert resume == env.config.series_keys[0]  # every series probed: the rotation is back at the first
     assert env.defs.resolve_job_def("ticks_only").asset_layer  # the requested job materializes ticks only
     with dg.build_sensor_context(cursor=result.cursor, resources=resources) as context:
         again = sensor(context)

@@ -36,11 +36,27 @@ def day_start(day: date) -> datetime:
 
 
 def follow_upstream(config: PipelineConfig) -> dg.AutomationCondition[Any]:
-    """Eager automation over the last ``automation_lookback_days`` days (not only the latest one)."""
+    """Eager automation over the last ``automation_lookback_days`` days (not only the latest one).
+
+    Dagster's ``eager()`` with its time window widened to the lookback, and the window also applied
+    inside its ``since_last_handled`` clause. A ``since`` condition evaluates its trigger and reset
+    over *every* partition of the asset: there ``newly_missing`` would compute the missing subset of
+    the whole (date x series) space, and ``initial_evaluation`` would store all of it in the cursor
+    (millions of keys at hundreds of series since 2020; minutes per tick). Within the window the
+    outcome is ``eager()``'s; outside it neither condition requests anything.
+    """
     window = dg.AutomationCondition.in_latest_time_window(
         lookback_delta=timedelta(days=config.automation_lookback_days)
     )
-    return dg.AutomationCondition.eager().replace("in_latest_time_window", window)
+    newly_missing = (window & dg.AutomationCondition.missing()).newly_true().with_label("newly_missing")
+    deps_updated = (window & dg.AutomationCondition.any_deps_updated()).with_label("any_deps_updated")
+    return (
+        dg.AutomationCondition.eager()
+        .replace("in_latest_time_window", window)
+        .replace("newly_missing", newly_missing)
+        .replace("any_deps_updated", deps_updated)
+        .replace("initial_evaluation", window & dg.AutomationCondition.initial_evaluation())
+    )
 
 
 def column_schema(frame_schema: Mapping[str, pl.DataType]) -> dg.TableSchema:

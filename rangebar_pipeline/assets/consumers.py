@@ -12,7 +12,6 @@ from typing import Any, BinaryIO, Final
 import dagster as dg
 import numpy as np
 import polars as pl
-import statsmodels.api as sm
 
 from rangebar_pipeline.assets._common import OWNERS, AssetResult, markdown_table
 from rangebar_pipeline.assets.datasets import dataset_key, follow_any_update
@@ -31,6 +30,8 @@ MIN_OBSERVATIONS: Final = 20
 
 def fit_forward_return_model(dataset: pl.DataFrame) -> Any:
     """OLS of ``forward_return_1`` on :data:`MODEL_FEATURES` with HAC (Newey-West) standard errors."""
+    import statsmodels.api as sm  # imported here: it costs seconds of every code-location load
+
     frame = dataset.select(
         "forward_return_1",
         "ofi",

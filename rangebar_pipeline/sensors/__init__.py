@@ -11,7 +11,9 @@ from rangebar_pipeline.sensors.sensors import (
     build_new_days_sensor,
     find_new_days,
     plan_heals,
+    read_cursor,
     record_failure,
+    write_cursor,
 )
 
 __all__ = [
@@ -23,5 +25,7 @@ __all__ = [
     "build_new_days_sensor",
     "find_new_days",
     "plan_heals",
+    "read_cursor",
     "record_failure",
+    "write_cursor",
 ]

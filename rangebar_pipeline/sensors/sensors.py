@@ -2,14 +2,16 @@
 
 ``new_days`` keeps a cursor (the last published day seen per series) and asks the source whether the
 next day exists with one HEAD request per probe (Binance: the day's ``.CHECKSUM``; Exness: the
-month's archive), at most ``sensor_max_requests`` per evaluation. Each new day becomes a run of
-``ticks`` for that partition; range bars and feature tables follow by declarative automation.
+month's archive), at most ``sensor_max_requests`` per evaluation, visiting the series in rotation (the
+cursor also keeps where the last evaluation stopped, so with fewer requests than series none starves).
+Each new day becomes a run of ``ticks`` for that partition; range bars and feature tables follow by
+declarative automation.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -34,7 +36,9 @@ __all__ = [
     "build_new_days_sensor",
     "find_new_days",
     "plan_heals",
+    "read_cursor",
     "record_failure",
+    "write_cursor",
 ]
 
 _PROBE_TIMEOUT: Final = 10.0
@@ -75,10 +79,12 @@ class NewDays:
     found: list[tuple[Series, date]] = field(default_factory=list)
     cursor: dict[str, str] = field(default_factory=dict)
     probes: int = 0
+    #: The series the next evaluation starts with (the one after the last series probed).
+    resume: str | None = None
 
 
 def find_new_days(
-    series: Iterable[Series],
+    series: Sequence[Series],
     cursor: dict[str, str],
     *,
     today: date,
@@ -86,21 +92,34 @@ def find_new_days(
     lookback_days: int,
     max_requests: int,
     probe: Probe,
+    resume: str | None = None,
 ) -> NewDays:
     """Probe each series' days after its cursor (at most up to yesterday) until one is missing.
 
-    A series without a cursor starts ``lookback_days`` before today (never before ``start_date``);
-    at most ``max_requests`` probes are made in all, shared round-robin-free in series order.
+    A series without a cursor starts ``lookback_days`` before today (never before ``start_date``).
+    At most ``max_requests`` probes are made in all. The series are visited in rotation: from
+    ``resume`` (the series after the last one the previous evaluation probed; the first series if
+    unknown), so when the budget is smaller than the work, every series still gets its turn.
     """
-    out = NewDays(cursor=dict(cursor))
+    order = list(series)
+    keys = [item.key for item in order]
+    first = keys.index(resume) if resume in keys else 0
+    out = NewDays(cursor=dict(cursor), resume=resume if resume in keys else None)
     last_complete = today - timedelta(days=1)
-    for item in series:
+    for offset in range(len(order)):
+        if out.probes >= max_requests:
+            break
+        index = (first + offset) % len(order)
+        item = order[index]
         seen = out.cursor.get(item.key)
         day = (
             date.fromisoformat(seen) + timedelta(days=1)
             if seen
             else max(start_date, today - timedelta(days=lookback_days))
         )
+        if day > last_complete:
+            continue
+        out.resume = keys[(index + 1) % len(keys)]
         while day <= last_complete and out.probes < max_requests:
             out.probes += 1
             if not probe(item, day):
@@ -109,6 +128,23 @@ def find_new_days(
             out.cursor[item.key] = day.isoformat()
             day += timedelta(days=1)
     return out
+
+
+def read_cursor(text: str | None) -> tuple[dict[str, str], str | None]:
+    """The sensor cursor: last published day per series and the series to resume with.
+
+    Accepts the older flat ``{series: day}`` form (no resume point).
+    """
+    raw: dict[str, Any] = json.loads(text) if text else {}
+    if "days" in raw and isinstance(raw["days"], dict):
+        resume = raw.get("resume")
+        return dict(raw["days"]), resume if isinstance(resume, str) else None
+    return {str(k): str(v) for k, v in raw.items()}, None
+
+
+def write_cursor(result: NewDays) -> str:
+    """Inverse of :func:`read_cursor`."""
+    return json.dumps({"days": result.cursor, "resume": result.resume}, sort_keys=True)
 
 
 def build_new_days_sensor(
@@ -129,7 +165,7 @@ def build_new_days_sensor(
     def new_days(
         context: dg.SensorEvaluationContext, binance: BinanceVisionResource, exness: ExnessResource
     ) -> dg.SensorResult:
-        cursor: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        cursor, resume = read_cursor(context.cursor)
         probe = SourceProbe(binance_base_url=binance.base_url, exness_base_url=exness.base_url)
         result = find_new_days(
             pipeline.series,
@@ -139,6 +175,7 @@ def build_new_days_sensor(
             lookback_days=pipeline.sensor_lookback_days,
             max_requests=pipeline.sensor_max_requests,
             probe=probe,
+            resume=resume,
         )
         requests_ = [
             dg.RunRequest(
@@ -151,7 +188,7 @@ def build_new_days_sensor(
         context.log.info(f"{result.probes} probe(s), {len(requests_)} new day(s)")
         return dg.SensorResult(
             run_requests=requests_,
-            cursor=json.dumps(result.cursor, sort_keys=True),
+            cursor=write_cursor(result),
             skip_reason=None if requests_ else f"no new days ({result.probes} probe(s))",
         )
 
