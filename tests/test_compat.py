@@ -25,7 +25,15 @@ from tests.data_paths import REAL_BNB
 
 #: The modules of 7.1.3 whose public names this package mirrors at the same path; of
 #: ``rangebar.clickhouse`` only the cache names are provided (tested below, docs/migration.md).
-MODULES = ["", ".storage", ".storage.parquet", ".validation", ".validation.tier1", ".validation.tier2"]
+MODULES = [
+    "",
+    ".exness",
+    ".storage",
+    ".storage.parquet",
+    ".validation",
+    ".validation.tier1",
+    ".validation.tier2",
+]
 NOT_PROVIDED: set[str] = set()
 
 
