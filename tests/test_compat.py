@@ -23,10 +23,16 @@ from rangebar_pipeline.exceptions import CheckpointError
 from tests.api_support import Mirror, loopback_env
 from tests.data_paths import REAL_BNB
 
-#: The modules of 7.1.3 whose public names this package mirrors at the same path; of
-#: ``rangebar.clickhouse`` only the cache names are provided (tested below, docs/migration.md).
+#: The modules of 7.1.3 whose public names this package mirrors at the same path (``.clickhouse.cache``:
+#: the cache names, tested below, docs/migration.md).
 MODULES = [
     "",
+    ".clickhouse",
+    ".clickhouse.client",
+    ".clickhouse.config",
+    ".clickhouse.mixin",
+    ".clickhouse.preflight",
+    ".clickhouse.tunnel",
     ".exness",
     ".storage",
     ".storage.parquet",
