@@ -32,6 +32,7 @@ from rangebar_pipeline.exceptions import (
 )
 from rangebar_pipeline.processing import RangeBarProcessor
 from rangebar_pipeline.records import rfc3339
+from rangebar_pipeline.schema import PRICE_DECIMAL
 from rangebar_pipeline.sources.exness import Strictness, add_spread_stats, parse_exness_ticks
 
 __all__ = [
@@ -126,7 +127,9 @@ class ExnessRangeBarBuilder:
         self._instrument = ExnessInstrument(instrument)
         self._strictness = ValidationStrictness(strictness)
         # ticks (agg_trade_id, bid, ask) of the open bar, for its spread statistics
-        self._pending = pl.DataFrame(schema={"agg_trade_id": pl.Int64, "bid": pl.Float64, "ask": pl.Float64})
+        self._pending = pl.DataFrame(
+            schema={"agg_trade_id": pl.Int64, "bid": PRICE_DECIMAL, "ask": PRICE_DECIMAL}
+        )
         self._last: tuple[int, int] | None = None  # (timestamp_us, synthetic id) of the last tick
 
     @property
@@ -206,7 +209,7 @@ class ExnessRangeBarBuilder:
             frame = frame.with_columns(
                 ids.alias("agg_trade_id"), ids.alias("first_trade_id"), ids.alias("last_trade_id")
             )
-        return frame.with_columns(pl.col("bid", "ask").cast(pl.Float64))
+        return frame
 
 
 def _decimal_text(value: Any) -> str:
