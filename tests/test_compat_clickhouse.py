@@ -24,10 +24,11 @@ from rangebar_pipeline.clickhouse import (
     get_available_clickhouse_host,
     get_client,
     get_connection_mode,
+    preflight,
 )
 from rangebar_pipeline.clickhouse.config import ClickHouseConfig, ClickHouseConfigError
 from rangebar_pipeline.exceptions import StoreError
-from rangebar_pipeline.storage.bars import BarStore
+from rangebar_pipeline.storage.bars import BarStore, resolve_dsn
 
 ref = pytest.importorskip("rangebar.clickhouse")
 ref_config = pytest.importorskip("rangebar.clickhouse.config")
@@ -81,9 +82,14 @@ def test_preflight_reports_the_embedded_store(tmp_path: Path, monkeypatch: pytes
     assert not (tmp_path / "clickhouse").exists()  # read-only: nothing created
     host = get_available_clickhouse_host()
     assert (host.method, host.port, Path(host.host)) == ("embedded", 0, tmp_path / "clickhouse")
-    BarStore().close()
+    with BarStore():  # open in this process: still usable
+        assert detect_clickhouse_state().level == InstallationLevel.FULLY_CONFIGURED
     state = detect_clickhouse_state()
     assert state.level == InstallationLevel.FULLY_CONFIGURED and state.dsn == host.dsn
+    # the server checks, run on the same engine through clickhouse-connect (no server here)
+    server = preflight._server_state(resolve_dsn())
+    assert server.level == InstallationLevel.FULLY_CONFIGURED and server.version
+    assert server.message.startswith(f"ClickHouse {server.version} ready")
     monkeypatch.setenv("RANGEBAR_MODE", "local")  # 7.1.3: localhost:8123 only; here the same store
     assert get_available_clickhouse_host() == host
     monkeypatch.setenv("RANGEBAR_CH_HOSTS", "gpu1")

@@ -114,7 +114,7 @@ def _embedded_state(dsn: str, path: Path) -> PreflightResult:
             dsn=shown,
         )
     holder = _lock_holder(path) if path.exists() else None
-    if holder is not None:
+    if holder is not None and holder != f"PID {os.getpid()}":  # this process's own store is usable
         return PreflightResult(
             InstallationLevel.INSTALLED_NOT_RUNNING,
             version,
@@ -152,14 +152,19 @@ def _server_state(dsn: str) -> PreflightResult:
         )
     try:
         version = str(client.command("SELECT version()"))
-        found = client.command(
-            "SELECT count() FROM system.tables"
-            " WHERE database = {db:String} AND name IN {names:Array(String)}",
-            parameters={"db": database, "names": list(_TABLES)},
+        rows = client.query(
+            "SELECT name FROM system.tables WHERE database = {db:String}", parameters={"db": database}
+        ).result_rows
+    except Exception as exc:
+        return PreflightResult(
+            InstallationLevel.INSTALLED_NOT_RUNNING,
+            message=f"ClickHouse server {shown} does not answer queries ({type(exc).__name__})",
+            action_required=f"Check the server and the user's rights, or unset {DSN_ENV} (embedded store)",
+            dsn=shown,
         )
     finally:
         client.close()
-    if int(str(found)) < len(_TABLES):
+    if not set(_TABLES) <= {row[0] for row in rows}:
         return PreflightResult(
             InstallationLevel.RUNNING_NO_SCHEMA,
             version,
