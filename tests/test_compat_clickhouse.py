@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from rangebar_pipeline.clickhouse import (
+    ClickHouseClientMixin,
     ClickHouseNotConfiguredError,
     ClickHouseQueryError,
     ClickHouseUnavailableError,
@@ -26,12 +27,14 @@ from rangebar_pipeline.clickhouse import (
     get_connection_mode,
     preflight,
 )
+from rangebar_pipeline.clickhouse.client import execute_query
 from rangebar_pipeline.clickhouse.config import ClickHouseConfig, ClickHouseConfigError
 from rangebar_pipeline.exceptions import StoreError
 from rangebar_pipeline.storage.bars import BarStore, resolve_dsn
 
 ref = pytest.importorskip("rangebar.clickhouse")
 ref_config = pytest.importorskip("rangebar.clickhouse.config")
+ref_client = pytest.importorskip("rangebar.clickhouse.client")
 
 
 @pytest.fixture
@@ -166,3 +169,32 @@ def test_config_errors_as_in_7_1_3(kwargs: dict[str, Any], prefix: str) -> None:
         config = (module.ClickHouseConfig if module else ClickHouseConfig)(host="h", **kwargs)
         with pytest.raises(error, match=f"^{prefix}"):
             config.validate()
+
+
+class _Client:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def command(self, query: str, parameters: dict[str, Any] | None = None) -> str:
+        raise RuntimeError(f"syntax error in {query}")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_query_errors_and_mixin_as_in_7_1_3(dead_port: int) -> None:
+    for module, error in [(ref, ref.ClickHouseQueryError), (None, ClickHouseQueryError)]:
+        run = ref_client.execute_query if module else execute_query
+        with pytest.raises(error, match=r"^Query failed: syntax error"):
+            run(_Client(), "SELEC 1")
+
+    class Cache(ClickHouseClientMixin):
+        def __init__(self, client: Any = None, port: int = 8123) -> None:
+            self._init_client(client, "127.0.0.1", port)
+
+    borrowed = _Client()
+    with Cache(borrowed) as cache:
+        assert cache.client is borrowed
+    assert not borrowed.closed  # a client passed in is never closed
+    with pytest.raises(ClickHouseUnavailableError, match=r"^Failed to connect to ClickHouse at 127.0.0.1"):
+        Cache(port=dead_port).client  # noqa: B018
