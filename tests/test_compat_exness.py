@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -15,7 +16,9 @@ import pytest
 import rangebar.exness as ref
 
 import rangebar_pipeline.exness as ours
+from rangebar_pipeline import get_range_bars
 from rangebar_pipeline.exceptions import InvalidQuoteError, RangeBarError
+from tests.api_support import loopback_env
 from tests.data_paths import SHARED_DATA
 
 ARCHIVE = SHARED_DATA / "exness/ticks/EURGBP_Raw_Spread/2023/06/Exness_EURGBP_Raw_Spread_2023_06.zip"
@@ -159,3 +162,31 @@ def test_paranoid_and_permissive_levels() -> None:
     with pytest.raises(InvalidQuoteError, match="Processing failed"):  # older than the last: refused
         builder.process_tick({**wide, "timestamp_ms": 1})
     assert builder.get_incomplete_bar() is not None  # the failing call changed nothing
+
+
+def test_same_bars_as_get_range_bars(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One rule: the adapter's bars of a day are the pipeline's ``source="exness"`` bars of that day."""
+    with zipfile.ZipFile(ARCHIVE) as archive:
+        raw = pl.read_csv(archive.read(archive.namelist()[0]))
+    raw = raw.filter(pl.col("Timestamp").str.starts_with("2023-06-23"))
+    ms = raw["Timestamp"].str.strptime(pl.Datetime("ms"), "%Y-%m-%d %H:%M:%S%.fZ").cast(pl.Int64)
+    day = pl.DataFrame({"bid": raw["Bid"], "ask": raw["Ask"], "timestamp_ms": ms}).to_dicts()
+    bars = ours.ExnessRangeBarBuilder(ours.ExnessInstrument.EURGBP, THRESHOLD).process_ticks(day)
+    env = loopback_env(tmp_path, monkeypatch)
+    next(env)
+    try:
+        stored = get_range_bars(
+            "EURGBP", "2023-06-23", "2023-06-23", THRESHOLD, source="exness", output="polars"
+        )
+    finally:
+        next(env, None)
+    assert isinstance(stored, pl.DataFrame) and stored.height == len(bars) > 10
+    for bar, row in zip(bars, stored.iter_rows(named=True), strict=True):
+        assert pd.Timestamp(bar["timestamp"]) == pd.Timestamp(row["close_time"])
+        assert [bar[k] for k in ("open", "high", "low", "close")] == [
+            row[k] for k in ("open", "high", "low", "close")
+        ]
+        spreads = bar["spread_stats"]
+        assert [spreads[k] for k in ("min_spread", "max_spread", "avg_spread", "tick_count")] == [
+            row[k] for k in ("spread_min", "spread_max", "spread_avg", "spread_tick_count")
+        ]
