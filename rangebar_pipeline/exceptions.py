@@ -33,6 +33,10 @@ class UnsortedTradesError(InvalidTradeError, RuntimeError):
     """``(timestamp, agg_trade_id)`` is not strictly increasing at the named row."""
 
 
+class InvalidQuoteError(InvalidTradeError, RuntimeError):
+    """An Exness quote the builder refuses (strictness, order); 7.1.3 raised ``RuntimeError``."""
+
+
 class ThresholdTooSmallError(InvalidTradeError):
     """``delta == 0``: the price is too small for the threshold at 1e-8 precision."""
 

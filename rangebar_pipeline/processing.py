@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -106,6 +107,11 @@ class RangeBarProcessor:
                 raise CheckpointError(
                     "Invalid checkpoint: no lossless 'state' (a rangebar 7.1.3 checkpoint dict cannot "
                     "be resumed exactly; recompute from the trades, see docs/migration.md)"
+                )
+            if "price_hash" in checkpoint and checkpoint["price_hash"] != _state_hash(checkpoint["state"]):
+                raise CheckpointError(
+                    f"Price hash mismatch: checkpoint has {checkpoint['price_hash']}, computed "
+                    f"{_state_hash(checkpoint['state'])} (the 'state' was altered)"
                 )
             checkpoint = Checkpoint.from_json(json.dumps(checkpoint["state"]))
         if isinstance(checkpoint, bytes | bytearray | memoryview):
@@ -225,26 +231,37 @@ class RangeBarProcessor:
         return records[0] if records else None
 
     def create_checkpoint(self, symbol: str | None = None) -> dict[str, Any]:
-        """A JSON-able checkpoint dict: 7.1.3's summary keys plus the lossless ``state``.
+        """A JSON-able checkpoint dict: 7.1.3's keys (in its order) plus the lossless ``state``.
 
-        Raises ``ValueError`` (7.1.3) when no symbol is given here or at construction.
+        ``thresholds`` are the open bar's breach prices, ``incomplete_bar_raw`` its OHLCV, times (us)
+        and record count, ``price_hash`` a 64-bit digest of ``state`` (checked by
+        :meth:`from_checkpoint`), ``anomaly_summary`` zeros (out-of-order trades are refused, never
+        counted). Raises ``ValueError`` (7.1.3) when no symbol is given here or at construction.
         """
         symbol = symbol if symbol is not None else self.symbol
         if not symbol:
             raise CheckpointError(
                 "Symbol required for checkpoint creation: pass symbol= here or to the processor"
             )
-        state = self.checkpoint()
-        last_us = state.last_timestamp_us
+        checkpoint = self.checkpoint()
+        state: dict[str, Any] = json.loads(checkpoint.to_json())
+        bar: dict[str, Any] | None = state.get("bar")
+        last_us = checkpoint.last_timestamp_us
         return {
             "symbol": symbol,
             "threshold_decimal_bps": self.threshold_decimal_bps,
             "incomplete_bar": self.get_incomplete_bar(),
+            "incomplete_bar_raw": None if bar is None else _raw_bar(bar),
+            "thresholds": None
+            if bar is None
+            else {"upper": bar["upper"] / _SCALE, "lower": bar["lower"] / _SCALE},
             "last_timestamp_us": last_us,
             "last_timestamp_ms": None if last_us is None else last_us // 1000,
-            "last_trade_id": state.last_agg_trade_id,
-            "has_incomplete_bar": state.has_incomplete_bar,
-            "state": json.loads(state.to_json()),
+            "last_trade_id": checkpoint.last_agg_trade_id,
+            "price_hash": _state_hash(state),
+            "anomaly_summary": {"gaps_detected": 0, "overlaps_detected": 0, "timestamp_anomalies": 0},
+            "has_incomplete_bar": checkpoint.has_incomplete_bar,
+            "state": state,
         }
 
     def verify_position(self, first_trade: Mapping[str, Any]) -> PositionVerification:
@@ -272,6 +289,27 @@ class RangeBarProcessor:
             f"same_timestamp_gate={self.same_timestamp_gate}, trades_seen={self.trades_seen}, "
             f"has_incomplete_bar={self.has_incomplete_bar})"
         )
+
+
+_SCALE = 100_000_000  # fixed-point units per price/volume unit
+
+
+def _raw_bar(bar: Mapping[str, Any]) -> dict[str, Any]:
+    """7.1.3's ``incomplete_bar_raw`` from the state's open bar (fixed point -> float)."""
+    volume = bar["buy"]["volume"] + bar["sell"]["volume"]
+    return {
+        **{k: bar[k] / _SCALE for k in ("open", "high", "low", "close")},
+        "volume": volume / _SCALE,
+        "open_time": bar["open_time"],
+        "close_time": bar["close_time"],
+        "agg_record_count": bar["agg_record_count"],
+    }
+
+
+def _state_hash(state: Any) -> int:
+    """Unsigned 64-bit digest of a checkpoint ``state`` (canonical JSON, BLAKE2b)."""
+    text = json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
 
 
 def _restore(data: bytes, symbol: str | None) -> RangeBarProcessor:

@@ -23,9 +23,23 @@ from rangebar_pipeline.exceptions import CheckpointError
 from tests.api_support import Mirror, loopback_env
 from tests.data_paths import REAL_BNB
 
-#: The modules of 7.1.3 whose public names this package mirrors at the same path; of
-#: ``rangebar.clickhouse`` only the cache names are provided (tested below, docs/migration.md).
-MODULES = ["", ".storage", ".storage.parquet", ".validation", ".validation.tier1", ".validation.tier2"]
+#: The modules of 7.1.3 whose public names this package mirrors at the same path (``.clickhouse.cache``:
+#: the cache names, tested below, docs/migration.md).
+MODULES = [
+    "",
+    ".clickhouse",
+    ".clickhouse.client",
+    ".clickhouse.config",
+    ".clickhouse.mixin",
+    ".clickhouse.preflight",
+    ".clickhouse.tunnel",
+    ".exness",
+    ".storage",
+    ".storage.parquet",
+    ".validation",
+    ".validation.tier1",
+    ".validation.tier2",
+]
 NOT_PROVIDED: set[str] = set()
 
 
@@ -111,6 +125,14 @@ def test_processor_calls_give_the_same_bars(trades: list[dict[str, Any]]) -> Non
         "last_timestamp_ms",
     ):
         assert checkpoint[key] == ref_checkpoint[key], key
+    assert list(checkpoint)[: len(ref_checkpoint)] == list(ref_checkpoint)  # 7.1.3's keys, its order
+    assert checkpoint["anomaly_summary"] == ref_checkpoint["anomaly_summary"]
+    assert checkpoint["thresholds"] == pytest.approx(ref_checkpoint["thresholds"], rel=1e-12)
+    assert checkpoint["incomplete_bar_raw"] == pytest.approx(ref_checkpoint["incomplete_bar_raw"], rel=1e-12)
+    assert isinstance(checkpoint["price_hash"], int) and 0 <= checkpoint["price_hash"] < 2**64
+    tampered = {**checkpoint, "state": {**checkpoint["state"], "trades_seen": 1}}
+    with pytest.raises(CheckpointError, match=r"^Price hash mismatch"):  # 7.1.3's message prefix
+        rangebar_pipeline.RangeBarProcessor.from_checkpoint(tampered)
     resumed = rangebar_pipeline.RangeBarProcessor.from_checkpoint(json.loads(json.dumps(checkpoint)))
     assert resumed.get_incomplete_bar() == tail and resumed.symbol == "BNBUSDT"
     with pytest.raises(CheckpointError, match="Invalid checkpoint"):  # 7.1.3's dicts are lossy

@@ -1,5 +1,6 @@
-"""rangebar 7.1.3's documented examples (README.md, docs/api.md, python/rangebar/CLAUDE.md at tag
-v7.1.3), quoted verbatim and run against this package with only ``rangebar`` -> ``rangebar_pipeline``.
+"""rangebar 7.1.3's documented examples (README.md, docs/api.md, python/rangebar/CLAUDE.md and the module
+docstrings of rangebar.exness and rangebar.clickhouse at tag v7.1.3), quoted verbatim and run against this
+package with only ``rangebar`` -> ``rangebar_pipeline``.
 
 No network: downloads go to the loopback mirror of the shared fixtures, which has 2024-08-08/09 only,
 so each example that names other dates (or counts of bars those two days cannot hold) lists its
@@ -10,6 +11,7 @@ written from the real BNBUSDT trades, and the names it leaves to the reader (``M
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,9 @@ import pytest
 from backtesting import Strategy
 
 from tests.api_support import loopback_env
-from tests.data_paths import REAL_BNB
+from tests.data_paths import REAL_BNB, SHARED_DATA
+
+EXNESS_ARCHIVE = SHARED_DATA / "exness/ticks/EURGBP_Raw_Spread/2023/06/Exness_EURGBP_Raw_Spread_2023_06.zip"
 
 SPOT_DAYS = {'"2024-01-01"': '"2024-08-08"', '"2024-06-30"': '"2024-08-09"', '"2024-03-31"': '"2024-08-09"'}
 SPOT_DAYS |= {'"2024-01-31"': '"2024-08-09"', '"2024-12-31"': '"2024-08-09"'}
@@ -293,6 +297,65 @@ assert len(df) == 10000  # Exact count guaranteed
 """,
         {"n_bars=10000": 'n_bars=300, end_date="2024-08-09"', "=250": "=10", "== 10000": "== 300"},
     ),
+    (
+        "python/rangebar/exness.py usage",
+        """
+from rangebar.exness import (
+    ExnessInstrument,
+    ExnessRangeBarBuilder,
+    ValidationStrictness,
+    process_exness_ticks_to_dataframe,
+)
+
+# Create builder for EURUSD with 25bps threshold
+builder = ExnessRangeBarBuilder(
+    ExnessInstrument.EURUSD,
+    threshold_decimal_bps=250,
+    strictness=ValidationStrictness.Strict,
+)
+
+# Process tick data
+for tick in ticks:
+    bar = builder.process_tick(tick)
+    if bar:
+        print(f"Bar closed: {bar}")
+""",
+        {},
+    ),
+    (
+        "python/rangebar/exness.py process_exness_ticks_to_dataframe",
+        """
+from rangebar.exness import (
+    ExnessInstrument,
+    process_exness_ticks_to_dataframe,
+)
+import pandas as pd
+ticks = pd.DataFrame({
+    "bid": [1.0800, 1.0810, 1.0830],
+    "ask": [1.0805, 1.0815, 1.0835],
+    "timestamp_ms": [1600000000000, 1600001000000, 1600002000000],
+})
+bars = process_exness_ticks_to_dataframe(
+    ticks, ExnessInstrument.EURUSD, threshold_decimal_bps=250
+)
+""",
+        {},
+    ),
+    (
+        "python/rangebar/clickhouse/__init__.py",
+        """
+from rangebar.clickhouse import RangeBarCache, get_available_clickhouse_host
+from rangebar import process_trades_to_dataframe_cached
+
+# Check ClickHouse availability
+host = get_available_clickhouse_host()
+print(f"Using ClickHouse at {host.host} via {host.method}")
+
+# Use cached processing
+df = process_trades_to_dataframe_cached(trades, symbol="BTCUSDT")
+""",
+        {},
+    ),
 ]
 
 
@@ -315,12 +378,16 @@ def namespace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[
     for name in ("BTCUSDT-aggTrades.csv", "ETHUSDT-aggTrades.csv", "BNBUSDT-aggTrades.csv", "large_file.csv"):
         trades.write_csv(name)
     records = trades.to_dicts()
+    with zipfile.ZipFile(EXNESS_ARCHIVE) as archive:
+        quotes = pl.read_csv(archive.read(archive.namelist()[0]), n_rows=300)
+    ms = quotes["Timestamp"].str.strptime(pl.Datetime("ms"), "%Y-%m-%d %H:%M:%S%.fZ").cast(pl.Int64)
     batches: list[Any] = []
     from rangebar_pipeline import get_range_bars
 
     yield {
         "MyStrategy": MyStrategy,
         "trades": records,
+        "ticks": pl.DataFrame({"bid": quotes["Bid"], "ask": quotes["Ask"], "timestamp_ms": ms}).to_dicts(),
         "trades1": records[:4000],
         "trades2": records[4000:],
         "start_ts": records[100]["timestamp"],
