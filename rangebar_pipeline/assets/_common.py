@@ -94,8 +94,23 @@ def _cell(value: Any) -> str:
 
 
 def frame_sha256(frame: pl.DataFrame) -> str:
-    """A content hash of a frame's values (stable across identical recomputations)."""
-    return hashlib.sha256(frame.write_csv().encode()).hexdigest()
+    """A content hash of a frame: its schema, then each column's values and nulls.
+
+    Numeric and temporal columns are hashed as their raw buffers (no text rendering), so a day of
+    tens of thousands of bars hashes in milliseconds; identical values give the identical hash
+    whatever the frame's chunking.
+    """
+    digest = hashlib.sha256(repr(list(frame.schema.items())).encode())
+    for column in frame.iter_columns():
+        physical = column.to_physical()
+        if physical.dtype.is_numeric():
+            if physical.null_count():
+                digest.update(physical.is_null().to_numpy().tobytes())
+                physical = physical.fill_null(0)
+            digest.update(physical.rechunk().to_numpy().tobytes())
+        else:
+            digest.update(column.cast(pl.String).fill_null("\x00").str.join("\x1f").item().encode())
+    return digest.hexdigest()
 
 
 def timestamp(value: datetime | None) -> dg.MetadataValue[Any] | None:
