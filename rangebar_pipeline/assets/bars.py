@@ -41,6 +41,7 @@ from rangebar_pipeline.assets._common import (
 from rangebar_pipeline.assets.charts import bars_chart_markdown
 from rangebar_pipeline.assets.checks import DayCheck, continuity_day, tier1_day
 from rangebar_pipeline.assets.features import (
+    MAX_TIER2_BARS,
     UNGATED,
     FeatureDay,
     GateVerdict,
@@ -154,6 +155,8 @@ class _Walk:
     recorded: dict[tuple[int, date], Version] = field(default_factory=dict)
     #: The last tick id of the day before the one being checked (boundary continuity).
     last_tick: int | None = None
+    #: The most recent feature rows of the range per threshold (tier-2 statistics at its end).
+    recent: dict[int, list[pl.DataFrame]] = field(default_factory=dict)
 
     def run(self, series: Series, first: date, last: date) -> Iterator[Any]:
         """Compute (or load) ``[first, last]`` of ``series`` and record every day's events."""
@@ -167,6 +170,24 @@ class _Walk:
         instance = self.context.instance
         before = partition_key(day_before, series)
         self.versions = {t: latest_version(instance, range_bars_key(t), before) for t in computed}
+        self.recent = {}
+        try:
+            yield from self._walk(series, first, last, computed, loaded)
+        except dg.Failure:  # the days done before the failing one still get their statistics
+            yield from self._tier2(series, first, last)
+            raise
+        yield from self._tier2(series, first, last)
+
+    def _tier2(self, series: Series, first: date, last: date) -> Iterator[dg.AssetCheckEvaluation]:
+        """Tier-2 statistics of the range's most recent bars: once per threshold, not per day."""
+        for threshold, tables in self.recent.items():
+            yield _tier2_evaluation(threshold, series, first, last, tables)
+        self.recent = {}
+
+    def _walk(
+        self, series: Series, first: date, last: date, computed: tuple[int, ...], loaded: tuple[int, ...]
+    ) -> Iterator[Any]:
+        day_before = first - timedelta(days=1)
         if computed:
             parents = self.store.checkpoints_at(series, computed, day_before)
             if day_before >= self.pipeline.start_date and (
@@ -291,11 +312,11 @@ class _Walk:
         for threshold in self.selection.features:
             mine = [f for f in ready if f.threshold == threshold]
             asset = features_key(threshold)
-            tier2 = (
-                tier2_verdict([f.table for f in mine], threshold)
-                if mine and self.selection.wants(asset, "tier2")
-                else None
-            )
+            if mine and self.selection.wants(asset, "tier2"):  # the recent rows, for the range's statistics
+                recent = pl.concat(
+                    [*self.recent.get(threshold, []), *(f.table for f in mine)], how="diagonal_relaxed"
+                )
+                self.recent[threshold] = [recent.tail(MAX_TIER2_BARS)]
             for item in mine:
                 label = partition_key(item.day, item.series)
                 verdict = verdicts.get(id(item))
@@ -312,17 +333,20 @@ class _Walk:
                 )
                 if verdict is not None:
                     yield _gate_evaluation(asset, label, verdict)
-                if tier2 is not None:
-                    passed, description, meta = tier2
-                    yield dg.AssetCheckEvaluation(
-                        asset_key=asset,
-                        check_name="tier2",
-                        passed=passed,
-                        severity=dg.AssetCheckSeverity.WARN,
-                        partition=label,
-                        description=f"{label}: tier-2 statistics of the run's batch: {description}",
-                        metadata=meta,
-                    )
+
+
+def _tier2_evaluation(
+    threshold: int, series: Series, first: date, last: date, tables: list[pl.DataFrame]
+) -> dg.AssetCheckEvaluation:
+    passed, description, meta = tier2_verdict(tables, threshold)
+    return dg.AssetCheckEvaluation(
+        asset_key=features_key(threshold),
+        check_name="tier2",
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{series} {first}..{last}, the last {MAX_TIER2_BARS} bars at most: {description}",
+        metadata={**meta, "series": series.key, "first_day": str(first), "last_day": str(last)},
+    )
 
 
 def _feature_version(bars: Version | None, horizons: tuple[int, ...]) -> str:
@@ -463,7 +487,13 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
             "Blocking: great-expectations suite; a failing day is not promoted",
             blocking=True,
         )
-        check(features, "tier2", "Tier-2 feature statistics over the run's batch of days (warning)")
+        checks.append(  # a property of a window of bars, not of one day: one evaluation per run and series
+            dg.AssetCheckSpec(
+                "tier2",
+                asset=features,
+                description="Tier-2 feature statistics of the run's last bars (warning)",
+            )
+        )
 
     @dg.multi_asset(
         name=BARS_STEP,

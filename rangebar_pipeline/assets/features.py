@@ -51,7 +51,7 @@ KEY_COLUMNS: Final = ("source", "market", "symbol", "threshold_decimal_bps")
 #: Below this many bars the tier-2 statistics are not meaningful (reported as a warning).
 MIN_TIER2_BARS: Final = 30
 #: Tier-2 statistics use at most the most recent this many bars of a batch (their cost grows with rows).
-MAX_TIER2_BARS: Final = 20_000
+MAX_TIER2_BARS: Final = 5_000
 
 
 def features_key(threshold: int) -> dg.AssetKey:
