@@ -80,6 +80,7 @@ from rangebar_pipeline.resources import (
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.bars import BarStore, DayWrite
 from rangebar_pipeline.storage.ticks import TickStore
+from rangebar_pipeline.streaming import prefetch
 from rangebar_pipeline.validation import ConservationTicks
 
 __all__ = ["BARS_CODE_VERSION", "BARS_STEP", "CHUNK_BARS", "CHUNK_DAYS", "build_bars_step", "range_bars_key"]
@@ -205,10 +206,15 @@ class _Walk:
             yield from self._chunks(days, store_bars=False)
 
     def _chunks(self, days: Iterable[SeriesDay], *, store_bars: bool) -> Iterator[Any]:
+        """Batches of checked days: stored, recorded and turned into feature tables.
+
+        Days are read, computed and checked in a background thread up to two days ahead (the
+        kernel and polars release the GIL), while this thread records the previous batch's events.
+        """
         chunk: list[_Day] = []
         try:
-            for item in days:
-                chunk.append(self._checked(item))
+            for item in prefetch((self._checked(d) for d in days), depth=2):
+                chunk.append(item)
                 held = sum(r.bars.height for d in chunk for r in d.results.values())
                 if len(chunk) >= CHUNK_DAYS or held >= CHUNK_BARS:
                     yield from self._flush(chunk, store_bars=store_bars)
