@@ -1,11 +1,12 @@
 """Type stubs of the Rust extension ``rangebar_pipeline._core`` (checked by ``mypy.stubtest``)."""
 
-from typing import Final, final
+from typing import Final, Literal, final
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "BAR_COLUMNS",
     "CHECKPOINT_VERSION",
     "THRESHOLD_DECIMAL_MAX",
     "THRESHOLD_DECIMAL_MIN",
@@ -21,6 +22,42 @@ THRESHOLD_DECIMAL_MIN: Final[int]
 THRESHOLD_DECIMAL_MAX: Final[int]
 CHECKPOINT_VERSION: Final[int]
 __version__: Final[str]
+
+#: Every bar column the kernel emits, in output order (kept equal to features.toml by a test).
+_BarColumn = Literal[
+    "open_time",
+    "close_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "vwap",
+    "buy_volume",
+    "sell_volume",
+    "turnover",
+    "buy_turnover",
+    "sell_turnover",
+    "individual_trade_count",
+    "agg_record_count",
+    "buy_trade_count",
+    "sell_trade_count",
+    "first_agg_trade_id",
+    "last_agg_trade_id",
+    "first_trade_id",
+    "last_trade_id",
+    "duration_us",
+    "ofi",
+    "vwap_close_deviation",
+    "price_impact",
+    "kyle_lambda_proxy",
+    "trade_intensity",
+    "volume_per_trade",
+    "aggression_ratio",
+    "aggregation_efficiency",
+    "turnover_imbalance",
+]
+BAR_COLUMNS: Final[tuple[_BarColumn, ...]]
 
 _I64 = npt.NDArray[np.int64]
 

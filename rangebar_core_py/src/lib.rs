@@ -402,6 +402,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         rangebar_core::THRESHOLD_DECIMAL_MAX,
     )?;
     m.add("CHECKPOINT_VERSION", rangebar_core::CHECKPOINT_VERSION)?;
+    macro_rules! names {
+        ($($field:ident),*) => { [$(stringify!($field)),*] };
+    }
+    m.add(
+        "BAR_COLUMNS",
+        PyTuple::new(m.py(), rangebar_core::for_each_bar_column!(names))?,
+    )?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
