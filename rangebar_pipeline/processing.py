@@ -61,6 +61,11 @@ class RangeBarProcessor:
     Feeding a stream in any split (chunks, days, a checkpoint/restore in between) gives exactly
     the bars of feeding it in one piece. A failing call leaves the state unchanged.
 
+    ``min_duration_us=D`` (opt-in minimum-duration gate): a bar closes only on a trade whose
+    timestamp is ``>= open_time + D`` and whose price is at or beyond a threshold of the bar;
+    earlier breaches are added to the bar without closing it, so such a bar's range can exceed the
+    threshold. ``D=0`` is the plain rule. The setting travels with the checkpoint.
+
     >>> p = RangeBarProcessor(250)
     >>> bars = p.process({"timestamp": [1_700_000_000_000, 1_700_000_001_000],
     ...                   "price": [100.0, 100.25], "quantity": [1.0, 2.0]})
@@ -76,9 +81,12 @@ class RangeBarProcessor:
         symbol: str | None = None,
         *,
         same_timestamp_gate: bool = False,
+        min_duration_us: int = 0,
     ) -> None:
         self._inner = _core.Processor(
-            resolve_threshold(threshold_decimal_bps), same_timestamp_gate=same_timestamp_gate
+            resolve_threshold(threshold_decimal_bps),
+            same_timestamp_gate=same_timestamp_gate,
+            min_duration_us=min_duration_us,
         )
         self.symbol = symbol
 
@@ -112,6 +120,11 @@ class RangeBarProcessor:
     @property
     def same_timestamp_gate(self) -> bool:
         return bool(self._inner.same_timestamp_gate)
+
+    @property
+    def min_duration_us(self) -> int:
+        """Minimum-duration gate in microseconds (0: off)."""
+        return int(self._inner.min_duration_us)
 
     @property
     def has_incomplete_bar(self) -> bool:
@@ -234,16 +247,19 @@ class RangeBarProcessor:
     def reset(self) -> None:
         """Forget all state (the incomplete bar too); keep threshold and options."""
         self._inner = _core.Processor(
-            self.threshold_decimal_bps, same_timestamp_gate=self.same_timestamp_gate
+            self.threshold_decimal_bps,
+            same_timestamp_gate=self.same_timestamp_gate,
+            min_duration_us=self.min_duration_us,
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_restore, (self.checkpoint().to_bytes(), self.symbol))
 
     def __repr__(self) -> str:
+        gate = f"min_duration_us={self.min_duration_us}, " if self.min_duration_us else ""
         return (
             f"RangeBarProcessor(threshold_decimal_bps={self.threshold_decimal_bps}, "
-            f"same_timestamp_gate={self.same_timestamp_gate}, trades_seen={self.trades_seen}, "
+            f"same_timestamp_gate={self.same_timestamp_gate}, {gate}trades_seen={self.trades_seen}, "
             f"has_incomplete_bar={self.has_incomplete_bar})"
         )
 
@@ -260,14 +276,18 @@ def process_trades_polars(
     include_incomplete: bool = False,
     timestamp_unit: TimestampUnit | None = None,
     same_timestamp_gate: bool = False,
+    min_duration_us: int = 0,
     output: OutputFormat = "pandas",
 ) -> pd.DataFrame | pl.DataFrame | pa.Table:
     """Trades (polars eager/lazy, pandas, Arrow, ...) -> bars in one call, no per-row Python objects.
 
     Returns, by default, a backtesting.py-ready pandas frame indexed by close time; ``output="polars"``
     or ``"arrow"`` returns every bar column with ``open_time``/``close_time`` as timestamps.
+    ``min_duration_us`` is the minimum-duration gate of :class:`RangeBarProcessor`.
     """
-    processor = RangeBarProcessor(threshold_decimal_bps, same_timestamp_gate=same_timestamp_gate)
+    processor = RangeBarProcessor(
+        threshold_decimal_bps, same_timestamp_gate=same_timestamp_gate, min_duration_us=min_duration_us
+    )
     bars = processor.process(trades, timestamp_unit=timestamp_unit)
     if include_incomplete:
         bars = pl.concat([bars, processor.incomplete_bar_frame()])
@@ -282,6 +302,7 @@ def process_trades_to_dataframe(
     include_incomplete: bool = False,
     timestamp_unit: TimestampUnit | None = None,
     same_timestamp_gate: bool = False,
+    min_duration_us: int = 0,
 ) -> pd.DataFrame:
     """Trades -> backtesting.py-ready pandas frame (index: close time, UTC)."""
     frame = process_trades_polars(
@@ -291,6 +312,7 @@ def process_trades_to_dataframe(
         include_incomplete=include_incomplete,
         timestamp_unit=timestamp_unit,
         same_timestamp_gate=same_timestamp_gate,
+        min_duration_us=min_duration_us,
         output="pandas",
     )
     assert isinstance(frame, pd.DataFrame)
@@ -334,6 +356,7 @@ def process_trades_chunked(
     include_incomplete: bool = False,
     timestamp_unit: TimestampUnit | None = None,
     same_timestamp_gate: bool = False,
+    min_duration_us: int = 0,
 ) -> Iterator[pd.DataFrame]:
     """Process a stream chunk by chunk with one stateful processor; yields non-empty bar frames.
 
@@ -343,7 +366,9 @@ def process_trades_chunked(
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    processor = RangeBarProcessor(threshold_decimal_bps, same_timestamp_gate=same_timestamp_gate)
+    processor = RangeBarProcessor(
+        threshold_decimal_bps, same_timestamp_gate=same_timestamp_gate, min_duration_us=min_duration_us
+    )
     for chunk in _chunks(trades_iterator, chunk_size):
         bars = processor.process(chunk, timestamp_unit=timestamp_unit)
         if bars.height:

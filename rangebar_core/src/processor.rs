@@ -14,6 +14,10 @@ pub struct ProcessorConfig {
     pub threshold_decimal_bps: u32,
     /// When on, a trade with the bar's open timestamp cannot close the bar.
     pub same_timestamp_gate: bool,
+    /// Minimum-duration gate (microseconds, >= 0): a bar closes only on a breaching trade with
+    /// `timestamp >= open_time + min_duration_us`; earlier breaches stay in the bar, so its range
+    /// can exceed the threshold. 0 (the default) is the plain rule.
+    pub min_duration_us: i64,
 }
 
 impl ProcessorConfig {
@@ -27,6 +31,18 @@ impl ProcessorConfig {
         Ok(Self {
             threshold_decimal_bps: threshold_decimal_bps as u32,
             same_timestamp_gate,
+            min_duration_us: 0,
+        })
+    }
+
+    /// These settings with the minimum-duration gate set (validated: `>= 0`).
+    pub fn with_min_duration_us(self, min_duration_us: i64) -> Result<Self, KernelError> {
+        if min_duration_us < 0 {
+            return Err(KernelError::InvalidMinDuration(min_duration_us));
+        }
+        Ok(Self {
+            min_duration_us,
+            ..self
         })
     }
 }
@@ -51,12 +67,20 @@ struct Cursor {
 impl RangeBarProcessor {
     /// A new processor (threshold validated).
     pub fn new(threshold_decimal_bps: i64, same_timestamp_gate: bool) -> Result<Self, KernelError> {
-        Ok(Self {
-            config: ProcessorConfig::new(threshold_decimal_bps, same_timestamp_gate)?,
+        Ok(Self::with_config(ProcessorConfig::new(
+            threshold_decimal_bps,
+            same_timestamp_gate,
+        )?))
+    }
+
+    /// A new processor with validated settings (see [`ProcessorConfig`]).
+    pub fn with_config(config: ProcessorConfig) -> Self {
+        Self {
+            config,
             bar: None,
             last: None,
             trades_seen: 0,
-        })
+        }
     }
 
     /// The processor's settings.
@@ -149,6 +173,7 @@ impl RangeBarProcessor {
     ) -> Result<Cursor, KernelError> {
         let threshold = self.config.threshold_decimal_bps;
         let gate = self.config.same_timestamp_gate;
+        let min_duration = self.config.min_duration_us;
         let mut cursor = Cursor {
             bar: self.bar,
             last: self.last,
@@ -188,7 +213,12 @@ impl RangeBarProcessor {
                 None => cursor.bar = Some(BarState::open(&t, threshold, row)?),
                 Some(bar) => {
                     bar.add(&t, row)?;
-                    if bar.breaches(t.price) && !(gate && t.timestamp_us == bar.open_time) {
+                    // Input order guarantees timestamp >= open_time, so the duration test never
+                    // fails with the gate off (min_duration == 0).
+                    if bar.breaches(t.price)
+                        && !(gate && t.timestamp_us == bar.open_time)
+                        && t.timestamp_us.saturating_sub(bar.open_time) >= min_duration
+                    {
                         out.push(&bar.finish());
                         cursor.bar = None;
                     }
@@ -201,10 +231,17 @@ impl RangeBarProcessor {
 
     /// A lossless snapshot of the state.
     pub fn checkpoint(&self) -> Checkpoint {
+        let min_duration_us = self.config.min_duration_us;
         Checkpoint {
-            version: CHECKPOINT_VERSION,
+            // Version 1 while no version-2 setting is on, so such checkpoints keep their bytes.
+            version: if min_duration_us == 0 {
+                1
+            } else {
+                CHECKPOINT_VERSION
+            },
             threshold_decimal_bps: self.config.threshold_decimal_bps,
             same_timestamp_gate: self.config.same_timestamp_gate,
+            min_duration_us,
             bar: self.bar,
             last_timestamp_us: self.last.map(|l| l.0),
             last_agg_trade_id: self.last.map(|l| l.1),
@@ -219,7 +256,8 @@ impl RangeBarProcessor {
             config: ProcessorConfig::new(
                 i64::from(cp.threshold_decimal_bps),
                 cp.same_timestamp_gate,
-            )?,
+            )?
+            .with_min_duration_us(cp.min_duration_us)?,
             bar: cp.bar,
             last: cp.last_timestamp_us.zip(cp.last_agg_trade_id),
             trades_seen: cp.trades_seen,

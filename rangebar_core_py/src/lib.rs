@@ -9,7 +9,9 @@ use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 use rangebar_core::csv::{AggTradeColumns, AggTradesParser, CsvError};
-use rangebar_core::{fixed, BarColumns, Checkpoint, RangeBarProcessor, TradeColumns};
+use rangebar_core::{
+    fixed, BarColumns, Checkpoint, ProcessorConfig, RangeBarProcessor, TradeColumns,
+};
 
 use crate::error::{invalid_trade, to_py};
 
@@ -69,6 +71,16 @@ impl PyCheckpoint {
     }
 
     #[getter]
+    fn min_duration_us(&self) -> i64 {
+        self.inner.min_duration_us
+    }
+
+    #[getter]
+    fn version(&self) -> u32 {
+        self.inner.version
+    }
+
+    #[getter]
     fn has_incomplete_bar(&self) -> bool {
         self.inner.bar.is_some()
     }
@@ -117,11 +129,17 @@ struct PyProcessor {
 #[pymethods]
 impl PyProcessor {
     #[new]
-    #[pyo3(signature = (threshold_decimal_bps, *, same_timestamp_gate = false))]
-    fn new(threshold_decimal_bps: i64, same_timestamp_gate: bool) -> PyResult<Self> {
+    #[pyo3(signature = (threshold_decimal_bps, *, same_timestamp_gate = false, min_duration_us = 0))]
+    fn new(
+        threshold_decimal_bps: i64,
+        same_timestamp_gate: bool,
+        min_duration_us: i64,
+    ) -> PyResult<Self> {
+        let config = ProcessorConfig::new(threshold_decimal_bps, same_timestamp_gate)
+            .and_then(|c| c.with_min_duration_us(min_duration_us))
+            .map_err(to_py)?;
         Ok(Self {
-            inner: RangeBarProcessor::new(threshold_decimal_bps, same_timestamp_gate)
-                .map_err(to_py)?,
+            inner: RangeBarProcessor::with_config(config),
         })
     }
 
@@ -193,6 +211,11 @@ impl PyProcessor {
     #[getter]
     fn same_timestamp_gate(&self) -> bool {
         self.inner.config().same_timestamp_gate
+    }
+
+    #[getter]
+    fn min_duration_us(&self) -> i64 {
+        self.inner.config().min_duration_us
     }
 
     #[getter]
