@@ -8,6 +8,8 @@ import numpy.typing as npt
 __all__ = [
     "BAR_COLUMNS",
     "CHECKPOINT_VERSION",
+    "LOOKBACK_COLUMNS",
+    "LOOKBACK_TRADES_MAX",
     "THRESHOLD_DECIMAL_MAX",
     "THRESHOLD_DECIMAL_MIN",
     "AggTradesCsvParser",
@@ -58,6 +60,27 @@ _BarColumn = Literal[
     "turnover_imbalance",
 ]
 BAR_COLUMNS: Final[tuple[_BarColumn, ...]]
+#: The opt-in lookback columns (``lookback_trades=N``), in output order.
+_LookbackColumn = Literal[
+    "lookback_trade_count",
+    "lookback_duration_us",
+    "lookback_ofi",
+    "lookback_count_imbalance",
+    "lookback_intensity",
+    "lookback_vwap",
+    "lookback_vwap_position",
+    "lookback_price_range",
+    "lookback_kyle_lambda",
+    "lookback_kaufman_er",
+    "lookback_garman_klass_vol",
+    "lookback_burstiness",
+    "lookback_volume_skew",
+    "lookback_volume_kurt",
+    "lookback_hurst",
+    "lookback_permutation_entropy",
+]
+LOOKBACK_COLUMNS: Final[tuple[_LookbackColumn, ...]]
+LOOKBACK_TRADES_MAX: Final[int]
 
 _I64 = npt.NDArray[np.int64]
 
@@ -78,6 +101,8 @@ class Checkpoint:
     @property
     def min_duration_us(self) -> int: ...
     @property
+    def lookback_trades(self) -> int: ...
+    @property
     def version(self) -> int: ...
     @property
     def has_incomplete_bar(self) -> bool: ...
@@ -95,7 +120,12 @@ class Processor:
     """The range-bar state machine (batch rule), carried across calls."""
 
     def __new__(
-        cls, threshold_decimal_bps: int, *, same_timestamp_gate: bool = False, min_duration_us: int = 0
+        cls,
+        threshold_decimal_bps: int,
+        *,
+        same_timestamp_gate: bool = False,
+        min_duration_us: int = 0,
+        lookback_trades: int = 0,
     ) -> Processor: ...
     def process(
         self,
@@ -117,6 +147,8 @@ class Processor:
     def same_timestamp_gate(self) -> bool: ...
     @property
     def min_duration_us(self) -> int: ...
+    @property
+    def lookback_trades(self) -> int: ...
     @property
     def has_incomplete_bar(self) -> bool: ...
     @property

@@ -43,6 +43,9 @@ BAR_SCHEMA: Final[dict[str, pl.DataType]] = {
     c.name: _DTYPES[c.dtype] for c in columns_of("core", "microstructure")
 }
 
+#: The opt-in lookback group (``lookback_trades=N``), appended after the bar columns; nullable.
+LOOKBACK_SCHEMA: Final[dict[str, pl.DataType]] = {c.name: _DTYPES[c.dtype] for c in columns_of("lookback")}
+
 BAR_COLUMNS: Final[tuple[str, ...]] = tuple(BAR_SCHEMA)
 
 #: Per-bar spread statistics of quote sources (Exness), appended to their bars; nullable in storage.

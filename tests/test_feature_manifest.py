@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from rangebar_pipeline import _core, manifest
-from rangebar_pipeline.schema import BAR_SCHEMA, FEATURE_COLUMNS, UTC_US
+from rangebar_pipeline.schema import BAR_SCHEMA, FEATURE_COLUMNS, LOOKBACK_SCHEMA, UTC_US
 from rangebar_pipeline.validation.expectations import VALUE_RANGES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,18 +84,25 @@ def test_storage_schema_sql_follows_the_manifest() -> None:
     assert stored == expected
 
 
-def test_core_stub_and_binding_list_the_manifest_columns() -> None:
-    tree = ast.parse((PACKAGE / "_core.pyi").read_text("utf-8"))
-    aliases = [
+def _stub_literal(tree: ast.Module, alias: str) -> list[str]:
+    values = [
         node.value
         for node in tree.body
         if isinstance(node, ast.Assign)
         and isinstance(node.targets[0], ast.Name)
-        and node.targets[0].id == "_BarColumn"
+        and node.targets[0].id == alias
     ]
-    assert len(aliases) == 1, "_core.pyi must define _BarColumn = Literal[...]"
-    literal = aliases[0]
+    assert len(values) == 1, f"_core.pyi must define {alias} = Literal[...]"
+    literal = values[0]
     assert isinstance(literal, ast.Subscript) and isinstance(literal.slice, ast.Tuple)
-    stub_names = [ast.literal_eval(e) for e in literal.slice.elts]
-    assert stub_names == [c.name for c in _DEFAULT]
+    return [ast.literal_eval(e) for e in literal.slice.elts]
+
+
+def test_core_stub_and_binding_list_the_manifest_columns() -> None:
+    tree = ast.parse((PACKAGE / "_core.pyi").read_text("utf-8"))
+    lookback = [c.name for c in manifest.columns_of("lookback")]
+    assert _stub_literal(tree, "_BarColumn") == [c.name for c in _DEFAULT]
+    assert _stub_literal(tree, "_LookbackColumn") == lookback
     assert list(_core.BAR_COLUMNS) == [c.name for c in _DEFAULT]
+    assert list(_core.LOOKBACK_COLUMNS) == lookback == list(LOOKBACK_SCHEMA)
+    assert all(c.nullable for c in manifest.columns_of("lookback")[1:])

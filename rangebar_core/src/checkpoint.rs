@@ -4,13 +4,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::bar::BarState;
 use crate::error::KernelError;
+use crate::lookback::Lookback;
 use crate::{BASIS_POINTS_SCALE, THRESHOLD_DECIMAL_MAX, THRESHOLD_DECIMAL_MIN};
 
 /// Newest version of the checkpoint encoding (every older version is read too).
 ///
 /// Version 1: threshold, same-timestamp gate, bar in progress, last trade, trades seen.
-/// Version 2 appends `min_duration_us`; it is written only when that gate is on, so checkpoints of
-/// processors without it keep their version-1 bytes.
+/// Version 2 appends `min_duration_us` and the lookback state; it is written only when one of them
+/// is on, so checkpoints of processors without them keep their version-1 bytes.
 pub const CHECKPOINT_VERSION: u32 = 2;
 const MAGIC: &[u8; 4] = b"RBCP";
 
@@ -28,6 +29,9 @@ pub struct Checkpoint {
     /// Minimum-duration gate in microseconds (version 2; 0 in version 1).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub min_duration_us: i64,
+    /// Lookback window state (version 2; None when the group is off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookback: Option<Lookback>,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -66,7 +70,7 @@ impl Checkpoint {
         out.extend(postcard::to_allocvec(&v1).expect("checkpoint serialisation cannot fail"));
         if self.version >= 2 {
             out.extend(
-                postcard::to_allocvec(&self.min_duration_us)
+                postcard::to_allocvec(&(self.min_duration_us, &self.lookback))
                     .expect("checkpoint serialisation cannot fail"),
             );
         }
@@ -80,10 +84,10 @@ impl Checkpoint {
             .ok_or_else(|| invalid("not a rangebar checkpoint (bad magic bytes)"))?;
         let decode = |e: postcard::Error| invalid(format!("cannot decode: {e}"));
         let (v1, rest): (V1, &[u8]) = postcard::take_from_bytes(payload).map_err(decode)?;
-        let (min_duration_us, rest) = if v1.version >= 2 {
-            postcard::take_from_bytes::<i64>(rest).map_err(decode)?
+        let ((min_duration_us, lookback), rest) = if v1.version >= 2 {
+            postcard::take_from_bytes::<(i64, Option<Lookback>)>(rest).map_err(decode)?
         } else {
-            (0, rest)
+            ((0, None), rest)
         };
         if !rest.is_empty() {
             return Err(invalid(format!("{} trailing bytes", rest.len())));
@@ -97,6 +101,7 @@ impl Checkpoint {
             last_agg_trade_id: v1.last_agg_trade_id,
             trades_seen: v1.trades_seen,
             min_duration_us,
+            lookback,
         };
         cp.validate()?;
         Ok(cp)
@@ -128,6 +133,11 @@ impl Checkpoint {
                 "min_duration_us {} is invalid in a version {} checkpoint",
                 self.min_duration_us, self.version
             )));
+        }
+        if let Some(lb) = &self.lookback {
+            if self.version < 2 || !lb.is_consistent() {
+                return Err(invalid("the lookback window state is inconsistent"));
+            }
         }
         if !(THRESHOLD_DECIMAL_MIN..=THRESHOLD_DECIMAL_MAX).contains(&self.threshold_decimal_bps) {
             return Err(KernelError::InvalidThreshold(i64::from(

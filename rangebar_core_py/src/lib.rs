@@ -15,13 +15,25 @@ use rangebar_core::{
 
 use crate::error::{invalid_trade, to_py};
 
-/// Hand every bar column to NumPy as a dict name -> 1-D array (no copies).
-fn columns_to_dict<'py>(py: Python<'py>, c: BarColumns) -> PyResult<Bound<'py, PyDict>> {
+/// Hand every bar column to NumPy as a dict name -> 1-D array (no copies); the lookback columns
+/// too when `lookback` (nulls encoded as NaN / `NULL_I64`, see `LookbackColumns`).
+fn columns_to_dict<'py>(
+    py: Python<'py>,
+    c: BarColumns,
+    lookback: bool,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     macro_rules! put {
         ($($field:ident),*) => { $( d.set_item(stringify!($field), c.$field.into_pyarray(py))?; )* };
     }
     rangebar_core::for_each_bar_column!(put);
+    if lookback {
+        let l = c.lookback;
+        macro_rules! put_lookback {
+            ($($field:ident),*) => { $( d.set_item(stringify!($field), l.$field.into_pyarray(py))?; )* };
+        }
+        rangebar_core::for_each_lookback_column!(put_lookback);
+    }
     Ok(d)
 }
 
@@ -76,6 +88,11 @@ impl PyCheckpoint {
     }
 
     #[getter]
+    fn lookback_trades(&self) -> u32 {
+        self.inner.lookback.as_ref().map_or(0, |l| l.capacity)
+    }
+
+    #[getter]
     fn version(&self) -> u32 {
         self.inner.version
     }
@@ -126,17 +143,26 @@ struct PyProcessor {
     inner: RangeBarProcessor,
 }
 
+impl PyProcessor {
+    fn has_lookback(&self) -> bool {
+        self.inner.config().lookback_trades > 0
+    }
+}
+
 #[pymethods]
 impl PyProcessor {
     #[new]
-    #[pyo3(signature = (threshold_decimal_bps, *, same_timestamp_gate = false, min_duration_us = 0))]
+    #[pyo3(signature = (threshold_decimal_bps, *, same_timestamp_gate = false, min_duration_us = 0,
+                        lookback_trades = 0))]
     fn new(
         threshold_decimal_bps: i64,
         same_timestamp_gate: bool,
         min_duration_us: i64,
+        lookback_trades: i64,
     ) -> PyResult<Self> {
         let config = ProcessorConfig::new(threshold_decimal_bps, same_timestamp_gate)
             .and_then(|c| c.with_min_duration_us(min_duration_us))
+            .and_then(|c| c.with_lookback_trades(lookback_trades))
             .map_err(to_py)?;
         Ok(Self {
             inner: RangeBarProcessor::with_config(config),
@@ -173,19 +199,16 @@ impl PyProcessor {
             let mut out = BarColumns::default();
             inner.process(&trades, &mut out).map(|_| out)
         });
-        columns_to_dict(py, bars.map_err(to_py)?)
+        columns_to_dict(py, bars.map_err(to_py)?, self.has_lookback())
     }
 
     /// The trailing bar (features computed) as a dict of 1-row columns, or None.
     fn incomplete_bar<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        self.inner
-            .incomplete_bar()
-            .map(|bar| {
-                let mut out = BarColumns::default();
-                out.push(&bar);
-                columns_to_dict(py, out)
-            })
-            .transpose()
+        let mut out = BarColumns::default();
+        if !self.inner.push_incomplete_bar(&mut out) {
+            return Ok(None);
+        }
+        columns_to_dict(py, out, self.has_lookback()).map(Some)
     }
 
     /// A lossless snapshot of the state.
@@ -216,6 +239,11 @@ impl PyProcessor {
     #[getter]
     fn min_duration_us(&self) -> i64 {
         self.inner.config().min_duration_us
+    }
+
+    #[getter]
+    fn lookback_trades(&self) -> u32 {
+        self.inner.config().lookback_trades
     }
 
     #[getter]
@@ -432,6 +460,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "BAR_COLUMNS",
         PyTuple::new(m.py(), rangebar_core::for_each_bar_column!(names))?,
     )?;
+    m.add(
+        "LOOKBACK_COLUMNS",
+        PyTuple::new(m.py(), rangebar_core::for_each_lookback_column!(names))?,
+    )?;
+    m.add("LOOKBACK_TRADES_MAX", rangebar_core::LOOKBACK_TRADES_MAX)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
