@@ -158,9 +158,13 @@ impl RangeBarProcessor {
         trades.check_lengths()?;
         let before = out.len();
         let mut lookback = self.lookback.clone();
-        let result = match lookback.as_deref_mut() {
-            Some(lb) => self.dispatch::<true>(trades, out, lb),
-            None => self.dispatch::<false>(trades, out, &mut Lookback::default()),
+        // Each opt-in feature is a compile-time switch, so with both off the loop is the plain one.
+        let gated = self.config.min_duration_us > 0;
+        let result = match (lookback.as_deref_mut(), gated) {
+            (Some(lb), true) => self.dispatch::<true, true>(trades, out, lb),
+            (Some(lb), false) => self.dispatch::<true, false>(trades, out, lb),
+            (None, true) => self.dispatch::<false, true>(trades, out, &mut Lookback::default()),
+            (None, false) => self.dispatch::<false, false>(trades, out, &mut Lookback::default()),
         };
         match result {
             Ok(cursor) => {
@@ -178,7 +182,8 @@ impl RangeBarProcessor {
     }
 
     /// Pick the monomorphised loop for the columns present.
-    fn dispatch<const LB: bool>(
+    #[inline(always)]
+    fn dispatch<const LB: bool, const GATED: bool>(
         &self,
         trades: &TradeColumns<'_>,
         out: &mut BarColumns,
@@ -191,7 +196,7 @@ impl RangeBarProcessor {
             trades.is_buyer_maker,
         ) {
             // The common full-input case gets its own monomorphised loop.
-            (Some(agg), Some(first), Some(last), Some(ibm)) => self.run::<LB>(
+            (Some(agg), Some(first), Some(last), Some(ibm)) => self.run::<LB, GATED>(
                 trades,
                 out,
                 lb,
@@ -203,7 +208,7 @@ impl RangeBarProcessor {
             (agg, first, last, ibm) => {
                 let base = self.trades_seen as i64;
                 let agg_id = move |i: usize| agg.map_or(base + i as i64, |c| c[i]);
-                self.run::<LB>(
+                self.run::<LB, GATED>(
                     trades,
                     out,
                     lb,
@@ -218,7 +223,7 @@ impl RangeBarProcessor {
 
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn run<const LB: bool>(
+    fn run<const LB: bool, const GATED: bool>(
         &self,
         trades: &TradeColumns<'_>,
         out: &mut BarColumns,
@@ -275,11 +280,9 @@ impl RangeBarProcessor {
                 }
                 Some(bar) => {
                     bar.add(&t, row)?;
-                    // Input order guarantees timestamp >= open_time, so the duration test never
-                    // fails with the gate off (min_duration == 0).
                     if bar.breaches(t.price)
                         && !(gate && t.timestamp_us == bar.open_time)
-                        && t.timestamp_us.saturating_sub(bar.open_time) >= min_duration
+                        && (!GATED || t.timestamp_us.saturating_sub(bar.open_time) >= min_duration)
                     {
                         out.push(&bar.finish());
                         if LB {
