@@ -187,6 +187,12 @@ impl LookbackFeatures {
             fixed::wide_to_f64(volume),
         );
         let duration_us = last.timestamp_us - first.timestamp_us;
+        let (skew, kurt) = if n >= MIN_BURSTINESS {
+            let (skew, kurt) = moments(w);
+            (skew, if n >= MIN_KURTOSIS { kurt } else { None })
+        } else {
+            (None, None)
+        };
         let vwap = ratio(turnover as f64, volume as f64).map(|v| v / fixed::SCALE as f64);
         Self {
             trade_count: n as i64,
@@ -205,8 +211,8 @@ impl LookbackFeatures {
                     .sqrt(),
             ),
             burstiness: (n >= MIN_BURSTINESS).then(|| burstiness(w)).flatten(),
-            volume_skew: (n >= MIN_BURSTINESS).then(|| moments(w).0).flatten(),
-            volume_kurt: (n >= MIN_KURTOSIS).then(|| moments(w).1).flatten(),
+            volume_skew: skew,
+            volume_kurt: kurt,
             hurst: (n >= MIN_HURST).then(|| hurst(w)).flatten(),
             permutation_entropy: (n >= 3).then(|| permutation_entropy(w)).flatten(),
         }
@@ -293,23 +299,50 @@ fn dfa(x: &[f64]) -> Option<f64> {
         })
         .collect();
     let (mut log_n_kept, mut log_f) = (Vec::new(), Vec::new());
+    let (mut sxy, mut sy, mut ss) = (Vec::new(), Vec::new(), Vec::new());
+    let mut line = Vec::new();
     for n in log_n(4, 0.1 * n_total as f64, 1.2) {
-        let ran: Vec<f64> = (0..n).map(|i| i as f64).collect();
         let segments = n_total / n;
-        // Root of the mean (over segments) mean squared residual around each segment's trend.
-        let mut total = 0.0;
-        for d in walk[..segments * n].chunks_exact(n) {
-            let (slope, intercept) = linear_regression(&ran, d);
-            let ss: f64 = d
-                .iter()
-                .zip(&ran)
-                .map(|(&v, &r)| (v - (intercept + slope * r)).powi(2))
-                .sum();
-            total += ss / n as f64;
+        let nf = n as f64;
+        // Per segment, antropy's regression of the walk on 0..n and the squared residuals around
+        // it. Every per-segment sum runs over j in order as antropy's does (identical results);
+        // the segments advance in lockstep only so that their independent sums overlap.
+        let (mut sx2, mut sx) = (0.0, 0.0);
+        for j in 0..n {
+            sx2 += (j as f64) * (j as f64);
+            sx += j as f64;
         }
+        sxy.clear();
+        sxy.resize(segments, 0.0);
+        sy.clear();
+        sy.resize(segments, 0.0);
+        for j in 0..n {
+            let r = j as f64;
+            for s in 0..segments {
+                let v = walk[s * n + j];
+                sxy[s] += r * v;
+                sy[s] += v;
+            }
+        }
+        line.clear();
+        line.extend((0..segments).map(|s| {
+            let slope = (nf * sxy[s] - sx * sy[s]) / (nf * sx2 - sx * sx + 1e-9);
+            (slope, sy[s] / nf - slope * (sx / nf))
+        }));
+        ss.clear();
+        ss.resize(segments, 0.0);
+        for j in 0..n {
+            let r = j as f64;
+            for s in 0..segments {
+                let (slope, intercept) = line[s];
+                ss[s] += (walk[s * n + j] - (intercept + slope * r)).powi(2);
+            }
+        }
+        // Root of the mean (over segments) mean squared residual.
+        let total: f64 = ss.iter().fold(0.0, |acc, v| acc + v / nf);
         let fluctuation = (total / segments as f64).sqrt();
         if fluctuation != 0.0 {
-            log_n_kept.push((n as f64).ln());
+            log_n_kept.push(nf.ln());
             log_f.push(fluctuation.ln());
         }
     }
@@ -322,11 +355,14 @@ fn dfa(x: &[f64]) -> Option<f64> {
 /// Normalised permutation entropy of the prices, order 3, delay 1 (`antropy.perm_entropy`;
 /// ties ordered by position, as its stable sort of three values does).
 fn permutation_entropy(w: &[WindowTrade]) -> Option<f64> {
-    let mut counts = [0_u64; 27];
+    // The ordinal pattern from the three pairwise comparisons (`<=`: ties by position), indexed in
+    // the order of antropy's pattern hashes (5, 7, 11, 15, 19, 21); keys 0b010 and 0b101 cannot occur.
+    const ORDINAL: [usize; 8] = [0, 1, 0, 4, 2, 0, 3, 5];
+    let mut counts = [0_u64; 6];
     for t in w.windows(3) {
-        let mut idx = [0_usize, 1, 2];
-        idx.sort_by_key(|&i| t[i].price); // stable
-        counts[idx[0] + 3 * idx[1] + 9 * idx[2]] += 1;
+        let (a, b, c) = (t[0].price, t[1].price, t[2].price);
+        let key = (usize::from(a <= b) << 2) | (usize::from(a <= c) << 1) | usize::from(b <= c);
+        counts[ORDINAL[key]] += 1;
     }
     let total = (w.len() - 2) as f64;
     let h: f64 = counts
