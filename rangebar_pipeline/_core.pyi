@@ -1,12 +1,15 @@
 """Type stubs of the Rust extension ``rangebar_pipeline._core`` (checked by ``mypy.stubtest``)."""
 
-from typing import Final, final
+from typing import Final, Literal, final
 
 import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "BAR_COLUMNS",
     "CHECKPOINT_VERSION",
+    "LOOKBACK_COLUMNS",
+    "LOOKBACK_TRADES_MAX",
     "THRESHOLD_DECIMAL_MAX",
     "THRESHOLD_DECIMAL_MIN",
     "AggTradesCsvParser",
@@ -21,6 +24,63 @@ THRESHOLD_DECIMAL_MIN: Final[int]
 THRESHOLD_DECIMAL_MAX: Final[int]
 CHECKPOINT_VERSION: Final[int]
 __version__: Final[str]
+
+#: Every bar column the kernel emits, in output order (kept equal to features.toml by a test).
+_BarColumn = Literal[
+    "open_time",
+    "close_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "vwap",
+    "buy_volume",
+    "sell_volume",
+    "turnover",
+    "buy_turnover",
+    "sell_turnover",
+    "individual_trade_count",
+    "agg_record_count",
+    "buy_trade_count",
+    "sell_trade_count",
+    "first_agg_trade_id",
+    "last_agg_trade_id",
+    "first_trade_id",
+    "last_trade_id",
+    "duration_us",
+    "ofi",
+    "vwap_close_deviation",
+    "price_impact",
+    "kyle_lambda_proxy",
+    "trade_intensity",
+    "volume_per_trade",
+    "aggression_ratio",
+    "aggregation_efficiency",
+    "turnover_imbalance",
+]
+BAR_COLUMNS: Final[tuple[_BarColumn, ...]]
+#: The opt-in lookback columns (``lookback_trades=N``), in output order.
+_LookbackColumn = Literal[
+    "lookback_trade_count",
+    "lookback_duration_us",
+    "lookback_ofi",
+    "lookback_count_imbalance",
+    "lookback_intensity",
+    "lookback_vwap",
+    "lookback_vwap_position",
+    "lookback_price_range",
+    "lookback_kyle_lambda",
+    "lookback_kaufman_er",
+    "lookback_garman_klass_vol",
+    "lookback_burstiness",
+    "lookback_volume_skew",
+    "lookback_volume_kurt",
+    "lookback_hurst",
+    "lookback_permutation_entropy",
+]
+LOOKBACK_COLUMNS: Final[tuple[_LookbackColumn, ...]]
+LOOKBACK_TRADES_MAX: Final[int]
 
 _I64 = npt.NDArray[np.int64]
 
@@ -39,6 +99,12 @@ class Checkpoint:
     @property
     def same_timestamp_gate(self) -> bool: ...
     @property
+    def min_duration_us(self) -> int: ...
+    @property
+    def lookback_trades(self) -> int: ...
+    @property
+    def version(self) -> int: ...
+    @property
     def has_incomplete_bar(self) -> bool: ...
     @property
     def last_timestamp_us(self) -> int | None: ...
@@ -53,7 +119,14 @@ class Checkpoint:
 class Processor:
     """The range-bar state machine (batch rule), carried across calls."""
 
-    def __new__(cls, threshold_decimal_bps: int, *, same_timestamp_gate: bool = False) -> Processor: ...
+    def __new__(
+        cls,
+        threshold_decimal_bps: int,
+        *,
+        same_timestamp_gate: bool = False,
+        min_duration_us: int = 0,
+        lookback_trades: int = 0,
+    ) -> Processor: ...
     def process(
         self,
         timestamp_us: _I64,
@@ -72,6 +145,10 @@ class Processor:
     def threshold_decimal_bps(self) -> int: ...
     @property
     def same_timestamp_gate(self) -> bool: ...
+    @property
+    def min_duration_us(self) -> int: ...
+    @property
+    def lookback_trades(self) -> int: ...
     @property
     def has_incomplete_bar(self) -> bool: ...
     @property

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 import polars as pl
 
 from rangebar_pipeline._lazy import lazy_module
-from rangebar_pipeline.schema import BAR_SCHEMA, OHLCV_COLUMNS, UTC_US
+from rangebar_pipeline.schema import BAR_SCHEMA, LOOKBACK_SCHEMA, OHLCV_COLUMNS, UTC_US
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,17 +27,33 @@ MICROSTRUCTURE_COLUMNS: tuple[str, ...] = tuple(
 )
 
 
-def empty_bars() -> pl.DataFrame:
-    """A bar frame with no rows and the full schema."""
-    return pl.DataFrame(schema=BAR_SCHEMA)
+#: The kernel's null marker in integer lookback columns (float columns use NaN).
+_NULL_I64 = np.iinfo(np.int64).min
+
+
+def empty_bars(*, lookback: bool = False) -> pl.DataFrame:
+    """A bar frame with no rows and the full schema (with the lookback group when asked)."""
+    return pl.DataFrame(schema=BAR_SCHEMA | LOOKBACK_SCHEMA if lookback else BAR_SCHEMA)
+
+
+def _lookback_series(name: str, values: np.ndarray[Any, Any]) -> pl.Series:
+    if values.dtype == np.float64:
+        return pl.Series(name, values, nan_to_null=True)
+    series = pl.Series(name, values)
+    return series.to_frame().select(pl.when(series != _NULL_I64).then(series).alias(name)).to_series()
 
 
 def bars_from_columns(columns: Mapping[str, np.ndarray[Any, Any]]) -> pl.DataFrame:
-    """Wrap the kernel's NumPy columns as a polars frame (zero-copy for numeric columns)."""
+    """Wrap the kernel's NumPy columns as a polars frame (zero-copy for numeric columns); the
+    lookback group, when present, with the kernel's null markers as nulls."""
     series = []
     for name, dtype in BAR_SCHEMA.items():
         s = pl.Series(name, columns[name])
         series.append(s.cast(UTC_US) if name in _TIME_COLUMNS else s.cast(dtype))
+    if "lookback_trade_count" in columns:
+        series += [
+            _lookback_series(name, columns[name]).cast(dtype) for name, dtype in LOOKBACK_SCHEMA.items()
+        ]
     return pl.DataFrame(series)
 
 

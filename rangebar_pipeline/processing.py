@@ -74,6 +74,15 @@ class RangeBarProcessor:
     Feeding a stream in any split (chunks, days, a checkpoint/restore in between) gives exactly
     the bars of feeding it in one piece. A failing call leaves the state unchanged.
 
+    ``min_duration_us=D`` (opt-in minimum-duration gate): a bar closes only on a trade whose
+    timestamp is ``>= open_time + D`` and whose price is at or beyond a threshold of the bar;
+    earlier breaches are added to the bar without closing it, so such a bar's range can exceed the
+    threshold. ``D=0`` is the plain rule. The setting travels with the checkpoint.
+
+    ``lookback_trades=N`` (opt-in lookback group) appends the ``lookback_*`` columns (see
+    docs/features.md), computed for each bar from the N most recent trades with timestamp strictly
+    before its open time, across calls and checkpoints; null where undefined. 0 (default) is off.
+
     >>> p = RangeBarProcessor(250)
     >>> bars = p.process({"timestamp": [1_700_000_000_000, 1_700_000_001_000],
     ...                   "price": [100.0, 100.25], "quantity": [1.0, 2.0]})
@@ -89,9 +98,14 @@ class RangeBarProcessor:
         symbol: str | None = None,
         *,
         same_timestamp_gate: bool = False,
+        min_duration_us: int = 0,
+        lookback_trades: int = 0,
     ) -> None:
         self._inner = _core.Processor(
-            resolve_threshold(threshold_decimal_bps), same_timestamp_gate=same_timestamp_gate
+            resolve_threshold(threshold_decimal_bps),
+            same_timestamp_gate=same_timestamp_gate,
+            min_duration_us=min_duration_us,
+            lookback_trades=lookback_trades,
         )
         self.symbol = symbol
 
@@ -132,8 +146,21 @@ class RangeBarProcessor:
         return bool(self._inner.same_timestamp_gate)
 
     @property
+    def min_duration_us(self) -> int:
+        """Minimum-duration gate in microseconds (0: off)."""
+        return int(self._inner.min_duration_us)
+
+    @property
+    def lookback_trades(self) -> int:
+        """Window length N of the lookback group (0: off)."""
+        return int(self._inner.lookback_trades)
+
+    @property
     def has_incomplete_bar(self) -> bool:
         return bool(self._inner.has_incomplete_bar)
+
+    def _empty(self) -> pl.DataFrame:
+        return empty_bars(lookback=self.lookback_trades > 0)
 
     @property
     def trades_seen(self) -> int:
@@ -153,7 +180,7 @@ class RangeBarProcessor:
             return self._process_slices(trades, timestamp_unit)
         arrays = normalize_trades(trades, timestamp_unit=timestamp_unit)
         if len(arrays) == 0:
-            return empty_bars()
+            return self._empty()
         return bars_from_columns(self._inner.process(*arrays.kernel_args()))
 
     def process_parquet(
@@ -183,7 +210,7 @@ class RangeBarProcessor:
         return self._process_batches(batches(trades), timestamp_unit)
 
     def _process_batches(self, stream: Iterable[Any], timestamp_unit: TimestampUnit | None) -> pl.DataFrame:
-        parts, offset = [empty_bars()], 0
+        parts, offset = [self._empty()], 0
         for batch in stream:
             try:
                 parts.append(self.process(batch, timestamp_unit=timestamp_unit))
@@ -196,7 +223,7 @@ class RangeBarProcessor:
     def incomplete_bar_frame(self) -> pl.DataFrame:
         """The trailing bar (features computed) as a 0- or 1-row frame."""
         columns = self._inner.incomplete_bar()
-        return empty_bars() if columns is None else bars_from_columns(columns)
+        return self._empty() if columns is None else bars_from_columns(columns)
 
     def incomplete_bar(self) -> dict[str, Any] | None:
         """The trailing bar as a dict (features computed), or None right after a breach."""
@@ -277,16 +304,21 @@ class RangeBarProcessor:
     def reset(self) -> None:
         """Forget all state (the incomplete bar too); keep threshold and options."""
         self._inner = _core.Processor(
-            self.threshold_decimal_bps, same_timestamp_gate=self.same_timestamp_gate
+            self.threshold_decimal_bps,
+            same_timestamp_gate=self.same_timestamp_gate,
+            min_duration_us=self.min_duration_us,
+            lookback_trades=self.lookback_trades,
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_restore, (self.checkpoint().to_bytes(), self.symbol))
 
     def __repr__(self) -> str:
+        gate = f"min_duration_us={self.min_duration_us}, " if self.min_duration_us else ""
+        gate += f"lookback_trades={self.lookback_trades}, " if self.lookback_trades else ""
         return (
             f"RangeBarProcessor(threshold_decimal_bps={self.threshold_decimal_bps}, "
-            f"same_timestamp_gate={self.same_timestamp_gate}, trades_seen={self.trades_seen}, "
+            f"same_timestamp_gate={self.same_timestamp_gate}, {gate}trades_seen={self.trades_seen}, "
             f"has_incomplete_bar={self.has_incomplete_bar})"
         )
 
@@ -324,14 +356,22 @@ def process_trades_polars(
     include_incomplete: bool = False,
     timestamp_unit: TimestampUnit | None = None,
     same_timestamp_gate: bool = False,
+    min_duration_us: int = 0,
+    lookback_trades: int = 0,
     output: OutputFormat = "pandas",
 ) -> pd.DataFrame | pl.DataFrame | pa.Table:
     """Trades (polars eager/lazy, pandas, Arrow, ...) -> bars in one call, no per-row Python objects.
 
     Returns, by default, a backtesting.py-ready pandas frame indexed by close time; ``output="polars"``
     or ``"arrow"`` returns every bar column with ``open_time``/``close_time`` as timestamps.
+    ``min_duration_us`` and ``lookback_trades`` are the options of :class:`RangeBarProcessor`.
     """
-    processor = RangeBarProcessor(threshold_decimal_bps, same_timestamp_gate=same_timestamp_gate)
+    processor = RangeBarProcessor(
+        threshold_decimal_bps,
+        same_timestamp_gate=same_timestamp_gate,
+        min_duration_us=min_duration_us,
+        lookback_trades=lookback_trades,
+    )
     bars = processor.process(trades, timestamp_unit=timestamp_unit)
     if include_incomplete:
         bars = pl.concat([bars, processor.incomplete_bar_frame()])
@@ -346,6 +386,8 @@ def process_trades_to_dataframe(
     include_incomplete: bool = False,
     timestamp_unit: TimestampUnit | None = None,
     same_timestamp_gate: bool = False,
+    min_duration_us: int = 0,
+    lookback_trades: int = 0,
 ) -> pd.DataFrame:
     """Trades -> backtesting.py-ready pandas frame (index: close time, UTC)."""
     frame = process_trades_polars(
@@ -355,6 +397,8 @@ def process_trades_to_dataframe(
         include_incomplete=include_incomplete,
         timestamp_unit=timestamp_unit,
         same_timestamp_gate=same_timestamp_gate,
+        min_duration_us=min_duration_us,
+        lookback_trades=lookback_trades,
         output="pandas",
     )
     assert isinstance(frame, pd.DataFrame)
@@ -398,6 +442,8 @@ def process_trades_chunked(
     include_incomplete: bool = False,
     timestamp_unit: TimestampUnit | None = None,
     same_timestamp_gate: bool = False,
+    min_duration_us: int = 0,
+    lookback_trades: int = 0,
 ) -> Iterator[pd.DataFrame]:
     """Process a stream chunk by chunk with one stateful processor; yields non-empty bar frames.
 
@@ -407,7 +453,12 @@ def process_trades_chunked(
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    processor = RangeBarProcessor(threshold_decimal_bps, same_timestamp_gate=same_timestamp_gate)
+    processor = RangeBarProcessor(
+        threshold_decimal_bps,
+        same_timestamp_gate=same_timestamp_gate,
+        min_duration_us=min_duration_us,
+        lookback_trades=lookback_trades,
+    )
     for chunk in _chunks(trades_iterator, chunk_size):
         bars = processor.process(chunk, timestamp_unit=timestamp_unit)
         if bars.height:

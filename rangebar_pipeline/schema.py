@@ -6,6 +6,8 @@ from typing import Final
 
 import polars as pl
 
+from rangebar_pipeline.manifest import Dtype, columns_of
+
 #: Fixed-point scale of prices and quantities inside the kernel (8 decimals).
 SCALE: Final[int] = 100_000_000
 #: Version of the bar record (BAR_SCHEMA and its meaning); part of the pipeline's code versions.
@@ -27,54 +29,22 @@ TICK_SCHEMA: Final[dict[str, pl.DataType]] = {
     "is_buyer_maker": pl.Boolean(),
 }
 
-#: The 10 microstructure features (SPEC §3), in output order.
-FEATURE_COLUMNS: Final[tuple[str, ...]] = (
-    "duration_us",
-    "ofi",
-    "vwap_close_deviation",
-    "price_impact",
-    "kyle_lambda_proxy",
-    "trade_intensity",
-    "volume_per_trade",
-    "aggression_ratio",
-    "aggregation_efficiency",
-    "turnover_imbalance",
-)
-
-#: Bar columns (SPEC §2) of the polars/Arrow output, in order, with their dtypes.
-BAR_SCHEMA: Final[dict[str, pl.DataType]] = {
-    "open_time": UTC_US,
-    "close_time": UTC_US,
-    "open": pl.Float64(),
-    "high": pl.Float64(),
-    "low": pl.Float64(),
-    "close": pl.Float64(),
-    "volume": pl.Float64(),
-    "vwap": pl.Float64(),
-    "buy_volume": pl.Float64(),
-    "sell_volume": pl.Float64(),
-    "turnover": pl.Float64(),
-    "buy_turnover": pl.Float64(),
-    "sell_turnover": pl.Float64(),
-    "individual_trade_count": pl.Int64(),
-    "agg_record_count": pl.Int64(),
-    "buy_trade_count": pl.Int64(),
-    "sell_trade_count": pl.Int64(),
-    "first_agg_trade_id": pl.Int64(),
-    "last_agg_trade_id": pl.Int64(),
-    "first_trade_id": pl.Int64(),
-    "last_trade_id": pl.Int64(),
-    "duration_us": pl.Int64(),
-    "ofi": pl.Float64(),
-    "vwap_close_deviation": pl.Float64(),
-    "price_impact": pl.Float64(),
-    "kyle_lambda_proxy": pl.Float64(),
-    "trade_intensity": pl.Float64(),
-    "volume_per_trade": pl.Float64(),
-    "aggression_ratio": pl.Float64(),
-    "aggregation_efficiency": pl.Float64(),
-    "turnover_imbalance": pl.Float64(),
+_DTYPES: Final[dict[Dtype, pl.DataType]] = {
+    "int64": pl.Int64(),
+    "float64": pl.Float64(),
+    "timestamp_us": UTC_US,
 }
+
+#: The 10 microstructure features (SPEC §3), in output order (from ``features.toml``).
+FEATURE_COLUMNS: Final[tuple[str, ...]] = tuple(c.name for c in columns_of("microstructure"))
+
+#: Bar columns (SPEC §2) of the polars/Arrow output, in order, with their dtypes (from ``features.toml``).
+BAR_SCHEMA: Final[dict[str, pl.DataType]] = {
+    c.name: _DTYPES[c.dtype] for c in columns_of("core", "microstructure")
+}
+
+#: The opt-in lookback group (``lookback_trades=N``), appended after the bar columns; nullable.
+LOOKBACK_SCHEMA: Final[dict[str, pl.DataType]] = {c.name: _DTYPES[c.dtype] for c in columns_of("lookback")}
 
 BAR_COLUMNS: Final[tuple[str, ...]] = tuple(BAR_SCHEMA)
 

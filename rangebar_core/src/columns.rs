@@ -3,6 +3,7 @@
 use crate::bar::Bar;
 use crate::error::KernelError;
 use crate::fixed;
+use crate::lookback::LookbackFeatures;
 
 /// Trades as columns. Prices and quantities are fixed point (x1e8), timestamps microseconds.
 ///
@@ -123,6 +124,76 @@ pub struct BarColumns {
     pub aggression_ratio: Vec<f64>,
     pub aggregation_efficiency: Vec<f64>,
     pub turnover_imbalance: Vec<f64>,
+    /// The lookback group, one row per bar when the processor has it on (else empty).
+    pub lookback: LookbackColumns,
+}
+
+/// Lookback columns ([`crate::for_each_lookback_column!`] order). Nulls are encoded for NumPy:
+/// `NULL_I64` in integer columns, NaN in float columns (the features are never NaN otherwise).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LookbackColumns {
+    pub lookback_trade_count: Vec<i64>,
+    pub lookback_duration_us: Vec<i64>,
+    pub lookback_ofi: Vec<f64>,
+    pub lookback_count_imbalance: Vec<f64>,
+    pub lookback_intensity: Vec<f64>,
+    pub lookback_vwap: Vec<f64>,
+    pub lookback_vwap_position: Vec<f64>,
+    pub lookback_price_range: Vec<f64>,
+    pub lookback_kyle_lambda: Vec<f64>,
+    pub lookback_kaufman_er: Vec<f64>,
+    pub lookback_garman_klass_vol: Vec<f64>,
+    pub lookback_burstiness: Vec<f64>,
+    pub lookback_volume_skew: Vec<f64>,
+    pub lookback_volume_kurt: Vec<f64>,
+    pub lookback_hurst: Vec<f64>,
+    pub lookback_permutation_entropy: Vec<f64>,
+}
+
+/// The null marker of integer lookback columns.
+pub const NULL_I64: i64 = i64::MIN;
+
+impl LookbackColumns {
+    /// Append one bar's lookback features.
+    pub fn push(&mut self, f: &LookbackFeatures) {
+        let nan = |v: Option<f64>| v.unwrap_or(f64::NAN);
+        self.lookback_trade_count.push(f.trade_count);
+        self.lookback_duration_us
+            .push(f.duration_us.unwrap_or(NULL_I64));
+        self.lookback_ofi.push(nan(f.ofi));
+        self.lookback_count_imbalance.push(nan(f.count_imbalance));
+        self.lookback_intensity.push(nan(f.intensity));
+        self.lookback_vwap.push(nan(f.vwap));
+        self.lookback_vwap_position.push(nan(f.vwap_position));
+        self.lookback_price_range.push(nan(f.price_range));
+        self.lookback_kyle_lambda.push(nan(f.kyle_lambda));
+        self.lookback_kaufman_er.push(nan(f.kaufman_er));
+        self.lookback_garman_klass_vol.push(nan(f.garman_klass_vol));
+        self.lookback_burstiness.push(nan(f.burstiness));
+        self.lookback_volume_skew.push(nan(f.volume_skew));
+        self.lookback_volume_kurt.push(nan(f.volume_kurt));
+        self.lookback_hurst.push(nan(f.hurst));
+        self.lookback_permutation_entropy
+            .push(nan(f.permutation_entropy));
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.lookback_trade_count.len()
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.lookback_trade_count.is_empty()
+    }
+
+    /// Drop every row after the first `len`.
+    pub fn truncate(&mut self, len: usize) {
+        macro_rules! truncate_all {
+            ($($field:ident),*) => { $( self.$field.truncate(len); )* };
+        }
+        crate::for_each_lookback_column!(truncate_all);
+    }
 }
 
 /// Turnover (scale 1e16) to a float in price x quantity units.
@@ -185,7 +256,34 @@ impl BarColumns {
             ($($field:ident),*) => { $( self.$field.truncate(len); )* };
         }
         crate::for_each_bar_column!(truncate_all);
+        self.lookback.truncate(len);
     }
+}
+
+/// Invoke `$callback!(lookback_trade_count, ...)` with every column of [`LookbackColumns`] in
+/// output order.
+#[macro_export]
+macro_rules! for_each_lookback_column {
+    ($callback:ident) => {
+        $callback!(
+            lookback_trade_count,
+            lookback_duration_us,
+            lookback_ofi,
+            lookback_count_imbalance,
+            lookback_intensity,
+            lookback_vwap,
+            lookback_vwap_position,
+            lookback_price_range,
+            lookback_kyle_lambda,
+            lookback_kaufman_er,
+            lookback_garman_klass_vol,
+            lookback_burstiness,
+            lookback_volume_skew,
+            lookback_volume_kurt,
+            lookback_hurst,
+            lookback_permutation_entropy
+        )
+    };
 }
 
 /// Invoke `$callback!(open_time, close_time, ...)` with every column of [`BarColumns`] in output

@@ -8,6 +8,12 @@ pub enum KernelError {
     #[error("invalid threshold: {0} decimal bps (valid range: 1..=100000, i.e. 0.001% to 100%)")]
     InvalidThreshold(i64),
 
+    #[error("invalid min_duration_us: {0} (must be >= 0 microseconds)")]
+    InvalidMinDuration(i64),
+
+    #[error("invalid lookback_trades: {0} (valid range: 0 (off) ..= 1000000)")]
+    InvalidLookback(i64),
+
     #[error(
         "trades not sorted at row {row}: (timestamp_us, agg_trade_id) = ({ts}, {id}) does not come \
          after the previous trade ({prev_ts}, {prev_id}); input must be strictly increasing"

@@ -11,12 +11,14 @@ mod columns;
 pub mod csv;
 mod error;
 pub mod fixed;
+mod lookback;
 mod processor;
 
 pub use bar::{Bar, BarState, Features, SideTotals};
 pub use checkpoint::{Checkpoint, CHECKPOINT_VERSION};
-pub use columns::{BarColumns, TradeColumns};
+pub use columns::{BarColumns, LookbackColumns, TradeColumns, NULL_I64};
 pub use error::KernelError;
+pub use lookback::{Lookback, LookbackFeatures, WindowTrade, LOOKBACK_TRADES_MAX};
 pub use processor::{ProcessorConfig, RangeBarProcessor};
 
 /// Smallest valid threshold in decimal basis points (0.001 %).

@@ -5,6 +5,7 @@ use crate::checkpoint::{Checkpoint, CHECKPOINT_VERSION};
 use crate::columns::{BarColumns, TradeColumns};
 use crate::error::KernelError;
 use crate::fixed;
+use crate::lookback::{Lookback, LookbackFeatures, WindowTrade, LOOKBACK_TRADES_MAX};
 use crate::{THRESHOLD_DECIMAL_MAX, THRESHOLD_DECIMAL_MIN};
 
 /// Processor settings, fixed for its lifetime.
@@ -14,6 +15,13 @@ pub struct ProcessorConfig {
     pub threshold_decimal_bps: u32,
     /// When on, a trade with the bar's open timestamp cannot close the bar.
     pub same_timestamp_gate: bool,
+    /// Minimum-duration gate (microseconds, >= 0): a bar closes only on a breaching trade with
+    /// `timestamp >= open_time + min_duration_us`; earlier breaches stay in the bar, so its range
+    /// can exceed the threshold. 0 (the default) is the plain rule.
+    pub min_duration_us: i64,
+    /// Lookback group: N > 0 adds the lookback columns over the N most recent trades before
+    /// each bar's open (see `lookback.rs`); 0 (the default) is off and costs nothing.
+    pub lookback_trades: u32,
 }
 
 impl ProcessorConfig {
@@ -27,6 +35,30 @@ impl ProcessorConfig {
         Ok(Self {
             threshold_decimal_bps: threshold_decimal_bps as u32,
             same_timestamp_gate,
+            min_duration_us: 0,
+            lookback_trades: 0,
+        })
+    }
+
+    /// These settings with the lookback group set (validated: `0..=1_000_000`, 0 = off).
+    pub fn with_lookback_trades(self, lookback_trades: i64) -> Result<Self, KernelError> {
+        if !(0..=i64::from(LOOKBACK_TRADES_MAX)).contains(&lookback_trades) {
+            return Err(KernelError::InvalidLookback(lookback_trades));
+        }
+        Ok(Self {
+            lookback_trades: lookback_trades as u32,
+            ..self
+        })
+    }
+
+    /// These settings with the minimum-duration gate set (validated: `>= 0`).
+    pub fn with_min_duration_us(self, min_duration_us: i64) -> Result<Self, KernelError> {
+        if min_duration_us < 0 {
+            return Err(KernelError::InvalidMinDuration(min_duration_us));
+        }
+        Ok(Self {
+            min_duration_us,
+            ..self
         })
     }
 }
@@ -39,6 +71,7 @@ pub struct RangeBarProcessor {
     bar: Option<BarState>,
     last: Option<(i64, i64)>,
     trades_seen: u64,
+    lookback: Option<Box<Lookback>>,
 }
 
 /// State that a call mutates; committed only when the whole call succeeds.
@@ -51,12 +84,22 @@ struct Cursor {
 impl RangeBarProcessor {
     /// A new processor (threshold validated).
     pub fn new(threshold_decimal_bps: i64, same_timestamp_gate: bool) -> Result<Self, KernelError> {
-        Ok(Self {
-            config: ProcessorConfig::new(threshold_decimal_bps, same_timestamp_gate)?,
+        Ok(Self::with_config(ProcessorConfig::new(
+            threshold_decimal_bps,
+            same_timestamp_gate,
+        )?))
+    }
+
+    /// A new processor with validated settings (see [`ProcessorConfig`]).
+    pub fn with_config(config: ProcessorConfig) -> Self {
+        Self {
+            config,
             bar: None,
             last: None,
             trades_seen: 0,
-        })
+            lookback: (config.lookback_trades > 0)
+                .then(|| Box::new(Lookback::new(config.lookback_trades))),
+        }
     }
 
     /// The processor's settings.
@@ -84,6 +127,25 @@ impl RangeBarProcessor {
         self.bar.as_ref().map(BarState::finish)
     }
 
+    /// The lookback features of the bar in progress (None when the group is off or no bar is).
+    pub fn incomplete_lookback(&self) -> Option<LookbackFeatures> {
+        self.bar?;
+        let lb = self.lookback.as_ref()?;
+        Some(LookbackFeatures::compute(&lb.bar_window))
+    }
+
+    /// Append the trailing bar (with its lookback columns when on) to `out`; false if none.
+    pub fn push_incomplete_bar(&self, out: &mut BarColumns) -> bool {
+        let Some(bar) = self.incomplete_bar() else {
+            return false;
+        };
+        out.push(&bar);
+        if let Some(f) = self.incomplete_lookback() {
+            out.lookback.push(&f);
+        }
+        true
+    }
+
     /// Process trades, appending every bar they close to `out`; returns the number appended.
     ///
     /// All or nothing: on error the processor state and `out` are left as they were, and the
@@ -95,38 +157,20 @@ impl RangeBarProcessor {
     ) -> Result<usize, KernelError> {
         trades.check_lengths()?;
         let before = out.len();
-        let result = match (
-            trades.agg_trade_id,
-            trades.first_trade_id,
-            trades.last_trade_id,
-            trades.is_buyer_maker,
-        ) {
-            // The common full-input case gets its own monomorphised loop.
-            (Some(agg), Some(first), Some(last), Some(ibm)) => self.run(
-                trades,
-                out,
-                |i| agg[i],
-                |i| first[i],
-                |i| last[i],
-                |i| ibm[i],
-            ),
-            (agg, first, last, ibm) => {
-                let base = self.trades_seen as i64;
-                let agg_id = move |i: usize| agg.map_or(base + i as i64, |c| c[i]);
-                self.run(
-                    trades,
-                    out,
-                    agg_id,
-                    move |i| first.map_or_else(|| agg_id(i), |c| c[i]),
-                    move |i| last.map_or_else(|| agg_id(i), |c| c[i]),
-                    move |i| ibm.is_some_and(|c| c[i]),
-                )
-            }
+        let mut lookback = self.lookback.clone();
+        // Each opt-in feature is a compile-time switch, so with both off the loop is the plain one.
+        let gated = self.config.min_duration_us > 0;
+        let result = match (lookback.as_deref_mut(), gated) {
+            (Some(lb), true) => self.dispatch::<true, true>(trades, out, lb),
+            (Some(lb), false) => self.dispatch::<true, false>(trades, out, lb),
+            (None, true) => self.dispatch::<false, true>(trades, out, &mut Lookback::default()),
+            (None, false) => self.dispatch::<false, false>(trades, out, &mut Lookback::default()),
         };
         match result {
             Ok(cursor) => {
                 self.bar = cursor.bar;
                 self.last = cursor.last;
+                self.lookback = lookback;
                 self.trades_seen += trades.len() as u64;
                 Ok(out.len() - before)
             }
@@ -137,11 +181,53 @@ impl RangeBarProcessor {
         }
     }
 
+    /// Pick the monomorphised loop for the columns present.
     #[inline(always)]
-    fn run(
+    fn dispatch<const LB: bool, const GATED: bool>(
         &self,
         trades: &TradeColumns<'_>,
         out: &mut BarColumns,
+        lb: &mut Lookback,
+    ) -> Result<Cursor, KernelError> {
+        match (
+            trades.agg_trade_id,
+            trades.first_trade_id,
+            trades.last_trade_id,
+            trades.is_buyer_maker,
+        ) {
+            // The common full-input case gets its own monomorphised loop.
+            (Some(agg), Some(first), Some(last), Some(ibm)) => self.run::<LB, GATED>(
+                trades,
+                out,
+                lb,
+                |i| agg[i],
+                |i| first[i],
+                |i| last[i],
+                |i| ibm[i],
+            ),
+            (agg, first, last, ibm) => {
+                let base = self.trades_seen as i64;
+                let agg_id = move |i: usize| agg.map_or(base + i as i64, |c| c[i]);
+                self.run::<LB, GATED>(
+                    trades,
+                    out,
+                    lb,
+                    agg_id,
+                    move |i| first.map_or_else(|| agg_id(i), |c| c[i]),
+                    move |i| last.map_or_else(|| agg_id(i), |c| c[i]),
+                    move |i| ibm.is_some_and(|c| c[i]),
+                )
+            }
+        }
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn run<const LB: bool, const GATED: bool>(
+        &self,
+        trades: &TradeColumns<'_>,
+        out: &mut BarColumns,
+        lb: &mut Lookback,
         agg_id: impl Fn(usize) -> i64,
         first_id: impl Fn(usize) -> i64,
         last_id: impl Fn(usize) -> i64,
@@ -149,6 +235,7 @@ impl RangeBarProcessor {
     ) -> Result<Cursor, KernelError> {
         let threshold = self.config.threshold_decimal_bps;
         let gate = self.config.same_timestamp_gate;
+        let min_duration = self.config.min_duration_us;
         let mut cursor = Cursor {
             bar: self.bar,
             last: self.last,
@@ -185,14 +272,34 @@ impl RangeBarProcessor {
             }
             (prev_ts, prev_id, has_prev) = (t.timestamp_us, t.agg_trade_id, true);
             match cursor.bar.as_mut() {
-                None => cursor.bar = Some(BarState::open(&t, threshold, row)?),
+                None => {
+                    if LB {
+                        lb.open_bar(t.timestamp_us);
+                    }
+                    cursor.bar = Some(BarState::open(&t, threshold, row)?);
+                }
                 Some(bar) => {
                     bar.add(&t, row)?;
-                    if bar.breaches(t.price) && !(gate && t.timestamp_us == bar.open_time) {
+                    if bar.breaches(t.price)
+                        && !(gate && t.timestamp_us == bar.open_time)
+                        && (!GATED || t.timestamp_us.saturating_sub(bar.open_time) >= min_duration)
+                    {
                         out.push(&bar.finish());
+                        if LB {
+                            out.lookback
+                                .push(&LookbackFeatures::compute(&lb.bar_window));
+                        }
                         cursor.bar = None;
                     }
                 }
+            }
+            if LB {
+                lb.push(WindowTrade {
+                    timestamp_us: t.timestamp_us,
+                    price: t.price,
+                    quantity: t.quantity,
+                    is_buyer_maker: t.is_buyer_maker,
+                });
             }
         }
         cursor.last = has_prev.then_some((prev_ts, prev_id));
@@ -201,10 +308,18 @@ impl RangeBarProcessor {
 
     /// A lossless snapshot of the state.
     pub fn checkpoint(&self) -> Checkpoint {
+        let min_duration_us = self.config.min_duration_us;
         Checkpoint {
-            version: CHECKPOINT_VERSION,
+            // Version 1 while no version-2 setting is on, so such checkpoints keep their bytes.
+            version: if min_duration_us == 0 && self.lookback.is_none() {
+                1
+            } else {
+                CHECKPOINT_VERSION
+            },
             threshold_decimal_bps: self.config.threshold_decimal_bps,
             same_timestamp_gate: self.config.same_timestamp_gate,
+            min_duration_us,
+            lookback: self.lookback.as_deref().cloned(),
             bar: self.bar,
             last_timestamp_us: self.last.map(|l| l.0),
             last_agg_trade_id: self.last.map(|l| l.1),
@@ -219,7 +334,10 @@ impl RangeBarProcessor {
             config: ProcessorConfig::new(
                 i64::from(cp.threshold_decimal_bps),
                 cp.same_timestamp_gate,
-            )?,
+            )?
+            .with_min_duration_us(cp.min_duration_us)?
+            .with_lookback_trades(cp.lookback.as_ref().map_or(0, |l| i64::from(l.capacity)))?,
+            lookback: cp.lookback.clone().map(Box::new),
             bar: cp.bar,
             last: cp.last_timestamp_us.zip(cp.last_agg_trade_id),
             trades_seen: cp.trades_seen,

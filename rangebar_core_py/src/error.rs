@@ -15,6 +15,9 @@ pub fn to_py(err: KernelError) -> PyErr {
     let msg = err.to_string();
     match err {
         KernelError::InvalidThreshold(_) => InvalidThresholdError::new_err(msg),
+        KernelError::InvalidMinDuration(_) | KernelError::InvalidLookback(_) => {
+            pyo3::exceptions::PyValueError::new_err(msg)
+        }
         KernelError::Unsorted { .. } => UnsortedTradesError::new_err(msg),
         KernelError::ThresholdTooSmall { .. } => ThresholdTooSmallError::new_err(msg),
         KernelError::Overflow { .. } => AccumulatorOverflowError::new_err(msg),

@@ -9,17 +9,31 @@ use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 use rangebar_core::csv::{AggTradeColumns, AggTradesParser, CsvError};
-use rangebar_core::{fixed, BarColumns, Checkpoint, RangeBarProcessor, TradeColumns};
+use rangebar_core::{
+    fixed, BarColumns, Checkpoint, ProcessorConfig, RangeBarProcessor, TradeColumns,
+};
 
 use crate::error::{invalid_trade, to_py};
 
-/// Hand every bar column to NumPy as a dict name -> 1-D array (no copies).
-fn columns_to_dict<'py>(py: Python<'py>, c: BarColumns) -> PyResult<Bound<'py, PyDict>> {
+/// Hand every bar column to NumPy as a dict name -> 1-D array (no copies); the lookback columns
+/// too when `lookback` (nulls encoded as NaN / `NULL_I64`, see `LookbackColumns`).
+fn columns_to_dict<'py>(
+    py: Python<'py>,
+    c: BarColumns,
+    lookback: bool,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     macro_rules! put {
         ($($field:ident),*) => { $( d.set_item(stringify!($field), c.$field.into_pyarray(py))?; )* };
     }
     rangebar_core::for_each_bar_column!(put);
+    if lookback {
+        let l = c.lookback;
+        macro_rules! put_lookback {
+            ($($field:ident),*) => { $( d.set_item(stringify!($field), l.$field.into_pyarray(py))?; )* };
+        }
+        rangebar_core::for_each_lookback_column!(put_lookback);
+    }
     Ok(d)
 }
 
@@ -69,6 +83,21 @@ impl PyCheckpoint {
     }
 
     #[getter]
+    fn min_duration_us(&self) -> i64 {
+        self.inner.min_duration_us
+    }
+
+    #[getter]
+    fn lookback_trades(&self) -> u32 {
+        self.inner.lookback.as_ref().map_or(0, |l| l.capacity)
+    }
+
+    #[getter]
+    fn version(&self) -> u32 {
+        self.inner.version
+    }
+
+    #[getter]
     fn has_incomplete_bar(&self) -> bool {
         self.inner.bar.is_some()
     }
@@ -114,14 +143,29 @@ struct PyProcessor {
     inner: RangeBarProcessor,
 }
 
+impl PyProcessor {
+    fn has_lookback(&self) -> bool {
+        self.inner.config().lookback_trades > 0
+    }
+}
+
 #[pymethods]
 impl PyProcessor {
     #[new]
-    #[pyo3(signature = (threshold_decimal_bps, *, same_timestamp_gate = false))]
-    fn new(threshold_decimal_bps: i64, same_timestamp_gate: bool) -> PyResult<Self> {
+    #[pyo3(signature = (threshold_decimal_bps, *, same_timestamp_gate = false, min_duration_us = 0,
+                        lookback_trades = 0))]
+    fn new(
+        threshold_decimal_bps: i64,
+        same_timestamp_gate: bool,
+        min_duration_us: i64,
+        lookback_trades: i64,
+    ) -> PyResult<Self> {
+        let config = ProcessorConfig::new(threshold_decimal_bps, same_timestamp_gate)
+            .and_then(|c| c.with_min_duration_us(min_duration_us))
+            .and_then(|c| c.with_lookback_trades(lookback_trades))
+            .map_err(to_py)?;
         Ok(Self {
-            inner: RangeBarProcessor::new(threshold_decimal_bps, same_timestamp_gate)
-                .map_err(to_py)?,
+            inner: RangeBarProcessor::with_config(config),
         })
     }
 
@@ -155,19 +199,16 @@ impl PyProcessor {
             let mut out = BarColumns::default();
             inner.process(&trades, &mut out).map(|_| out)
         });
-        columns_to_dict(py, bars.map_err(to_py)?)
+        columns_to_dict(py, bars.map_err(to_py)?, self.has_lookback())
     }
 
     /// The trailing bar (features computed) as a dict of 1-row columns, or None.
     fn incomplete_bar<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        self.inner
-            .incomplete_bar()
-            .map(|bar| {
-                let mut out = BarColumns::default();
-                out.push(&bar);
-                columns_to_dict(py, out)
-            })
-            .transpose()
+        let mut out = BarColumns::default();
+        if !self.inner.push_incomplete_bar(&mut out) {
+            return Ok(None);
+        }
+        columns_to_dict(py, out, self.has_lookback()).map(Some)
     }
 
     /// A lossless snapshot of the state.
@@ -193,6 +234,16 @@ impl PyProcessor {
     #[getter]
     fn same_timestamp_gate(&self) -> bool {
         self.inner.config().same_timestamp_gate
+    }
+
+    #[getter]
+    fn min_duration_us(&self) -> i64 {
+        self.inner.config().min_duration_us
+    }
+
+    #[getter]
+    fn lookback_trades(&self) -> u32 {
+        self.inner.config().lookback_trades
     }
 
     #[getter]
@@ -416,6 +467,18 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         rangebar_core::THRESHOLD_DECIMAL_MAX,
     )?;
     m.add("CHECKPOINT_VERSION", rangebar_core::CHECKPOINT_VERSION)?;
+    macro_rules! names {
+        ($($field:ident),*) => { [$(stringify!($field)),*] };
+    }
+    m.add(
+        "BAR_COLUMNS",
+        PyTuple::new(m.py(), rangebar_core::for_each_bar_column!(names))?,
+    )?;
+    m.add(
+        "LOOKBACK_COLUMNS",
+        PyTuple::new(m.py(), rangebar_core::for_each_lookback_column!(names))?,
+    )?;
+    m.add("LOOKBACK_TRADES_MAX", rangebar_core::LOOKBACK_TRADES_MAX)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

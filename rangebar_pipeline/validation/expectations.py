@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from rangebar_pipeline.manifest import COLUMNS
 from rangebar_pipeline.schema import BAR_SCHEMA, FEATURE_COLUMNS
 from rangebar_pipeline.validation._frames import as_bar_frame
 from rangebar_pipeline.validation.results import CheckedResult, CheckOutcome, JSONValue, json_safe
@@ -33,32 +34,9 @@ REQUIRED_COLUMNS: Final[tuple[str, ...]] = (
 #: Columns that identify a series in a multi-series feature table (used in the uniqueness key).
 SERIES_COLUMNS: Final[tuple[str, ...]] = ("source", "market", "symbol", "threshold_decimal_bps")
 
-#: Inclusive value ranges per column: (min, max, strict_min).
+#: Inclusive value ranges per column: (min, max, strict_min), from ``features.toml``.
 VALUE_RANGES: Final[Mapping[str, tuple[float | None, float | None, bool]]] = {
-    "open": (0, None, True),
-    "high": (0, None, True),
-    "low": (0, None, True),
-    "close": (0, None, True),
-    "vwap": (0, None, True),
-    "volume": (0, None, False),
-    "buy_volume": (0, None, False),
-    "sell_volume": (0, None, False),
-    "turnover": (0, None, False),
-    "buy_turnover": (0, None, False),
-    "sell_turnover": (0, None, False),
-    "individual_trade_count": (1, None, False),
-    "agg_record_count": (1, None, False),
-    "buy_trade_count": (0, None, False),
-    "sell_trade_count": (0, None, False),
-    "duration_us": (0, None, False),
-    "ofi": (-1, 1, False),
-    "vwap_close_deviation": (-1, 1, False),
-    "price_impact": (0, None, False),
-    "trade_intensity": (0, None, False),
-    "volume_per_trade": (0, None, False),
-    "aggression_ratio": (0, 100, False),
-    "aggregation_efficiency": (1, None, False),
-    "turnover_imbalance": (-1, 1, False),
+    c.name: c.value_range for c in COLUMNS if c.value_range is not None
 }
 _PANDAS_TYPES: Final[Mapping[str, str]] = {
     "Float64": "float64",

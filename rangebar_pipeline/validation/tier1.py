@@ -83,13 +83,15 @@ def validate_tier1(
     *,
     threshold_decimal_bps: int | None = None,
     same_timestamp_gate: bool = False,
+    min_duration_us: int = 0,
 ) -> Tier1Result:
     """Check the invariants every closed range bar must satisfy.
 
     ``df``: our polars bar frame (closed bars, ascending close time) or the pandas output frame.
     ``threshold_decimal_bps`` enables the breach checks (they report ``not_applicable`` without it);
     with ``same_timestamp_gate=True`` a bar may legitimately close below its high (or above its low),
-    so ``breach_consistent`` is not applicable.
+    so ``breach_consistent`` is not applicable; likewise with a minimum-duration gate
+    (``min_duration_us > 0``), under which early breaches stay inside a bar.
 
     >>> from rangebar_pipeline import process_trades_polars
     >>> trades = {"timestamp": [1_700_000_000_000, 1_700_000_001_000], "price": [100.0, 100.25],
@@ -121,7 +123,12 @@ def validate_tier1(
         present,
         *_value_checks(frame),
         *_ohlc_checks(frame),
-        *_breach_checks(frame, threshold_decimal_bps, same_timestamp_gate=same_timestamp_gate),
+        *_breach_checks(
+            frame,
+            threshold_decimal_bps,
+            same_timestamp_gate=same_timestamp_gate,
+            min_duration_us=min_duration_us,
+        ),
         *_count_and_time_checks(frame),
         *_feature_bound_checks(frame),
         *_conservation_checks(frame),
@@ -205,7 +212,7 @@ def _guarded(frame: pl.DataFrame, name: str, needs: list[str], violated: pl.Expr
 
 
 def _breach_checks(
-    frame: pl.DataFrame, threshold: int | None, *, same_timestamp_gate: bool
+    frame: pl.DataFrame, threshold: int | None, *, same_timestamp_gate: bool, min_duration_us: int = 0
 ) -> list[CheckOutcome]:
     names = ("threshold_reached", "breach_consistent")
     if threshold is None:
@@ -239,6 +246,11 @@ def _breach_checks(
     if same_timestamp_gate:
         out.append(
             not_applicable("breach_consistent", "same_timestamp_gate=True: a bar may close inside its range")
+        )
+        return out
+    if min_duration_us:
+        out.append(
+            not_applicable("breach_consistent", "min_duration_us > 0: early breaches stay inside a bar")
         )
         return out
     inconsistent = (up & ((pl.col("__c") != pl.col("__h")) | (pl.col("__l") <= pl.col("__lower")))) | (
