@@ -28,7 +28,7 @@ MICROSTRUCTURE_COLUMNS: tuple[str, ...] = tuple(
 
 
 #: The kernel's null marker in integer lookback columns (float columns use NaN).
-_NULL_I64 = np.iinfo(np.int64).min
+_NULL_I64 = -(2**63)  # numpy.iinfo(numpy.int64).min
 
 
 def empty_bars(*, lookback: bool = False) -> pl.DataFrame:
@@ -37,7 +37,7 @@ def empty_bars(*, lookback: bool = False) -> pl.DataFrame:
 
 
 def _lookback_series(name: str, values: np.ndarray[Any, Any]) -> pl.Series:
-    if values.dtype == np.float64:
+    if values.dtype.kind == "f":
         return pl.Series(name, values, nan_to_null=True)
     series = pl.Series(name, values)
     return series.to_frame().select(pl.when(series != _NULL_I64).then(series).alias(name)).to_series()
