@@ -18,5 +18,6 @@ echo "== python: ruff, mypy, stubtest"
 .venv/bin/python -m mypy.stubtest rangebar_pipeline._core
 
 echo "== python: tests"
-# loadgroup: the tests of one xdist_group (the cluster's) share one worker and one cluster
-.venv/bin/python -m pytest -n 2 --dist loadgroup -q "$@"
+# loadfile: the tests of one module share one worker (the cluster tests share one cluster; xdist's
+# loadgroup did not keep the module's xdist_group together here)
+.venv/bin/python -m pytest -n 2 --dist loadfile -q "$@"

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "cluster.sh"
 GOLDEN = SHARED / "golden"
 THRESHOLDS = (25, 250)
-pytestmark = pytest.mark.xdist_group("cluster")  # one cluster: every test of this module on one worker
+pytestmark = pytest.mark.xdist_group("cluster")  # one cluster: scripts/test.sh runs a module on one worker
 SMOKE_LINE = re.compile(r"^cluster smoke: (\d+) steps on (\d+) workers, bars equal golden: (True|False)$")
 
 
