@@ -57,10 +57,15 @@ class Report:
 
 
 def selected_keys(groups: Sequence[str] = GROUPS) -> list[dg.AssetKey]:
-    """Asset keys of ``groups`` in the code location (by group, never by op name)."""
-    from rangebar_pipeline.definitions import defs
+    """Asset keys of ``groups`` in the code location (by group, never by op name).
 
-    graph = defs.resolve_asset_graph()
+    Built from the pipeline config in force now (``RANGEBAR_PIPELINE_CONFIG``), not from the module
+    level ``definitions.defs``, which keeps the config of whenever it was first imported.
+    """
+    from rangebar_pipeline.config import load_config
+    from rangebar_pipeline.definitions import build_definitions
+
+    graph = build_definitions(load_config()).resolve_asset_graph()
     return sorted(dg.AssetSelection.groups(*groups).resolve(graph))
 
 
