@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -132,3 +133,18 @@ def load_golden_incomplete(market: Market, symbol: str, dbps: int) -> dict[str, 
         return None
     loaded: dict[str, Any] | None = json.loads(path.read_text())
     return loaded
+
+
+def round_tripped(processor: Any, via: str) -> Any:
+    """``processor`` after a round trip through its checkpoint as ``via``: bytes, json, dict or pickle."""
+    from rangebar_pipeline.processing import RangeBarProcessor
+
+    if via == "bytes":
+        return RangeBarProcessor.from_checkpoint(processor.checkpoint().to_bytes())
+    if via == "json":
+        return RangeBarProcessor.from_checkpoint(processor.checkpoint().to_json())
+    if via == "dict":
+        return RangeBarProcessor.from_checkpoint(json.loads(json.dumps(processor.create_checkpoint())))
+    if via == "pickle":
+        return pickle.loads(pickle.dumps(processor))
+    return processor

@@ -4,7 +4,6 @@ Hurst exponent and permutation entropy) on real trades; no lookahead; split/chec
 from __future__ import annotations
 
 import math
-import pickle
 from typing import Any
 
 import antropy
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 
 from rangebar_pipeline.processing import RangeBarProcessor, process_trades_polars
 from rangebar_pipeline.schema import BAR_SCHEMA, LOOKBACK_SCHEMA
-from tests.data_paths import read_fixture_trades
+from tests.data_paths import read_fixture_trades, round_tripped
 
 _BTC = read_fixture_trades("spot", "BTCUSDT")
 _LOOKBACK = tuple(LOOKBACK_SCHEMA)
@@ -202,12 +201,7 @@ def test_split_and_checkpoint_invariance_with_the_group_on(
     parts, start = [], 0
     for end in [*sorted(cuts), _BTC.height]:
         parts.append(p.process(_BTC.slice(start, end - start)))
-        if via == "bytes":
-            p = RangeBarProcessor.from_checkpoint(p.checkpoint().to_bytes())
-        elif via == "json":
-            p = RangeBarProcessor.from_checkpoint(p.checkpoint().to_json())
-        elif via == "pickle":
-            p = pickle.loads(pickle.dumps(p))
+        p = round_tripped(p, via)
         assert p.lookback_trades == n
         start = end
     assert pl.concat(parts).equals(expected)

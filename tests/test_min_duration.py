@@ -3,8 +3,6 @@ threshold whose timestamp is ``>= open_time + D``; checked against a plain Pytho
 
 from __future__ import annotations
 
-import json
-import pickle
 from decimal import Decimal
 from typing import Any
 
@@ -19,7 +17,7 @@ from rangebar_pipeline.processing import (
     process_trades_polars,
     process_trades_to_dataframe,
 )
-from tests.data_paths import read_fixture_trades
+from tests.data_paths import read_fixture_trades, round_tripped
 
 _BTC = read_fixture_trades("spot", "BTCUSDT")
 _SCALE = 100_000_000
@@ -124,14 +122,7 @@ def test_split_invariance_with_the_gate(cuts: list[int], threshold: int, d: int,
     parts, start = [], 0
     for end in [*sorted(cuts), _BTC.height]:
         parts.append(p.process(_BTC.slice(start, end - start)))
-        if via == "bytes":
-            p = RangeBarProcessor.from_checkpoint(p.checkpoint().to_bytes())
-        elif via == "json":
-            p = RangeBarProcessor.from_checkpoint(p.checkpoint().to_json())
-        elif via == "dict":
-            p = RangeBarProcessor.from_checkpoint(json.loads(json.dumps(p.create_checkpoint())))
-        elif via == "pickle":
-            p = pickle.loads(pickle.dumps(p))
+        p = round_tripped(p, via)
         assert p.min_duration_us == d
         start = end
     assert pl.concat(parts).equals(expected)

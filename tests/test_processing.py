@@ -25,7 +25,7 @@ from rangebar_pipeline.processing import (
 )
 from rangebar_pipeline.schema import BAR_SCHEMA
 from rangebar_pipeline.streaming import prefetch
-from tests.data_paths import REAL_BNB, read_fixture_trades
+from tests.data_paths import REAL_BNB, read_fixture_trades, round_tripped
 
 
 @pytest.fixture(scope="module")
@@ -198,12 +198,7 @@ def test_split_invariance_on_real_trades(cuts: list[int], threshold: int, via: s
     parts, start = [], 0
     for end in [*sorted(cuts), trades.height]:
         parts.append(p.process(trades.slice(start, end - start)))
-        if via == "bytes":
-            p = RangeBarProcessor.from_checkpoint(p.checkpoint().to_bytes())
-        elif via == "json":
-            p = RangeBarProcessor.from_checkpoint(p.checkpoint().to_json())
-        elif via == "pickle":
-            p = pickle.loads(pickle.dumps(p))
+        p = round_tripped(p, via)
         start = end
     assert pl.concat(parts).equals(expected)
 
