@@ -57,17 +57,7 @@ fn streams() -> impl Strategy<Value = (Trades, i64, i64)> {
         prop_oneof![Just(5_i64), Just(25), Just(250)],
         prop_oneof![Just(1_i64), Just(3), Just(70), 1_i64..200],
     )
-        .prop_map(|(moves, threshold, n)| {
-            let mut t = Trades::default();
-            let mut price: i64 = 5_000_000_000_000;
-            let mut ts: i64 = 1_700_000_000_000_000;
-            for (dp, dt, qty, ibm) in moves {
-                price = (price + dp * 10_000 * 1000).max(100_000_000);
-                ts += dt * 1000;
-                t.push(ts, price, qty, ibm);
-            }
-            (t, threshold, n)
-        })
+        .prop_map(|(moves, threshold, n)| (Trades::walk(moves), threshold, n))
 }
 
 proptest! {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{run, Trades};
+use common::{process_in_pieces, run, Trades};
 use proptest::prelude::*;
 use rangebar_core::{
     BarColumns, Checkpoint, KernelError, ProcessorConfig, RangeBarProcessor, CHECKPOINT_VERSION,
@@ -53,37 +53,7 @@ fn streams() -> impl Strategy<Value = (Trades, i64, i64)> {
         prop_oneof![Just(5_i64), Just(25), Just(250)],
         prop_oneof![Just(0_i64), Just(1), 1_i64..5_000, Just(10_000)],
     )
-        .prop_map(|(moves, threshold, d)| {
-            let mut t = Trades::default();
-            let mut price: i64 = 5_000_000_000_000;
-            let mut ts: i64 = 1_700_000_000_000_000;
-            for (dp, dt, qty, ibm) in moves {
-                price = (price + dp * 10_000 * 1000).max(100_000_000);
-                ts += dt * 1000;
-                t.push(ts, price, qty, ibm);
-            }
-            (t, threshold, d)
-        })
-}
-
-fn process_split(
-    p: &mut RangeBarProcessor,
-    t: &Trades,
-    cuts: &[usize],
-    via_checkpoint: bool,
-) -> BarColumns {
-    let mut out = BarColumns::default();
-    let mut start = 0;
-    for &end in cuts.iter().chain(std::iter::once(&t.len())) {
-        let end = end.clamp(start, t.len());
-        p.process(&t.columns().slice(start, end), &mut out).unwrap();
-        if via_checkpoint {
-            let cp = Checkpoint::from_bytes(&p.checkpoint().to_bytes()).unwrap();
-            *p = RangeBarProcessor::from_checkpoint(&cp).unwrap();
-        }
-        start = end;
-    }
-    out
+        .prop_map(|(moves, threshold, d)| (Trades::walk(moves), threshold, d))
 }
 
 proptest! {
@@ -107,9 +77,9 @@ proptest! {
     fn any_split_gives_the_same_bars((t, thr, d) in streams(), mut cuts in prop::collection::vec(0_usize..300, 0..6), via_cp in any::<bool>()) {
         cuts.sort_unstable();
         let mut whole = gated(thr, d);
-        let expected = process_split(&mut whole, &t, &[], false);
+        let expected = process_in_pieces(&mut whole, &t, &[], false);
         let mut split = gated(thr, d);
-        let got = process_split(&mut split, &t, &cuts, via_cp);
+        let got = process_in_pieces(&mut split, &t, &cuts, via_cp);
         prop_assert_eq!(&expected, &got);
         prop_assert_eq!(whole.checkpoint(), split.checkpoint());
     }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{run, Trades};
+use common::{process_in_pieces, run, Trades};
 use proptest::prelude::*;
 use rangebar_core::{BarColumns, Checkpoint, RangeBarProcessor};
 
@@ -27,17 +27,7 @@ fn streams() -> impl Strategy<Value = (Trades, i64)> {
             1_i64..2000
         ],
     )
-        .prop_map(|(moves, threshold)| {
-            let mut t = Trades::default();
-            let mut price: i64 = 5_000_000_000_000; // 50 000
-            let mut ts: i64 = 1_700_000_000_000_000;
-            for (dp, dt, qty, ibm) in moves {
-                price = (price + dp * 10_000 * 1000).max(100_000_000);
-                ts += dt * 1000; // equal timestamps allowed (ids break ties)
-                t.push(ts, price, qty, ibm);
-            }
-            (t, threshold)
-        })
+        .prop_map(|(moves, threshold)| (Trades::walk(moves), threshold))
 }
 
 fn process_split(
@@ -47,18 +37,7 @@ fn process_split(
     via_checkpoint: bool,
 ) -> (BarColumns, RangeBarProcessor) {
     let mut p = RangeBarProcessor::new(threshold, false).unwrap();
-    let mut out = BarColumns::default();
-    let mut start = 0;
-    for &end in cuts.iter().chain(std::iter::once(&t.len())) {
-        let end = end.clamp(start, t.len());
-        p.process(&t.columns().slice(start, end), &mut out).unwrap();
-        if via_checkpoint {
-            let bytes = p.checkpoint().to_bytes();
-            p = RangeBarProcessor::from_checkpoint(&Checkpoint::from_bytes(&bytes).unwrap())
-                .unwrap();
-        }
-        start = end;
-    }
+    let out = process_in_pieces(&mut p, t, cuts, via_checkpoint);
     (out, p)
 }
 

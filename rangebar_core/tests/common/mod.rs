@@ -1,7 +1,9 @@
 //! Test helpers: owned trade columns and a one-call runner.
 #![allow(dead_code)]
 
-use rangebar_core::{fixed::SCALE, BarColumns, KernelError, RangeBarProcessor, TradeColumns};
+use rangebar_core::{
+    fixed::SCALE, BarColumns, Checkpoint, KernelError, RangeBarProcessor, TradeColumns,
+};
 
 #[derive(Debug, Clone, Default)]
 pub struct Trades {
@@ -25,6 +27,20 @@ impl Trades {
                 SCALE,
                 i % 2 == 1,
             );
+        }
+        t
+    }
+
+    /// A random walk from 50 000 at 1.7e15 us: each move is (price step in units of 0.1, time step
+    /// in ms, quantity in 1e-8 units, is_buyer_maker); equal timestamps are allowed.
+    pub fn walk(moves: Vec<(i64, i64, i64, bool)>) -> Self {
+        let mut t = Self::default();
+        let mut price: i64 = 5_000_000_000_000;
+        let mut ts: i64 = 1_700_000_000_000_000;
+        for (dp, dt, qty, ibm) in moves {
+            price = (price + dp * 10_000 * 1000).max(100_000_000);
+            ts += dt * 1000;
+            t.push(ts, price, qty, ibm);
         }
         t
     }
@@ -65,4 +81,27 @@ pub fn run(
     let mut out = BarColumns::default();
     p.process(&trades.columns(), &mut out)?;
     Ok((out, p))
+}
+
+/// Feeds `trades` to `p` cut at `cuts` (ascending), through a byte checkpoint at every cut when
+/// `via_checkpoint`; returns every bar closed.
+pub fn process_in_pieces(
+    p: &mut RangeBarProcessor,
+    trades: &Trades,
+    cuts: &[usize],
+    via_checkpoint: bool,
+) -> BarColumns {
+    let mut out = BarColumns::default();
+    let mut start = 0;
+    for &end in cuts.iter().chain(std::iter::once(&trades.len())) {
+        let end = end.clamp(start, trades.len());
+        p.process(&trades.columns().slice(start, end), &mut out)
+            .unwrap();
+        if via_checkpoint {
+            let cp = Checkpoint::from_bytes(&p.checkpoint().to_bytes()).unwrap();
+            *p = RangeBarProcessor::from_checkpoint(&cp).unwrap();
+        }
+        start = end;
+    }
+    out
 }
