@@ -11,7 +11,7 @@ from rangebar_pipeline.manifest import Dtype, columns_of
 #: Fixed-point scale of prices and quantities inside the kernel (8 decimals).
 SCALE: Final[int] = 100_000_000
 #: Version of the bar record (BAR_SCHEMA and its meaning); part of the pipeline's code versions.
-SCHEMA_VERSION: Final[int] = 1
+SCHEMA_VERSION: Final[int] = 2
 #: Divisor of thresholds: 1 decimal basis point = 1e-5.
 BASIS_POINTS_SCALE: Final[int] = 100_000
 

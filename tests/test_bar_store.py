@@ -85,7 +85,8 @@ def test_half_written_version_is_invisible(store: BarStore) -> None:
     old = make_bars(D1, 20, seed=1)
     store.write_day(SPOT, 250, D1, old, checkpoint=b"old", tick_count=1)
     # a writer that crashed after inserting its bars but before switching the coverage row
-    rows = bars_module._prepare_rows(SPOT, 250, D1, make_bars(D1, 99, seed=2), bars_module._next_write_id())
+    crashed = bars_module.DayWrite(SPOT, 250, D1, make_bars(D1, 99, seed=2), b"new", 1)
+    rows = bars_module._prepare_rows(crashed, 250, bars_module._next_write_id())
     with store._client() as client:
         client.insert_arrow(
             f"{store.database}.range_bars", rows.to_arrow(compat_level=pl.CompatLevel.oldest())

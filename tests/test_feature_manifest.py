@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "rangebar_pipeline"
 _DEFAULT = manifest.columns_of("core", "microstructure")
 _SQL_TYPES = {"int64": "Int64", "float64": "Float64", "timestamp_us": "Int64"}
-_NOT_BAR_COLUMNS = {"source", "market", "symbol", "threshold_decimal_bps", "day", "write_id"}
+_NOT_BAR_COLUMNS = {"source", "market", "symbol", "threshold_decimal_bps", "options", "day", "write_id"}
 
 
 def test_schema_and_expectations_come_from_the_manifest() -> None:
@@ -75,13 +75,15 @@ def _sql_bar_columns() -> list[tuple[str, str]]:
 
 
 def test_storage_schema_sql_follows_the_manifest() -> None:
-    """range_bars: every default-on manifest column in order (times as ``*_us`` Int64), then the
-    nullable spread statistics of quote sources. The opt-in lookback group is not stored in Tier 2
-    yet; when it is, extend this test to it."""
-    stored = [(n, t) for n, t in _sql_bar_columns() if not n.startswith("spread_")]
+    """range_bars: every default-on manifest column in order (times as ``*_us`` Int64), the nullable
+    spread statistics of quote sources, then the opt-in lookback group (nullable: null for bars
+    computed without it)."""
+    stored = _sql_bar_columns()
     expected = [
         (f"{c.name}_us" if c.dtype == "timestamp_us" else c.name, _SQL_TYPES[c.dtype]) for c in _DEFAULT
     ]
+    expected += [(name, t) for name, t in stored if name.startswith("spread_")]
+    expected += [(c.name, f"Nullable({_SQL_TYPES[c.dtype]})") for c in manifest.columns_of("lookback")]
     assert stored == expected
 
 

@@ -43,10 +43,13 @@ from urllib.parse import unquote, urlparse, urlunparse
 import clickhouse_connect
 import polars as pl
 
+from rangebar_pipeline import _core
 from rangebar_pipeline.exceptions import MissingColumnError, StoreError, StoreLockedError
+from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
 from rangebar_pipeline.paths import default_cache_dir
-from rangebar_pipeline.schema import BAR_COLUMNS, BAR_SCHEMA, SPREAD_SCHEMA
+from rangebar_pipeline.schema import BAR_COLUMNS, BAR_SCHEMA, LOOKBACK_SCHEMA, SCHEMA_VERSION, SPREAD_SCHEMA
 from rangebar_pipeline.series import Series
+from rangebar_pipeline.storage.migrations import migrate
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +64,18 @@ _TABLE_COLUMNS: Final = (
     "market",
     "symbol",
     "threshold_decimal_bps",
+    "options",
     "day",
     "write_id",
     "open_time_us",
     "close_time_us",
     *_VALUE_COLUMNS,
     *SPREAD_SCHEMA,
+    *LOOKBACK_SCHEMA,
 )
 _US_PER_DAY: Final = 86_400_000_000
+#: The kernel build that computes bars in this process (recorded with every stored day).
+KERNEL_VERSION: Final[str] = _core.__version__
 
 
 #: Columns of a ``bar_coverage`` row as :func:`_coverage_row` lays them out.
@@ -77,6 +84,7 @@ _COVERAGE_COLUMNS: Final = (
     "market",
     "symbol",
     "threshold_decimal_bps",
+    "options",
     "day",
     "write_id",
     "bar_count",
@@ -88,12 +96,15 @@ _COVERAGE_COLUMNS: Final = (
     "parent_checkpoint_sha256",
     "created_at",
     "is_deleted",
+    "schema_version",
+    "kernel_version",
 )
 
 
 def _coverage_row(
     series: Series,
     threshold: int,
+    options: str,
     day: date,
     write_id: int,
     *,
@@ -112,6 +123,7 @@ def _coverage_row(
         series.market,
         series.symbol,
         threshold,
+        options,
         day,
         write_id,
         bar_count,
@@ -123,6 +135,8 @@ def _coverage_row(
         parent_sha,
         _write_time(write_id),
         int(is_deleted),
+        SCHEMA_VERSION,
+        KERNEL_VERSION,
     ]
 
 
@@ -306,11 +320,20 @@ class Coverage:
     checkpoint_sha256: str
     parent_checkpoint_sha256: str
     created_at: datetime
+    options: BarOptions = DEFAULT_OPTIONS
+    #: Bar schema version and kernel version that produced the day (1 and "" before schema 2).
+    schema_version: int = SCHEMA_VERSION
+    kernel_version: str = KERNEL_VERSION
 
     @property
     def fresh_start(self) -> bool:
         """True when the day was computed with a fresh processor (no previous-day checkpoint)."""
         return self.parent_checkpoint_sha256 == ""
+
+    @property
+    def stale(self) -> bool:
+        """True when an older bar schema or another kernel build produced the day."""
+        return self.schema_version != SCHEMA_VERSION or self.kernel_version != KERNEL_VERSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,11 +347,12 @@ class DayWrite:
     checkpoint: bytes
     tick_count: int
     parent_checkpoint: bytes | None = None
+    options: BarOptions = DEFAULT_OPTIONS
 
 
 @dataclass(frozen=True, slots=True)
 class SeriesStatus:
-    """Stored days and bars of one (series, threshold)."""
+    """Stored days and bars of one (series, threshold, options)."""
 
     series: Series
     threshold: int
@@ -337,6 +361,9 @@ class SeriesStatus:
     last_day: date
     bars: int
     ticks: int
+    options: BarOptions = DEFAULT_OPTIONS
+    #: Days produced by an older bar schema or another kernel build (recomputed on request).
+    stale_days: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +408,8 @@ class BarStore:
     def __init__(self, dsn: str | None = None, *, cache_dir: str | Path | None = None) -> None:
         self._dsn = resolve_dsn(dsn, cache_dir=cache_dir)
         self.database = _database(self._dsn)
+        #: The migration statements run when this store was opened (empty for a current store).
+        self.migrated: list[str] = []
         self._engine: _Engine | None = _acquire(self._dsn)
         try:
             self._ensure_schema()
@@ -435,13 +464,23 @@ class BarStore:
             for statement in text.split(";"):
                 if statement.strip():
                     client.command(statement.replace("{db}", self.database))
+            self.migrated = migrate(client, self.database)
 
     # -- helpers
 
-    def _where(self, series: Series, threshold: int | None, start: date | None, end: date | None) -> str:
+    def _where(
+        self,
+        series: Series,
+        threshold: int | None,
+        start: date | None,
+        end: date | None,
+        options: BarOptions | None = None,
+    ) -> str:
         parts = ["source = {source:String}", "market = {market:String}", "symbol = {symbol:String}"]
         if threshold is not None:
             parts.append("threshold_decimal_bps = {threshold:UInt32}")
+        if options is not None:
+            parts.append("options = {options:String}")
         if start is not None:
             parts.append("day >= {start:Date}")
         if end is not None:
@@ -450,32 +489,44 @@ class BarStore:
 
     @staticmethod
     def _params(
-        series: Series, threshold: int | None, start: date | None = None, end: date | None = None
+        series: Series,
+        threshold: int | None,
+        start: date | None = None,
+        end: date | None = None,
+        options: BarOptions | None = None,
     ) -> dict[str, Any]:
         params: dict[str, Any] = {"source": series.source, "market": series.market, "symbol": series.symbol}
         if threshold is not None:
             params["threshold"] = _check_threshold(threshold)
+        if options is not None:
+            params["options"] = options.key
         if start is not None:
             params["start"] = start
         if end is not None:
             params["end"] = end
         return params
 
-    def _visible(self, series: Series, threshold: int, start: date | None, end: date | None) -> str:
-        where = self._where(series, threshold, start, end)
+    def _visible(
+        self, series: Series, threshold: int, start: date | None, end: date | None, options: BarOptions
+    ) -> str:
+        where = self._where(series, threshold, start, end, options)
         return (
             f"{where} AND (day, write_id) IN "
             f"(SELECT day, write_id FROM {self.database}.bar_coverage FINAL WHERE {where})"
         )
 
-    def _select_bars(self, query_tail: str, params: dict[str, Any], series: Series) -> pl.DataFrame:
+    def _select_bars(
+        self, query_tail: str, params: dict[str, Any], series: Series, options: BarOptions
+    ) -> pl.DataFrame:
         columns = ["open_time_us", "close_time_us", *_VALUE_COLUMNS]
         if series.source == "exness":
             columns += list(SPREAD_SCHEMA)
+        if options.lookback_trades:
+            columns += list(LOOKBACK_SCHEMA)
         sql = f"SELECT {', '.join(columns)} FROM {self.database}.range_bars WHERE {query_tail}"
         with self._client() as client:
             table = client.query_arrow(sql, parameters=params, use_strings=True)
-        return _to_bar_frame(pl.DataFrame(pl.from_arrow(table)), series)
+        return _to_bar_frame(pl.DataFrame(pl.from_arrow(table)), series, options)
 
     # -- writing
 
@@ -489,14 +540,16 @@ class BarStore:
         checkpoint: bytes,
         tick_count: int,
         parent_checkpoint: bytes | None = None,
+        options: BarOptions = DEFAULT_OPTIONS,
     ) -> Coverage:
         """Replace the bars of (series, threshold, day) atomically; return the new coverage record.
 
         ``bars`` are the bars closed by the ticks of ``day`` (BAR_SCHEMA columns, spread columns
         optional); ``checkpoint`` is the processor state after the day's last tick and
-        ``parent_checkpoint`` the state it started from (None: a fresh processor).
+        ``parent_checkpoint`` the state it started from (None: a fresh processor); ``options`` the
+        bar options they were computed with (part of the key).
         """
-        day_write = DayWrite(series, threshold, day, bars, checkpoint, tick_count, parent_checkpoint)
+        day_write = DayWrite(series, threshold, day, bars, checkpoint, tick_count, parent_checkpoint, options)
         return self.write_days([day_write])[0]
 
     def write_days(self, writes: Sequence[DayWrite]) -> list[Coverage]:
@@ -519,7 +572,7 @@ class BarStore:
             if item.tick_count < 0:
                 raise ValueError(f"tick_count must be >= 0, got {item.tick_count}")
             write_id = _next_write_id()
-            rows = _prepare_rows(item.series, threshold, item.day, item.bars, write_id)
+            rows = _prepare_rows(item, threshold, write_id)
             cp_sha = checkpoint_sha256(bytes(item.checkpoint))
             parent = item.parent_checkpoint
             parent_sha = checkpoint_sha256(None if parent is None else bytes(parent))
@@ -527,7 +580,7 @@ class BarStore:
             last_id = int(rows["last_agg_trade_id"].max()) if rows.height else None  # type: ignore[arg-type]
             coverage_rows.append(
                 _coverage_row(
-                    item.series, threshold, item.day, write_id, bar_count=rows.height,
+                    item.series, threshold, item.options.key, item.day, write_id, bar_count=rows.height,
                     tick_count=item.tick_count, first_id=first_id, last_id=last_id,
                     checkpoint=bytes(item.checkpoint), checkpoint_sha=cp_sha, parent_sha=parent_sha,
                 )
@@ -537,13 +590,13 @@ class BarStore:
             records.append(
                 Coverage(
                     item.series, threshold, item.day, write_id, rows.height, item.tick_count, first_id,
-                    last_id, cp_sha, parent_sha, _write_time(write_id),
+                    last_id, cp_sha, parent_sha, _write_time(write_id), item.options,
                 )
             )  # fmt: skip
         db = self.database
-        groups: dict[tuple[Series, int], list[Coverage]] = {}
+        groups: dict[tuple[Series, int, BarOptions], list[Coverage]] = {}
         for record in records:
-            groups.setdefault((record.series, record.threshold), []).append(record)
+            groups.setdefault((record.series, record.threshold, record.options), []).append(record)
         with self._client() as client:
             if frames:
                 rows = pl.concat(frames, how="vertical")
@@ -557,86 +610,131 @@ class BarStore:
                         "versions of those days stay current"
                     )
             client.insert(f"{db}.bar_coverage", coverage_rows, column_names=_COVERAGE_COLUMNS)
-            for (series, threshold), group in groups.items():
-                first = min(r.day for r in group)
-                last = max(r.day for r in group)
+            for (series, threshold, options), group in groups.items():
+                span = (min(r.day for r in group), max(r.day for r in group))
                 oldest_new = min(r.write_id for r in group)
-                if self._has_older(client, series, threshold, first, last, write_id=oldest_new):
-                    self._delete_older(client, series, threshold, first, last, write_id=oldest_new)
+                if self._has_older(client, series, threshold, span, options, write_id=oldest_new):
+                    self._delete_older(client, series, threshold, span, options, write_id=oldest_new)
         for record in records:
             log.info(
-                "stored %s %d dbps %s: %d bars (write %d)",
-                record.series, record.threshold, record.day, record.bar_count, record.write_id,
+                "stored %s %d dbps%s %s: %d bars (write %d)",
+                record.series, record.threshold, _suffix(record.options), record.day, record.bar_count,
+                record.write_id,
             )  # fmt: skip
         return records
 
     def _has_older(
-        self, client: Any, series: Series, threshold: int, start: date, end: date, *, write_id: int
+        self,
+        client: Any,
+        series: Series,
+        threshold: int,
+        span: tuple[date, date],
+        options: BarOptions,
+        *,
+        write_id: int,
     ) -> bool:
-        params = self._params(series, threshold, start, end) | {"write_id": write_id}
+        params = self._params(series, threshold, *span, options) | {"write_id": write_id}
         result = client.query(
-            f"SELECT 1 FROM {self.database}.range_bars WHERE {self._where(series, threshold, start, end)} "
+            f"SELECT 1 FROM {self.database}.range_bars "
+            f"WHERE {self._where(series, threshold, *span, options)} "
             "AND write_id < {write_id:UInt64} LIMIT 1",
             parameters=params,
         )
         return bool(result.result_rows)
 
     def _delete_older(
-        self, client: Any, series: Series, threshold: int, start: date, end: date, *, write_id: int
+        self,
+        client: Any,
+        series: Series,
+        threshold: int,
+        span: tuple[date, date],
+        options: BarOptions,
+        *,
+        write_id: int,
     ) -> None:
-        params = self._params(series, threshold, start, end) | {"write_id": write_id}
+        params = self._params(series, threshold, *span, options) | {"write_id": write_id}
         client.command(
-            f"DELETE FROM {self.database}.range_bars WHERE {self._where(series, threshold, start, end)} "
-            "AND write_id < {write_id:UInt64}",
+            f"DELETE FROM {self.database}.range_bars "
+            f"WHERE {self._where(series, threshold, *span, options)} AND write_id < {{write_id:UInt64}}",
             parameters=params,
         )
 
     def invalidate(
-        self, series: Series, threshold: int | None = None, start: date | None = None, end: date | None = None
+        self,
+        series: Series,
+        threshold: int | None = None,
+        start: date | None = None,
+        end: date | None = None,
+        *,
+        options: BarOptions | None = None,
     ) -> int:
-        """Forget stored days of a series (one threshold or all, optional day bounds); return how many."""
-        records = self._coverage_rows(series, threshold, start, end)
+        """Forget stored days of a series (one threshold or all, one bar-options variant or all,
+        optional day bounds); return how many."""
+        records = self._coverage_rows(series, threshold, start, end, options)
         if not records:
             return 0
         write_id = _next_write_id()
-        tombstones = [_coverage_row(series, thr, day, write_id, is_deleted=True) for thr, day in records]
+        tombstones = [
+            _coverage_row(series, thr, key, day, write_id, is_deleted=True) for thr, key, day in records
+        ]
+        span = (start or date.min, end or date.max)
         with self._client() as client:
             client.insert(f"{self.database}.bar_coverage", tombstones, column_names=_COVERAGE_COLUMNS)
-            for thr in sorted({thr for thr, _ in records}):
-                self._delete_older(client, series, thr, start or date.min, end or date.max, write_id=write_id)
+            for thr, key in sorted({(thr, key) for thr, key, _ in records}):
+                self._delete_older(client, series, thr, span, BarOptions.from_key(key), write_id=write_id)
         log.info("invalidated %d stored days of %s", len(records), series)
         return len(records)
 
     # -- coverage
 
     def _coverage_rows(
-        self, series: Series, threshold: int | None, start: date | None, end: date | None
-    ) -> list[tuple[int, date]]:
+        self,
+        series: Series,
+        threshold: int | None,
+        start: date | None,
+        end: date | None,
+        options: BarOptions | None,
+    ) -> list[tuple[int, str, date]]:
         sql = (
-            f"SELECT threshold_decimal_bps, day FROM {self.database}.bar_coverage FINAL "
-            f"WHERE {self._where(series, threshold, start, end)} ORDER BY threshold_decimal_bps, day"
+            f"SELECT threshold_decimal_bps, options, day FROM {self.database}.bar_coverage FINAL "
+            f"WHERE {self._where(series, threshold, start, end, options)} "
+            "ORDER BY threshold_decimal_bps, options, day"
         )
         with self._client() as client:
-            result = client.query(sql, parameters=self._params(series, threshold, start, end))
-        return [(int(t), d) for t, d in result.result_rows]
+            result = client.query(sql, parameters=self._params(series, threshold, start, end, options))
+        return [(int(t), str(k), d) for t, k, d in result.result_rows]
 
-    def coverage(self, series: Series, threshold: int, start: date, end: date) -> dict[date, Coverage]:
+    def coverage(
+        self, series: Series, threshold: int, start: date, end: date, *, options: BarOptions = DEFAULT_OPTIONS
+    ) -> dict[date, Coverage]:
         """The stored days in ``[start, end]`` with their current version (chain validity not checked)."""
         threshold = _check_threshold(threshold)
         sql = (
             "SELECT day, write_id, bar_count, tick_count, first_agg_trade_id, last_agg_trade_id, "
-            "checkpoint_sha256, parent_checkpoint_sha256, created_at "
-            f"FROM {self.database}.bar_coverage FINAL WHERE {self._where(series, threshold, start, end)} "
-            "ORDER BY day"
+            "checkpoint_sha256, parent_checkpoint_sha256, created_at, schema_version, kernel_version "
+            f"FROM {self.database}.bar_coverage FINAL "
+            f"WHERE {self._where(series, threshold, start, end, options)} ORDER BY day"
         )
         with self._client() as client:
-            result = client.query(sql, parameters=self._params(series, threshold, start, end))
-        return {row[0]: _coverage_record(series, threshold, row) for row in result.result_rows}
+            result = client.query(sql, parameters=self._params(series, threshold, start, end, options))
+        return {row[0]: _coverage_record(series, threshold, options, row) for row in result.result_rows}
 
-    def covered_days(self, series: Series, threshold: int, start: date, end: date) -> set[date]:
+    def stale_days(
+        self, series: Series, threshold: int, start: date, end: date, *, options: BarOptions = DEFAULT_OPTIONS
+    ) -> list[date]:
+        """Stored days in ``[start, end]`` produced by an older bar schema or another kernel build."""
+        return [
+            d
+            for d, record in self.coverage(series, threshold, start, end, options=options).items()
+            if record.stale
+        ]
+
+    def covered_days(
+        self, series: Series, threshold: int, start: date, end: date, *, options: BarOptions = DEFAULT_OPTIONS
+    ) -> set[date]:
         """Days in ``[start, end]`` that are stored *and* continue the stored previous day (chain rule)."""
         _check_range(start, end)
-        stored = self.coverage(series, threshold, start - timedelta(days=1), end)
+        stored = self.coverage(series, threshold, start - timedelta(days=1), end, options=options)
         valid: set[date] = set()
         for day in _days(start, end):
             record = stored.get(day)
@@ -648,89 +746,122 @@ class BarStore:
                 valid.add(day)
         return valid
 
-    def is_covered(self, series: Series, threshold: int, start: date, end: date) -> bool:
+    def is_covered(
+        self, series: Series, threshold: int, start: date, end: date, *, options: BarOptions = DEFAULT_OPTIONS
+    ) -> bool:
         """True when every day of ``[start, end]`` is covered (a cache answer is then complete)."""
-        return len(self.covered_days(series, threshold, start, end)) == (end - start).days + 1
+        covered = self.covered_days(series, threshold, start, end, options=options)
+        return len(covered) == (end - start).days + 1
 
-    def checkpoint_for(self, series: Series, threshold: int, day: date) -> bytes | None:
+    def checkpoint_for(
+        self, series: Series, threshold: int, day: date, *, options: BarOptions = DEFAULT_OPTIONS
+    ) -> bytes | None:
         """The processor checkpoint stored at the end of ``day``, or None when the day is not stored."""
         sql = (
             f"SELECT checkpoint FROM {self.database}.bar_coverage FINAL "
-            f"WHERE {self._where(series, threshold, day, day)}"
+            f"WHERE {self._where(series, threshold, day, day, options)}"
         )
         with self._client() as client:
             result = client.query(
                 sql,
-                parameters=self._params(series, threshold, day, day),
+                parameters=self._params(series, threshold, day, day, options),
                 column_formats={"checkpoint": "bytes"},
             )
         rows = result.result_rows
         return bytes(rows[0][0]) if rows else None
 
-    def checkpoints_at(self, series: Series, thresholds: Sequence[int], day: date) -> dict[int, bytes]:
+    def checkpoints_at(
+        self, series: Series, thresholds: Sequence[int], day: date, *, options: BarOptions = DEFAULT_OPTIONS
+    ) -> dict[int, bytes]:
         """The checkpoints stored at the end of ``day`` for several thresholds (absent ones omitted)."""
         wanted = [_check_threshold(t) for t in thresholds]
         sql = (
             f"SELECT threshold_decimal_bps, checkpoint FROM {self.database}.bar_coverage FINAL "
-            f"WHERE {self._where(series, None, day, day)} "
+            f"WHERE {self._where(series, None, day, day, options)} "
             "AND threshold_decimal_bps IN {thresholds:Array(UInt32)}"
         )
-        params = self._params(series, None, day, day) | {"thresholds": wanted}
+        params = self._params(series, None, day, day, options) | {"thresholds": wanted}
         with self._client() as client:
             result = client.query(sql, parameters=params, column_formats={"checkpoint": "bytes"})
         return {int(t): bytes(cp) for t, cp in result.result_rows}
 
     # -- reading
 
-    def read_bars(self, series: Series, threshold: int, start: date, end: date) -> pl.DataFrame:
+    def read_bars(
+        self, series: Series, threshold: int, start: date, end: date, *, options: BarOptions = DEFAULT_OPTIONS
+    ) -> pl.DataFrame:
         """Stored bars of the days in ``[start, end]``, ascending by (close_time, first_agg_trade_id).
 
-        Only stored days contribute: check :meth:`is_covered` first for a complete answer.
+        Only stored days contribute: check :meth:`is_covered` first for a complete answer. Bars
+        carry the columns of ``options`` (the lookback group when it is on).
         """
         threshold = _check_threshold(threshold)
         _check_range(start, end)
-        tail = f"{self._visible(series, threshold, start, end)} ORDER BY close_time_us, first_agg_trade_id"
-        return self._select_bars(tail, self._params(series, threshold, start, end), series)
+        visible = self._visible(series, threshold, start, end, options)
+        tail = f"{visible} ORDER BY close_time_us, first_agg_trade_id"
+        return self._select_bars(tail, self._params(series, threshold, start, end, options), series, options)
 
-    def last_n_bars(self, series: Series, threshold: int, n: int, end: date) -> pl.DataFrame:
+    def last_n_bars(
+        self, series: Series, threshold: int, n: int, end: date, *, options: BarOptions = DEFAULT_OPTIONS
+    ) -> pl.DataFrame:
         """The ``n`` most recent stored bars of days up to ``end`` (fewer if fewer are stored), ascending."""
         threshold = _check_threshold(threshold)
         if n <= 0:
             raise ValueError(f"n must be > 0, got {n}")
         tail = (
-            f"{self._visible(series, threshold, None, end)} "
+            f"{self._visible(series, threshold, None, end, options)} "
             f"ORDER BY close_time_us DESC, first_agg_trade_id DESC LIMIT {int(n)}"
         )
-        frame = self._select_bars(tail, self._params(series, threshold, None, end), series)
+        frame = self._select_bars(tail, self._params(series, threshold, None, end, options), series, options)
         return frame.reverse()
 
     def count_bars(
-        self, series: Series, threshold: int, start: date | None = None, end: date | None = None
+        self,
+        series: Series,
+        threshold: int,
+        start: date | None = None,
+        end: date | None = None,
+        *,
+        options: BarOptions = DEFAULT_OPTIONS,
     ) -> int:
         """Number of stored (visible) bars of the series and threshold, optionally within day bounds."""
         threshold = _check_threshold(threshold)
         sql = (
             f"SELECT count() FROM {self.database}.range_bars "
-            f"WHERE {self._visible(series, threshold, start, end)}"
+            f"WHERE {self._visible(series, threshold, start, end, options)}"
         )
         with self._client() as client:
-            result = client.query(sql, parameters=self._params(series, threshold, start, end))
+            result = client.query(sql, parameters=self._params(series, threshold, start, end, options))
         return int(result.result_rows[0][0])
 
     def status(self) -> StoreStatus:
-        """Days, bars and ticks stored per (series, threshold)."""
+        """Days, bars, ticks and stale days stored per (series, threshold, bar options)."""
         sql = (
-            "SELECT source, market, symbol, threshold_decimal_bps, count(), min(day), max(day), "
-            f"sum(bar_count), sum(tick_count) FROM {self.database}.bar_coverage FINAL "
-            "GROUP BY source, market, symbol, threshold_decimal_bps "
-            "ORDER BY source, market, symbol, threshold_decimal_bps"
+            "SELECT source, market, symbol, threshold_decimal_bps, options, count(), min(day), max(day), "
+            "sum(bar_count), sum(tick_count), "
+            "countIf(schema_version != {schema:UInt16} OR kernel_version != {kernel:String}) "
+            f"FROM {self.database}.bar_coverage FINAL "
+            "GROUP BY source, market, symbol, threshold_decimal_bps, options "
+            "ORDER BY source, market, symbol, threshold_decimal_bps, options"
         )
         with self._client() as client:
-            rows = client.query(sql).result_rows
+            rows = client.query(
+                sql, parameters={"schema": SCHEMA_VERSION, "kernel": KERNEL_VERSION}
+            ).result_rows
         return StoreStatus(
             self.dsn,
             tuple(
-                SeriesStatus(Series(r[0], r[1], r[2]), int(r[3]), int(r[4]), r[5], r[6], int(r[7]), int(r[8]))
+                SeriesStatus(
+                    Series(r[0], r[1], r[2]),
+                    int(r[3]),
+                    int(r[5]),
+                    r[6],
+                    r[7],
+                    int(r[8]),
+                    int(r[9]),
+                    BarOptions.from_key(str(r[4])),
+                    int(r[10]),
+                )
                 for r in rows
             ),
         )
@@ -739,20 +870,25 @@ class BarStore:
         """Forget every stored day of every series; return the number of days forgotten."""
         total = 0
         for item in self.status().series:
-            total += self.invalidate(item.series, item.threshold)
+            total += self.invalidate(item.series, item.threshold, options=item.options)
         return total
 
 
 # --- frame conversion --------------------------------------------------------------------------------
 
 
-def _coverage_record(series: Series, threshold: int, row: Sequence[Any]) -> Coverage:
-    day, write_id, bars, ticks, first_id, last_id, sha, parent_sha, created = row
+def _coverage_record(series: Series, threshold: int, options: BarOptions, row: Sequence[Any]) -> Coverage:
+    day, write_id, bars, ticks, first_id, last_id, sha, parent_sha, created, schema, kernel = row
     return Coverage(
         series, threshold, day, int(write_id), int(bars), int(ticks),
         None if first_id is None else int(first_id), None if last_id is None else int(last_id),
         str(sha), str(parent_sha), created if created.tzinfo else created.replace(tzinfo=UTC),
+        options, int(schema), str(kernel),
     )  # fmt: skip
+
+
+def _suffix(options: BarOptions) -> str:
+    return f" [{options.key}]" if options.key else ""
 
 
 def _check_threshold(threshold: int) -> int:
@@ -766,14 +902,14 @@ def _check_range(start: date, end: date) -> None:
         raise ValueError(f"start day {start} is after end day {end}")
 
 
-def _prepare_rows(
-    series: Series, threshold: int, day: date, bars: pl.DataFrame, write_id: int
-) -> pl.DataFrame:
+def _prepare_rows(item: DayWrite, threshold: int, write_id: int) -> pl.DataFrame:
     """Validate a day's bars and shape them as ``range_bars`` rows."""
-    missing = [c for c in BAR_COLUMNS if c not in bars.columns]
+    series, options, day, bars = item.series, item.options, item.day, item.bars
+    missing = [c for c in options.bar_schema if c not in bars.columns]
     if missing:
         raise MissingColumnError(
-            f"bars for {series} {day} lack columns {missing}; expected BAR_SCHEMA columns"
+            f"bars for {series} {day} ({options}) lack columns {missing}; expected the columns of "
+            "BarOptions.bar_schema"
         )
     frame = bars.select(
         pl.col("open_time").dt.epoch("us").alias("open_time_us"),
@@ -782,6 +918,10 @@ def _prepare_rows(
         *(
             (pl.col(c) if c in bars.columns else pl.lit(None)).cast(dtype).alias(c)
             for c, dtype in SPREAD_SCHEMA.items()
+        ),
+        *(
+            (pl.col(c) if options.lookback_trades else pl.lit(None)).cast(dtype).alias(c)
+            for c, dtype in LOOKBACK_SCHEMA.items()
         ),
     )
     day_start = (day - date(1970, 1, 1)).days * _US_PER_DAY
@@ -808,6 +948,7 @@ def _prepare_rows(
             "market": [series.market],
             "symbol": [series.symbol],
             "threshold_decimal_bps": pl.Series([threshold], dtype=pl.UInt32),
+            "options": [options.key],
             "day": [day],
             "write_id": pl.Series([write_id], dtype=pl.UInt64),
         }
@@ -815,14 +956,16 @@ def _prepare_rows(
     return head.join(frame.sort(key), how="cross").select(_TABLE_COLUMNS)
 
 
-def _to_bar_frame(raw: pl.DataFrame, series: Series) -> pl.DataFrame:
-    """ClickHouse rows -> BAR_SCHEMA frame (plus spread columns for Exness)."""
+def _to_bar_frame(raw: pl.DataFrame, series: Series, options: BarOptions) -> pl.DataFrame:
+    """ClickHouse rows -> bar frame in the kernel's order: BAR_SCHEMA, the lookback group (when
+    ``options`` has it), then the spread columns (Exness)."""
     extra = SPREAD_SCHEMA if series.source == "exness" else {}
+    lookback = LOOKBACK_SCHEMA if options.lookback_trades else {}
     if raw.is_empty() and not raw.columns:
-        return pl.DataFrame(schema=BAR_SCHEMA | extra)
+        return pl.DataFrame(schema=BAR_SCHEMA | lookback | extra)
     return raw.select(
         pl.col("open_time_us").cast(pl.Int64).cast(BAR_SCHEMA["open_time"]).alias("open_time"),
         pl.col("close_time_us").cast(pl.Int64).cast(BAR_SCHEMA["close_time"]).alias("close_time"),
         *(pl.col(c).cast(BAR_SCHEMA[c]) for c in _VALUE_COLUMNS),
-        *(pl.col(c).cast(dtype) for c, dtype in extra.items()),
+        *(pl.col(c).cast(dtype) for c, dtype in (lookback | extra).items()),
     )

@@ -6,14 +6,20 @@ CREATE DATABASE IF NOT EXISTS {db};
 -- One row per closed range bar. Rows of a (series, threshold, day) carry the `write_id` of the write
 -- that produced them; only the version named by `bar_coverage` is visible to readers, so a rewrite is
 -- atomic for readers and older versions are garbage (deleted right after the switch).
--- Logical key: (source, market, symbol, threshold_decimal_bps, close_time_us, first_agg_trade_id);
--- plain MergeTree, so bars closing in the same microsecond are never collapsed.
+-- Logical key: (source, market, symbol, threshold_decimal_bps, options, close_time_us,
+-- first_agg_trade_id); plain MergeTree, so bars closing in the same microsecond are never collapsed.
+-- `options` is BarOptions.key: '' for the plain rule, e.g. 'min_duration_us=1000,lookback_trades=500'
+-- otherwise, so bars of different gates or groups never mix. The lookback group's columns are null
+-- for bars computed without it.
+-- Schema version 2 (schema.SCHEMA_VERSION). A version-1 store is migrated in place when opened
+-- (storage/migrations.py adds the new columns where this file has them; no row is rewritten).
 CREATE TABLE IF NOT EXISTS {db}.range_bars
 (
     source                 LowCardinality(String),
     market                 LowCardinality(String),
     symbol                 LowCardinality(String),
     threshold_decimal_bps  UInt32,
+    options                LowCardinality(String),
     day                    Date,
     write_id               UInt64,
     open_time_us           Int64,
@@ -51,6 +57,22 @@ CREATE TABLE IF NOT EXISTS {db}.range_bars
     spread_max             Nullable(Float64),
     spread_avg             Nullable(Float64),
     spread_tick_count      Nullable(Int64),
+    lookback_trade_count         Nullable(Int64),
+    lookback_duration_us         Nullable(Int64),
+    lookback_ofi                 Nullable(Float64),
+    lookback_count_imbalance     Nullable(Float64),
+    lookback_intensity           Nullable(Float64),
+    lookback_vwap                Nullable(Float64),
+    lookback_vwap_position       Nullable(Float64),
+    lookback_price_range         Nullable(Float64),
+    lookback_kyle_lambda         Nullable(Float64),
+    lookback_kaufman_er          Nullable(Float64),
+    lookback_garman_klass_vol    Nullable(Float64),
+    lookback_burstiness          Nullable(Float64),
+    lookback_volume_skew         Nullable(Float64),
+    lookback_volume_kurt         Nullable(Float64),
+    lookback_hurst               Nullable(Float64),
+    lookback_permutation_entropy Nullable(Float64),
     open_time              DateTime64(6, 'UTC') ALIAS fromUnixTimestamp64Micro(open_time_us, 'UTC'),
     close_time             DateTime64(6, 'UTC') ALIAS fromUnixTimestamp64Micro(close_time_us, 'UTC')
 )
@@ -58,15 +80,18 @@ ENGINE = MergeTree
 PARTITION BY toYYYYMM(day)
 ORDER BY (source, market, symbol, threshold_decimal_bps, day, write_id, close_time_us, first_agg_trade_id);
 
--- One row per stored (series, threshold, day): which write is current, the processor checkpoint at the
--- end of the day, and the checkpoint it started from (empty = fresh processor). The newest write_id wins
--- (ReplacingMergeTree, read with FINAL); an invalidation is a newer row with is_deleted = 1.
+-- One row per stored (series, threshold, options, day): which write is current, the processor checkpoint
+-- at the end of the day, and the checkpoint it started from (empty = fresh processor). The newest
+-- write_id wins (ReplacingMergeTree, read with FINAL); an invalidation is a newer row with is_deleted = 1.
+-- schema_version and kernel_version name what produced the day (rows of a migrated version-1 store: 1
+-- and ''); a day whose versions differ from the running code's is stale.
 CREATE TABLE IF NOT EXISTS {db}.bar_coverage
 (
     source                   LowCardinality(String),
     market                   LowCardinality(String),
     symbol                   LowCardinality(String),
     threshold_decimal_bps    UInt32,
+    options                  LowCardinality(String),
     day                      Date,
     write_id                 UInt64,
     bar_count                UInt64,
@@ -77,7 +102,10 @@ CREATE TABLE IF NOT EXISTS {db}.bar_coverage
     checkpoint_sha256        String,
     parent_checkpoint_sha256 String,
     created_at               DateTime64(3, 'UTC') DEFAULT now64(3),
-    is_deleted               UInt8 DEFAULT 0
+    is_deleted               UInt8 DEFAULT 0,
+    schema_version           UInt16 DEFAULT 1,
+    kernel_version           LowCardinality(String) DEFAULT ''
 )
 ENGINE = ReplacingMergeTree(write_id, is_deleted)
-ORDER BY (source, market, symbol, threshold_decimal_bps, day);
+PRIMARY KEY (source, market, symbol, threshold_decimal_bps, day)
+ORDER BY (source, market, symbol, threshold_decimal_bps, day, options);

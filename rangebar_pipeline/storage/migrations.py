@@ -1,0 +1,86 @@
+"""In-place migration of a Tier 2 store written by an earlier schema version.
+
+``schema.sql`` creates the current tables; a store created by an earlier release keeps its tables
+(``CREATE TABLE IF NOT EXISTS`` leaves them alone), so :func:`migrate` brings them to the current
+shape with ``ALTER TABLE ... ADD COLUMN`` only: no row is rewritten or lost, and the migrated
+tables have the columns, order and sorting key of freshly created ones. Rows written before the
+migration read as the plain options (``options = ''``), schema version 1 and an unknown kernel
+(``kernel_version = ''``), so they are listed as stale until recomputed.
+
+Version history: 1 (release 0.1: bars, coverage); 2 (bar options in the key, the lookback group's
+columns, per-day schema and kernel versions).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+from rangebar_pipeline.manifest import columns_of
+
+log = logging.getLogger(__name__)
+
+__all__ = ["migrate", "pending_steps"]
+
+_SQL_TYPES: Final = {"float64": "Float64", "int64": "Int64"}
+
+
+def _lookback_columns() -> str:
+    previous = "spread_tick_count"
+    parts = []
+    for column in columns_of("lookback"):
+        parts.append(
+            f"ADD COLUMN IF NOT EXISTS {column.name} Nullable({_SQL_TYPES[column.dtype]}) AFTER {previous}"
+        )
+        previous = column.name
+    return ", ".join(parts)
+
+
+#: (table, a column the step adds, the ALTER body) in order; a step runs when its column is absent.
+_STEPS: Final[tuple[tuple[str, str, str], ...]] = (
+    (
+        "range_bars",
+        "options",
+        "ADD COLUMN IF NOT EXISTS options LowCardinality(String) AFTER threshold_decimal_bps",
+    ),
+    ("range_bars", columns_of("lookback")[-1].name, _lookback_columns()),
+    (
+        "bar_coverage",
+        "options",
+        # The new key column has no DEFAULT clause: ClickHouse only lets a column without one join
+        # the sorting key in the ALTER that adds it (its implicit default is '').
+        "ADD COLUMN options LowCardinality(String) AFTER threshold_decimal_bps, "
+        "ADD COLUMN IF NOT EXISTS schema_version UInt16 DEFAULT 1, "
+        "ADD COLUMN IF NOT EXISTS kernel_version LowCardinality(String) DEFAULT '', "
+        "MODIFY ORDER BY (source, market, symbol, threshold_decimal_bps, day, options)",
+    ),
+)
+
+
+def _columns(client: Any, database: str) -> dict[str, set[str]]:
+    result = client.query(
+        "SELECT table, name FROM system.columns WHERE database = {db:String}", parameters={"db": database}
+    )
+    found: dict[str, set[str]] = {}
+    for table, name in result.result_rows:
+        found.setdefault(str(table), set()).add(str(name))
+    return found
+
+
+def pending_steps(client: Any, database: str) -> list[str]:
+    """The ALTER statements :func:`migrate` would run (empty for a current store)."""
+    present = _columns(client, database)
+    return [
+        f"ALTER TABLE {database}.{table} {body}"
+        for table, column, body in _STEPS
+        if table in present and column not in present[table]
+    ]
+
+
+def migrate(client: Any, database: str) -> list[str]:
+    """Bring the tables of ``database`` to the current schema; return the statements run."""
+    steps = pending_steps(client, database)
+    for statement in steps:
+        log.warning("migrating the bar store: %s", statement.split(" ADD ", 1)[0])
+        client.command(statement)
+    return steps

@@ -1,0 +1,166 @@
+"""A Tier 2 store written by the previous schema (version 1) opens after the upgrade: migrated in place,
+no bar lost, its days listed as stale; bar options are part of the key (gated and ungated never mix)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from rangebar_pipeline.options import BarOptions
+from rangebar_pipeline.schema import LOOKBACK_SCHEMA, SCHEMA_VERSION
+from rangebar_pipeline.storage import bars as bars_module
+from rangebar_pipeline.storage.bars import KERNEL_VERSION, BarStore, DayWrite
+from rangebar_pipeline.storage.migrations import migrate, pending_steps
+from tests.test_bar_store import D1, D2, SPOT, make_bars
+
+V1_SCHEMA = Path(__file__).with_name("fixtures") / "bar_store_schema_v1.sql"
+_V2_ONLY_COVERAGE = {"options", "schema_version", "kernel_version"}
+
+
+def _statements(database: str) -> list[str]:
+    text = re.sub(r"--[^\n]*", "", V1_SCHEMA.read_text())
+    return [s.replace("{db}", database) for s in text.split(";") if s.strip()]
+
+
+def _write_v1_store(client: Any, database: str, days: dict[date, pl.DataFrame]) -> None:
+    """Create the version-1 tables and store ``days`` the way release 0.1 did (no options, no versions)."""
+    for statement in _statements(database):
+        client.command(statement)
+    parent = b""
+    for day, bars in days.items():
+        write_id = bars_module._next_write_id()
+        checkpoint = f"cp-{day}".encode()
+        rows = bars_module._prepare_rows(DayWrite(SPOT, 250, day, bars, checkpoint, 10), 250, write_id)
+        rows = rows.drop(["options", *LOOKBACK_SCHEMA])
+        client.insert_arrow(f"{database}.range_bars", rows.to_arrow(compat_level=pl.CompatLevel.oldest()))
+        columns = [c for c in bars_module._COVERAGE_COLUMNS if c not in _V2_ONLY_COVERAGE]
+        row = bars_module._coverage_row(
+            SPOT, 250, "", day, write_id, bar_count=bars.height, tick_count=10, checkpoint=checkpoint,
+            checkpoint_sha=bars_module.checkpoint_sha256(checkpoint),
+            parent_sha=bars_module.checkpoint_sha256(parent or None),
+        )  # fmt: skip
+        full = dict(zip(bars_module._COVERAGE_COLUMNS, row, strict=True))
+        client.insert(f"{database}.bar_coverage", [[full[c] for c in columns]], column_names=columns)
+        parent = checkpoint
+
+
+def _shape(client: Any, database: str) -> dict[str, Any]:
+    columns = client.query(
+        "SELECT table, position, name, type, default_kind, default_expression FROM system.columns "
+        "WHERE database = {db:String} ORDER BY table, position",
+        parameters={"db": database},
+    ).result_rows
+    tables = client.query(
+        "SELECT name, sorting_key, primary_key, partition_key, engine FROM system.tables "
+        "WHERE database = {db:String} ORDER BY name",
+        parameters={"db": database},
+    ).result_rows
+    return {"columns": columns, "tables": tables}
+
+
+@pytest.fixture
+def v1_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("RANGEBAR_CLICKHOUSE_DSN", raising=False)
+    path = (tmp_path / "clickhouse").resolve()
+    client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
+    try:
+        _write_v1_store(client, "rangebar", {D1: make_bars(D1, 50, seed=1), D2: make_bars(D2, 70, seed=2)})
+    finally:
+        client.close()
+    return tmp_path
+
+
+def test_a_v1_store_is_migrated_in_place_without_losing_a_bar(v1_dir: Path) -> None:
+    with BarStore(cache_dir=v1_dir) as store:
+        assert len(store.migrated) == 3
+        assert store.count_bars(SPOT, 250) == 120
+        assert_frame_equal(store.read_bars(SPOT, 250, D1, D1), make_bars(D1, 50, seed=1))
+        assert store.covered_days(SPOT, 250, D1, D2) == {D1, D2}, "the checkpoint chain survives"
+        records = store.coverage(SPOT, 250, D1, D2)
+        assert {(r.schema_version, r.kernel_version, r.stale) for r in records.values()} == {(1, "", True)}
+        assert store.stale_days(SPOT, 250, D1, D2) == [D1, D2]
+        (status,) = store.status().series
+        assert (status.days, status.bars, status.stale_days, status.options) == (2, 120, 2, BarOptions())
+        # a day written now records the running versions and is not stale
+        store.write_day(SPOT, 250, D2, make_bars(D2, 5, seed=3), checkpoint=b"new", tick_count=1)
+        assert store.stale_days(SPOT, 250, D1, D2) == [D1]
+        fresh = store.coverage(SPOT, 250, D2, D2)[D2]
+        assert (fresh.schema_version, fresh.kernel_version) == (SCHEMA_VERSION, KERNEL_VERSION)
+    with BarStore(cache_dir=v1_dir) as again:
+        assert again.migrated == [], "the migration runs once"
+        assert again.count_bars(SPOT, 250) == 55
+
+
+def test_a_migrated_store_has_the_shape_of_a_new_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RANGEBAR_CLICKHOUSE_DSN", raising=False)
+    with BarStore(cache_dir=tmp_path) as store, store._client() as client:
+        assert pending_steps(client, "rangebar") == []
+        client.command("CREATE DATABASE legacy")
+        _write_v1_store(client, "legacy", {D1: make_bars(D1, 3)})
+        assert len(pending_steps(client, "legacy")) == 3
+        migrate(client, "legacy")
+        assert pending_steps(client, "legacy") == []
+        legacy, current = _shape(client, "legacy"), _shape(client, "rangebar")
+        client.command("DROP DATABASE legacy")
+    assert legacy["columns"] == current["columns"]
+    assert legacy["tables"] == current["tables"]
+
+
+def test_bar_options_are_part_of_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RANGEBAR_CLICKHOUSE_DSN", raising=False)
+    gated = BarOptions(min_duration_us=1_000)
+    lookback = BarOptions(lookback_trades=50)
+    plain_bars, gated_bars = make_bars(D1, 10, seed=1), make_bars(D1, 7, seed=2)
+    lb_bars = make_bars(D1, 4, seed=3).with_columns(
+        pl.Series(name, [None, 1.5, None, 2.5] if dtype == pl.Float64 else [0, 3, 4, 5], dtype=dtype)
+        for name, dtype in LOOKBACK_SCHEMA.items()
+    )
+    with BarStore(cache_dir=tmp_path) as store:
+        store.write_days(
+            [
+                DayWrite(SPOT, 250, D1, plain_bars, b"plain", 10),
+                DayWrite(SPOT, 250, D1, gated_bars, b"gated", 10, options=gated),
+                DayWrite(SPOT, 250, D1, lb_bars, b"lookback", 10, options=lookback),
+            ]
+        )
+        # rewriting one variant leaves the others alone
+        store.write_day(SPOT, 250, D1, gated_bars.head(3), checkpoint=b"gated2", tick_count=3, options=gated)
+        assert_frame_equal(store.read_bars(SPOT, 250, D1, D1), plain_bars)
+        assert_frame_equal(store.read_bars(SPOT, 250, D1, D1, options=gated), gated_bars.head(3))
+        assert_frame_equal(store.read_bars(SPOT, 250, D1, D1, options=lookback), lb_bars)
+        assert store.checkpoint_for(SPOT, 250, D1, options=gated) == b"gated2"
+        assert store.checkpoint_for(SPOT, 250, D1) == b"plain"
+        assert store.checkpoints_at(SPOT, [250], D1, options=lookback) == {250: b"lookback"}
+        assert store.covered_days(SPOT, 250, D1, D1, options=BarOptions(same_timestamp_gate=True)) == set()
+        keys = {(s.options.key, s.bars) for s in store.status().series}
+        assert keys == {("", 10), ("min_duration_us=1000", 3), ("lookback_trades=50", 4)}
+        with pytest.raises(bars_module.MissingColumnError, match="lookback_ofi"):
+            store.write_day(SPOT, 250, D2, make_bars(D2, 2), checkpoint=b"x", tick_count=1, options=lookback)
+        assert store.invalidate(SPOT, 250, options=gated) == 1
+        assert store.count_bars(SPOT, 250) == 10 and store.count_bars(SPOT, 250, options=lookback) == 4
+        assert store.invalidate(SPOT) == 2
+        assert store.status().series == ()
+
+
+def test_bar_options_keys_round_trip_and_reject_garbage() -> None:
+    for options in (
+        BarOptions(),
+        BarOptions(same_timestamp_gate=True),
+        BarOptions(True, 5, 7),
+        BarOptions(lookback_trades=1_000_000),
+    ):
+        assert BarOptions.from_key(options.key) == options
+    for bad in ("lookback_trades=0", "x=1", "lookback_trades=5,min_duration_us=1", "min_duration_us=-1"):
+        with pytest.raises(ValueError):
+            BarOptions.from_key(bad)
+    with pytest.raises(ValueError, match=r"lookback_trades must be 0\.\.=1000000"):
+        BarOptions(lookback_trades=1_000_001)
+    with pytest.raises(TypeError, match="min_duration_us must be an integer"):
+        BarOptions(min_duration_us=1.5)  # type: ignore[arg-type]
