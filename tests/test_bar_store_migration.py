@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from rangebar_pipeline.exceptions import MissingColumnError
 from rangebar_pipeline.options import BarOptions
 from rangebar_pipeline.schema import LOOKBACK_SCHEMA, SCHEMA_VERSION
 from rangebar_pipeline.storage import bars as bars_module
@@ -141,7 +142,7 @@ def test_bar_options_are_part_of_the_key(tmp_path: Path, monkeypatch: pytest.Mon
         assert store.covered_days(SPOT, 250, D1, D1, options=BarOptions(same_timestamp_gate=True)) == set()
         keys = {(s.options.key, s.bars) for s in store.status().series}
         assert keys == {("", 10), ("min_duration_us=1000", 3), ("lookback_trades=50", 4)}
-        with pytest.raises(bars_module.MissingColumnError, match="lookback_ofi"):
+        with pytest.raises(MissingColumnError, match="lookback_ofi"):
             store.write_day(SPOT, 250, D2, make_bars(D2, 2), checkpoint=b"x", tick_count=1, options=lookback)
         assert store.invalidate(SPOT, 250, options=gated) == 1
         assert store.count_bars(SPOT, 250) == 10 and store.count_bars(SPOT, 250, options=lookback) == 4
