@@ -41,6 +41,7 @@ from rangebar_pipeline.exceptions import (
     PipelineConfigError,
     RangeBarError,
     SourceError,
+    StaleBarsWarning,
     StoreError,
     StoreLockedError,
     ThresholdTooSmallError,
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
         precompute_range_bars,
     )
     from rangebar_pipeline.frames import bars_to_pandas
+    from rangebar_pipeline.options import BarOptions
     from rangebar_pipeline.processing import (
         Checkpoint,
         PositionVerification,
@@ -109,6 +111,7 @@ _LAZY: dict[str, str] = {
         "api",
     ),
     "bars_to_pandas": "frames",
+    "BarOptions": "options",
     **dict.fromkeys(
         (
             "Checkpoint",
@@ -176,6 +179,7 @@ __all__ = [
     "VALIDATION_PRESETS",
     "AccumulatorOverflowError",
     "AssetClass",
+    "BarOptions",
     "Checkpoint",
     "CheckpointError",
     "ChecksumMismatchError",
@@ -198,6 +202,7 @@ __all__ = [
     "RangeBarProcessor",
     "Series",
     "SourceError",
+    "StaleBarsWarning",
     "StoreError",
     "StoreLockedError",
     "ThresholdTooSmallError",

@@ -26,8 +26,14 @@ import polars as pl
 
 from rangebar_pipeline.backfill import with_spreads
 from rangebar_pipeline.constants import resolve_threshold
-from rangebar_pipeline.exceptions import ContinuityError, ContinuityWarning, DataNotFoundError
+from rangebar_pipeline.exceptions import (
+    ContinuityError,
+    ContinuityWarning,
+    DataNotFoundError,
+    StaleBarsWarning,
+)
 from rangebar_pipeline.frames import OutputFormat, convert_bars, empty_bars
+from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
 from rangebar_pipeline.processing import RangeBarProcessor
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.sources.exness import STRICTNESS_LEVELS, ExnessSource, Strictness
@@ -103,6 +109,8 @@ class MaterializedDays:
     cached: list[date] = field(default_factory=list)
     missing: list[date] = field(default_factory=list)
     ticks: int = 0
+    #: Stale stored days served as stored (their ticks were not cached).
+    stale_served: list[date] = field(default_factory=list)
 
 
 def _compute_day(
@@ -113,6 +121,7 @@ def _compute_day(
     parent: bytes | None,
     *,
     fetch_if_missing: bool,
+    options: BarOptions,
 ) -> tuple[pl.DataFrame, bytes, int]:
     """Bars closed by the ticks of ``day``, the checkpoint after them, and the tick count."""
     if fetch_if_missing:
@@ -125,7 +134,7 @@ def _compute_day(
         raise DataNotFoundError(
             f"{series} {day}: no stored bars and no stored ticks, and fetch_if_missing=False"
         )
-    processor = RangeBarProcessor(threshold) if parent is None else RangeBarProcessor.from_checkpoint(parent)
+    processor = options.processor(threshold) if parent is None else RangeBarProcessor.from_checkpoint(parent)
     bars = with_spreads(series, day, processor.process(frame), frame, ticks)
     state: Any = processor.checkpoint()  # _core.Checkpoint
     checkpoint: bytes = state.to_bytes()
@@ -144,6 +153,7 @@ def materialize_days(
     skip_missing: bool = False,
     recompute: bool = False,
     on_day: Callable[[date, str, int, int], None] | None = None,
+    options: BarOptions = DEFAULT_OPTIONS,
 ) -> MaterializedDays:
     """Bars of ``[start, end]`` following the chain rule; computes and stores what is not covered.
 
@@ -151,8 +161,13 @@ def materialize_days(
     fresh processor); ``recompute`` recomputes covered days too; ``on_day(day, phase, bars, ticks)``
     is called after each day. Computed days are stored in batches of up to ``FLUSH_DAYS`` (one
     insert, no per-day mutation); when a day fails, the days computed before it are stored first.
+    A stored day produced by an older bar schema or kernel (stale) is recomputed when its ticks are
+    in the tick cache, else served as stored with a :class:`StaleBarsWarning`. ``options`` are
+    the bar options (part of the store key).
     """
-    stored = store.coverage(series, threshold, start - timedelta(days=1), end) if store else {}
+    stored = (
+        store.coverage(series, threshold, start - timedelta(days=1), end, options=options) if store else {}
+    )
     before = stored.get(start - timedelta(days=1))
     prev_sha = before.checkpoint_sha256 if before else ""
     prev_day = start - timedelta(days=1)
@@ -170,15 +185,23 @@ def materialize_days(
         last_cp, last_sha, last_day = _walk_days(
             series, threshold, start, end, store=store, ticks=ticks, stored=stored, run=run, frames=frames,
             pending=pending, prev=(prev_sha, prev_day), fetch_if_missing=fetch_if_missing,
-            skip_missing=skip_missing, recompute=recompute, on_day=on_day,
+            skip_missing=skip_missing, recompute=recompute, on_day=on_day, options=options,
         )  # fmt: skip
     finally:
         if store is not None and pending:
             store.write_days(pending)
+    if run.stale_served:
+        warnings.warn(
+            f"{series} {threshold} dbps: {len(run.stale_served)} stored day(s) were produced by an older bar "
+            f"schema or kernel and their ticks are not cached ({_day_list(run.stale_served)}); served as "
+            "stored. Fetch the ticks or pass fetch_if_missing=True with invalidate() to recompute them.",
+            StaleBarsWarning,
+            stacklevel=3,
+        )
     if store is not None:
-        run.bars = store.read_bars(series, threshold, start, end)
+        run.bars = store.read_bars(series, threshold, start, end, options=options)
         if last_sha and last_cp is None:
-            last_cp = store.checkpoint_for(series, threshold, last_day)
+            last_cp = store.checkpoint_for(series, threshold, last_day, options=options)
     elif frames:
         run.bars = pl.concat(frames, how="diagonal_relaxed")
     run.checkpoint = last_cp if last_sha else None
@@ -206,6 +229,7 @@ def _walk_days(
     skip_missing: bool,
     recompute: bool,
     on_day: Callable[[date, str, int, int], None] | None,
+    options: BarOptions,
 ) -> tuple[bytes | None, str, date]:
     """The day loop of :func:`materialize_days`; returns the last day's (checkpoint if in memory, its
     sha, the day). Computed days go to ``pending`` (flushed every ``FLUSH_DAYS``) or ``frames``."""
@@ -213,7 +237,15 @@ def _walk_days(
     prev_cp: bytes | None = None
     for day in _days(start, end):
         record = stored.get(day)
-        if store is not None and not recompute and record and record.parent_checkpoint_sha256 == prev_sha:
+        if (
+            store is not None
+            and not recompute
+            and record
+            and record.parent_checkpoint_sha256 == prev_sha
+            and not (record.stale and _ticks_cached(ticks, series, day))
+        ):
+            if record.stale:
+                run.stale_served.append(day)
             run.cached.append(day)
             prev_sha, prev_cp, prev_day = record.checkpoint_sha256, None, day
             if on_day:
@@ -221,7 +253,7 @@ def _walk_days(
             continue
         if prev_sha and prev_cp is None:
             assert store is not None
-            prev_cp = store.checkpoint_for(series, threshold, prev_day)
+            prev_cp = store.checkpoint_for(series, threshold, prev_day, options=options)
         try:
             bars, checkpoint, n_ticks = _compute_day(
                 series,
@@ -230,6 +262,7 @@ def _walk_days(
                 ticks,
                 prev_cp if prev_sha else None,
                 fetch_if_missing=fetch_if_missing,
+                options=options,
             )
         except DataNotFoundError:
             if not skip_missing:
@@ -239,7 +272,9 @@ def _walk_days(
             continue
         if store is not None:
             pending.append(
-                DayWrite(series, threshold, day, bars, checkpoint, n_ticks, prev_cp if prev_sha else None)
+                DayWrite(
+                    series, threshold, day, bars, checkpoint, n_ticks, prev_cp if prev_sha else None, options
+                )
             )
             if len(pending) >= FLUSH_DAYS:
                 store.write_days(pending)
@@ -263,16 +298,23 @@ def _exness_source(series: Series, validation: str) -> ExnessSource | None:
     return ExnessSource(strictness=validation) if series.source == "exness" else None
 
 
+def _ticks_cached(ticks: TickStore, series: Series, day: date) -> bool:
+    return ticks.has_day(series.source, series.market, series.symbol, day)
+
+
 def _unavailable_days(
-    store: BarStore, ticks: TickStore, series: Series, threshold: int, *, start: date, end: date
+    store: BarStore,
+    ticks: TickStore,
+    series: Series,
+    threshold: int,
+    *,
+    start: date,
+    end: date,
+    options: BarOptions,
 ) -> list[date]:
     """Days neither covered by the bar store nor present in the tick cache."""
-    covered = store.covered_days(series, threshold, start, end)
-    return [
-        d
-        for d in _days(start, end)
-        if d not in covered and not ticks.has_day(series.source, series.market, series.symbol, d)
-    ]
+    covered = store.covered_days(series, threshold, start, end, options=options)
+    return [d for d in _days(start, end) if d not in covered and not _ticks_cached(ticks, series, d)]
 
 
 def _day_list(days: list[date]) -> str:
@@ -332,6 +374,9 @@ def get_range_bars(
     fetch_if_missing: bool = True,
     cache_dir: str | Path | None = None,
     output: OutputFormat = "pandas",
+    same_timestamp_gate: bool = False,
+    min_duration_us: int = 0,
+    lookback_trades: int = 0,
 ) -> Frame:
     """Range bars of ``symbol`` closed during the UTC days ``[start_date, end_date]``.
 
@@ -343,6 +388,10 @@ def get_range_bars(
     processor. ``validation`` is the Exness quote check (``permissive``/``strict``/``paranoid``).
     ``include_incomplete`` appends the trailing unfinished bar (features computed). Output: a
     backtesting.py-ready pandas frame (``output="polars"``/``"arrow"`` for every column).
+    ``same_timestamp_gate``, ``min_duration_us`` and ``lookback_trades`` are the bar options of
+    :class:`RangeBarProcessor` (docs/bar-options.md); bars of each combination are stored apart.
+    Stored days produced by an older bar schema or kernel are recomputed when their ticks are
+    cached (else served with a :class:`StaleBarsWarning`).
 
     >>> get_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", 250, market="um")  # doctest: +SKIP
     """
@@ -350,11 +399,14 @@ def get_range_bars(
     threshold = resolve_threshold(threshold_decimal_bps)
     start, end = _range(start_date, end_date)
     exness = _exness_source(series, validation)
+    options = BarOptions(same_timestamp_gate, min_duration_us, lookback_trades)
     if use_cache:
         ticks = TickStore(cache_dir, exness=exness)
         with BarStore(cache_dir=cache_dir) as store:
             if not fetch_if_missing and (
-                absent := _unavailable_days(store, ticks, series, threshold, start=start, end=end)
+                absent := _unavailable_days(
+                    store, ticks, series, threshold, start=start, end=end, options=options
+                )
             ):
                 warnings.warn(
                     f"no cached bars or ticks for {series} {threshold} dbps on {_day_list(absent)} and "
@@ -362,15 +414,16 @@ def get_range_bars(
                     UserWarning,
                     stacklevel=2,
                 )
-                return _output(empty_bars(), output, include_microstructure)
+                return _output(options.empty_bars(), output, include_microstructure)
             run = materialize_days(
-                series, threshold, start, end, store=store, ticks=ticks, fetch_if_missing=fetch_if_missing
-            )
+                series, threshold, start, end, store=store, ticks=ticks, fetch_if_missing=fetch_if_missing,
+                options=options,
+            )  # fmt: skip
     else:
         with tempfile.TemporaryDirectory(prefix="rangebar-no-cache-") as scratch:
             run = materialize_days(
                 series, threshold, start, end, store=None, ticks=TickStore(scratch, exness=exness),
-                fetch_if_missing=True,
+                fetch_if_missing=True, options=options,
             )  # fmt: skip
     bars = run.bars
     if include_incomplete:
@@ -389,15 +442,19 @@ def get_cached_bars(
     include_microstructure: bool = False,
     cache_dir: str | Path | None = None,
     output: OutputFormat = "pandas",
+    same_timestamp_gate: bool = False,
+    min_duration_us: int = 0,
+    lookback_trades: int = 0,
 ) -> Frame | None:
     """Bars from the bar cache only: the full answer when the range is covered, else None."""
     series = Series.of(symbol, source=source, market=market)
     threshold = resolve_threshold(threshold_decimal_bps)
     start, end = _range(start_date, end_date)
+    options = BarOptions(same_timestamp_gate, min_duration_us, lookback_trades)
     with BarStore(cache_dir=cache_dir) as store:
-        if not store.is_covered(series, threshold, start, end):
+        if not store.is_covered(series, threshold, start, end, options=options):
             return None
-        bars = store.read_bars(series, threshold, start, end)
+        bars = store.read_bars(series, threshold, start, end, options=options)
     return _output(bars, output, include_microstructure)
 
 
@@ -419,6 +476,9 @@ def get_n_range_bars(
     chunk_size: int = 100_000,
     cache_dir: str | Path | None = None,
     output: OutputFormat = "pandas",
+    same_timestamp_gate: bool = False,
+    min_duration_us: int = 0,
+    lookback_trades: int = 0,
 ) -> Frame:
     """Exactly ``n_bars`` most recent bars closed at or before ``end_date`` (default: today, UTC).
 
@@ -429,7 +489,8 @@ def get_n_range_bars(
     (``max_lookback_days=0``: an empty frame and the warning). ``validate_on_return`` checks the
     returned bars with :func:`validate_continuity` and then warns, raises
     :class:`ContinuityError` or logs, per ``continuity_action``. ``chunk_size`` is accepted for
-    7.1.3 callers; the kernel streams each day without chunking, so it changes nothing.
+    7.1.3 callers; the kernel streams each day without chunking, so it changes nothing. The bar
+    options are those of :func:`get_range_bars`.
     """
     if isinstance(n_bars, bool) or not isinstance(n_bars, int) or n_bars <= 0:
         raise ValueError(f"n_bars must be > 0 (a positive integer), got {n_bars!r}")
@@ -443,6 +504,7 @@ def get_n_range_bars(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     series = Series.of(symbol, source=source, market=market)
     threshold = resolve_threshold(threshold_decimal_bps)
+    options = BarOptions(same_timestamp_gate, min_duration_us, lookback_trades)
     end = parse_day(end_date, name="end_date") if end_date is not None else datetime.now(UTC).date()
     if max_lookback_days == 0:
         if warn_if_fewer:
@@ -451,10 +513,10 @@ def get_n_range_bars(
                 UserWarning,
                 stacklevel=2,
             )
-        return _output(empty_bars(), output, include_microstructure)
+        return _output(options.empty_bars(), output, include_microstructure)
     bars = _last_n_bars(
         series, threshold, n_bars, end, max_lookback_days, use_cache=use_cache,
-        fetch_if_missing=fetch_if_missing, warn_if_fewer=warn_if_fewer, cache_dir=cache_dir,
+        fetch_if_missing=fetch_if_missing, warn_if_fewer=warn_if_fewer, cache_dir=cache_dir, options=options,
     )  # fmt: skip
     if validate_on_return and bars.height > 1:
         _check_continuity(bars, series, threshold, None, continuity_action)
@@ -472,6 +534,7 @@ def _last_n_bars(
     fetch_if_missing: bool,
     warn_if_fewer: bool,
     cache_dir: str | Path | None,
+    options: BarOptions,
 ) -> pl.DataFrame:
     """The walk of :func:`get_n_range_bars`; ``use_cache=False`` uses a throw-away tick directory."""
     floor = end - timedelta(days=max_lookback_days - 1)
@@ -485,7 +548,7 @@ def _last_n_bars(
             start = max(end - timedelta(days=window - 1), floor)
             run = materialize_days(
                 series, threshold, start, end, store=store, ticks=ticks,
-                fetch_if_missing=fetch_if_missing, skip_missing=True,
+                fetch_if_missing=fetch_if_missing, skip_missing=True, options=options,
             )  # fmt: skip
             if run.bars.height >= n_bars:
                 return run.bars.tail(n_bars)
@@ -574,6 +637,9 @@ def precompute_range_bars(
     show_progress: bool = False,
     fetch_if_missing: bool = True,
     cache_dir: str | Path | None = None,
+    same_timestamp_gate: bool = False,
+    min_duration_us: int = 0,
+    lookback_trades: int = 0,
 ) -> PrecomputeResult:
     """Compute and store the bars of ``[start_date, end_date]`` day by day (resumable).
 
@@ -585,7 +651,8 @@ def precompute_range_bars(
     (trade ids contiguous, times ordered, price gaps within threshold + ``continuity_tolerance_pct``,
     a fraction): ``"error"`` raises :class:`ContinuityError`, ``"warn"`` warns. ``chunk_size`` and
     ``include_microstructure`` are accepted for 7.1.3 callers: days are processed whole, and every
-    column, features included, is always stored.
+    column, features included, is always stored. The bar options are those of
+    :func:`get_range_bars`; ``"full"`` forgets only the days of these options.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -601,6 +668,7 @@ def precompute_range_bars(
     series = Series.of(symbol, source=source, market=market)
     threshold = resolve_threshold(threshold_decimal_bps)
     start, end = _range(start_date, end_date)
+    options = BarOptions(same_timestamp_gate, min_duration_us, lookback_trades)
     total_days = (end - start).days + 1
     began = time.perf_counter()
     counters = {"days": 0, "bars": 0, "ticks": 0}
@@ -634,14 +702,14 @@ def precompute_range_bars(
     try:
         with BarStore(cache_dir=cache_dir) as store:
             if invalidate_existing == "full":
-                store.invalidate(series, threshold)
-            if invalidate_existing == "none" and store.count_bars(series, threshold) > 0:
+                store.invalidate(series, threshold, options=options)
+            if invalidate_existing == "none" and store.count_bars(series, threshold, options=options) > 0:
                 return PrecomputeResult(
                     series.key, threshold, start, end, 0, 0, 0, 0, time.perf_counter() - began, None
                 )
             run = materialize_days(
                 series, threshold, start, end, store=store, ticks=ticks, fetch_if_missing=fetch_if_missing,
-                recompute=invalidate_existing in ("overlap", "full"), on_day=on_day,
+                recompute=invalidate_existing in ("overlap", "full"), on_day=on_day, options=options,
             )  # fmt: skip
     finally:
         if bar is not None:
@@ -664,14 +732,18 @@ def count_bars(
     start_date: date | str | None = None,
     end_date: date | str | None = None,
     cache_dir: str | Path | None = None,
+    same_timestamp_gate: bool = False,
+    min_duration_us: int = 0,
+    lookback_trades: int = 0,
 ) -> int:
-    """Number of bars in the bar cache for a series and threshold (optionally within UTC days)."""
+    """Number of cached bars of a series, threshold and bar options (optionally within UTC days)."""
     series = Series.of(symbol, source=source, market=market)
     threshold = resolve_threshold(threshold_decimal_bps)
+    options = BarOptions(same_timestamp_gate, min_duration_us, lookback_trades)
     start = parse_day(start_date, name="start_date") if start_date is not None else None
     end = parse_day(end_date, name="end_date") if end_date is not None else None
     with BarStore(cache_dir=cache_dir) as store:
-        return store.count_bars(series, threshold, start, end)
+        return store.count_bars(series, threshold, start, end, options=options)
 
 
 def invalidate(
@@ -683,11 +755,13 @@ def invalidate(
     start_date: date | str | None = None,
     end_date: date | str | None = None,
     cache_dir: str | Path | None = None,
+    options: BarOptions | None = None,
 ) -> int:
-    """Forget cached bars of a series (one threshold or all; optional UTC day bounds); return the days."""
+    """Forget cached bars of a series (one threshold or all; the bars of one :class:`BarOptions` or,
+    by default, of every options; optional UTC day bounds); return the days."""
     series = Series.of(symbol, source=source, market=market)
     threshold = None if threshold_decimal_bps is None else resolve_threshold(threshold_decimal_bps)
     start = parse_day(start_date, name="start_date") if start_date is not None else None
     end = parse_day(end_date, name="end_date") if end_date is not None else None
     with BarStore(cache_dir=cache_dir) as store:
-        return store.invalidate(series, threshold, start, end)
+        return store.invalidate(series, threshold, start, end, options=options)

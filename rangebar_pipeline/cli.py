@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 _EPILOG = """examples:
   rangebar bars BTCUSDT 2024-08-08 2024-08-09 --threshold 250 --market um --out bars.parquet
   rangebar precompute BTCUSDT 2024-01-01 2024-06-30 --threshold medium
+  rangebar bars BTCUSDT 2024-08-08 2024-08-08 --threshold 25 --lookback-trades 500 --min-duration-us 1000
   rangebar cache status
   rangebar cache clear --symbol BTCUSDT --market spot
 
@@ -40,6 +41,31 @@ def _series_args(parser: argparse.ArgumentParser, *, symbol_required: bool = Tru
     parser.add_argument(
         "--cache-dir", type=Path, default=None, help="cache root (default: $RANGEBAR_CACHE_DIR)"
     )
+
+
+def _non_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {number}")
+    return number
+
+
+def _option_args(parser: argparse.ArgumentParser) -> None:
+    """The bar options (docs/bar-options.md); bars of each combination are cached apart."""
+    group = parser.add_argument_group("bar options (opt-in; each combination is cached separately)")
+    group.add_argument(
+        "--same-timestamp-gate",
+        action="store_true",
+        help="a trade at the bar's open timestamp cannot close it",
+    )
+    group.add_argument(
+        "--min-duration-us", type=_non_negative, default=0, metavar="D",
+        help="a bar closes only on a breach at least D microseconds after its open (default: 0, off)",
+    )  # fmt: skip
+    group.add_argument(
+        "--lookback-trades", type=_non_negative, default=0, metavar="N",
+        help="add the lookback_* columns over the N trades before each bar's open (default: 0, off)",
+    )  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="read and write no cache (download into a temporary directory)",
     )
     bars.add_argument("--no-fetch", action="store_true", help="never download; use cached ticks only")
+    _option_args(bars)
 
     pre = commands.add_parser("precompute", help="compute and store bars day by day (resumable)")
     _series_args(pre)
@@ -76,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--threshold", type=_threshold, action="append", help="dbps or preset; repeatable")
     pre.add_argument("--recompute", action="store_true", help="recompute days that are already stored")
     pre.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _option_args(pre)
 
     cache = commands.add_parser("cache", help="inspect or clear the caches")
     cache_commands = cache.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
@@ -95,13 +123,14 @@ def _print_bars(frame: pl.DataFrame, *, include_microstructure: bool) -> None:
     import polars as pl
 
     from rangebar_pipeline.frames import MICROSTRUCTURE_COLUMNS
-    from rangebar_pipeline.schema import BAR_SCHEMA, OHLCV_COLUMNS
+    from rangebar_pipeline.schema import BAR_SCHEMA, LOOKBACK_SCHEMA, OHLCV_COLUMNS
 
     columns = [pl.col("close_time").alias("timestamp")]
     columns += [pl.col(upper.lower()).alias(upper) for upper in OHLCV_COLUMNS]
     if include_microstructure:
         columns += [pl.col(name) for name in MICROSTRUCTURE_COLUMNS]
-        columns += [pl.col(name) for name in frame.columns if name not in BAR_SCHEMA]
+        columns += [pl.col(name) for name in frame.columns if name not in BAR_SCHEMA | LOOKBACK_SCHEMA]
+    columns += [pl.col(name) for name in LOOKBACK_SCHEMA if name in frame.columns]
     with pl.Config(tbl_rows=40, tbl_cols=12, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
         print(frame.select(columns))
 
@@ -115,7 +144,8 @@ def _cmd_bars(args: argparse.Namespace) -> int:
         args.symbol, args.start, args.end, args.threshold, source=args.source, market=args.market,
         include_incomplete=args.incomplete, include_microstructure=args.microstructure,
         use_cache=not args.no_cache, fetch_if_missing=not args.no_fetch, cache_dir=args.cache_dir,
-        output="polars",
+        output="polars", same_timestamp_gate=args.same_timestamp_gate,
+        min_duration_us=args.min_duration_us, lookback_trades=args.lookback_trades,
     )  # fmt: skip
     if not isinstance(frame, pl.DataFrame):
         raise TypeError(f"expected a polars frame, got {type(frame).__name__}")
@@ -138,7 +168,8 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
         result = precompute_range_bars(
             args.symbol, args.start, args.end, threshold, source=args.source, market=args.market,
             invalidate_existing="overlap" if args.recompute else "smart", show_progress=not args.no_progress,
-            cache_dir=args.cache_dir,
+            cache_dir=args.cache_dir, same_timestamp_gate=args.same_timestamp_gate,
+        min_duration_us=args.min_duration_us, lookback_trades=args.lookback_trades,
         )  # fmt: skip
         print(
             f"{result.series} {result.threshold_decimal_bps} dbps {result.start_date}..{result.end_date}: "
@@ -166,11 +197,22 @@ def _cmd_cache(args: argparse.Namespace) -> int:
             bar_status = store.status()
             print(f"bars: {bar_status.dsn}")
             for item in bar_status.series:
+                options = f" [{item.options.key}]" if item.options.key else ""
+                stale = f", {item.stale_days} stale (older schema or kernel)" if item.stale_days else ""
                 print(
-                    f"  {item.series} {item.threshold:>6} dbps: {item.days} days "
-                    f"{item.first_day}..{item.last_day}, {item.bars} bars from {item.ticks} ticks"
+                    f"  {item.series} {item.threshold:>6} dbps{options}: {item.days} days "
+                    f"{item.first_day}..{item.last_day}, {item.bars} bars from {item.ticks} ticks{stale}"
                 )
-            print(f"  total: {bar_status.total_days} days, {bar_status.total_bars} bars")
+            stale_total = sum(item.stale_days for item in bar_status.series)
+            print(
+                f"  total: {bar_status.total_days} days, {bar_status.total_bars} bars"
+                + (
+                    f"; {stale_total} stale days are recomputed from cached ticks on the next request "
+                    "(rangebar precompute --recompute recomputes them now)"
+                    if stale_total
+                    else ""
+                )
+            )
             return 0
         if args.symbol:
             series = Series.of(args.symbol, source=args.source, market=args.market)

@@ -114,3 +114,8 @@ class ContinuityError(RangeBarError):
 
 class ContinuityWarning(UserWarning):
     """Continuity tolerance exceeded in a warning-mode validation."""
+
+
+class StaleBarsWarning(UserWarning):
+    """Stored bars produced by an older bar schema or kernel were served because their ticks are not
+    cached (they are recomputed when the ticks are)."""

@@ -59,7 +59,8 @@ def bars_from_columns(columns: Mapping[str, np.ndarray[Any, Any]]) -> pl.DataFra
 
 def bars_to_pandas(bars: pl.DataFrame, *, include_microstructure: bool = False) -> pd.DataFrame:
     """backtesting.py-ready frame: index ``timestamp`` (close time, tz-aware UTC, microseconds),
-    ``Open High Low Close Volume`` (float64) and, on request, the lower-case bar/feature columns."""
+    ``Open High Low Close Volume`` (float64), on request the lower-case bar/feature columns, and the
+    lookback group whenever the bars carry it (nullable: ``NaN`` / ``<NA>`` where undefined)."""
     index = pd.DatetimeIndex(
         bars["close_time"].to_numpy().astype("datetime64[us]"), name="timestamp"
     ).tz_localize("UTC")
@@ -74,8 +75,12 @@ def bars_to_pandas(bars: pl.DataFrame, *, include_microstructure: bool = False) 
             else:
                 data[name] = values.to_numpy()
         for name in bars.columns:  # source-specific extras (e.g. Exness spread statistics)
-            if name not in BAR_SCHEMA:
+            if name not in BAR_SCHEMA and name not in LOOKBACK_SCHEMA:
                 data[name] = bars[name].to_numpy()
+    for name in LOOKBACK_SCHEMA:
+        if name in bars.columns:
+            column = bars[name].to_pandas().set_axis(index)
+            data[name] = column.astype("Int64") if bars[name].dtype.is_integer() else column
     return pd.DataFrame(data, index=index)
 
 

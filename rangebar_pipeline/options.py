@@ -85,6 +85,10 @@ class BarOptions:
         """Columns and dtypes of a bar frame computed with these options."""
         return BAR_SCHEMA | LOOKBACK_SCHEMA if self.lookback_trades else dict(BAR_SCHEMA)
 
+    def empty_bars(self) -> pl.DataFrame:
+        """A bar frame with no rows and the columns of these options."""
+        return pl.DataFrame(schema=self.bar_schema)
+
     def processor(self, threshold_decimal_bps: int | str, symbol: str | None = None) -> RangeBarProcessor:
         """A fresh processor with these options."""
         from rangebar_pipeline.processing import RangeBarProcessor
