@@ -46,6 +46,13 @@ def _stream_bars(cache: Path, options: BarOptions, threshold: int = 25) -> pl.Da
     return options.processor(threshold).process(frame)
 
 
+def _polars_bars(**kwargs: object) -> pl.DataFrame:
+    """``get_range_bars`` of the fixture days at 25 dbps as a polars frame."""
+    frame = get_range_bars("ETHUSDT", *DAYS, 25, market="um", output="polars", **kwargs)  # type: ignore[arg-type]
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
 def test_options_flow_through_get_range_bars_and_are_stored_apart(env: tuple[Path, Mirror]) -> None:
     cache, mirror = env
     plain = get_range_bars("ETHUSDT", *DAYS, 25, market="um", output="polars")
@@ -61,9 +68,7 @@ def test_options_flow_through_get_range_bars_and_are_stored_apart(env: tuple[Pat
     assert optioned["duration_us"].min() >= 2_000_000  # type: ignore[operator]
 
     served = len(mirror.requests)
-    again = get_range_bars(
-        "ETHUSDT", *DAYS, 25, market="um", output="polars", min_duration_us=2_000_000, lookback_trades=300
-    )
+    again = _polars_bars(min_duration_us=2_000_000, lookback_trades=300)
     assert len(mirror.requests) == served
     assert_frame_equal(again, optioned)
     cached = get_cached_bars("ETHUSDT", *DAYS, 25, market="um", output="polars", lookback_trades=300)
@@ -103,7 +108,7 @@ def test_stale_days_are_recomputed_from_cached_ticks(
     env: tuple[Path, Mirror], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cache, mirror = env
-    first = get_range_bars("ETHUSDT", *DAYS, 25, market="um", output="polars")
+    first = _polars_bars()
     with BarStore(cache_dir=cache) as store:
         writes = {d: r.write_id for d, r in store.coverage(SERIES, 25, *DAYS).items()}
     monkeypatch.setattr(bars_module, "KERNEL_VERSION", "99.0.0")  # as if the kernel were upgraded
@@ -111,7 +116,7 @@ def test_stale_days_are_recomputed_from_cached_ticks(
         assert store.stale_days(SERIES, 25, *DAYS) == list(DAYS)
     assert main(["cache", "status"]) == 0
     served = len(mirror.requests)
-    second = get_range_bars("ETHUSDT", *DAYS, 25, market="um", output="polars")
+    second = _polars_bars()
     assert len(mirror.requests) == served, "recomputed from Tier 1, nothing downloaded"
     assert_frame_equal(second, first)
     with BarStore(cache_dir=cache) as store:
@@ -124,7 +129,7 @@ def test_stale_days_are_recomputed_from_cached_ticks(
     ticks.delete_day(SERIES.source, SERIES.market, SERIES.symbol, DAYS[0])
     monkeypatch.setattr(bars_module, "KERNEL_VERSION", "100.0.0")
     with pytest.warns(StaleBarsWarning, match="2024-08-08"):
-        third = get_range_bars("ETHUSDT", *DAYS, 25, market="um", output="polars", fetch_if_missing=False)
+        third = _polars_bars(fetch_if_missing=False)
     assert_frame_equal(third, first)
 
 
