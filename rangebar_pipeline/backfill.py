@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from rangebar_pipeline.exceptions import DataNotFoundError, RangeBarError
+from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
 from rangebar_pipeline.processing import RangeBarProcessor
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.sources.exness import add_spread_stats
@@ -114,19 +115,27 @@ def iter_series_days(
     ticks: TickStore,
     parents: Mapping[int, bytes | None],
     fetch_if_missing: bool = False,
+    options: BarOptions = DEFAULT_OPTIONS,
 ) -> Iterator[SeriesDay]:
     """Days ``[first, last]`` of ``series`` in date order, every threshold from its parent checkpoint.
 
     ``parents[thr]`` is the checkpoint at the end of ``first - 1`` (None or absent: a fresh
-    processor). Raises :class:`DayFailedError` naming the day whose ticks are missing or whose
-    computation failed; every day yielded before it is complete.
+    processor with ``options``; a parent carries its own options, which must be ``options``).
+    Raises :class:`DayFailedError` naming the day whose ticks are missing or whose computation
+    failed; every day yielded before it is complete.
     """
     walk = _Walk(series, ticks, fetch_if_missing)
     for threshold in thresholds:
         parent = parents.get(threshold)
-        walk.processors[threshold] = (
-            RangeBarProcessor(threshold) if parent is None else RangeBarProcessor.from_checkpoint(parent)
+        processor = (
+            options.processor(threshold) if parent is None else RangeBarProcessor.from_checkpoint(parent)
         )
+        if BarOptions.of(processor) != options:
+            raise ValueError(
+                f"{series} {threshold} dbps: the checkpoint before {first} was made with "
+                f"{BarOptions.of(processor)}, not {options}"
+            )
+        walk.processors[threshold] = processor
         walk.states[threshold] = parent
     day = first
     while day <= last:
@@ -187,7 +196,14 @@ def _read_day(series: Series, day: date, ticks: TickStore, fetch_if_missing: boo
 
 
 def stored_series_days(
-    series: Series, thresholds: Sequence[int], first: date, last: date, *, store: BarStore, ticks: TickStore
+    series: Series,
+    thresholds: Sequence[int],
+    first: date,
+    last: date,
+    *,
+    store: BarStore,
+    ticks: TickStore,
+    options: BarOptions = DEFAULT_OPTIONS,
 ) -> Iterator[SeriesDay]:
     """Days ``[first, last]`` as stored in Tier 2 (bars and checkpoints) with their Tier 1 ticks.
 
@@ -197,7 +213,7 @@ def stored_series_days(
     day = first
     while day <= last:
         try:
-            yield _stored_day(series, thresholds, day, store, ticks)
+            yield _stored_day(series, thresholds, day, store, ticks, options=options)
         except DayFailedError:
             raise
         except (RangeBarError, OSError, ValueError) as exc:
@@ -206,23 +222,31 @@ def stored_series_days(
 
 
 def _stored_day(
-    series: Series, thresholds: Sequence[int], day: date, store: BarStore, ticks: TickStore
+    series: Series,
+    thresholds: Sequence[int],
+    day: date,
+    store: BarStore,
+    ticks: TickStore,
+    *,
+    options: BarOptions,
 ) -> SeriesDay:
     started = time.perf_counter()
     frame = _read_day(series, day, ticks, False)
     read_seconds = time.perf_counter() - started
     out: dict[int, ThresholdDay] = {}
     for threshold in thresholds:
-        record = store.coverage(series, threshold, day, day).get(day)
-        checkpoint = store.checkpoint_for(series, threshold, day)
+        record = store.coverage(series, threshold, day, day, options=options).get(day)
+        checkpoint = store.checkpoint_for(series, threshold, day, options=options)
         if record is None or checkpoint is None:
-            raise DataNotFoundError(f"no stored bars of {series} {day} at {threshold} dbps")
+            raise DataNotFoundError(f"no stored bars of {series} {day} at {threshold} dbps ({options})")
         parent = (
-            None if record.fresh_start else store.checkpoint_for(series, threshold, day - timedelta(days=1))
+            None
+            if record.fresh_start
+            else store.checkpoint_for(series, threshold, day - timedelta(days=1), options=options)
         )
         out[threshold] = ThresholdDay(
             threshold=threshold,
-            bars=store.read_bars(series, threshold, day, day),
+            bars=store.read_bars(series, threshold, day, day, options=options),
             checkpoint=checkpoint,
             parent_checkpoint=parent,
             carried_in=None if parent is None else RangeBarProcessor.from_checkpoint(parent).incomplete_bar(),
@@ -241,8 +265,10 @@ def last_tick_id(ticks: TickStore, series: Series, day: date) -> int | None:
     return None if value is None else int(value)
 
 
-def day_writes(days: Sequence[SeriesDay], thresholds: Sequence[int] | None = None) -> list[DayWrite]:
-    """The Tier 2 writes of ``days`` (every threshold, or only ``thresholds``)."""
+def day_writes(
+    days: Sequence[SeriesDay], thresholds: Sequence[int] | None = None, options: BarOptions = DEFAULT_OPTIONS
+) -> list[DayWrite]:
+    """The Tier 2 writes of ``days`` (every threshold, or only ``thresholds``), computed with ``options``."""
     return [
         DayWrite(
             item.series,
@@ -252,6 +278,7 @@ def day_writes(days: Sequence[SeriesDay], thresholds: Sequence[int] | None = Non
             result.checkpoint,
             item.tick_count,
             result.parent_checkpoint,
+            options,
         )
         for item in days
         for result in item.thresholds.values()

@@ -23,6 +23,8 @@ import yaml
 
 from rangebar_pipeline.constants import resolve_threshold
 from rangebar_pipeline.exceptions import InvalidThresholdError, PipelineConfigError
+from rangebar_pipeline.manifest import Group
+from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
 from rangebar_pipeline.series import Series
 
 __all__ = ["CONFIG_ENV", "PipelineConfig", "PipelineConfigError", "load_config", "parse_config"]
@@ -32,7 +34,8 @@ _SECTIONS: Final = {
     "start_date": None,
     "thresholds": None,
     "series": None,
-    "features": {"label_horizons"},
+    "bars": {"same_timestamp_gate", "min_duration_us"},
+    "features": {"groups", "lookback_trades", "label_horizons"},
     "datasets": {"last_n_bars", "consumer_threshold"},
     "automation": {
         "schedule_cron",
@@ -59,6 +62,10 @@ class PipelineConfig:
     sensor_max_requests: int = 20
     sensor_lookback_days: int = 3
     automation_lookback_days: int = 7
+    #: The bar options of every bar asset (the lookback window comes from the ``lookback`` group).
+    bar_options: BarOptions = DEFAULT_OPTIONS
+    #: Feature groups of the feature tables (``core`` is always on).
+    feature_groups: tuple[Group, ...] = ("core", "microstructure")
     origin: str = "<memory>"
 
     @property
@@ -167,6 +174,7 @@ def parse_config(raw: Any, *, origin: str = "<memory>") -> PipelineConfig:
     features = raw.get("features") or {}
     datasets = raw.get("datasets") or {}
     automation = raw.get("automation") or {}
+    groups, options = _feature_groups(raw.get("bars") or {}, features, fail)
     horizons = features.get("label_horizons", [1, 5])
     if not isinstance(horizons, list) or not all(_positive_int(h) for h in horizons):
         raise fail("features.label_horizons", "a list of positive integers (bars ahead)", horizons)
@@ -200,9 +208,42 @@ def parse_config(raw: Any, *, origin: str = "<memory>") -> PipelineConfig:
         label_horizons=tuple(horizons),
         consumer_threshold=consumer,
         schedule_cron=cron,
+        bar_options=options,
+        feature_groups=groups,
         origin=origin,
         **ints,
     )
+
+
+#: Lookback window when the ``lookback`` group is on and ``features.lookback_trades`` is not given.
+DEFAULT_LOOKBACK_TRADES: Final = 500
+
+
+def _feature_groups(
+    bars: Mapping[str, Any], features: Mapping[str, Any], fail: Any
+) -> tuple[tuple[Group, ...], BarOptions]:
+    """``features.groups`` (+ ``lookback_trades``) and the ``bars`` section as bar options."""
+    groups_raw = features.get("groups", ["microstructure"])
+    allowed: tuple[Group, ...] = ("microstructure", "lookback")
+    if not isinstance(groups_raw, list) or not all(g in allowed for g in groups_raw):
+        raise fail("features.groups", f"a list drawn from {list(allowed)} (core is always on)", groups_raw)
+    groups: tuple[Group, ...] = ("core", *(g for g in allowed if g in groups_raw))
+    lookback = features.get("lookback_trades", DEFAULT_LOOKBACK_TRADES)
+    if not _positive_int(lookback):
+        raise fail("features.lookback_trades", "a positive integer (trades)", lookback)
+    if "lookback_trades" in features and "lookback" not in groups:
+        raise fail("features.lookback_trades", "set only with 'lookback' in features.groups", lookback)
+    gate = bars.get("same_timestamp_gate", False)
+    if not isinstance(gate, bool):
+        raise fail("bars.same_timestamp_gate", "true or false", gate)
+    min_duration = bars.get("min_duration_us", 0)
+    if isinstance(min_duration, bool) or not isinstance(min_duration, int) or min_duration < 0:
+        raise fail("bars.min_duration_us", "an integer >= 0 (microseconds)", min_duration)
+    try:
+        options = BarOptions(gate, min_duration, lookback if "lookback" in groups else 0)
+    except ValueError as exc:
+        raise fail("features.lookback_trades", f"valid ({exc})", lookback) from None
+    return groups, options
 
 
 def _positive_int(value: Any) -> bool:

@@ -92,7 +92,8 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _range_text(c: Column) -> str:
+def range_text(c: Column) -> str:
+    """The valid range as interval text, e.g. ``[0, 1]`` or ``(0, +inf)``."""
     if c.value_range is None:
         return "any"
     low = "-inf" if c.min is None else f"{c.min:g}"
@@ -123,11 +124,22 @@ def render_markdown(columns: tuple[Column, ...] = COLUMNS) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| `{c.name}` | {c.dtype} | {c.unit} | {_cell(c.formula)} | {_range_text(c)} "
+            f"| `{c.name}` | {c.dtype} | {c.unit} | {_cell(c.formula)} | {range_text(c)} "
             f"| {'yes' if c.nullable else 'no'} | {c.since} |"
             for c in members
         ]
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["COLUMNS", "DTYPES", "GROUPS", "Column", "Dtype", "Group", "columns_of", "load", "render_markdown"]
+__all__ = [
+    "COLUMNS",
+    "DTYPES",
+    "GROUPS",
+    "Column",
+    "Dtype",
+    "Group",
+    "columns_of",
+    "load",
+    "range_text",
+    "render_markdown",
+]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 import dagster as dg
 import polars as pl
 
+from rangebar_pipeline import manifest
 from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.schema import BAR_SCHEMA
 
@@ -60,12 +61,27 @@ def follow_upstream(config: PipelineConfig) -> dg.AutomationCondition[Any]:
 
 
 def column_schema(frame_schema: Mapping[str, pl.DataType]) -> dg.TableSchema:
-    """A Dagster table schema for a polars schema."""
+    """A Dagster table schema for a polars schema; bar columns carry their manifest entry
+    (``features.toml``: formula, unit, valid range, nullability) as description and constraints."""
+    described = {c.name: c for c in manifest.COLUMNS}
     columns = []
     for name, dtype in frame_schema.items():
         kind = "timestamp[us, UTC]" if isinstance(dtype, pl.Datetime) else None
         kind = kind or _DAGSTER_TYPES.get(type(dtype)) or _DAGSTER_TYPES.get(dtype.base_type()) or str(dtype)
-        columns.append(dg.TableColumn(name, kind))
+        entry = described.get(name)
+        if entry is None:
+            columns.append(dg.TableColumn(name, kind))
+            continue
+        columns.append(
+            dg.TableColumn(
+                name,
+                kind,
+                description=(
+                    f"{entry.formula} [{entry.unit}; {entry.group}; valid {manifest.range_text(entry)}]"
+                ),
+                constraints=dg.TableColumnConstraints(nullable=entry.nullable),
+            )
+        )
     return dg.TableSchema(columns=columns)
 
 

@@ -28,7 +28,6 @@ import dagster as dg
 import polars as pl
 
 from rangebar_pipeline.assets._common import (
-    BAR_COLUMN_SCHEMA,
     OWNERS,
     column_schema,
     drop_none,
@@ -64,6 +63,7 @@ from rangebar_pipeline.backfill import (
 )
 from rangebar_pipeline.backfill import stored_series_days as load_stored_days
 from rangebar_pipeline.config import PipelineConfig
+from rangebar_pipeline.options import BarOptions
 from rangebar_pipeline.partitions import (
     contiguous_ranges,
     daily_series_partitions,
@@ -77,8 +77,9 @@ from rangebar_pipeline.resources import (
     DatasetStoreResource,
     TickStoreResource,
 )
+from rangebar_pipeline.schema import SCHEMA_VERSION
 from rangebar_pipeline.series import Series
-from rangebar_pipeline.storage.bars import BarStore, DayWrite
+from rangebar_pipeline.storage.bars import KERNEL_VERSION, BarStore, DayWrite
 from rangebar_pipeline.storage.ticks import TickStore
 from rangebar_pipeline.streaming import prefetch
 from rangebar_pipeline.validation import ConservationTicks
@@ -90,7 +91,22 @@ BARS_STEP: Final = "range_bars_and_features"
 #: Changes with the kernel or the bar schema (what a day's bars are): downstream becomes stale.
 BARS_CODE_VERSION: Final = KERNEL_CODE_VERSION
 #: Bumped when the feature table's construction changes.
-FEATURES_CODE_VERSION: Final = f"features-2-{KERNEL_CODE_VERSION}"
+FEATURES_CODE_VERSION: Final = f"features-3-{KERNEL_CODE_VERSION}"
+
+
+def bars_code_version(options: BarOptions) -> str:
+    """The bar assets' code version: the kernel and schema, and the bar options when any is on."""
+    return BARS_CODE_VERSION + (f"-options-{options.key}" if options.key else "")
+
+
+def features_code_version(pipeline: PipelineConfig) -> str:
+    """The feature assets' code version: their construction, the bars' options and the feature groups."""
+    groups = "+".join(g for g in pipeline.feature_groups if g != "core")
+    return f"{FEATURES_CODE_VERSION}-{groups or 'core'}" + (
+        f"-options-{pipeline.bar_options.key}" if pipeline.bar_options.key else ""
+    )
+
+
 #: A batch (one Tier 2 insert, one great-expectations validation) closes after this many days ...
 CHUNK_DAYS: Final = 32
 #: ... or once it holds this many bars over all thresholds (bounds the memory of long backfills).
@@ -110,6 +126,8 @@ class _Selection:
     features: tuple[int, ...]
     checks: frozenset[dg.AssetCheckKey]
     horizons: tuple[int, ...]
+    options: BarOptions
+    groups: tuple[str, ...]
 
     @classmethod
     def of(cls, context: dg.AssetExecutionContext, pipeline: PipelineConfig) -> "_Selection":
@@ -119,6 +137,8 @@ class _Selection:
             features=tuple(t for t in pipeline.thresholds if features_key(t) in keys),
             checks=frozenset(context.selected_asset_check_keys),
             horizons=pipeline.label_horizons,
+            options=pipeline.bar_options,
+            groups=pipeline.feature_groups,
         )
 
     def wants(self, asset: dg.AssetKey, check: str) -> bool:
@@ -164,8 +184,10 @@ class _Walk:
         day_before = first - timedelta(days=1)
         computed = self.selection.bars
         loaded = tuple(t for t in self.selection.features if t not in computed)
+        options = self.selection.options
         self.previous = {
-            t: self.store.read_bars(series, t, day_before, day_before) for t in (*computed, *loaded)
+            t: self.store.read_bars(series, t, day_before, day_before, options=options)
+            for t in (*computed, *loaded)
         }
         self.last_tick = last_tick_id(self.ticks, series, day_before)
         instance = self.context.instance
@@ -190,7 +212,8 @@ class _Walk:
     ) -> Iterator[Any]:
         day_before = first - timedelta(days=1)
         if computed:
-            parents = self.store.checkpoints_at(series, computed, day_before)
+            options = self.selection.options
+            parents = self.store.checkpoints_at(series, computed, day_before, options=options)
             if day_before >= self.pipeline.start_date and (
                 absent := [t for t in computed if t not in parents]
             ):
@@ -199,10 +222,20 @@ class _Walk:
                     "fresh processor (materialize the previous day first for bars continuous across the "
                     "day boundary)"
                 )
-            days = iter_series_days(series, computed, first, last, ticks=self.ticks, parents=parents)
+            days = iter_series_days(
+                series, computed, first, last, ticks=self.ticks, parents=parents, options=options
+            )
             yield from self._chunks(days, store_bars=True)
         if loaded:
-            days = load_stored_days(series, loaded, first, last, store=self.store, ticks=self.ticks)
+            days = load_stored_days(
+                series,
+                loaded,
+                first,
+                last,
+                store=self.store,
+                ticks=self.ticks,
+                options=self.selection.options,
+            )
             yield from self._chunks(days, store_bars=False)
 
     def _chunks(self, days: Iterable[SeriesDay], *, store_bars: bool) -> Iterator[Any]:
@@ -237,7 +270,7 @@ class _Walk:
         continuity: dict[int, DayCheck] = {}
         first_id, last_id = item.tick_id_range
         for threshold, result in item.thresholds.items():
-            tier1[threshold] = tier1_day(item.series, result, item.day, prepared)
+            tier1[threshold] = tier1_day(item.series, result, item.day, prepared, self.selection.options)
             continuity[threshold] = continuity_day(
                 item.series, item.day, threshold, result.bars, self.previous.get(threshold),
                 tick_ids=(self.last_tick, first_id),
@@ -247,7 +280,7 @@ class _Walk:
             self.last_tick = last_id
         return _Day(
             item.series, item.day, item.tick_count, item.read_seconds, item.thresholds, tier1, continuity,
-            day_writes([item]),
+            day_writes([item], options=self.selection.options),
         )  # fmt: skip
 
     def _flush(self, chunk: Sequence[_Day], *, store_bars: bool) -> Iterator[Any]:
@@ -282,7 +315,7 @@ class _Walk:
                     asset_key=asset,
                     partition=label,
                     metadata=_bar_metadata(self, day, result, sha, write_seconds),
-                    tags=version_tags(sha, BARS_CODE_VERSION, inputs),
+                    tags=version_tags(sha, bars_code_version(self.selection.options), inputs),
                 )
                 recorded = latest_version(self.context.instance, asset, label) or Version(None, sha)
                 self.versions[threshold] = self.recorded[(threshold, day.day)] = recorded
@@ -303,8 +336,9 @@ class _Walk:
                 check = day.tier1[threshold]
                 if check.passed:
                     table = feature_table(
-                        day.results[threshold].bars, day.series, threshold, self.selection.horizons
-                    )
+                        day.results[threshold].bars, day.series, threshold, self.selection.horizons,
+                        groups=self.selection.groups,
+                    )  # fmt: skip
                     ready.append(FeatureDay(day.series, threshold, day.day, table))
                     continue
                 self.context.log.warning(
@@ -314,7 +348,9 @@ class _Walk:
                 reason = f"range_bars_{threshold}:tier1 failed: {check.description}"
                 withdraw(self.datasets, day.series, threshold, day.day, [reason])
         gated = [f for f in ready if self.selection.wants(features_key(f.threshold), "expectations")]
-        verdicts = dict(zip(map(id, gated), gate_tables(gated), strict=True)) if gated else {}
+        verdicts = (
+            dict(zip(map(id, gated), gate_tables(gated, self.selection.groups), strict=True)) if gated else {}
+        )
         for threshold in self.selection.features:
             mine = [f for f in ready if f.threshold == threshold]
             asset = features_key(threshold)
@@ -330,12 +366,13 @@ class _Walk:
                 source = self.recorded.get((threshold, item.day)) or latest_version(
                     self.context.instance, range_bars_key(threshold), label
                 )
-                version = _feature_version(source, self.selection.horizons)
+                code_version = features_code_version(self.pipeline)
+                version = _feature_version(source, self.selection.horizons, code_version)
                 yield dg.AssetMaterialization(
                     asset_key=asset,
                     partition=label,
                     metadata=_feature_metadata(item, path, size, verdict, self.selection.horizons),
-                    tags=version_tags(version, FEATURES_CODE_VERSION, {range_bars_key(threshold): source}),
+                    tags=version_tags(version, code_version, {range_bars_key(threshold): source}),
                 )
                 if verdict is not None:
                     yield _gate_evaluation(asset, label, verdict)
@@ -355,9 +392,9 @@ def _tier2_evaluation(
     )
 
 
-def _feature_version(bars: Version | None, horizons: tuple[int, ...]) -> str:
-    """A feature table is a function of its day's bars and the label horizons."""
-    basis = f"{bars.data_version if bars else 'unrecorded'}|{horizons}|{FEATURES_CODE_VERSION}"
+def _feature_version(bars: Version | None, horizons: tuple[int, ...], code_version: str) -> str:
+    """A feature table is a function of its day's bars, the label horizons and its construction."""
+    basis = f"{bars.data_version if bars else 'unrecorded'}|{horizons}|{code_version}"
     return hashlib.sha256(basis.encode()).hexdigest()
 
 
@@ -371,6 +408,8 @@ def _feature_metadata(
         "bytes": size,
         "promoted": verdict is None or verdict.passed,
         "labels": ", ".join(f"forward_return_{h}" for h in horizons),
+        "schema_version": SCHEMA_VERSION,
+        "kernel_version": KERNEL_VERSION,
     }
 
 
@@ -405,7 +444,10 @@ def _bar_metadata(
     return drop_none(
         {
             "dagster/partition_row_count": bars.height,
-            "dagster/column_schema": BAR_COLUMN_SCHEMA,
+            "dagster/column_schema": column_schema(walk.selection.options.bar_schema),
+            "bar_options": walk.selection.options.key or "default",
+            "schema_version": SCHEMA_VERSION,
+            "kernel_version": KERNEL_VERSION,
             "dagster/uri": f"{walk.store.dsn}#range_bars/{result.threshold}/{day.series.key}/{day.day}",
             "bars": bars.height,
             "ticks": day.tick_count,
@@ -438,6 +480,9 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
     """The step computing ``range_bars_{thr}`` and ``features_{thr}`` of every configured threshold."""
     partitions = daily_series_partitions(pipeline)
     horizons = ", ".join(f"forward_return_{h}" for h in pipeline.label_horizons)
+    options = pipeline.bar_options
+    bar_schema = column_schema(options.bar_schema)
+    groups = " and ".join(g for g in pipeline.feature_groups if g != "core") or "no feature group"
     specs: list[dg.AssetSpec] = []
     checks: list[dg.AssetCheckSpec] = []
 
@@ -461,12 +506,13 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         deps = [dg.AssetDep(TICKS_KEY), dg.AssetDep(bars, partition_mapping=previous_day_mapping())]
         spec(
             bars, deps, "range_bars", {"rust", "clickhouse"},
-            code_version=BARS_CODE_VERSION,
-            metadata={"dagster/column_schema": BAR_COLUMN_SCHEMA},
+            code_version=bars_code_version(options),
+            metadata={"dagster/column_schema": bar_schema, "bar_options": options.key or "default"},
             description=(
                 f"Range bars at {threshold} dbps ({threshold / 1000:g} %) with the 10 microstructure "
-                "features, one UTC day of one series, stored in the Tier 2 bar store (the day is "
-                "replaced). The day continues the previous day's unfinished bar from its checkpoint."
+                f"features{' and the lookback group' if options.lookback_trades else ''}, one UTC day of "
+                "one series, stored in the Tier 2 bar store (the day is replaced). The day continues the "
+                f"previous day's unfinished bar from its checkpoint. Bar options: {options}."
             ),
         )  # fmt: skip
         check(
@@ -480,11 +526,12 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         features = features_key(threshold)
         spec(
             features, [dg.AssetDep(range_bars_key(threshold))], "features", {"parquet", "polars"},
-            code_version=FEATURES_CODE_VERSION,
+            code_version=features_code_version(pipeline),
             description=(
                 f"ML-ready feature table at {threshold} dbps: the day's bars (only when they passed "
-                f"tier1) with their features and forward-return labels {horizons}, one Parquet file "
-                "per series and day, visible to datasets once its great-expectations gate passed."
+                f"tier1) with the {groups} features and forward-return labels {horizons}, one Parquet "
+                "file per series and day (recording the schema and kernel versions that produced it), "
+                "visible to datasets once its great-expectations gate passed."
             ),
         )  # fmt: skip
         check(

@@ -23,6 +23,7 @@ import polars as pl
 from rangebar_pipeline.assets._common import markdown_table
 from rangebar_pipeline.backfill import ThresholdDay
 from rangebar_pipeline.config import PipelineConfig
+from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
 from rangebar_pipeline.partitions import parse_partition_key, partition_key
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.validation import (
@@ -68,10 +69,21 @@ class DayCheck:
         )
 
 
-def tier1_day(series: Series, item: ThresholdDay, day: date, ticks: ConservationTicks) -> DayCheck:
+def tier1_day(
+    series: Series,
+    item: ThresholdDay,
+    day: date,
+    ticks: ConservationTicks,
+    options: BarOptions = DEFAULT_OPTIONS,
+) -> DayCheck:
     """Tier 1 invariants and exact tick conservation of one day's bars (with the bars carried in/out)."""
     label = partition_key(day, series)
-    tier1 = validate_tier1(item.bars, threshold_decimal_bps=item.threshold)
+    tier1 = validate_tier1(
+        item.bars,
+        threshold_decimal_bps=item.threshold,
+        same_timestamp_gate=options.same_timestamp_gate,
+        min_duration_us=options.min_duration_us,
+    )
     conservation = validate_conservation(
         item.bars, ticks, incomplete_bar=item.incomplete, carried_in=item.carried_in
     )

@@ -1,8 +1,11 @@
 """Feature tables: the validated, ML-ready rows of a partition (bars, features, labels) as Parquet.
 
-Rows are a day's bars with their 10 microstructure features, keyed by series and threshold, plus
-forward-return labels ``forward_return_{h}`` = close h bars ahead / close - 1. Labels stay inside
-the day (no look-ahead into a day that may not exist yet): the last h bars of a day have a null label.
+Rows are a day's bars with the feature groups of the pipeline config (the 10 microstructure
+features by default, the lookback group when on), keyed by series and threshold, plus forward-return
+labels ``forward_return_{h}`` = close h bars ahead / close - 1. Labels stay inside the day (no
+look-ahead into a day that may not exist yet): the last h bars of a day have a null label. Each file
+records the bar schema version and the kernel version that produced it (Parquet key-value metadata
+``rangebar.schema_version`` / ``rangebar.kernel_version``; :func:`table_versions` reads them).
 
 Staging, then promotion: a day's table is written under ``.staging/`` and moved next to the other
 days (where datasets read) only once its blocking great-expectations gate passed; a failed day is
@@ -23,10 +26,14 @@ from typing import Any, Final
 import dagster as dg
 import polars as pl
 
+from rangebar_pipeline.manifest import Group, columns_of
 from rangebar_pipeline.resources import DatasetStoreResource
+from rangebar_pipeline.schema import SCHEMA_VERSION
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage._atomic import atomic_write
+from rangebar_pipeline.storage.bars import KERNEL_VERSION
 from rangebar_pipeline.validation import validate_expectations, validate_tier2
+from rangebar_pipeline.validation.expectations import REQUIRED_COLUMNS
 
 __all__ = [
     "KEY_COLUMNS",
@@ -41,6 +48,8 @@ __all__ = [
     "gate_tables",
     "publish",
     "rejected_days",
+    "required_columns",
+    "table_versions",
     "tier2_verdict",
     "withdraw",
     "write_parquet",
@@ -60,9 +69,17 @@ def features_key(threshold: int) -> dg.AssetKey:
 
 
 def feature_table(
-    bars: pl.DataFrame, series: Series, threshold: int, horizons: tuple[int, ...]
+    bars: pl.DataFrame,
+    series: Series,
+    threshold: int,
+    horizons: tuple[int, ...],
+    *,
+    groups: Sequence[str] = ("core", "microstructure"),
 ) -> pl.DataFrame:
-    """Key columns + bars and features + ``forward_return_{h}`` labels (within the frame)."""
+    """Key columns + the bar columns of ``groups`` (plus any source-specific ones, e.g. Exness
+    spreads) + ``forward_return_{h}`` labels (within the frame)."""
+    optional: tuple[Group, ...] = ("microstructure", "lookback")
+    dropped = {c.name for group in optional if group not in groups for c in columns_of(group)}
     keys = [
         pl.lit(series.source).alias("source"),
         pl.lit(series.market).alias("market"),
@@ -72,14 +89,36 @@ def feature_table(
     labels = [
         (pl.col("close").shift(-h) / pl.col("close") - 1.0).alias(f"forward_return_{h}") for h in horizons
     ]
-    return bars.select(*keys, pl.all()).with_columns(labels)
+    return bars.select(*keys, pl.all().exclude(*dropped)).with_columns(labels)
+
+
+def required_columns(groups: Sequence[str]) -> tuple[str, ...]:
+    """Columns the great-expectations gate requires in a feature table of ``groups``."""
+    optional: tuple[Group, ...] = ("microstructure", "lookback")
+    chosen = [g for g in optional if g in groups]
+    wanted = {c.name for c in columns_of("core", *chosen)}
+    lookback = [c.name for c in columns_of("lookback")] if "lookback" in groups else []
+    return (*(c for c in REQUIRED_COLUMNS if c in wanted), *lookback)
+
+
+#: Parquet key-value metadata of every feature file: what produced it.
+_VERSION_KEYS: Final = ("rangebar.schema_version", "rangebar.kernel_version")
+
+
+def table_versions(path: Path) -> tuple[int | None, str | None]:
+    """``(schema_version, kernel_version)`` recorded in a feature file (None where absent)."""
+    metadata = pl.read_parquet_metadata(path)
+    schema = metadata.get(_VERSION_KEYS[0])
+    return (int(schema) if schema is not None else None), metadata.get(_VERSION_KEYS[1])
 
 
 def write_parquet(frame: pl.DataFrame, path: Path) -> int:
-    """Write ``frame`` atomically as zstd Parquet; return the file size."""
+    """Write ``frame`` atomically as zstd Parquet (with the schema and kernel versions that produced
+    it as key-value metadata); return the file size."""
+    versions = dict(zip(_VERSION_KEYS, (str(SCHEMA_VERSION), KERNEL_VERSION), strict=True))
 
     def write(handle: Any) -> None:
-        frame.write_parquet(handle, compression="zstd", statistics=True)
+        frame.write_parquet(handle, compression="zstd", statistics=True, metadata=versions)
 
     return atomic_write(path, write)
 
@@ -107,17 +146,22 @@ class GateVerdict:
 UNGATED: Final = GateVerdict(passed=True, evaluated=0, failures=())
 
 
-def gate_tables(days: Sequence[FeatureDay]) -> list[GateVerdict]:
+def gate_tables(
+    days: Sequence[FeatureDay], groups: Sequence[str] = ("core", "microstructure")
+) -> list[GateVerdict]:
     """The gate of each table: one validation of them all, table by table only if that one fails."""
     tables = [d.table for d in days if d.table.height]
     if not tables:
         return [GateVerdict(True, 0, ()) for _ in days]
-    batch = validate_expectations(pl.concat(tables, how="vertical_relaxed"), series_columns=KEY_COLUMNS)
+    required = required_columns(groups)
+    batch = validate_expectations(
+        pl.concat(tables, how="vertical_relaxed"), series_columns=KEY_COLUMNS, required_columns=required
+    )
     if batch.passed:
         return [GateVerdict(True, batch.evaluated, ()) for _ in days]
     verdicts = []
     for item in days:
-        result = validate_expectations(item.table, series_columns=KEY_COLUMNS)
+        result = validate_expectations(item.table, series_columns=KEY_COLUMNS, required_columns=required)
         failures = tuple(f"{c.name}: {c.detail}" for c in result.checks if c.status == "failed")
         verdicts.append(GateVerdict(result.passed, result.evaluated, failures))
     return verdicts

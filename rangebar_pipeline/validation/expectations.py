@@ -16,7 +16,7 @@ from typing import Any, Final
 import polars as pl
 
 from rangebar_pipeline.manifest import COLUMNS
-from rangebar_pipeline.schema import BAR_SCHEMA, FEATURE_COLUMNS
+from rangebar_pipeline.schema import BAR_SCHEMA, FEATURE_COLUMNS, LOOKBACK_SCHEMA
 from rangebar_pipeline.validation._frames import as_bar_frame
 from rangebar_pipeline.validation.results import CheckedResult, CheckOutcome, JSONValue, json_safe
 
@@ -94,21 +94,28 @@ def build_expectations(
 ) -> list[Any]:
     """The expectations for a feature table with ``columns`` (GX expectation objects).
 
-    Column set (``required_columns`` present), dtypes of the bar columns present, no nulls, value
-    ranges, ``high >= low``, uniqueness of (series, close_time, first id) - or (series, open_time,
-    close_time) without ids - and the row count in ``[min_rows, max_rows]``.
+    Column set (``required_columns`` present); for every manifest column present (bar, feature and
+    lookback columns): its dtype and no nulls (columns the manifest marks nullable: neither, their
+    nulls are legitimate) and its value range; ``high >= low``, uniqueness of (series, close_time,
+    first id) - or (series, open_time, close_time) without ids - and the row count in
+    ``[min_rows, max_rows]``.
     """
     # GX's package does not re-export its expectation classes for type checkers; look them up.
     gxe: Any = importlib.import_module("great_expectations.expectations")
 
+    dtypes = BAR_SCHEMA | LOOKBACK_SCHEMA
     present = [c for c in BAR_SCHEMA if c in columns]
     out: list[Any] = [
         gxe.ExpectTableColumnsToMatchSet(column_set=list(required_columns), exact_match=False),
         gxe.ExpectTableRowCountToBeBetween(min_value=min_rows, max_value=max_rows),
     ]
-    for column in present:
-        out.append(gxe.ExpectColumnTypeToBe(column=column, type_=_PANDAS_TYPES[repr(BAR_SCHEMA[column])]))
-        out.append(gxe.ExpectColumnValuesToNotBeNull(column=column))
+    for entry in COLUMNS:
+        column = entry.name
+        if column not in columns:
+            continue
+        if not entry.nullable:
+            out.append(gxe.ExpectColumnTypeToBe(column=column, type_=_PANDAS_TYPES[repr(dtypes[column])]))
+            out.append(gxe.ExpectColumnValuesToNotBeNull(column=column))
         if column in VALUE_RANGES:
             low, high, strict = VALUE_RANGES[column]
             out.append(

@@ -14,6 +14,7 @@ from typing import Any
 import polars as pl
 
 from rangebar_pipeline.exceptions import InvalidThresholdError
+from rangebar_pipeline.manifest import COLUMNS
 from rangebar_pipeline.schema import BASIS_POINTS_SCALE, FEATURE_COLUMNS
 from rangebar_pipeline.validation._frames import (
     as_bar_frame,
@@ -145,9 +146,14 @@ def validate_tier1(
     )
 
 
+#: Columns whose nulls are legitimate (the manifest marks them nullable: e.g. a lookback feature
+#: whose formula is undefined for its window).
+_NULLABLE = frozenset(c.name for c in COLUMNS if c.nullable)
+
+
 def _value_checks(frame: pl.DataFrame) -> list[CheckOutcome]:
     floats = float_columns(frame)
-    nulls = {c: n for c, n in frame.null_count().row(0, named=True).items() if n}
+    nulls = {c: n for c, n in frame.null_count().row(0, named=True).items() if n and c not in _NULLABLE}
     out = [
         failed_check(
             "no_null",
