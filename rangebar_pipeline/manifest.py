@@ -83,8 +83,10 @@ def columns_of(*groups: Group) -> tuple[Column, ...]:
 
 _GROUP_TITLES: Final[dict[Group, str]] = {
     "core": "Core bar columns (always on)",
-    "microstructure": "Microstructure features (always on, SPEC §3)",
-    "lookback": "Lookback features (opt-in)",
+    "microstructure": (
+        "Microstructure features (on by default, SPEC §3; `include_microstructure`, `features.groups`)"
+    ),
+    "lookback": "Lookback features (opt-in: `lookback_trades=N`, `--lookback-trades N`, `features.groups`)",
 }
 
 
