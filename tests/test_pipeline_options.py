@@ -15,6 +15,12 @@ from polars.testing import assert_frame_equal
 
 from rangebar_pipeline.assets._common import column_schema
 from rangebar_pipeline.assets.bars import BARS_CODE_VERSION
+from rangebar_pipeline.assets.consumers import (
+    LOOKBACK_MODEL_FEATURES,
+    MODEL_FEATURES,
+    fit_forward_return_model,
+    model_features,
+)
 from rangebar_pipeline.assets.features import FeatureDay, feature_table, gate_tables, table_versions
 from rangebar_pipeline.config import PipelineConfigError, parse_config
 from rangebar_pipeline.manifest import COLUMNS, columns_of
@@ -157,3 +163,21 @@ def test_default_config_keeps_the_plain_options() -> None:
         | {"bars": {"same_timestamp_gate": True}, "features": {"groups": ["microstructure", "lookback"]}}
     )
     assert gated.bar_options == BarOptions(same_timestamp_gate=True, lookback_trades=500)
+
+
+def test_the_example_model_uses_the_groups_a_dataset_has() -> None:
+    walk = [100 + 0.05 * ((i * 7919) % 13 - 6) + 0.01 * (i // 40) for i in range(20_000)]
+    trades = {
+        "timestamp": [1_700_000_000_000 + i * 300 for i in range(20_000)],
+        "price": walk,
+        "quantity": [1 + (i % 7) for i in range(20_000)],
+        "is_buyer_maker": [(i * 31) % 7 < 3 for i in range(20_000)],
+    }
+    bars = BarOptions(lookback_trades=200).processor(10).process(trades)
+    lookback_only = feature_table(bars, CM, 10, (1,), groups=("core", "lookback"))
+    everything = feature_table(bars, CM, 10, (1,), groups=("core", "microstructure", "lookback"))
+    assert model_features(lookback_only.columns) == LOOKBACK_MODEL_FEATURES
+    assert model_features(everything.columns) == MODEL_FEATURES
+    assert model_features(feature_table(bars, CM, 10, (1,), groups=("core",)).columns) == ("log_duration_s",)
+    fit = fit_forward_return_model(lookback_only)
+    assert len(fit.params) == 1 + len(LOOKBACK_MODEL_FEATURES) and fit.nobs > 20

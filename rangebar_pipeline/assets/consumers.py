@@ -7,6 +7,7 @@ result. It lives in its own group (``ml_consumers``) and follows its dataset aut
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at runtime.
 
 import json
+from collections.abc import Sequence
 from typing import Any, BinaryIO, Final
 
 import dagster as dg
@@ -21,30 +22,54 @@ from rangebar_pipeline.resources import DatasetStoreResource
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage._atomic import atomic_write
 
-__all__ = ["MODEL_FEATURES", "MODEL_KEY", "build_consumer_asset", "fit_forward_return_model"]
+__all__ = [
+    "LOOKBACK_MODEL_FEATURES",
+    "MODEL_FEATURES",
+    "MODEL_KEY",
+    "build_consumer_asset",
+    "fit_forward_return_model",
+    "model_features",
+]
 
 MODEL_KEY: Final = dg.AssetKey("forward_return_model")
 MODEL_FEATURES: Final = ("ofi", "vwap_close_deviation", "turnover_imbalance", "log_duration_s")
+#: The regressors when the feature tables carry the lookback group but not the microstructure one.
+LOOKBACK_MODEL_FEATURES: Final = (
+    "lookback_ofi",
+    "lookback_vwap_position",
+    "lookback_kaufman_er",
+    "log_duration_s",
+)
 MIN_OBSERVATIONS: Final = 20
 
 
+def model_features(columns: Sequence[str]) -> tuple[str, ...]:
+    """The regressors available in a dataset: the microstructure set, else the lookback set, else
+    the bar's log duration alone (``features.groups`` decides which groups a dataset has)."""
+    for features in (MODEL_FEATURES, LOOKBACK_MODEL_FEATURES):
+        if all(f in columns for f in features[:-1]):
+            return features
+    return ("log_duration_s",)
+
+
 def fit_forward_return_model(dataset: pl.DataFrame) -> Any:
-    """OLS of ``forward_return_1`` on :data:`MODEL_FEATURES` with HAC (Newey-West) standard errors."""
+    """OLS of ``forward_return_1`` on :func:`model_features` with HAC (Newey-West) standard errors."""
     import statsmodels.api as sm  # imported here: it costs seconds of every code-location load
 
+    features = model_features(dataset.columns)
     frame = dataset.select(
         "forward_return_1",
-        "ofi",
-        "vwap_close_deviation",
-        "turnover_imbalance",
-        (pl.col("duration_us").cast(pl.Float64) / 1e6).log1p().alias("log_duration_s"),
+        *features[:-1],
+        ((pl.col("close_time") - pl.col("open_time")).dt.total_microseconds() / 1e6)
+        .log1p()
+        .alias("log_duration_s"),
     ).drop_nulls()
     if frame.height < MIN_OBSERVATIONS:
         raise ValueError(
             f"need at least {MIN_OBSERVATIONS} bars with a forward_return_1 label, found {frame.height}"
         )
     y = frame["forward_return_1"].to_numpy()
-    x = sm.add_constant(frame.select(MODEL_FEATURES).to_numpy(), has_constant="add")
+    x = sm.add_constant(frame.select(features).to_numpy(), has_constant="add")
     return sm.OLS(y, x).fit(cov_type="HAC", cov_kwds={"maxlags": 5})
 
 
@@ -63,7 +88,8 @@ def build_consumer_asset(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         code_version="1",
         description=(
             f"Example consumer: OLS (HAC errors) of the next bar's return on ofi, vwap_close_deviation, "
-            f"turnover_imbalance and log duration, fitted on ml_dataset_{threshold}."
+            f"turnover_imbalance and log duration (the lookback group's ofi, vwap position and efficiency "
+            f"ratio when the feature tables carry it instead), fitted on ml_dataset_{threshold}."
         ),
     )
     def forward_return_model(
@@ -75,11 +101,12 @@ def build_consumer_asset(pipeline: PipelineConfig) -> dg.AssetsDefinition:
             raise dg.Failure(
                 description=f"{path} does not exist: materialize ml_dataset_{threshold} for {series}"
             )
+        dataset = pl.read_parquet(path)
         try:
-            fit = fit_forward_return_model(pl.read_parquet(path))
+            fit = fit_forward_return_model(dataset)
         except ValueError as exc:
             raise dg.Failure(description=f"{series}: {exc}") from None
-        names = ["const", *MODEL_FEATURES]
+        names = ["const", *model_features(dataset.columns)]
         rows = [
             {"term": n, "coef": float(c), "std_err": float(s), "z": float(t), "p_value": float(p)}
             for n, c, s, t, p in zip(names, fit.params, fit.bse, fit.tvalues, fit.pvalues, strict=True)

@@ -89,7 +89,8 @@ def feature_table(
     labels = [
         (pl.col("close").shift(-h) / pl.col("close") - 1.0).alias(f"forward_return_{h}") for h in horizons
     ]
-    return bars.select(*keys, pl.all().exclude(*dropped)).with_columns(labels)
+    columns = [pl.col(c) for c in bars.columns if c not in dropped]
+    return bars.select(*keys, *columns).with_columns(labels)
 
 
 def required_columns(groups: Sequence[str]) -> tuple[str, ...]:
