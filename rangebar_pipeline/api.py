@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import polars as pl
 
-from rangebar_pipeline.backfill import with_spreads
+from rangebar_pipeline.backfill import DayFailedError, iter_series_days
 from rangebar_pipeline.constants import resolve_threshold
 from rangebar_pipeline.exceptions import (
     ContinuityError,
@@ -123,22 +123,18 @@ def _compute_day(
     fetch_if_missing: bool,
     options: BarOptions,
 ) -> tuple[pl.DataFrame, bytes, int]:
-    """Bars closed by the ticks of ``day``, the checkpoint after them, and the tick count."""
-    if fetch_if_missing:
-        fetched = ticks.get_ticks(series.source, series.market, series.symbol, day, day)
-        assert isinstance(fetched, pl.DataFrame)
-        frame = fetched
-    elif ticks.has_day(series.source, series.market, series.symbol, day):
-        frame = ticks.read_day(series.source, series.market, series.symbol, day)
-    else:
-        raise DataNotFoundError(
-            f"{series} {day}: no stored bars and no stored ticks, and fetch_if_missing=False"
-        )
-    processor = options.processor(threshold) if parent is None else RangeBarProcessor.from_checkpoint(parent)
-    bars = with_spreads(series, day, processor.process(frame), frame, ticks)
-    state: Any = processor.checkpoint()  # _core.Checkpoint
-    checkpoint: bytes = state.to_bytes()
-    return bars, checkpoint, frame.height
+    """Bars closed by the ticks of ``day``, the checkpoint after them, and the tick count (one day of
+    the backfill engine, :func:`~rangebar_pipeline.backfill.iter_series_days`)."""
+    try:
+        (computed,) = iter_series_days(
+            series, [threshold], day, day, ticks=ticks, parents={threshold: parent},
+            fetch_if_missing=fetch_if_missing, options=options,
+        )  # fmt: skip
+    except DayFailedError as exc:  # the API raises the cause itself (DataNotFoundError, ...)
+        cause = exc.__cause__
+        raise cause if isinstance(cause, Exception) else exc from None
+    result = computed.thresholds[threshold]
+    return result.bars, result.checkpoint, computed.tick_count
 
 
 def materialize_days(

@@ -189,8 +189,9 @@ def _read_day(series: Series, day: date, ticks: TickStore, fetch_if_missing: boo
         return fetched
     if not ticks.has_day(series.source, series.market, series.symbol, day):
         raise DataNotFoundError(
-            f"no ticks of {series} {day} in the tick store {ticks.root} (materialize `ticks` for this "
-            "partition first, or fetch them)"
+            f"{series} {day}: no ticks in the tick store {ticks.root} and "
+            "fetching is off (fetch them: fetch_if_missing=True in the API, or materialize `ticks` for "
+            "this partition in Dagster)"
         )
     return ticks.read_day(series.source, series.market, series.symbol, day)
 
