@@ -78,3 +78,10 @@ def test_every_public_name_is_importable(name: str) -> None:
 def test_unknown_name_raises_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = rangebar_pipeline.no_such_name  # type: ignore[attr-defined]
+
+
+def test_the_cached_bars_path_loads_no_pandas() -> None:
+    """``rangebar bars`` (the API, both stores, the backfill engine) prints with polars: no pandas."""
+    loaded = _loaded_after("import rangebar_pipeline.api, rangebar_pipeline.cli, rangebar_pipeline.storage")
+    assert "pandas" not in loaded and "dagster" not in loaded and "great_expectations" not in loaded
+    assert "clickhouse_connect" in loaded, "the probe must reach the bar store"

@@ -16,15 +16,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import polars as pl
 
 from rangebar_pipeline.paths import default_cache_dir
 from rangebar_pipeline.series import Series, parse_market, parse_source
 from rangebar_pipeline.storage.ticks import TickStore, tick_schema
 from rangebar_pipeline.trades import timestamps_us, to_polars
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["TickStorage", "get_cache_dir", "series_of"]
 
