@@ -340,8 +340,8 @@ impl RangeBarProcessor {
         ibm: &[bool],
     ) -> Result<Cursor, KernelError> {
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi2") {
+            // SAFETY: the CPU has AVX2 and BMI2 (checked just above).
             return unsafe { self.run_plain_avx2(trades, out, ids, ibm) };
         }
         self.run_plain_body(trades, out, ids, ibm)
@@ -352,7 +352,7 @@ impl RangeBarProcessor {
     /// # Safety
     /// The CPU must support AVX2.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,bmi2")]
     unsafe fn run_plain_avx2(
         &self,
         trades: &TradeColumns<'_>,
@@ -613,7 +613,7 @@ fn add_slice(bar: &mut BarState, c: &Rows<'_>, start: usize, end: usize) -> bool
     // checks afterwards. This loop has no 128-bit arithmetic, so it vectorises.
     let (mut volume, mut sell_volume) = (0_u64, 0_u64);
     let (mut spans, mut sell_spans, mut sell_rows) = (0_u64, 0_u64, 0_u64);
-    let mut bits = 0_u64;
+    let (mut qty_bits, mut span_bits) = (0_u64, 0_u64);
     for r in 0..rows {
         let p = price[r];
         let q = qty[r] as u64; // >= 0, checked by the scan
@@ -627,20 +627,19 @@ fn add_slice(bar: &mut BarState, c: &Rows<'_>, start: usize, end: usize) -> bool
         spans = spans.wrapping_add(span);
         sell_spans = sell_spans.wrapping_add(span & mask);
         sell_rows += sell;
-        bits |= q | span;
+        qty_bits |= q;
+        span_bits |= span;
     }
-    if bits >= 1 << 54 {
+    if (qty_bits | span_bits) >= 1 << 54 {
         return false;
     }
-    // Turnovers: products below 2^126, so the u128 sums can wrap; checked against a bound below.
-    let (mut turnover, mut sell_turnover) = (0_u128, 0_u128);
-    for r in 0..rows {
-        let mask = u64::from(ibm[r]).wrapping_neg();
-        let wide_mask = u128::from(mask) | (u128::from(mask) << 64);
-        let product = u128::from(price[r] as u64) * u128::from(qty[r] as u64); // p > 0, q >= 0
-        turnover = turnover.wrapping_add(product);
-        sell_turnover = sell_turnover.wrapping_add(product & wide_mask);
-    }
+    // Turnovers: products below 2^117 (p < 2^63, q < 2^54), so the u128 sums can wrap; checked
+    // against a bound below.
+    let (turnover, sell_turnover) = if qty_bits < 1 << 32 {
+        turnovers_narrow(price, qty, ibm)
+    } else {
+        turnovers_wide(price, qty, ibm)
+    };
     let (volume, sell_volume) = (u128::from(volume), u128::from(sell_volume));
     let (spans, sell_spans) = (u128::from(spans), u128::from(sell_spans));
     let buy_rows = rows as u64 - sell_rows;
@@ -680,6 +679,49 @@ fn add_slice(bar: &mut BarState, c: &Rows<'_>, start: usize, end: usize) -> bool
     bar.buy.turnover += buy_turnover as i128;
     bar.sell.turnover += sell_turnover as i128;
     true
+}
+
+/// `(sum of price x quantity, the same over sell rows)`, wrapping, for any quantities >= 0.
+#[inline(always)]
+fn turnovers_wide(price: &[i64], qty: &[i64], ibm: &[bool]) -> (u128, u128) {
+    let (mut turnover, mut sell_turnover) = (0_u128, 0_u128);
+    for ((&p, &q), &sell) in price.iter().zip(qty).zip(ibm) {
+        let mask = u64::from(sell).wrapping_neg();
+        let product = u128::from(p as u64) * u128::from(q as u64); // p > 0, q >= 0
+        turnover = turnover.wrapping_add(product);
+        sell_turnover =
+            sell_turnover.wrapping_add(product & (u128::from(mask) * 0x1_0000_0000_0000_0001));
+    }
+    (turnover, sell_turnover)
+}
+
+/// [`turnovers_wide`] for quantities below 2^32 and at most 2^9 rows, in 64-bit lanes: with
+/// `p = p1 * 2^32 + p0`, `p * q = p0 q + p1 q 2^32`; each 32-bit half of those two products is
+/// summed apart (below 2^32 x 2^9 rows each), so nothing wraps, and it vectorises.
+#[inline(always)]
+fn turnovers_narrow(price: &[i64], qty: &[i64], ibm: &[bool]) -> (u128, u128) {
+    const LOW: u64 = 0xffff_ffff;
+    let (mut lo, mut mid, mut hi) = (0_u64, 0_u64, 0_u64);
+    let (mut sell_lo, mut sell_mid, mut sell_hi) = (0_u64, 0_u64, 0_u64);
+    for ((&p, &q), &sell) in price.iter().zip(qty).zip(ibm) {
+        let (p0, p1) = ((p as u64) & LOW, (p as u64) >> 32);
+        let q = (q as u64) & LOW; // < 2^32 by the caller's check
+        let sell_q = q & u64::from(sell).wrapping_neg();
+        let (x, y) = (p0 * q, p1 * q);
+        lo += x & LOW;
+        mid += (x >> 32) + (y & LOW);
+        hi += y >> 32;
+        let (x, y) = (p0 * sell_q, p1 * sell_q);
+        sell_lo += x & LOW;
+        sell_mid += (x >> 32) + (y & LOW);
+        sell_hi += y >> 32;
+    }
+    let join = |lo: u64, mid: u64, hi: u64| {
+        u128::from(lo)
+            .wrapping_add(u128::from(mid) << 32)
+            .wrapping_add(u128::from(hi) << 64)
+    };
+    (join(lo, mid, hi), join(sell_lo, sell_mid, sell_hi))
 }
 
 /// The error for a row that failed one of the input checks.
@@ -766,7 +808,8 @@ mod fast_path_tests {
                 any::<bool>(),
                 0_u32..20_000, // which bad row, if any
                 0_u32..1_000,  // which huge value, if any
-                (1_i64 << 40)..i64::MAX,
+                (30_u32..63, any::<i64>())
+                    .prop_map(|(bits, r)| (1 << bits) | (r & ((1 << bits) - 1))),
             );
             prop::collection::vec(row, len).prop_map(move |rows| {
                 let mut s = Stream {
@@ -838,7 +881,7 @@ mod fast_path_tests {
             prop_assert_eq!(&out, &expected_out);
         }
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi2") {
             let mut out = BarColumns::default();
             // SAFETY: checked just above.
             let got = unsafe { p.run_plain_avx2(&cols, &mut out, [agg, first, last], ibm) };
