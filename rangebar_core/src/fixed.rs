@@ -36,7 +36,13 @@ pub fn to_f64(raw: i64) -> f64 {
 /// 128-bit accumulator to float, `raw / 1e8`.
 #[inline]
 pub fn wide_to_f64(raw: i128) -> f64 {
-    raw as f64 / SCALE_F64
+    // Both conversions round to nearest, ties to even: the same float, without the 128-bit
+    // software conversion when the value fits in 64 bits.
+    let float = match i64::try_from(raw) {
+        Ok(narrow) => narrow as f64,
+        Err(_) => raw as f64,
+    };
+    float / SCALE_F64
 }
 
 /// Parse a decimal string exactly (no float round trip). At most 8 fractional digits.
@@ -165,6 +171,15 @@ mod float_props {
                 .contains(&scaled)
                 .then_some(scaled as i64);
             prop_assert_eq!(from_f64(v), expected);
+        }
+
+        #[test]
+        fn wide_to_f64_equals_the_128_bit_conversion(
+            v in prop_oneof![any::<i128>(), any::<i64>().prop_map(i128::from), (-70_i32..70).prop_map(|s| if s < 0 { -(1_i128 << -s) } else { 1_i128 << s })],
+            nudge in -2_i128..=2,
+        ) {
+            let v = v.saturating_add(nudge);
+            prop_assert_eq!(wide_to_f64(v).to_bits(), (v as f64 / SCALE_F64).to_bits());
         }
 
         #[test]

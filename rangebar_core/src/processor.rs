@@ -327,11 +327,12 @@ impl RangeBarProcessor {
     /// The common case: every column present, no lookback, no minimum duration.
     ///
     /// While a bar is open, [`first_stop`] scans up to [`SLICE_ROWS`] rows for the first one that
-    /// breaches the bar's thresholds or fails an input check (a branch-light OR-reduction); the
-    /// rows before it are added to the bar in one pass by [`add_slice`], and the stopping row goes
-    /// through [`Self::step`], which closes the bar or diagnoses the error exactly as row-by-row
-    /// processing would. `add_slice` declines (changing nothing) when an accumulator could
-    /// overflow within the slice; those rows then go through `step` too, for the exact error row.
+    /// breaches the bar's thresholds or is out of order (a branch-light OR-reduction); the rows
+    /// before it are added to the bar in bulk by [`add_slice`], and the stopping row goes through
+    /// [`Self::step`], which closes the bar or diagnoses the error exactly as row-by-row
+    /// processing would. `add_slice` declines (changing nothing) when a row of the slice has a
+    /// negative quantity or `first > last`, or an accumulator could overflow within it; those rows
+    /// then go through `step` one by one, which raises the same error at the same row.
     fn run_plain(
         &self,
         trades: &TradeColumns<'_>,
@@ -344,7 +345,7 @@ impl RangeBarProcessor {
             // SAFETY: the CPU has AVX2 and BMI2 (checked just above).
             return unsafe { self.run_plain_avx2(trades, out, ids, ibm) };
         }
-        self.run_plain_body(trades, out, ids, ibm)
+        self.run_plain_body::<false>(trades, out, ids, ibm)
     }
 
     /// [`Self::run_plain`] compiled for AVX2 (4 x 64-bit lanes for the scan and the sums).
@@ -360,11 +361,12 @@ impl RangeBarProcessor {
         ids: [&[i64]; 3],
         ibm: &[bool],
     ) -> Result<Cursor, KernelError> {
-        self.run_plain_body(trades, out, ids, ibm)
+        self.run_plain_body::<true>(trades, out, ids, ibm)
     }
 
+    /// The loop of [`Self::run_plain`]; `AVX2` only from [`Self::run_plain_avx2`].
     #[inline(always)]
-    fn run_plain_body(
+    fn run_plain_body<const AVX2: bool>(
         &self,
         trades: &TradeColumns<'_>,
         out: &mut BarColumns,
@@ -391,7 +393,7 @@ impl RangeBarProcessor {
         while row < n {
             if let (Some(bar), true) = (cursor.bar.as_mut(), prev.set) {
                 let end = n.min(row + SLICE_ROWS);
-                let stop = first_stop(&c, row, end, prev.ts, prev.id, bar.upper, bar.lower);
+                let stop = first_stop::<AVX2>(&c, row, end, prev.ts, prev.id, bar.upper, bar.lower);
                 if stop > row {
                     if add_slice(bar, &c, row, stop) {
                         prev = Prev {
@@ -517,33 +519,23 @@ impl Rows<'_> {
     }
 }
 
-/// Does a row need [`RangeBarProcessor::step`]? True when it breaches `(lower, upper)` or fails an
-/// input check (price <= 0 is covered by `lower >= 0`); false guarantees neither. Branch-free.
+/// Must a row go through [`RangeBarProcessor::step`] rather than [`add_slice`]? True when it
+/// breaches `(lower, upper)` (price <= 0 included, as `lower >= 0`) or is out of order. Branch-free.
+///
+/// The other input checks need no stop: a negative quantity or `first > last` is 2^63 or more
+/// as the u64 that `add_slice` sums, so it declines the slice and `step` diagnoses the row.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn stops(
-    ts: i64,
-    id: i64,
-    prev_ts: i64,
-    prev_id: i64,
-    price: i64,
-    qty: i64,
-    first: i64,
-    last: i64,
-    lower: i64,
-    width: u64,
-) -> bool {
-    // `price - lower - 1 < width` (unsigned) iff lower < price < upper.
-    let outside = (price.wrapping_sub(lower).wrapping_sub(1) as u64) >= width;
+fn stops(ts: i64, id: i64, prev_ts: i64, prev_id: i64, price: i64, lower: i64, upper: i64) -> bool {
+    let outside = (price <= lower) | (price >= upper);
     let unsorted = (ts < prev_ts) | ((ts == prev_ts) & (id <= prev_id));
-    outside | unsorted | (qty < 0) | (first > last)
+    outside | unsorted
 }
 
 /// The first row in `start..end` that [`stops`] (`end` when none does); the row before `start` is
 /// `(prev_ts, prev_id)`. Blocks of `LANES` rows are OR-reduced without branches, then the block
 /// that stops is searched row by row.
 #[inline(always)]
-fn first_stop(
+fn first_stop<const AVX2: bool>(
     c: &Rows<'_>,
     start: usize,
     end: usize,
@@ -555,52 +547,82 @@ fn first_stop(
     const LANES: usize = 8;
     // lower >= 0 always (delta <= open); the max makes `price <= 0` stop even if it were not.
     let lower = lower.max(0);
-    let width = (upper as u64).wrapping_sub(lower as u64).wrapping_sub(1);
-    let at = |i: usize, pts: i64, pid: i64| {
-        stops(
-            c.ts[i], c.agg[i], pts, pid, c.price[i], c.qty[i], c.first[i], c.last[i], lower, width,
-        )
-    };
-    if at(start, prev_ts, prev_id) {
+    // A macro, not a closure: closures are not inlined reliably into the AVX2 build.
+    macro_rules! at {
+        ($i:expr, $pts:expr, $pid:expr) => {{
+            let i = $i;
+            stops(c.ts[i], c.agg[i], $pts, $pid, c.price[i], lower, upper)
+        }};
+    }
+    if at!(start, prev_ts, prev_id) {
         return start;
     }
     let mut i = start + 1;
     while i + LANES <= end {
+        #[cfg(target_arch = "x86_64")]
+        if AVX2 {
+            // SAFETY: `AVX2` is only set in the AVX2 build, on a CPU that has it.
+            if unsafe { block_stops_avx2(c, i, lower, upper) } {
+                break;
+            }
+            i += LANES;
+            continue;
+        }
         let ts: &[i64; LANES + 1] = c.ts[i - 1..i + LANES].try_into().unwrap();
         let id: &[i64; LANES + 1] = c.agg[i - 1..i + LANES].try_into().unwrap();
         let price: &[i64; LANES] = c.price[i..i + LANES].try_into().unwrap();
-        let qty: &[i64; LANES] = c.qty[i..i + LANES].try_into().unwrap();
-        let first: &[i64; LANES] = c.first[i..i + LANES].try_into().unwrap();
-        let last: &[i64; LANES] = c.last[i..i + LANES].try_into().unwrap();
         let mut any = false;
         for k in 0..LANES {
-            any |= stops(
-                ts[k + 1],
-                id[k + 1],
-                ts[k],
-                id[k],
-                price[k],
-                qty[k],
-                first[k],
-                last[k],
-                lower,
-                width,
-            );
+            any |= stops(ts[k + 1], id[k + 1], ts[k], id[k], price[k], lower, upper);
         }
         if any {
             break;
         }
         i += LANES;
     }
-    while i < end && !at(i, c.ts[i - 1], c.agg[i - 1]) {
+    while i < end && !at!(i, c.ts[i - 1], c.agg[i - 1]) {
         i += 1;
     }
     i
 }
 
-/// Add rows `start..end` (all valid, none breaching) to `bar`, exactly as one `add` per row would.
-/// Returns false and leaves `bar` unchanged when a trade count or turnover could overflow within
-/// the slice (the caller then adds the rows one by one, which raises the error at its row).
+/// Does any of the 8 rows `i..i + 8` stop ([`stops`] with `lower >= 0`)? Two AVX2 vectors of 4
+/// rows, every check a lane mask, OR-reduced; the sign bits say whether any lane is set.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn block_stops_avx2(c: &Rows<'_>, i: usize, lower: i64, upper: i64) -> bool {
+    use std::arch::x86_64::*;
+    let (ts, id, price) = (
+        &c.ts[i - 1..i + 8],
+        &c.agg[i - 1..i + 8],
+        &c.price[i..i + 8],
+    );
+    let load = |s: &[i64], k: usize| _mm256_loadu_si256(s.as_ptr().add(k).cast());
+    // lower < upper <= i64::MAX, so neither bound moves out of range.
+    let (below, above) = (_mm256_set1_epi64x(lower + 1), _mm256_set1_epi64x(upper - 1));
+    let mut any = _mm256_setzero_si256();
+    for k in [0, 4] {
+        let p = load(price, k);
+        let outside = _mm256_or_si256(_mm256_cmpgt_epi64(p, above), _mm256_cmpgt_epi64(below, p));
+        let (t, t_prev) = (load(ts, k + 1), load(ts, k));
+        let (g, g_prev) = (load(id, k + 1), load(id, k));
+        // ts < prev_ts, or ts == prev_ts and not id > prev_id
+        let unsorted = _mm256_or_si256(
+            _mm256_cmpgt_epi64(t_prev, t),
+            _mm256_andnot_si256(_mm256_cmpgt_epi64(g, g_prev), _mm256_cmpeq_epi64(t, t_prev)),
+        );
+        any = _mm256_or_si256(any, _mm256_or_si256(outside, unsorted));
+    }
+    _mm256_movemask_pd(_mm256_castsi256_pd(any)) != 0
+}
+
+/// Add rows `start..end` (in order, none breaching) to `bar`, exactly as one `add` per row would.
+/// Returns false and leaves `bar` unchanged when a row has a negative quantity or `first > last`,
+/// or a trade count or turnover could overflow within the slice (the caller then adds the rows
+/// one by one, which raises the error at its row).
 #[inline(always)]
 fn add_slice(bar: &mut BarState, c: &Rows<'_>, start: usize, end: usize) -> bool {
     let (price, qty) = (&c.price[start..end], &c.qty[start..end]);
@@ -616,14 +638,15 @@ fn add_slice(bar: &mut BarState, c: &Rows<'_>, start: usize, end: usize) -> bool
     let (mut qty_bits, mut span_bits) = (0_u64, 0_u64);
     for r in 0..rows {
         let p = price[r];
-        let q = qty[r] as u64; // >= 0, checked by the scan
+        let q = qty[r] as u64; // 2^63 or more when negative: caught by `qty_bits`
         let sell = u64::from(ibm[r]);
         let mask = sell.wrapping_neg();
         high = high.max(p);
         low = low.min(p);
         volume = volume.wrapping_add(q);
         sell_volume = sell_volume.wrapping_add(q & mask);
-        let span = last[r].wrapping_sub(first[r]) as u64; // last - first, exact (first <= last)
+        // last - first, exact when first <= last; 2^63 or more otherwise: caught by `span_bits`.
+        let span = last[r].wrapping_sub(first[r]) as u64;
         spans = spans.wrapping_add(span);
         sell_spans = sell_spans.wrapping_add(span & mask);
         sell_rows += sell;
@@ -875,7 +898,7 @@ mod fast_path_tests {
             |i| ibm[i],
         );
         let mut out = BarColumns::default();
-        let got = p.run_plain_body(&cols, &mut out, [agg, first, last], ibm);
+        let got = p.run_plain_body::<false>(&cols, &mut out, [agg, first, last], ibm);
         prop_assert_eq!(&got, &expected);
         if expected.is_ok() {
             prop_assert_eq!(&out, &expected_out);
