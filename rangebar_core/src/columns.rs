@@ -250,6 +250,14 @@ impl BarColumns {
         self.turnover_imbalance.push(f.turnover_imbalance);
     }
 
+    /// Make room for `additional` more bars in every bar column (not the lookback group).
+    pub fn reserve(&mut self, additional: usize) {
+        macro_rules! reserve_all {
+            ($($field:ident),*) => { $( self.$field.reserve(additional); )* };
+        }
+        crate::for_each_bar_column!(reserve_all);
+    }
+
     /// Drop every bar after the first `len` (used to roll back a failed call).
     pub fn truncate(&mut self, len: usize) {
         macro_rules! truncate_all {

@@ -389,8 +389,18 @@ impl RangeBarProcessor {
         };
         let mut prev = Prev::of(cursor.last);
         let mut lb = Lookback::default();
+        let (before, mut reserved) = (out.len(), false);
         let mut row = 0;
         while row < n {
+            // Once the first bars show the rate, make room for the rest at once (uncommitted
+            // memory until written) instead of regrowing 31 columns, copies and page faults each.
+            if !reserved && out.len() - before >= RESERVE_AFTER_BARS {
+                reserved = true;
+                let (bars, left) = ((out.len() - before) as u128, (n - row) as u128);
+                // `row > 0` here, and a bar takes at least one row.
+                let estimate = (left * bars / row as u128 * 5 / 4).min(left) as usize;
+                out.reserve(estimate + RESERVE_AFTER_BARS);
+            }
             if let (Some(bar), true) = (cursor.bar.as_mut(), prev.set) {
                 let end = n.min(row + SLICE_ROWS);
                 let stop = first_stop::<AVX2>(&c, row, end, prev.ts, prev.id, bar.upper, bar.lower);
@@ -492,6 +502,13 @@ impl Prev {
 /// to bound the sums (`add_slice` relies on `SLICE_ROWS <= 2^9`).
 const SLICE_ROWS: usize = 512;
 const _: () = assert!(SLICE_ROWS <= 1 << 9);
+
+/// How far ahead of its scan the AVX2 build prefetches the columns it sums afterwards.
+#[cfg(target_arch = "x86_64")]
+const PREFETCH_ROWS: usize = 32;
+
+/// Bars after which [`RangeBarProcessor::run_plain`] reserves output for the rest of its input.
+const RESERVE_AFTER_BARS: usize = 64;
 
 /// All seven input columns, each of the same length.
 struct Rows<'a> {
@@ -603,6 +620,12 @@ unsafe fn block_stops_avx2(c: &Rows<'_>, i: usize, lower: i64, upper: i64) -> bo
     let load = |s: &[i64], k: usize| _mm256_loadu_si256(s.as_ptr().add(k).cast());
     // lower < upper <= i64::MAX, so neither bound moves out of range.
     let (below, above) = (_mm256_set1_epi64x(lower + 1), _mm256_set1_epi64x(upper - 1));
+    // The columns the scan does not read are summed right after it: start fetching them, a few
+    // blocks ahead (the hardware prefetcher restarts at every bar otherwise). Past the end the
+    // address is never dereferenced; a prefetch does not fault.
+    for column in [c.qty, c.first, c.last] {
+        _mm_prefetch::<_MM_HINT_T0>(column.as_ptr().wrapping_add(i + PREFETCH_ROWS).cast());
+    }
     let mut any = _mm256_setzero_si256();
     for k in [0, 4] {
         let p = load(price, k);
