@@ -1,10 +1,14 @@
 """Kernel alone: trades/s of ``_core.Processor.process`` on in-memory columns, all seven columns,
 every feature (the "kernel alone" row of ``bench_kernel.py`` without the Parquet read).
 
-The trades are the same random walk as ``bench_kernel.make_trades`` (same seed, same values),
-built straight into NumPy arrays. Best of ``--repeat`` runs per threshold. ``--baseline PATH``
-loads a second build of the extension (e.g. main's ``_core.abi3.so``, copied aside) and times it
-alternately with this one in the same process, so the two are measured under the same load.
+The trades are the same random walk as ``bench_kernel.make_trades`` (same seed, same values), as
+two sets of columns: built straight into NumPy arrays ("numpy"), and read from ``bench_kernel``'s
+Parquet file through ``normalize_trades`` ("parquet", Arrow-allocated, the product's own path).
+The values are identical; the memory differs: NumPy asks for transparent huge pages, Arrow does
+not, and on these VMs the 4 KB pages' TLB misses cost the kernel ~25 %. Best of ``--repeat`` runs
+per threshold. ``--baseline PATH`` loads a second build of the extension (e.g. main's
+``_core.abi3.so``, copied aside) and times it alternately with this one in the same process, so
+the two are measured under the same load.
 
 Run: ``.venv/bin/python benchmarks/bench_kernel_only.py [--rows N] [--repeat N] [--baseline SO]``.
 """
@@ -37,6 +41,20 @@ def make_columns(n: int, seed: int = 7) -> tuple[Any, ...]:
     return (timestamp, price, quantity, agg, first, first + fanout, is_buyer_maker)
 
 
+def parquet_columns(n: int) -> tuple[Any, ...]:
+    """The same trades read back from ``bench_kernel``'s Parquet file (written if missing)."""
+    import polars as pl
+    from bench_kernel import DATA_DIR, make_trades
+
+    from rangebar_pipeline.trades import normalize_trades
+
+    root = DATA_DIR / f"ticks_{n}"
+    path = next(root.rglob("*.parquet"), None) if root.exists() else None
+    if path is None:
+        path = make_trades(n, root)
+    return tuple(normalize_trades(pl.read_parquet(path)).kernel_args())
+
+
 def load_extension(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location("rangebar_baseline._core", path)
     assert spec is not None and spec.loader is not None
@@ -65,22 +83,24 @@ def main() -> None:
     builds = {"this build": _core}
     if args.baseline is not None:
         builds["baseline"] = load_extension(args.baseline)
-    columns = make_columns(args.rows)
+    sources = {"numpy": make_columns(args.rows), "parquet": parquet_columns(args.rows)}
     print(f"\n{args.rows:,} trades in memory, all columns and features, best of {args.repeat}\n")
-    print("| build | threshold (dbps) | bars | wall (s), best | trades/s |")
-    print("|---|---:|---:|---:|---:|")
-    for threshold in args.thresholds:
-        best = dict.fromkeys(builds, float("inf"))
-        bars = {}
-        for _ in range(args.repeat):  # alternate the builds, so both see the same machine load
-            for name, core in builds.items():
-                wall, bars[name] = time_once(core, threshold, columns)
-                best[name] = min(best[name], wall)
-        if len(set(bars.values())) != 1:
-            raise SystemExit(f"bar counts differ at {threshold} dbps: {bars}")
-        for name in builds:
-            rate = args.rows / best[name] / 1e6
-            print(f"| {name} | {threshold} | {bars[name]:,} | {best[name]:.4f} | {rate:.0f} M |")
+    print("| build | columns | threshold (dbps) | bars | wall (s), best | trades/s |")
+    print("|---|---|---:|---:|---:|---:|")
+    for source, columns in sources.items():
+        for threshold in args.thresholds:
+            best = dict.fromkeys(builds, float("inf"))
+            bars = {}
+            for _ in range(args.repeat):  # alternate the builds, so both see the same machine load
+                for name, core in builds.items():
+                    wall, bars[name] = time_once(core, threshold, columns)
+                    best[name] = min(best[name], wall)
+            if len(set(bars.values())) != 1:
+                raise SystemExit(f"bar counts differ at {threshold} dbps: {bars}")
+            for name in builds:
+                rate = args.rows / best[name] / 1e6
+                wall = f"{best[name]:.4f}"
+                print(f"| {name} | {source} | {threshold} | {bars[name]:,} | {wall} | {rate:.0f} M |")
 
 
 if __name__ == "__main__":
