@@ -348,10 +348,11 @@ impl RangeBarProcessor {
         self.run_plain_body::<false>(trades, out, ids, ibm)
     }
 
-    /// [`Self::run_plain`] compiled for AVX2 (4 x 64-bit lanes for the scan and the sums).
+    /// [`Self::run_plain`] compiled for AVX2 (4 x 64-bit lanes for the scan and the sums) and
+    /// BMI2 (`mulx` for 128-bit turnovers).
     ///
     /// # Safety
-    /// The CPU must support AVX2.
+    /// The CPU must support AVX2 and BMI2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,bmi2")]
     unsafe fn run_plain_avx2(
@@ -549,9 +550,9 @@ fn stops(ts: i64, id: i64, prev_ts: i64, prev_id: i64, price: i64, lower: i64, u
     outside | unsorted
 }
 
-/// The first row in `start..end` that [`stops`] (`end` when none does); the row before `start` is
-/// `(prev_ts, prev_id)`. Blocks of `LANES` rows are OR-reduced without branches, then the block
-/// that stops is searched row by row.
+/// The first row in `start..end` that [`stops`] (`end` when none does); the trade before `start`
+/// is `(prev_ts, prev_id)`, which is row `start - 1` unless `start == 0`. Blocks of `LANES` rows
+/// are OR-reduced without branches, then the block that stops is searched row by row.
 #[inline(always)]
 fn first_stop<const AVX2: bool>(
     c: &Rows<'_>,
@@ -572,10 +573,14 @@ fn first_stop<const AVX2: bool>(
             stops(c.ts[i], c.agg[i], $pts, $pid, c.price[i], lower, upper)
         }};
     }
-    if at!(start, prev_ts, prev_id) {
-        return start;
+    // Past the call's first row, the previous trade is the row before (blocks compare with it).
+    let mut i = start;
+    if start == 0 {
+        if at!(0, prev_ts, prev_id) {
+            return 0;
+        }
+        i = 1;
     }
-    let mut i = start + 1;
     while i + LANES <= end {
         #[cfg(target_arch = "x86_64")]
         if AVX2 {
