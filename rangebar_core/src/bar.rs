@@ -223,9 +223,9 @@ impl Features {
         let n = s.individual_trade_count() as f64;
         let agg = s.agg_record_count as f64;
         // Turnovers share the scale 1e16, which cancels in the ratio.
-        let buy_turnover = s.buy.turnover as f64;
-        let sell_turnover = s.sell.turnover as f64;
-        let turnover_total = s.turnover() as f64;
+        let buy_turnover = fixed::i128_to_f64(s.buy.turnover);
+        let sell_turnover = fixed::i128_to_f64(s.sell.turnover);
+        let turnover_total = fixed::i128_to_f64(s.turnover());
 
         let total = buy + sell;
         let ofi = if total <= EPS {

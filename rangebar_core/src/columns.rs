@@ -199,7 +199,7 @@ impl LookbackColumns {
 /// Turnover (scale 1e16) to a float in price x quantity units.
 #[inline]
 fn turnover_to_f64(raw: i128) -> f64 {
-    raw as f64 / 1e16
+    fixed::i128_to_f64(raw) / 1e16
 }
 
 impl BarColumns {
