@@ -68,7 +68,12 @@ impl BarState {
     /// Open a bar at `t`, fixing `delta = trunc(open * threshold / 100_000)`.
     #[inline]
     pub(crate) fn open(t: &Trade, threshold: u32, row: usize) -> Result<Self, KernelError> {
-        let delta = i128::from(t.price) * i128::from(threshold) / BASIS_POINTS_SCALE;
+        // In 64 bits when the product fits (any price below ~9e13 units): the same truncated
+        // quotient without a 128-bit division.
+        let delta = match t.price.checked_mul(i64::from(threshold)) {
+            Some(product) => i128::from(product / BASIS_POINTS_SCALE as i64),
+            None => i128::from(t.price) * i128::from(threshold) / BASIS_POINTS_SCALE,
+        };
         if delta == 0 {
             return Err(KernelError::ThresholdTooSmall {
                 row,
@@ -218,9 +223,9 @@ impl Features {
         let n = s.individual_trade_count() as f64;
         let agg = s.agg_record_count as f64;
         // Turnovers share the scale 1e16, which cancels in the ratio.
-        let buy_turnover = s.buy.turnover as f64;
-        let sell_turnover = s.sell.turnover as f64;
-        let turnover_total = s.turnover() as f64;
+        let buy_turnover = fixed::i128_to_f64(s.buy.turnover);
+        let sell_turnover = fixed::i128_to_f64(s.sell.turnover);
+        let turnover_total = fixed::i128_to_f64(s.turnover());
 
         let total = buy + sell;
         let ofi = if total <= EPS {
@@ -295,4 +300,41 @@ pub struct Bar {
     pub state: BarState,
     pub vwap: i64,
     pub features: Features,
+}
+
+#[cfg(test)]
+mod open_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        #[test]
+        fn delta_is_the_128_bit_truncated_quotient(
+            price in prop_oneof![1_i64..1_000_000_000_000_000, 1_i64..=i64::MAX],
+            threshold in 1_u32..=100_000,
+        ) {
+            let t = Trade {
+                timestamp_us: 0,
+                price,
+                quantity: 1,
+                agg_trade_id: 1,
+                first_trade_id: 1,
+                last_trade_id: 1,
+                is_buyer_maker: false,
+            };
+            let delta = i128::from(price) * i128::from(threshold) / BASIS_POINTS_SCALE;
+            match BarState::open(&t, threshold, 0) {
+                Ok(bar) => {
+                    prop_assert_eq!(i128::from(bar.upper) - i128::from(price), delta);
+                    prop_assert_eq!(i128::from(price) - i128::from(bar.lower), delta);
+                }
+                Err(KernelError::ThresholdTooSmall { .. }) => prop_assert_eq!(delta, 0),
+                Err(e) => {
+                    prop_assert!(matches!(e, KernelError::Overflow { .. }), "{:?}", e);
+                    prop_assert!(i128::from(price) + delta > i128::from(i64::MAX));
+                }
+            }
+        }
+    }
 }

@@ -199,7 +199,7 @@ impl LookbackColumns {
 /// Turnover (scale 1e16) to a float in price x quantity units.
 #[inline]
 fn turnover_to_f64(raw: i128) -> f64 {
-    raw as f64 / 1e16
+    fixed::i128_to_f64(raw) / 1e16
 }
 
 impl BarColumns {
@@ -248,6 +248,14 @@ impl BarColumns {
         self.aggression_ratio.push(f.aggression_ratio);
         self.aggregation_efficiency.push(f.aggregation_efficiency);
         self.turnover_imbalance.push(f.turnover_imbalance);
+    }
+
+    /// Make room for `additional` more bars in every bar column (not the lookback group).
+    pub fn reserve(&mut self, additional: usize) {
+        macro_rules! reserve_all {
+            ($($field:ident),*) => { $( self.$field.reserve(additional); )* };
+        }
+        crate::for_each_bar_column!(reserve_all);
     }
 
     /// Drop every bar after the first `len` (used to roll back a failed call).

@@ -36,7 +36,31 @@ pub fn to_f64(raw: i64) -> f64 {
 /// 128-bit accumulator to float, `raw / 1e8`.
 #[inline]
 pub fn wide_to_f64(raw: i128) -> f64 {
-    raw as f64 / SCALE_F64
+    i128_to_f64(raw) / SCALE_F64
+}
+
+/// `raw as f64` (round to nearest, ties to even), without the 128-bit software conversion.
+///
+/// Within 64 bits the hardware conversion rounds the same way. Beyond, the magnitude is cut to
+/// its top 63 bits with a sticky bit for everything dropped (it sits 10 bits below the rounding
+/// position, so the 63-bit value rounds to 53 bits exactly as the full one would), converted, and
+/// scaled back by a power of two (exact).
+#[inline]
+pub fn i128_to_f64(raw: i128) -> f64 {
+    if let Ok(narrow) = i64::try_from(raw) {
+        return narrow as f64;
+    }
+    let magnitude = raw.unsigned_abs(); // >= 2^63
+    let shift = 128 - magnitude.leading_zeros() - 63; // 1..=65
+    let sticky = u128::from(magnitude & ((1_u128 << shift) - 1) != 0);
+    let top = ((magnitude >> shift) | sticky) as i64; // < 2^63
+    let scale = f64::from_bits(u64::from(1023 + shift) << 52); // 2^shift
+    let float = top as f64 * scale;
+    if raw < 0 {
+        -float
+    } else {
+        float
+    }
 }
 
 /// Parse a decimal string exactly (no float round trip). At most 8 fractional digits.
@@ -165,6 +189,34 @@ mod float_props {
                 .contains(&scaled)
                 .then_some(scaled as i64);
             prop_assert_eq!(from_f64(v), expected);
+        }
+
+        #[test]
+        fn i128_to_f64_equals_the_128_bit_conversion(
+            v in prop_oneof![
+                any::<i128>(),
+                (any::<u64>(), 0_u32..65).prop_map(|(m, s)| i128::from(m) << s),
+                // halfway cases and their neighbours: top bit, mantissa parity, the half bit
+                (63_u32..127, any::<u64>(), any::<bool>()).prop_map(|(b, m, odd)| {
+                    let half = 1_i128 << (b - 53);
+                    (1_i128 << b) | ((i128::from(m) << (b - 52)) & ((1_i128 << b) - 1)) | (i128::from(odd) << (b - 52)) | half
+                }),
+            ],
+            nudge in -2_i128..=2,
+            negate in any::<bool>(),
+        ) {
+            let v = v.saturating_add(nudge);
+            let v = if negate { v.saturating_neg() } else { v };
+            prop_assert_eq!(i128_to_f64(v).to_bits(), (v as f64).to_bits(), "{}", v);
+        }
+
+        #[test]
+        fn wide_to_f64_equals_the_128_bit_conversion(
+            v in prop_oneof![any::<i128>(), any::<i64>().prop_map(i128::from), (-70_i32..70).prop_map(|s| if s < 0 { -(1_i128 << -s) } else { 1_i128 << s })],
+            nudge in -2_i128..=2,
+        ) {
+            let v = v.saturating_add(nudge);
+            prop_assert_eq!(wide_to_f64(v).to_bits(), (v as f64 / SCALE_F64).to_bits());
         }
 
         #[test]

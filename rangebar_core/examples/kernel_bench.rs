@@ -1,0 +1,124 @@
+//! Kernel-alone throughput on in-memory columns: `cargo run --release -p rangebar_core --example
+//! kernel_bench [rows] [repeat] [thresholds...]`. A BTC-like random walk (the same shape as
+//! `benchmarks/bench_kernel.py`: $1 steps from {-2,-1,0,0,1,2}, 0-8 ms apart, 0-2 extra trade ids
+//! per record, random sides), all seven columns, every feature. Prints best-of-N trades/s, plus a
+//! memory-bandwidth floor (one pass summing all seven columns) for context.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use rangebar_core::{BarColumns, RangeBarProcessor, TradeColumns};
+
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next()) * u128::from(n)) >> 64) as u64
+    }
+}
+
+struct Columns {
+    ts: Vec<i64>,
+    price: Vec<i64>,
+    qty: Vec<i64>,
+    agg: Vec<i64>,
+    first: Vec<i64>,
+    last: Vec<i64>,
+    ibm: Vec<bool>,
+}
+
+fn make(n: usize) -> Columns {
+    let mut rng = SplitMix(7);
+    let steps = [-2_i64, -1, 0, 0, 1, 2];
+    let mut c = Columns {
+        ts: Vec::with_capacity(n),
+        price: Vec::with_capacity(n),
+        qty: Vec::with_capacity(n),
+        agg: Vec::with_capacity(n),
+        first: Vec::with_capacity(n),
+        last: Vec::with_capacity(n),
+        ibm: Vec::with_capacity(n),
+    };
+    let (mut price, mut ts, mut first) = (
+        6_000_000_000_000_i64,
+        1_723_075_200_000_000_i64,
+        5_000_000_000_i64,
+    );
+    for i in 0..n {
+        price += steps[rng.below(6) as usize] * 100_000_000;
+        ts += rng.below(8_000) as i64;
+        let fanout = rng.below(3) as i64;
+        c.price.push(price);
+        c.ts.push(ts);
+        c.qty.push(1_000 + rng.below(200_000_000 - 1_000) as i64);
+        c.agg.push(1_000_000_000 + i as i64);
+        c.first.push(first);
+        c.last.push(first + fanout);
+        c.ibm.push(rng.next() & 1 == 1);
+        first += fanout + 1;
+    }
+    c
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rows: usize = args.first().map_or(10_000_000, |a| a.parse().unwrap());
+    let repeat: usize = args.get(1).map_or(7, |a| a.parse().unwrap());
+    let thresholds: Vec<i64> = if args.len() > 2 {
+        args[2..].iter().map(|a| a.parse().unwrap()).collect()
+    } else {
+        vec![250, 25]
+    };
+    let c = make(rows);
+    let cols = TradeColumns {
+        timestamp_us: &c.ts,
+        price: &c.price,
+        quantity: &c.qty,
+        agg_trade_id: Some(&c.agg),
+        first_trade_id: Some(&c.first),
+        last_trade_id: Some(&c.last),
+        is_buyer_maker: Some(&c.ibm),
+    };
+    let mut floor = f64::INFINITY;
+    for _ in 0..repeat {
+        let start = Instant::now();
+        let mut acc = 0_i64;
+        for i in 0..rows {
+            acc = acc
+                .wrapping_add(c.ts[i] ^ c.price[i])
+                .wrapping_add(c.qty[i] ^ c.agg[i])
+                .wrapping_add(c.first[i] ^ c.last[i])
+                .wrapping_add(i64::from(c.ibm[i]));
+        }
+        black_box(acc);
+        floor = floor.min(start.elapsed().as_secs_f64());
+    }
+    println!(
+        "{rows} rows: one pass over all 7 columns (bandwidth floor): {:.0} M rows/s",
+        rows as f64 / floor / 1e6
+    );
+    for &thr in &thresholds {
+        let mut best = f64::INFINITY;
+        let mut bars = 0;
+        for _ in 0..repeat {
+            let mut p = RangeBarProcessor::new(thr, false).unwrap();
+            let mut out = BarColumns::default();
+            let start = Instant::now();
+            bars = p.process(black_box(&cols), &mut out).unwrap();
+            best = best.min(start.elapsed().as_secs_f64());
+            black_box(&out);
+        }
+        println!(
+            "{thr} dbps: {bars} bars, best of {repeat}: {:.4} s, {:.0} M trades/s",
+            best,
+            rows as f64 / best / 1e6
+        );
+    }
+}
