@@ -26,7 +26,13 @@ from rangebar_pipeline.streaming import (
     parquet_row_groups,
     prefetch,
 )
-from rangebar_pipeline.trades import TimestampUnit, TradesLike, frame_timestamp_unit, normalize_trades
+from rangebar_pipeline.trades import (
+    TimestampUnit,
+    TradesLike,
+    float_pieces,
+    frame_timestamp_unit,
+    normalize_trades,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -176,6 +182,13 @@ class RangeBarProcessor:
         """
         if is_stream(trades):
             return self._process_stream(trades, timestamp_unit)
+        if isinstance(trades, pl.DataFrame):
+            pieces = float_pieces(trades, timestamp_unit)
+            columns = None if pieces is None else self._inner.process_float_pieces(*pieces)
+            if columns is not None:
+                return bars_from_columns(columns)
+            # Anything else, or a refused trade (state unchanged): the general path, which
+            # converts every dtype and names the offending row.
         if is_large_frame(trades):
             return self._process_slices(trades, timestamp_unit)
         arrays = normalize_trades(trades, timestamp_unit=timestamp_unit)
