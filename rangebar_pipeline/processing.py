@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from rangebar_pipeline import _core
-from rangebar_pipeline._lazy import lazy_module
+from rangebar_pipeline._lazy import import_ahead, lazy_module
 from rangebar_pipeline.constants import resolve_threshold
 from rangebar_pipeline.exceptions import CheckpointError, RangeBarError
 from rangebar_pipeline.frames import OutputFormat, bars_from_columns, bars_to_pandas, convert_bars, empty_bars
@@ -379,15 +379,16 @@ def process_trades_polars(
     or ``"arrow"`` returns every bar column with ``open_time``/``close_time`` as timestamps.
     ``min_duration_us`` and ``lookback_trades`` are the options of :class:`RangeBarProcessor`.
     """
-    processor = RangeBarProcessor(
-        threshold_decimal_bps,
-        same_timestamp_gate=same_timestamp_gate,
-        min_duration_us=min_duration_us,
-        lookback_trades=lookback_trades,
-    )
-    bars = processor.process(trades, timestamp_unit=timestamp_unit)
-    if include_incomplete:
-        bars = pl.concat([bars, processor.incomplete_bar_frame()])
+    with import_ahead("pandas", enabled=output == "pandas"):  # overlaps the kernel's work
+        processor = RangeBarProcessor(
+            threshold_decimal_bps,
+            same_timestamp_gate=same_timestamp_gate,
+            min_duration_us=min_duration_us,
+            lookback_trades=lookback_trades,
+        )
+        bars = processor.process(trades, timestamp_unit=timestamp_unit)
+        if include_incomplete:
+            bars = pl.concat([bars, processor.incomplete_bar_frame()])
     return convert_bars(bars, output, include_microstructure=include_microstructure)
 
 

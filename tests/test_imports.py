@@ -78,3 +78,33 @@ def test_every_public_name_is_importable(name: str) -> None:
 def test_unknown_name_raises_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no_such_name"):
         _ = rangebar_pipeline.no_such_name  # type: ignore[attr-defined]
+
+
+def test_only_a_call_with_pandas_output_loads_pandas() -> None:
+    call = "from rangebar_pipeline import process_trades_polars\n"
+    call += "process_trades_polars({'timestamp': [1_700_000_000_000], 'price': [1.0], 'quantity': [1.0]}"
+    assert "pandas" not in _loaded_after(call + ", output='polars')")
+    assert "pandas" in _loaded_after(call + ")")
+
+
+def test_import_ahead_leaves_no_thread_and_errors_to_the_caller() -> None:
+    code = """
+import importlib, threading
+from rangebar_pipeline._lazy import import_ahead
+with import_ahead("rangebar_no_such_module"):
+    pass
+assert [t.name for t in threading.enumerate()] == ["MainThread"]
+try:
+    importlib.import_module("rangebar_no_such_module")
+except ModuleNotFoundError:
+    pass
+else:
+    raise AssertionError("imported")
+try:
+    with import_ahead("pandas"):
+        raise KeyError("in the block")
+except KeyError:
+    pass
+assert [t.name for t in threading.enumerate()] == ["MainThread"]
+"""
+    assert "pandas" in _loaded_after(code)  # the block waited for the import
