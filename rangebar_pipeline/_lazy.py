@@ -8,8 +8,8 @@ Use it as ``if TYPE_CHECKING: import pandas as pd`` / ``else: pd = lazy_module("
 checkers see the real module, the runtime a stand-in that is not registered in ``sys.modules`` (so
 libraries that look there, as polars does for pandas, are not misled).
 
-:func:`import_ahead` starts importing a module in a background thread, for a call that will need it
-after work that runs outside the GIL (the kernel, the float conversion), so that the two overlap.
+:func:`import_ahead` imports a module in a background thread while the caller works outside the
+GIL (the kernel), for a call that needs the module afterwards: the two overlap.
 """
 
 from __future__ import annotations
@@ -47,14 +47,17 @@ def _warm(name: str) -> None:
 
 
 @contextmanager
-def import_ahead(name: str, *, enabled: bool = True) -> Iterator[None]:
+def import_ahead(name: str | None) -> Iterator[None]:
     """Import ``name`` in a background thread during the ``with`` block; joined when it ends.
 
+    For a block that runs outside the GIL (the kernel): the import then costs no time of its own.
+    Around Python code the two threads would take turns on the GIL, slowing the block down.
+
     Only a warm-up: whoever needs the module still imports it (after the block), so an import error
-    is raised there, in the caller's thread, as without this. Nothing happens when the module is
-    already imported or ``enabled`` is false.
+    is raised there, in the caller's thread, as without this. Nothing happens when ``name`` is None
+    or already imported.
     """
-    if not enabled or name in sys.modules:
+    if name is None or name in sys.modules:
         yield
         return
     worker = threading.Thread(target=_warm, args=(name,), name=f"rangebar-import-{name}", daemon=True)

@@ -180,11 +180,21 @@ class RangeBarProcessor:
         streamed batch by batch, so inputs larger than memory work. Errors name the row within the
         input (for streams: within the failing batch, whose first row is given too).
         """
+        return self._process(trades, timestamp_unit)
+
+    def _process(
+        self, trades: TradesLike, timestamp_unit: TimestampUnit | None, *, import_meanwhile: str | None = None
+    ) -> pl.DataFrame:
+        """:meth:`process`; ``import_meanwhile`` names a module the caller will need, imported in a
+        background thread while the kernel works on a plain frame without the GIL (see ``import_ahead``)."""
         if is_stream(trades):
             return self._process_stream(trades, timestamp_unit)
         if isinstance(trades, pl.DataFrame):
             pieces = float_pieces(trades, timestamp_unit)
-            columns = None if pieces is None else self._inner.process_float_pieces(*pieces)
+            columns = None
+            if pieces is not None:
+                with import_ahead(import_meanwhile):
+                    columns = self._inner.process_float_pieces(*pieces)
             if columns is not None:
                 return bars_from_columns(columns)
             # Anything else, or a refused trade (state unchanged): the general path, which
@@ -379,16 +389,18 @@ def process_trades_polars(
     or ``"arrow"`` returns every bar column with ``open_time``/``close_time`` as timestamps.
     ``min_duration_us`` and ``lookback_trades`` are the options of :class:`RangeBarProcessor`.
     """
-    with import_ahead("pandas", enabled=output == "pandas"):  # overlaps the kernel's work
-        processor = RangeBarProcessor(
-            threshold_decimal_bps,
-            same_timestamp_gate=same_timestamp_gate,
-            min_duration_us=min_duration_us,
-            lookback_trades=lookback_trades,
-        )
-        bars = processor.process(trades, timestamp_unit=timestamp_unit)
-        if include_incomplete:
-            bars = pl.concat([bars, processor.incomplete_bar_frame()])
+    processor = RangeBarProcessor(
+        threshold_decimal_bps,
+        same_timestamp_gate=same_timestamp_gate,
+        min_duration_us=min_duration_us,
+        lookback_trades=lookback_trades,
+    )
+    # The pandas output needs pandas: imported while the kernel works (plain polars frames).
+    bars = processor._process(
+        trades, timestamp_unit, import_meanwhile="pandas" if output == "pandas" else None
+    )
+    if include_incomplete:
+        bars = pl.concat([bars, processor.incomplete_bar_frame()])
     return convert_bars(bars, output, include_microstructure=include_microstructure)
 
 
