@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 import numpy as np
@@ -362,8 +362,7 @@ def float_pieces(frame: pl.DataFrame, unit: TimestampUnit | None) -> tuple[list[
     if frame.height == 0:
         return None
     cols = resolve_columns(frame)
-    names = [cols.get(c) for c in COLUMN_ALIASES]  # canonical order: the kernel's argument order
-    series = {c: frame[n] for c, n in zip(COLUMN_ALIASES, names, strict=True) if n is not None}
+    series = {c: frame[cols[c]] for c in COLUMN_ALIASES if c in cols}
     wanted = {"price": pl.Float64, "quantity": pl.Float64, "is_buyer_maker": pl.Boolean}
     if any(s.dtype != wanted.get(c, pl.Int64) for c, s in series.items() if c != "timestamp"):
         return None
@@ -380,7 +379,8 @@ def float_pieces(frame: pl.DataFrame, unit: TimestampUnit | None) -> tuple[list[
         return None
     series["timestamp"] = timestamp
     mul, div = _UNIT_TO_US[unit]
-    bounds = sorted({0, *(end for s in series.values() for end in np.cumsum(s.chunk_lengths()))})
+    # Piece boundaries: where any column's chunk ends, so that every piece is a view of one chunk.
+    bounds = sorted({0, *(end for s in series.values() for end in accumulate(s.chunk_lengths()))})
     if len(bounds) > _MAX_PIECES:
         return None
     pieces = []
