@@ -486,7 +486,7 @@ def process_trades_chunked(
         lookback_trades=lookback_trades,
     )
     for chunk in _chunks(trades_iterator, chunk_size):
-        bars = processor.process(chunk, timestamp_unit=timestamp_unit)
+        bars = processor._process(chunk, timestamp_unit, import_meanwhile="pandas")
         if bars.height:
             yield convert_bars(bars, "pandas", include_microstructure=include_microstructure)  # type: ignore[misc]
     if include_incomplete and processor.has_incomplete_bar:
