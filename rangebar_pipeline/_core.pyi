@@ -1,5 +1,6 @@
 """Type stubs of the Rust extension ``rangebar_pipeline._core`` (checked by ``mypy.stubtest``)."""
 
+from collections.abc import Sequence
 from typing import Final, Literal, final
 
 import numpy as np
@@ -137,6 +138,22 @@ class Processor:
         last_trade_id: _I64 | None = None,
         is_buyer_maker: npt.NDArray[np.bool_] | None = None,
     ) -> dict[str, npt.NDArray[np.int64] | npt.NDArray[np.float64]]: ...
+    def process_float_pieces(
+        self,
+        pieces: Sequence[
+            tuple[
+                _I64,
+                npt.NDArray[np.float64],
+                npt.NDArray[np.float64],
+                _I64 | None,
+                _I64 | None,
+                _I64 | None,
+                npt.NDArray[np.bool_] | None,
+            ]
+        ],
+        timestamp_mul: int = 1,
+        timestamp_div: int = 1,
+    ) -> dict[str, npt.NDArray[np.int64] | npt.NDArray[np.float64]] | None: ...
     def incomplete_bar(self) -> dict[str, npt.NDArray[np.int64] | npt.NDArray[np.float64]] | None: ...
     def checkpoint(self) -> Checkpoint: ...
     @staticmethod

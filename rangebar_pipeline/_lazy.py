@@ -7,11 +7,18 @@
 Use it as ``if TYPE_CHECKING: import pandas as pd`` / ``else: pd = lazy_module("pandas")``: type
 checkers see the real module, the runtime a stand-in that is not registered in ``sys.modules`` (so
 libraries that look there, as polars does for pandas, are not misled).
+
+:func:`import_ahead` imports a module in a background thread while the caller works outside the
+GIL (the kernel), for a call that needs the module afterwards: the two overlap.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from types import ModuleType
 from typing import Any, cast
 
@@ -32,3 +39,30 @@ class _LazyModule:
 def lazy_module(name: str) -> ModuleType:
     """A stand-in for ``import name`` that imports the module on first attribute access."""
     return cast(ModuleType, _LazyModule(name))  # typed as the module it stands for
+
+
+def _warm(name: str) -> None:
+    with suppress(BaseException):  # the caller's own import reports it (see import_ahead)
+        importlib.import_module(name)
+
+
+@contextmanager
+def import_ahead(name: str | None) -> Iterator[None]:
+    """Import ``name`` in a background thread during the ``with`` block; joined when it ends.
+
+    For a block that runs outside the GIL (the kernel): the import then costs no time of its own.
+    Around Python code the two threads would take turns on the GIL, slowing the block down.
+
+    Only a warm-up: whoever needs the module still imports it (after the block), so an import error
+    is raised there, in the caller's thread, as without this. Nothing happens when ``name`` is None
+    or already imported.
+    """
+    if name is None or name in sys.modules:
+        yield
+        return
+    worker = threading.Thread(target=_warm, args=(name,), name=f"rangebar-import-{name}", daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        worker.join()

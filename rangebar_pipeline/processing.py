@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from rangebar_pipeline import _core
-from rangebar_pipeline._lazy import lazy_module
+from rangebar_pipeline._lazy import import_ahead, lazy_module
 from rangebar_pipeline.constants import resolve_threshold
 from rangebar_pipeline.exceptions import CheckpointError, RangeBarError
 from rangebar_pipeline.frames import OutputFormat, bars_from_columns, bars_to_pandas, convert_bars, empty_bars
@@ -26,7 +26,13 @@ from rangebar_pipeline.streaming import (
     parquet_row_groups,
     prefetch,
 )
-from rangebar_pipeline.trades import TimestampUnit, TradesLike, frame_timestamp_unit, normalize_trades
+from rangebar_pipeline.trades import (
+    TimestampUnit,
+    TradesLike,
+    float_pieces,
+    frame_timestamp_unit,
+    normalize_trades,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -174,8 +180,25 @@ class RangeBarProcessor:
         streamed batch by batch, so inputs larger than memory work. Errors name the row within the
         input (for streams: within the failing batch, whose first row is given too).
         """
+        return self._process(trades, timestamp_unit)
+
+    def _process(
+        self, trades: TradesLike, timestamp_unit: TimestampUnit | None, *, import_meanwhile: str | None = None
+    ) -> pl.DataFrame:
+        """:meth:`process`; ``import_meanwhile`` names a module the caller will need, imported in a
+        background thread while the kernel works on a plain frame without the GIL (see ``import_ahead``)."""
         if is_stream(trades):
             return self._process_stream(trades, timestamp_unit)
+        if isinstance(trades, pl.DataFrame):
+            pieces = float_pieces(trades, timestamp_unit)
+            columns = None
+            if pieces is not None:
+                with import_ahead(import_meanwhile):
+                    columns = self._inner.process_float_pieces(*pieces)
+            if columns is not None:
+                return bars_from_columns(columns)
+            # Anything else, or a refused trade (state unchanged): the general path, which
+            # converts every dtype and names the offending row.
         if is_large_frame(trades):
             return self._process_slices(trades, timestamp_unit)
         arrays = normalize_trades(trades, timestamp_unit=timestamp_unit)
@@ -372,7 +395,10 @@ def process_trades_polars(
         min_duration_us=min_duration_us,
         lookback_trades=lookback_trades,
     )
-    bars = processor.process(trades, timestamp_unit=timestamp_unit)
+    # The pandas output needs pandas: imported while the kernel works (plain polars frames).
+    bars = processor._process(
+        trades, timestamp_unit, import_meanwhile="pandas" if output == "pandas" else None
+    )
     if include_incomplete:
         bars = pl.concat([bars, processor.incomplete_bar_frame()])
     return convert_bars(bars, output, include_microstructure=include_microstructure)
@@ -460,7 +486,7 @@ def process_trades_chunked(
         lookback_trades=lookback_trades,
     )
     for chunk in _chunks(trades_iterator, chunk_size):
-        bars = processor.process(chunk, timestamp_unit=timestamp_unit)
+        bars = processor._process(chunk, timestamp_unit, import_meanwhile="pandas")
         if bars.height:
             yield convert_bars(bars, "pandas", include_microstructure=include_microstructure)  # type: ignore[misc]
     if include_incomplete and processor.has_incomplete_bar:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, pairwise
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 import numpy as np
@@ -336,6 +337,67 @@ def buyer_maker_flags(series: pl.Series) -> npt.NDArray[np.bool_]:
     else:
         raise InvalidTradeError(f"is_buyer_maker column has dtype {dtype}; expected booleans")
     return np.ascontiguousarray(flags.to_numpy(), dtype=np.bool_)
+
+
+#: Pieces of ``_core.Processor.process_float_pieces``: timestamps, price, quantity, ids, side.
+FloatPiece: TypeAlias = tuple[
+    I64,
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    I64 | None,
+    I64 | None,
+    I64 | None,
+    npt.NDArray[np.bool_] | None,
+]
+_MAX_PIECES: Final = 4096  # more chunks than this (a pathological frame): the general path
+
+
+def float_pieces(frame: pl.DataFrame, unit: TimestampUnit | None) -> tuple[list[FloatPiece], int, int] | None:
+    """The common case, without copies: a frame of Int64 timestamps (or ``Datetime("us")``),
+    Float64 prices and quantities, Int64 ids and a Boolean side, none null, as the arguments of
+    ``_core.Processor.process_float_pieces`` (zero-copy NumPy views of the frame's chunks, the
+    timestamp unit as a multiplier or divisor). None for any other input (the general path, which
+    also reports errors). Raises what the general path raises for a missing column or a timestamp
+    unit that cannot be inferred."""
+    if frame.height == 0:
+        return None
+    cols = resolve_columns(frame)
+    series = {c: frame[cols[c]] for c in COLUMN_ALIASES if c in cols}
+    wanted = {"price": pl.Float64, "quantity": pl.Float64, "is_buyer_maker": pl.Boolean}
+    if any(s.dtype != wanted.get(c, pl.Int64) for c, s in series.items() if c != "timestamp"):
+        return None
+    if any(s.null_count() for s in series.values()):
+        return None
+    timestamp = series["timestamp"]
+    if isinstance(timestamp.dtype, pl.Datetime) and timestamp.dtype.time_unit == "us":
+        timestamp, unit = timestamp.to_physical(), "us"  # naive taken as UTC, as in timestamps_us
+    elif timestamp.dtype != pl.Int64:
+        return None
+    if unit is None:
+        unit = detect_timestamp_unit(timestamp)
+    if unit not in _UNIT_TO_US:
+        return None
+    series["timestamp"] = timestamp
+    mul, div = _UNIT_TO_US[unit]
+    # Piece boundaries: where any column's chunk ends, so that every piece is a view of one chunk.
+    bounds = sorted({0, *(end for s in series.values() for end in accumulate(s.chunk_lengths()))})
+    if len(bounds) > _MAX_PIECES:
+        return None
+    pieces = []
+    for start, end in pairwise(bounds):
+        views = {c: s.slice(start, end - start).to_numpy() for c, s in series.items()}
+        pieces.append(
+            (
+                views["timestamp"],
+                views["price"],
+                views["quantity"],
+                views.get("agg_trade_id"),
+                views.get("first_trade_id"),
+                views.get("last_trade_id"),
+                views.get("is_buyer_maker"),
+            )
+        )
+    return pieces, mul, div
 
 
 def normalize_trades(trades: TradesLike, *, timestamp_unit: TimestampUnit | None = None) -> TradeArrays:

@@ -85,3 +85,33 @@ def test_the_cached_bars_path_loads_no_pandas() -> None:
     loaded = _loaded_after("import rangebar_pipeline.api, rangebar_pipeline.cli, rangebar_pipeline.storage")
     assert "pandas" not in loaded and "dagster" not in loaded and "great_expectations" not in loaded
     assert "clickhouse_connect" in loaded, "the probe must reach the bar store"
+
+
+def test_only_a_call_with_pandas_output_loads_pandas() -> None:
+    call = "from rangebar_pipeline import process_trades_polars\n"
+    call += "process_trades_polars({'timestamp': [1_700_000_000_000], 'price': [1.0], 'quantity': [1.0]}"
+    assert "pandas" not in _loaded_after(call + ", output='polars')")
+    assert "pandas" in _loaded_after(call + ")")
+
+
+def test_import_ahead_leaves_no_thread_and_errors_to_the_caller() -> None:
+    code = """
+import importlib, threading
+from rangebar_pipeline._lazy import import_ahead
+with import_ahead("rangebar_no_such_module"):
+    pass
+assert [t.name for t in threading.enumerate()] == ["MainThread"]
+try:
+    importlib.import_module("rangebar_no_such_module")
+except ModuleNotFoundError:
+    pass
+else:
+    raise AssertionError("imported")
+try:
+    with import_ahead("pandas"):
+        raise KeyError("in the block")
+except KeyError:
+    pass
+assert [t.name for t in threading.enumerate()] == ["MainThread"]
+"""
+    assert "pandas" in _loaded_after(code)  # the block waited for the import

@@ -149,6 +149,125 @@ impl PyProcessor {
     }
 }
 
+/// One piece of `Processor.process_float_pieces`: raw timestamps, float price and quantity, and
+/// the optional id and side columns.
+type FloatPiece<'py> = (
+    PyReadonlyArray1<'py, i64>,
+    PyReadonlyArray1<'py, f64>,
+    PyReadonlyArray1<'py, f64>,
+    Option<PyReadonlyArray1<'py, i64>>,
+    Option<PyReadonlyArray1<'py, i64>>,
+    Option<PyReadonlyArray1<'py, i64>>,
+    Option<PyReadonlyArray1<'py, bool>>,
+);
+
+/// The borrowed slices of a [`FloatPiece`].
+struct FloatColumns<'a> {
+    timestamp: &'a [i64],
+    price: &'a [f64],
+    quantity: &'a [f64],
+    agg_trade_id: Option<&'a [i64]>,
+    first_trade_id: Option<&'a [i64]>,
+    last_trade_id: Option<&'a [i64]>,
+    is_buyer_maker: Option<&'a [bool]>,
+}
+
+impl<'a> FloatColumns<'a> {
+    fn of(piece: &'a FloatPiece<'_>) -> PyResult<Self> {
+        let (timestamp, price, quantity, agg, first, last, ibm) = piece;
+        Ok(Self {
+            timestamp: timestamp.as_slice()?,
+            price: price.as_slice()?,
+            quantity: quantity.as_slice()?,
+            agg_trade_id: agg.as_ref().map(|a| a.as_slice()).transpose()?,
+            first_trade_id: first.as_ref().map(|a| a.as_slice()).transpose()?,
+            last_trade_id: last.as_ref().map(|a| a.as_slice()).transpose()?,
+            is_buyer_maker: ibm.as_ref().map(|a| a.as_slice()).transpose()?,
+        })
+    }
+}
+
+/// Raw timestamp -> microseconds: `raw * mul` (checked) or `raw.div_euclid(div)` (floor).
+#[derive(Clone, Copy)]
+struct TimestampScale {
+    mul: i64,
+    div: i64,
+}
+
+/// Trades converted and handed to the kernel per run of this many rows (the three converted
+/// columns, 3 x 256 KiB, stay in cache between the conversion and the kernel).
+const FLOAT_RUN: usize = 1 << 15;
+
+/// Fill `out` with `src` converted by `f`; false when any value has no conversion.
+#[inline]
+fn convert_into<T: Copy>(out: &mut Vec<i64>, src: &[T], f: impl Fn(T) -> Option<i64>) -> bool {
+    out.clear();
+    let mut ok = true;
+    // One pass with no early exit (it vectorises); a refused value poisons the whole call.
+    out.extend(src.iter().map(|&v| {
+        let converted = f(v);
+        ok &= converted.is_some();
+        converted.unwrap_or(0)
+    }));
+    ok
+}
+
+/// The bars of every piece in order, or None when a trade is refused (state then partly advanced:
+/// the caller restores it).
+fn process_float_columns(
+    processor: &mut RangeBarProcessor,
+    pieces: &[FloatColumns<'_>],
+    scale: TimestampScale,
+) -> Option<BarColumns> {
+    let mut out = BarColumns::default();
+    let (mut ts, mut price, mut quantity) = (
+        Vec::with_capacity(FLOAT_RUN),
+        Vec::with_capacity(FLOAT_RUN),
+        Vec::with_capacity(FLOAT_RUN),
+    );
+    for piece in pieces {
+        let n = piece.timestamp.len();
+        let optional_lengths = [
+            piece.agg_trade_id.map(<[i64]>::len),
+            piece.first_trade_id.map(<[i64]>::len),
+            piece.last_trade_id.map(<[i64]>::len),
+            piece.is_buyer_maker.map(<[bool]>::len),
+        ];
+        if piece.price.len() != n
+            || piece.quantity.len() != n
+            || optional_lengths.into_iter().flatten().any(|len| len != n)
+        {
+            return None;
+        }
+        for start in (0..n).step_by(FLOAT_RUN) {
+            let run = start..(start + FLOAT_RUN).min(n);
+            let raw_ts = &piece.timestamp[run.clone()];
+            let ts_ok = if scale.mul == 1 {
+                convert_into(&mut ts, raw_ts, |v| Some(v.div_euclid(scale.div)))
+            } else {
+                convert_into(&mut ts, raw_ts, |v| v.checked_mul(scale.mul))
+            };
+            let price_ok = convert_into(&mut price, &piece.price[run.clone()], fixed::from_f64);
+            let quantity_ok =
+                convert_into(&mut quantity, &piece.quantity[run.clone()], fixed::from_f64);
+            if !(ts_ok && price_ok && quantity_ok) {
+                return None;
+            }
+            let trades = TradeColumns {
+                timestamp_us: &ts,
+                price: &price,
+                quantity: &quantity,
+                agg_trade_id: piece.agg_trade_id.map(|c| &c[run.clone()]),
+                first_trade_id: piece.first_trade_id.map(|c| &c[run.clone()]),
+                last_trade_id: piece.last_trade_id.map(|c| &c[run.clone()]),
+                is_buyer_maker: piece.is_buyer_maker.map(|c| &c[run.clone()]),
+            };
+            processor.process(&trades, &mut out).ok()?;
+        }
+    }
+    Some(out)
+}
+
 #[pymethods]
 impl PyProcessor {
     #[new]
@@ -200,6 +319,47 @@ impl PyProcessor {
             inner.process(&trades, &mut out).map(|_| out)
         });
         columns_to_dict(py, bars.map_err(to_py)?, self.has_lookback())
+    }
+
+    /// Trades with float prices and quantities and integer timestamps (`timestamp_us =
+    /// raw * timestamp_mul` or `raw.div_euclid(timestamp_div)`), given as pieces of equal-length
+    /// columns (e.g. the chunks of a polars frame, without copies). Converted and processed run by
+    /// run (cache-sized) with the GIL released for the whole call; returns the closed bars.
+    ///
+    /// Returns None, with the state unchanged, when any trade is refused (not finite, out of the
+    /// fixed-point or timestamp range, or refused by the kernel): `process` gives the diagnosis.
+    #[pyo3(signature = (pieces, timestamp_mul = 1, timestamp_div = 1))]
+    fn process_float_pieces<'py>(
+        &mut self,
+        py: Python<'py>,
+        pieces: Vec<FloatPiece<'py>>,
+        timestamp_mul: i64,
+        timestamp_div: i64,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        if timestamp_mul < 1 || timestamp_div < 1 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "timestamp_mul and timestamp_div must be >= 1",
+            ));
+        }
+        let columns = pieces
+            .iter()
+            .map(FloatColumns::of)
+            .collect::<PyResult<Vec<_>>>()?;
+        let scale = TimestampScale {
+            mul: timestamp_mul,
+            div: timestamp_div,
+        };
+        let inner = &mut self.inner;
+        let bars = py.detach(|| {
+            let saved = inner.clone();
+            let bars = process_float_columns(inner, &columns, scale);
+            if bars.is_none() {
+                *inner = saved;
+            }
+            bars
+        });
+        bars.map(|b| columns_to_dict(py, b, self.has_lookback()))
+            .transpose()
     }
 
     /// The trailing bar (features computed) as a dict of 1-row columns, or None.
