@@ -27,8 +27,11 @@ _EXACT_DECIMAL = r"^[0-9]+(\.[0-9]{0,8}0*)?$"
 _EXACT_SIGNED_DECIMAL = r"^-?[0-9]+(\.[0-9]{0,8}0*)?$"
 
 
-#: Compressed bytes inflated per piece by :func:`iter_zip_member` (~5x that decompressed).
-PIECE_SIZE: Final = 4 << 20
+#: Compressed bytes inflated per piece by :func:`iter_zip_member` (~5x that decompressed). Pieces
+#: of a few MB stay in the cache for the parser and their memory is reused by the allocator: at
+#: 4 MB (~20 MB inflated) every piece was fresh memory, 60 k page faults and 2x the inflate time
+#: for a 3 M-row day.
+PIECE_SIZE: Final = 1 << 20
 
 
 def read_zip_member(

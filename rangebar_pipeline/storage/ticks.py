@@ -615,23 +615,25 @@ class _StreamedDay:
         self._file = AtomicFile(path)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rangebar-parquet")
         self._writer: pq.ParquetWriter | None = None
-        self._buffer: list[pl.DataFrame] = []
+        self._buffer: list[pa.RecordBatch] = []
         self._buffered = 0
         self._writes: list[Future[None]] = []
         self._committed = False
 
-    def add(self, rows: pl.DataFrame) -> None:
+    def add(self, rows: pa.RecordBatch) -> None:
         """Queue ``rows`` (final form, file order); full row groups go to the writer thread."""
         self._buffer.append(rows)
-        self._buffered += rows.height
-        while self._buffered >= _ROW_GROUP_ROWS:
-            pending = pl.concat(self._buffer, rechunk=False)
-            self._submit(pending.head(_ROW_GROUP_ROWS))
-            rest = pending.slice(_ROW_GROUP_ROWS)
-            self._buffer, self._buffered = [rest], rest.height
+        self._buffered += rows.num_rows
+        if self._buffered >= _ROW_GROUP_ROWS:
+            pending = pa.Table.from_batches(self._buffer)  # no copies, nor in the slices
+            at = 0
+            while self._buffered - at >= _ROW_GROUP_ROWS:
+                self._submit(pending.slice(at, _ROW_GROUP_ROWS))
+                at += _ROW_GROUP_ROWS
+            self._buffer, self._buffered = pending.slice(at).to_batches(), self._buffered - at
 
-    def _submit(self, rows: pl.DataFrame) -> None:
-        self._writes.append(self._pool.submit(self._write, rows.to_arrow()))
+    def _submit(self, rows: pa.Table) -> None:
+        self._writes.append(self._pool.submit(self._write, rows))
 
     def _write(self, table: pa.Table) -> None:
         if self._writer is None:
@@ -642,7 +644,7 @@ class _StreamedDay:
     def commit(self, meta: dict[str, Any]) -> int:
         """Write the last rows and the footer, rename the file into place; return its size."""
         if self._buffered:
-            self._submit(pl.concat(self._buffer, rechunk=False))
+            self._submit(pa.Table.from_batches(self._buffer))
         for write in self._writes:
             write.result()
         self._pool.shutdown()
