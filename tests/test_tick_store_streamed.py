@@ -107,6 +107,12 @@ def test_a_sorted_day_is_streamed_into_the_file_write_day_writes(
     assert streamed.pop("checksum") == result.checksum and streamed.pop("url") == result.url
     assert {**streamed, "checksum": None, "url": None} == written
     assert [p.name for p in result.path.parent.iterdir() if p.name.endswith(".tmp")] == []
+    # the same provenance given to write_day: the very same bytes (schema, encodings, statistics,
+    # page checksums, row groups and footer)
+    same = TickStore(tmp_path / "same").write_day(
+        "binance", "spot", SYMBOL, DAY, stored, checksum=result.checksum, url=result.url
+    )
+    assert result.path.read_bytes() == same.path.read_bytes()
 
 
 def test_an_unsorted_day_is_written_whole_and_sorted(

@@ -59,7 +59,9 @@ _US_THRESHOLD: Final = 10**14
 _US_PER_DAY: Final = 86_400_000_000
 #: Pieces parsed or waiting while the next one is inflated (bounds the memory held).
 _PIECES_IN_FLIGHT: Final = 2
-_ARROW_DECIMAL: Final = pa.decimal128(18, 8)
+#: Prices and quantities as parsed: fixed point x1e8 in an int64, i.e. Arrow decimal64 (polars
+#: reads it as its Decimal(18, 8); the tick store writes it as the Parquet INT64 decimal it is).
+_ARROW_DECIMAL: Final = pa.decimal64(18, 8)
 _Column = npt.NDArray[Any]
 #: ``TICK_SCHEMA`` as Arrow types (what ``pl.DataFrame.to_arrow`` gives for it).
 _ARROW_TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
@@ -197,7 +199,7 @@ def _parse_pieces(
         if any(name not in accepted for name, accepted in zip(names, _HEADER_NAMES, strict=False)):
             raise CorruptArchiveError(f"{origin}: unexpected aggTrades header {names}")
     header_lines = int(has_header)
-    parser = AggTradesCsvParser(fields, first_line=1 + header_lines, decimal128=True)
+    parser = AggTradesCsvParser(fields, first_line=1 + header_lines)
     start = line_end + 1 if has_header and line_end >= 0 else len(head) if has_header else 0
     emitter = None if emit is None else _Emitter(emit)
     chunks = _parse_overlapped(parser, head, start, stream, origin=origin, on_chunk=emitter)
@@ -345,9 +347,9 @@ def _frame(chunks: list[dict[str, _Column]]) -> pl.DataFrame:
     return frame
 
 
-def _decimal_array(words: _Column) -> pa.Array:
-    """Arrow decimal128 words (low, high per value) as a decimal128(18, 8) array, without copies."""
-    return pa.Array.from_buffers(_ARROW_DECIMAL, len(words) // 2, [None, pa.py_buffer(words)])
+def _decimal_array(raw: _Column) -> pa.Array:
+    """Fixed-point values (x1e8) as a decimal64(18, 8) array, without copies."""
+    return pa.Array.from_buffers(_ARROW_DECIMAL, len(raw), [None, pa.py_buffer(raw)])
 
 
 def _mixed_units(frame: pl.DataFrame, *, origin: str, header_lines: int) -> CorruptArchiveError:
