@@ -12,6 +12,7 @@ the unit is detected per file (values below 1e14 are milliseconds) and stored as
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -66,8 +67,9 @@ _Column = npt.NDArray[Any]
 #: ``TICK_SCHEMA`` as Arrow types (what ``pl.DataFrame.to_arrow`` gives for it).
 _ARROW_TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
 #: Receives parsed rows in their final ``TICK_SCHEMA`` form (as an Arrow record batch, the
-#: columns in ``TICK_SCHEMA`` order), in file order, while parsing goes on.
-Emit = Callable[[pa.RecordBatch], None]
+#: columns in ``TICK_SCHEMA`` order), in file order, while parsing goes on; then ``None`` once
+#: the whole file is parsed (before the checks of the whole day and the result frame).
+Emit = Callable[[pa.RecordBatch | None], None]
 
 
 class BinanceVision:
@@ -101,8 +103,9 @@ class BinanceVision:
     def fetch_day(self, market: Market, symbol: str, day: date, *, emit: Emit | None = None) -> Fetched:
         """Download, verify and parse one day of aggTrades.
 
-        With ``emit``, the rows are also handed over in pieces as they are parsed (after the
-        checksum check); ``Fetched.streamed`` says whether those pieces are exactly ``frame``.
+        With ``emit``, the rows are also handed over in pieces as they are parsed (while the zip's
+        sha256 is computed: keep them only if this returns); ``Fetched.streamed`` says whether
+        those pieces are exactly ``frame``.
 
         Raises:
             DataNotFoundError: Binance Vision has no file for that day (HTTP 404).
@@ -112,7 +115,7 @@ class BinanceVision:
         """
         url = self.archive_url(market, symbol, day)
         try:
-            archive = self.client.get(url)
+            archive = self.client.get(url, sha256=False)  # hashed below, while it is parsed
             expected = (
                 parse_checksum_file(self.client.get(url + ".CHECKSUM").content, origin=url + ".CHECKSUM")
                 if self.verify_checksum
@@ -122,16 +125,33 @@ class BinanceVision:
             raise DataNotFoundError(
                 f"Binance Vision has no {market} aggTrades for {normalize_symbol(symbol)} on {day}: {exc}"
             ) from exc
-        if expected is not None and archive.sha256 != expected:
-            raise ChecksumMismatchError(
-                f"{url}: sha256 {archive.sha256} does not match the published checksum {expected}"
-            )
+
+        def verified(digest: str) -> str:
+            if expected is not None and digest != expected:
+                raise ChecksumMismatchError(
+                    f"{url}: sha256 {digest} does not match the published checksum {expected}"
+                )
+            return digest
+
         member = url.rsplit("/", 1)[-1].removesuffix(".zip") + ".csv"
-        name, pieces = iter_zip_member(archive.content, origin=url, member=member)
-        frame, duplicates, streamed = _parse_pieces(pieces, origin=f"{url}!{name}", day=day, emit=emit)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rangebar-sha256") as hasher:
+            digest = hasher.submit(_sha256, archive.content)
+            try:
+                name, pieces = iter_zip_member(archive.content, origin=url, member=member)
+                frame, duplicates, streamed = _parse_pieces(
+                    pieces, origin=f"{url}!{name}", day=day, emit=emit
+                )
+            except CorruptArchiveError:
+                verified(digest.result())  # a download that is not the published file says so first
+                raise
+            checksum = verified(digest.result())
         return Fetched(
-            frame=frame, url=url, checksum=archive.sha256, duplicates_removed=duplicates, streamed=streamed
+            frame=frame, url=url, checksum=checksum, duplicates_removed=duplicates, streamed=streamed
         )
+
+
+def _sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()  # without the GIL
 
 
 def parse_checksum_file(content: bytes, *, origin: str) -> str:
@@ -203,6 +223,8 @@ def _parse_pieces(
     start = line_end + 1 if has_header and line_end >= 0 else len(head) if has_header else 0
     emitter = None if emit is None else _Emitter(emit)
     chunks = _parse_overlapped(parser, head, start, stream, origin=origin, on_chunk=emitter)
+    if emit is not None:
+        emit(None)
     frame = _frame(chunks)
     if frame.height == 0:
         return pl.DataFrame(schema=TICK_SCHEMA), 0, False

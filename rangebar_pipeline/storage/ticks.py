@@ -623,8 +623,14 @@ class _StreamedDay:
         self._writes: list[Future[None]] = []
         self._committed = False
 
-    def add(self, rows: pa.RecordBatch) -> None:
-        """Queue ``rows`` (final form, file order); full row groups go to the writer thread."""
+    def add(self, rows: pa.RecordBatch | None) -> None:
+        """Queue ``rows`` (final form, file order); full row groups go to the writer thread, and
+        the last rows once ``rows`` is ``None`` (the end of the day)."""
+        if rows is None:
+            if self._buffered:
+                self._submit(pa.Table.from_batches(self._buffer))
+                self._buffer, self._buffered = [], 0
+            return
         self._buffer.append(rows)
         self._buffered += rows.num_rows
         if self._buffered >= _ROW_GROUP_ROWS:
@@ -649,8 +655,7 @@ class _StreamedDay:
 
     def commit(self, meta: dict[str, Any]) -> int:
         """Write the last rows and the footer, rename the file into place; return its size."""
-        if self._buffered:
-            self._submit(pa.Table.from_batches(self._buffer))
+        self.add(None)
         for write in self._writes:
             write.result()
         self._pool.shutdown()
