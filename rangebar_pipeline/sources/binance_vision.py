@@ -222,10 +222,10 @@ def _parse_pieces(
     parser = AggTradesCsvParser(fields, first_line=1 + header_lines)
     start = line_end + 1 if has_header and line_end >= 0 else len(head) if has_header else 0
     emitter = None if emit is None else _Emitter(emit)
-    chunks = _parse_overlapped(parser, head, start, stream, origin=origin, on_chunk=emitter)
+    frames = _parse_overlapped(parser, head, start, stream, origin=origin, on_chunk=emitter)
     if emit is not None:
         emit(None)
-    frame = _frame(chunks)
+    frame = pl.concat([f for f in frames if f.height] or frames[:1], how="vertical", rechunk=False)
     if frame.height == 0:
         return pl.DataFrame(schema=TICK_SCHEMA), 0, False
     low, high = parser.timestamp_range or (0, 0)
@@ -285,10 +285,12 @@ def _parse_overlapped(
     *,
     origin: str,
     on_chunk: Callable[[dict[str, _Column]], None] | None = None,
-) -> list[dict[str, _Column]]:
+) -> list[pl.DataFrame]:
     """Feed ``head[start:]``, then every piece of ``rest``, to ``parser`` in a worker thread while
     the next piece is produced (e.g. inflated); the parsed columns of each piece, in order, each
-    also passed to ``on_chunk`` (in this thread) as soon as it is parsed.
+    passed to ``on_chunk`` (in this thread) as soon as it is parsed, and made a frame (polars
+    widens the decimals to its 128 bits here, while the next pieces are parsed, rather than at
+    the end).
 
     The pieces are produced here rather than in a worker: glibc reuses the memory of a freed
     piece for the next one in the main thread's arena, not in a worker's (there every inflated
@@ -301,12 +303,12 @@ def _parse_overlapped(
         except CorruptArchiveError as exc:  # the parser names the line; add the file
             raise CorruptArchiveError(f"{origin}: {exc}") from exc
 
-    chunks: list[dict[str, _Column]] = []
+    frames: list[pl.DataFrame] = []
 
     def done(chunk: dict[str, _Column]) -> None:
-        chunks.append(chunk)
         if on_chunk is not None:
             on_chunk(chunk)
+        frames.append(_frame(chunk))
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rangebar-csv") as pool:
         pending: deque[Future[dict[str, _Column]]] = deque([pool.submit(feed, head, start)])
@@ -323,7 +325,7 @@ def _parse_overlapped(
             for future in pending:
                 future.cancel()
     done(feed(None))
-    return chunks
+    return frames
 
 
 def _record_batch(chunk: dict[str, _Column], *, ms: bool) -> pa.RecordBatch:
@@ -343,25 +345,17 @@ def _record_batch(chunk: dict[str, _Column], *, ms: bool) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([arrays[name] for name in TICK_SCHEMA], names=list(TICK_SCHEMA))
 
 
-def _frame(chunks: list[dict[str, _Column]]) -> pl.DataFrame:
-    """The parsed chunks as one frame (timestamps still raw Int64), without concatenating."""
-    chunks = [c for c in chunks if len(c["price"])] or chunks[:1]
-
-    def column(name: str) -> pa.ChunkedArray:
-        return pa.chunked_array([c[name] for c in chunks])
-
-    def decimal(name: str) -> pa.ChunkedArray:
-        return pa.chunked_array([_decimal_array(c[name]) for c in chunks], type=_ARROW_DECIMAL)
-
+def _frame(chunk: dict[str, _Column]) -> pl.DataFrame:
+    """A parsed chunk as a frame (timestamps still raw Int64)."""
     table = pa.table(
         {
-            "agg_trade_id": column("agg_trade_id"),
-            "price": decimal("price"),
-            "quantity": decimal("quantity"),
-            "first_trade_id": column("first_trade_id"),
-            "last_trade_id": column("last_trade_id"),
-            "timestamp": column("timestamp"),
-            "is_buyer_maker": column("is_buyer_maker"),
+            "agg_trade_id": chunk["agg_trade_id"],
+            "price": _decimal_array(chunk["price"]),
+            "quantity": _decimal_array(chunk["quantity"]),
+            "first_trade_id": chunk["first_trade_id"],
+            "last_trade_id": chunk["last_trade_id"],
+            "timestamp": chunk["timestamp"],
+            "is_buyer_maker": chunk["is_buyer_maker"],
         }
     )
     frame = pl.from_arrow(table, rechunk=False)
