@@ -4,20 +4,30 @@ Generates a synthetic spot aggTrades day (default 3 M rows, the size of a busy B
 real zip with its ``.CHECKSUM`` in the Binance Vision layout under a temp dir, then times, best of
 ``--repeat`` runs:
 
-* ``zip -> Parquet``: ``TickStore.fetch_day`` from a ``file://`` mirror (sha256, unzip in pieces
-  overlapped with the exact Rust CSV parse and with the zstd Parquet write of each row group as
-  soon as it is parsed, page checksums, atomic rename), its stages measured separately, and the
-  same day parsed first and written after (the path without the write overlap), in the same run;
+* ``zip -> Parquet``: ``TickStore.fetch_day`` from a ``file://`` mirror (sha256 in a thread, ISA-L
+  inflate in pieces overlapped with the exact Rust CSV parse and with the zstd Parquet write of
+  each row group as soon as it is parsed, page checksums, atomic rename), its stages measured
+  separately, and the same day parsed first and written after (the path without the write
+  overlap), in the same run;
 * ``Parquet -> Arrow``: ``TickStore.read_day`` (verified read into polars) and a plain
   ``pyarrow.parquet.read_table``.
 
-Run: ``.venv/bin/python benchmarks/bench_sources.py [--rows N] [--repeat R]``.
+``--baseline DIR`` also runs ``TickStore.fetch_day`` of the same day with the package of another
+checkout (e.g. ``/work/main``) in a subprocess, alternating run for run with this one, so that both
+see the same load; ``--fetch-only`` skips everything but the ``fetch_day`` figures. The load
+average is printed at the start and the end (the machine is shared: compare within one run).
+
+Run: ``.venv/bin/python benchmarks/bench_sources.py [--rows N] [--repeat R] [--baseline DIR]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import zipfile
@@ -97,6 +107,64 @@ def report(label: str, seconds: float, rows: int) -> None:
     print(f"{label:<48} {seconds:7.3f} s {rows / seconds / 1e6:7.2f} M rows/s  (cpu {_cpu[0]:.3f} s)")
 
 
+#: The ``fetch_day`` loop of a ``--baseline`` checkout: one run per line read, its times printed.
+_BASELINE_WORKER = """
+import sys, time
+from datetime import date
+from rangebar_pipeline.sources import BinanceVision
+from rangebar_pipeline.storage import TickStore
+mirror, cache, symbol, day = sys.argv[1:5]
+store = TickStore(cache, binance=BinanceVision(mirror))
+print(sys.modules["rangebar_pipeline"].__file__, flush=True)
+for _ in sys.stdin:
+    started, cpu = time.perf_counter(), time.process_time()
+    rows = store.fetch_day("binance", "spot", symbol, date.fromisoformat(day), force=True).rows
+    print(time.perf_counter() - started, time.process_time() - cpu, rows, flush=True)
+"""
+
+
+def compare_with(
+    baseline: Path, store: TickStore, *, mirror: str, cache: Path, repeat: int, rows: int
+) -> None:
+    """``fetch_day`` here and in the ``baseline`` checkout (a subprocess), alternating; best and median."""
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _BASELINE_WORKER, mirror, str(cache), SYMBOL, DAY.isoformat()],
+        env={**os.environ, "PYTHONPATH": str(baseline)},
+        cwd=baseline,  # python -c puts the working directory first on sys.path
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stdin is not None and worker.stdout is not None
+    print(f"baseline package: {worker.stdout.readline().strip()}")
+    times: dict[str, list[tuple[float, float]]] = {"this checkout": [], str(baseline): []}
+    loads = []
+    for _ in range(repeat):
+        started, cpu = time.perf_counter(), time.process_time()
+        assert store.fetch_day("binance", "spot", SYMBOL, DAY, force=True).rows == rows
+        times["this checkout"].append((time.perf_counter() - started, time.process_time() - cpu))
+        worker.stdin.write("run\n")
+        worker.stdin.flush()
+        wall, cpu_s, done = worker.stdout.readline().split()
+        assert int(done) == rows
+        times[str(baseline)].append((float(wall), float(cpu_s)))
+        loads.append(os.getloadavg()[0])
+    worker.stdin.close()
+    worker.wait()
+    print(
+        f"TickStore.fetch_day, alternating run for run ({repeat} each, "
+        f"load {min(loads):.2f}-{max(loads):.2f})"
+    )
+    for label, runs in times.items():
+        walls = sorted(w for w, _ in runs)
+        _cpu[0] = min(runs)[1]
+        report(f"  {label} (median {statistics.median(walls):.3f} s)", walls[0], rows)
+
+
+def load_average() -> str:
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -106,7 +174,12 @@ def main() -> None:
     parser.add_argument(
         "--days", type=int, default=4, help="days (of rows/2 each) for the concurrent get_ticks run (0: skip)"
     )
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout whose fetch_day to run alternately (e.g. /work/main)"
+    )
+    parser.add_argument("--fetch-only", action="store_true", help="only the TickStore.fetch_day figures")
     args = parser.parse_args()
+    print(f"start: {load_average()}")
 
     with tempfile.TemporaryDirectory(prefix="rangebar-bench-") as tmp:
         base = Path(tmp) / "mirror"
@@ -118,6 +191,24 @@ def main() -> None:
             f"(generated in {time.perf_counter() - started:.1f} s)"
         )
         store = TickStore(Path(tmp) / "cache", binance=BinanceVision(base.as_uri()))
+        if args.fetch_only:
+            t_full, result = best_of(
+                args.repeat, lambda: store.fetch_day("binance", "spot", SYMBOL, DAY, force=True)
+            )
+            assert result.rows == args.rows
+            report("TickStore.fetch_day (zip -> Parquet)", t_full, args.rows)
+        if args.baseline is not None:
+            compare_with(
+                args.baseline,
+                store,
+                mirror=base.as_uri(),
+                cache=Path(tmp) / "baseline-cache",
+                repeat=args.repeat,
+                rows=args.rows,
+            )
+        if args.fetch_only:
+            print(f"end: {load_average()}")
+            return
 
         data = archive.read_bytes()
         lines = []
@@ -181,6 +272,7 @@ def main() -> None:
             assert total == per_day * len(days)
             print(f"{len(days)} days x {per_day:,} rows, 2 downloads at a time")
             report("  TickStore.get_ticks (fetch + store + read)", t_range, total)
+    print(f"end: {load_average()}")
 
 
 if __name__ == "__main__":

@@ -219,6 +219,19 @@ def test_truncated_zip_with_its_own_checksum_is_corrupt(loopback: LoopbackServer
         source_for(loopback).fetch_day("spot", "BTCUSDT", DAY)
 
 
+def test_a_damaged_download_of_the_published_zip_is_a_checksum_mismatch(loopback: LoopbackServer) -> None:
+    # the zip is hashed while it is parsed: the damage found first must not hide the mismatch
+    whole = fixture_zip("spot", "BTCUSDT", "2024-08-08").read_bytes()
+    publish(loopback, SPOT_PATH, whole)
+    loopback.put(SPOT_PATH, whole[: len(whole) // 2])
+    with pytest.raises(ChecksumMismatchError, match=r"2024-08-08\.zip: sha256 [0-9a-f]{64} does not match"):
+        source_for(loopback).fetch_day("spot", "BTCUSDT", DAY)
+    csv = b"1,61837.63,0.02,1,1,1723161255342,True,True\n2,not-a-price,0.5,2,2,1723161255343,False,True\n"
+    loopback.put(SPOT_PATH, zip_bytes("BTCUSDT-aggTrades-2024-08-08.csv", csv))
+    with pytest.raises(ChecksumMismatchError, match="does not match the published checksum"):
+        source_for(loopback).fetch_day("spot", "BTCUSDT", DAY)
+
+
 def test_garbage_csv_is_refused_naming_the_file(loopback: LoopbackServer) -> None:
     csv = b"1,61837.63,0.02,1,1,1723161255342,True,True\n2,not-a-price,0.5,2,2,1723161255343,False,True\n"
     publish(loopback, SPOT_PATH, zip_bytes("BTCUSDT-aggTrades-2024-08-08.csv", csv))

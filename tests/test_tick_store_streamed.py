@@ -7,6 +7,11 @@ import functools
 import hashlib
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import zipfile
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -107,6 +112,12 @@ def test_a_sorted_day_is_streamed_into_the_file_write_day_writes(
     assert streamed.pop("checksum") == result.checksum and streamed.pop("url") == result.url
     assert {**streamed, "checksum": None, "url": None} == written
     assert [p.name for p in result.path.parent.iterdir() if p.name.endswith(".tmp")] == []
+    # the same provenance given to write_day: the very same bytes (schema, encodings, statistics,
+    # page checksums, row groups and footer)
+    same = TickStore(tmp_path / "same").write_day(
+        "binance", "spot", SYMBOL, DAY, stored, checksum=result.checksum, url=result.url
+    )
+    assert result.path.read_bytes() == same.path.read_bytes()
 
 
 def test_an_unsorted_day_is_written_whole_and_sorted(
@@ -134,3 +145,49 @@ def test_a_corrupt_day_leaves_no_file(store: tuple[TickStore, list[str]], tmp_pa
         tick_store.fetch_day("binance", "spot", SYMBOL, DAY)
     folder = tick_store.day_path("binance", "spot", SYMBOL, DAY).parent
     assert [p.name for p in folder.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_a_streamed_fetch_killed_mid_way_leaves_no_day(tmp_path: Path) -> None:
+    _publish(tmp_path / "mirror", _csv())
+    script = """
+        import sys
+        from pathlib import Path
+        from rangebar_pipeline.sources import BinanceVision
+        from rangebar_pipeline.storage import TickStore, ticks
+        from tests.test_tick_store_streamed import DAY, GROUP, SYMBOL
+
+        ticks._ROW_GROUP_ROWS = GROUP
+        write = ticks._StreamedDay._write
+
+        def write_then_wait(self, table):
+            write(self, table)
+            print("ROW-GROUP-WRITTEN", flush=True)
+            sys.stdin.readline()  # wait to be killed
+
+        ticks._StreamedDay._write = write_then_wait
+        root = Path(sys.argv[1])
+        TickStore(root / "cache", binance=BinanceVision((root / "mirror").as_uri())).fetch_day(
+            "binance", "spot", SYMBOL, DAY
+        )
+    """
+    repo = Path(__file__).resolve().parents[1]
+    writer = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])},
+        cwd=repo,
+    )
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == "ROW-GROUP-WRITTEN"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(timeout=60)
+    store = TickStore(tmp_path / "cache", binance=BinanceVision((tmp_path / "mirror").as_uri()))
+    folder = store.day_path("binance", "spot", SYMBOL, DAY).parent
+    left = [p.name for p in folder.iterdir() if not p.name.endswith(".lock")]
+    assert len(left) == 1 and left[0].startswith(".") and left[0].endswith(".tmp")  # hidden, never data
+    assert store.list_days("binance", "spot", SYMBOL) == []
+    result = store.fetch_day("binance", "spot", SYMBOL, DAY)  # the next writer cleans up
+    assert [p.name for p in folder.iterdir() if not p.name.endswith(".lock")] == [result.path.name]
+    assert store.read_day("binance", "spot", SYMBOL, DAY).height == ROWS

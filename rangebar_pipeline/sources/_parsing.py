@@ -16,10 +16,12 @@ from rangebar_pipeline.exceptions import CorruptArchiveError
 from rangebar_pipeline.schema import PRICE_DECIMAL
 
 _isal_zlib: ModuleType | None
+_igzip: ModuleType | None
 try:  # optional accelerator
+    from isal import igzip as _igzip
     from isal import isal_zlib as _isal_zlib
 except ImportError:  # pragma: no cover - depends on the environment
-    _isal_zlib = None
+    _isal_zlib = _igzip = None
 
 _LOCAL_HEADER = b"PK\x03\x04"
 #: A plain non-negative decimal whose digits past the 8th decimal are all zero (exact at 1e-8).
@@ -28,7 +30,13 @@ _EXACT_SIGNED_DECIMAL = r"^-?[0-9]+(\.[0-9]{0,8}0*)?$"
 
 
 #: Compressed bytes inflated per piece by :func:`iter_zip_member` (~5x that decompressed).
-PIECE_SIZE: Final = 4 << 20
+PIECE_SIZE: Final = 1 << 20
+#: Inflated bytes per piece per compressed byte of ``piece_size`` with ISA-L (a typical ratio).
+_ISAL_PIECE_RATIO: Final = 5
+#: A gzip member header (no name, no time) and trailer (CRC-32, size mod 2**32) around a deflate
+#: stream: how ISA-L's gzip reader inflates a zip member straight into pieces of a chosen size.
+_GZIP_HEADER: Final = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+_GZIP_TRAILER: Final = struct.Struct("<II")
 
 
 def read_zip_member(
@@ -57,7 +65,8 @@ def iter_zip_member(
 ) -> tuple[str, Iterator[bytes]]:
     """Like :func:`read_zip_member`, but the content comes in pieces as it is inflated.
 
-    Pieces split the content at arbitrary bytes. Size and CRC-32 are checked when the last piece
+    Pieces split the content at arbitrary bytes: ``piece_size`` compressed bytes' worth each (with
+    ISA-L, ``5 * piece_size`` inflated bytes each). Size and CRC-32 are checked when the last piece
     has been produced: a consumer must not keep anything unless the iterator ran to its end.
 
     Raises:
@@ -88,7 +97,6 @@ def _pieces(
     data: bytes, info: zipfile.ZipInfo, *, origin: str, accelerated: bool, piece_size: int
 ) -> Iterator[bytes]:
     """Inflate (or copy) one member straight from the archive bytes, checking size and CRC-32."""
-    zlib_module: Any = _isal_zlib if accelerated and _isal_zlib is not None else zlib
     view = memoryview(data)
     try:
         offset = info.header_offset
@@ -99,6 +107,10 @@ def _pieces(
         compressed = view[start : start + info.compress_size]
         if len(compressed) != info.compress_size:
             raise zipfile.BadZipFile(f"{info.filename!r} is truncated")
+        if info.compress_type == zipfile.ZIP_DEFLATED and accelerated and _igzip is not None:
+            yield from _isal_pieces(compressed, info, piece_size * _ISAL_PIECE_RATIO)
+            return
+        zlib_module: Any = _isal_zlib if accelerated and _isal_zlib is not None else zlib
         inflater = zlib_module.decompressobj(-15) if info.compress_type == zipfile.ZIP_DEFLATED else None
         crc, size = 0, 0
         for at in range(0, len(compressed), piece_size):
@@ -123,6 +135,57 @@ def _pieces(
         if _isal_zlib is not None and isinstance(exc, _isal_zlib.error):
             raise CorruptArchiveError(f"{origin}: corrupt or truncated zip archive ({exc})") from exc
         raise
+
+
+def _isal_pieces(compressed: memoryview, info: zipfile.ZipInfo, piece_size: int) -> Iterator[bytes]:
+    """A deflated member inflated by ISA-L's gzip reader (no GIL) into pieces of ``piece_size``
+    bytes, each allocated once at its size (``decompressobj`` grows a list of blocks and joins
+    them: a copy, and fresh memory for every piece); the reader checks the CRC-32 and the size
+    (mod 2**32) given in the trailer, the exact size is checked here."""
+    assert _igzip is not None
+    trailer = _GZIP_TRAILER.pack(info.CRC, info.file_size & 0xFFFFFFFF)
+    size = 0
+    with _igzip.IGzipFile(fileobj=_Concatenated(_GZIP_HEADER, compressed, trailer), mode="rb") as member:
+        while True:
+            try:
+                piece = member.read(min(piece_size, info.file_size - size + 1))
+            except EOFError as exc:
+                raise zipfile.BadZipFile(
+                    f"{info.filename!r}: the deflate stream is truncated ({exc})"
+                ) from exc
+            except OSError as exc:  # gzip.BadGzipFile: the trailer's CRC-32 or size
+                raise zipfile.BadZipFile(f"bad CRC-32 or size for {info.filename!r} ({exc})") from exc
+            size += len(piece)
+            if not piece or size > info.file_size:
+                break
+            yield piece
+    if size != info.file_size:
+        raise zipfile.BadZipFile(
+            f"bad CRC-32 or size for {info.filename!r}: {size} bytes, not {info.file_size}"
+        )
+
+
+class _Concatenated(io.RawIOBase):
+    """A read-only file of ``parts`` one after the other (no copy of the parts)."""
+
+    def __init__(self, *parts: bytes | memoryview) -> None:
+        super().__init__()
+        self._parts = [memoryview(part).cast("B") for part in parts]
+        self._index = self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while self._index < len(self._parts):
+            part = self._parts[self._index]
+            if self._offset < len(part):
+                count = min(len(buffer), len(part) - self._offset)
+                buffer[:count] = part[self._offset : self._offset + count]
+                self._offset += count
+                return count
+            self._index, self._offset = self._index + 1, 0
+        return 0
 
 
 def row_error(origin: str, frame: pl.DataFrame, bad: pl.Series, what: str, *, header_lines: int) -> str:

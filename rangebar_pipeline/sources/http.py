@@ -67,7 +67,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Download:
-    """A downloaded body with its sha256 and the number of attempts it took."""
+    """A downloaded body with its sha256 (empty if not asked for) and the number of attempts it took."""
 
     url: str
     content: bytes
@@ -116,8 +116,11 @@ class HttpClient:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def get(self, url: str, *, description: str | None = None) -> Download:
+    def get(self, url: str, *, description: str | None = None, sha256: bool = True) -> Download:
         """Download ``url`` (``http(s)://`` or ``file://``) completely into memory.
+
+        With ``sha256=False`` the body is not hashed (``Download.sha256`` is empty), for a caller
+        that hashes it while doing something else with it.
 
         Raises:
             DataNotFoundError: HTTP 404, or a ``file://`` path that does not exist.
@@ -126,7 +129,7 @@ class HttpClient:
         """
         scheme = urlparse(url).scheme
         if scheme == "file":
-            return self._get_file(url)
+            return self._get_file(url, sha256=sha256)
         if scheme not in ("http", "https"):
             raise ValueError(f"unsupported URL scheme {scheme!r} in {url!r}: expected http, https or file")
         policy = self.retry
@@ -145,7 +148,7 @@ class HttpClient:
                     break
                 time.sleep(wait)
                 continue
-            return Download(url, content, hashlib.sha256(content).hexdigest(), attempt)
+            return Download(url, content, hashlib.sha256(content).hexdigest() if sha256 else "", attempt)
         raise DownloadError(f"download of {url} failed after {attempt} attempt(s): {last}")
 
     def _attempt(self, url: str, description: str | None) -> bytes:
@@ -196,7 +199,7 @@ class HttpClient:
         return content
 
     @staticmethod
-    def _get_file(url: str) -> Download:
+    def _get_file(url: str, *, sha256: bool = True) -> Download:
         parsed = urlparse(url)
         path = Path(url2pathname(unquote(parsed.path)))
         try:
@@ -205,4 +208,4 @@ class HttpClient:
             raise DataNotFoundError(f"not found: {url} (no file {path})") from exc
         except OSError as exc:
             raise DownloadError(f"cannot read {url}: {exc}") from exc
-        return Download(url, content, hashlib.sha256(content).hexdigest(), 1)
+        return Download(url, content, hashlib.sha256(content).hexdigest() if sha256 else "", 1)
