@@ -44,6 +44,12 @@ from rangebar import process_trades_polars
 bars = process_trades_polars(pl.read_parquet(sys.argv[1]), threshold_decimal_bps={thr})
 print(len(bars))
 """
+# The same script without our package: what any library's answer costs at least (the ratio's ceiling),
+# and with the pandas import the default pandas output needs.
+USER_FLOOR = "import sys\nimport polars as pl\nprint(pl.read_parquet(sys.argv[1]).height)"
+USER_FLOOR_PANDAS = USER_FLOOR + "\nimport pandas"
+USER_FLOOR_LABEL = "the user's part alone: import polars + read_parquet (no bars)"
+USER_FLOOR_PANDAS_LABEL = "the user's part + import pandas (the pandas output's floor)"
 CLI = "import sys\nfrom rangebar_pipeline.cli import main\nassert main(sys.argv[1:]) == 0"
 CLI_BARS = ("bars", "BTCUSD_PERP", "2024-08-08", "2024-08-09", "--market", "cm", "--threshold", "50")
 IMPORT_POLARS = "import polars"
@@ -154,10 +160,21 @@ def main() -> None:
         rows.append((label, fast, None, None))
 
     script_rows: dict[str, Run] = {}
-    for label, scan in (("ours: read_parquet", "read_parquet"), ("ours: scan_parquet", "scan_parquet")):
-        fast, first = best(OURS.format(scan=scan, thr=THRESHOLD), str(path), repeat=args.repeat)
-        script_rows[label] = fast
-        rows.append((f"{label} -> process_trades_polars (features)", fast, first, args.rows))
+    for label, scan, out in (
+        ("ours: read_parquet", "read_parquet", ""),
+        ("ours: scan_parquet", "scan_parquet", ""),
+        ("ours: read_parquet", "read_parquet", ", output='polars'"),
+    ):
+        code = OURS.format(scan=scan, thr=THRESHOLD).replace(
+            "include_microstructure=True", f"include_microstructure=True{out}"
+        )
+        fast, first = best(code, str(path), repeat=args.repeat)
+        script_rows[label + out] = fast
+        suffix = ", polars output" if out else ""
+        rows.append((f"{label} -> process_trades_polars (features{suffix})", fast, first, args.rows))
+    for label, code in ((USER_FLOOR_LABEL, USER_FLOOR), (USER_FLOOR_PANDAS_LABEL, USER_FLOOR_PANDAS)):
+        fast, first = best(code, str(path), repeat=args.repeat)
+        rows.append((label, fast, first, args.rows))
     if not args.skip_reference:
         ref = run(REFERENCE.format(thr=THRESHOLD), str(path))
         script_rows["reference"] = ref
@@ -184,6 +201,19 @@ def main() -> None:
         ("rangebar bars, cached / import polars", walls[CLI_BARS_LABEL] / walls[IMPORT_POLARS]),
         ("rangebar bars, cached / the store's import floor", walls[CLI_BARS_LABEL] / walls[FLOOR_LABEL]),
     ]
+    if ref_wall:
+        ratios.append(
+            (
+                "7.1.3 / the user's part alone (the ceiling of any speed-up)",
+                ref_wall / walls[USER_FLOOR_LABEL],
+            )
+        )
+        ratios.append(
+            (
+                "7.1.3 / the user's part + pandas (the ceiling with pandas output)",
+                ref_wall / walls[USER_FLOOR_PANDAS_LABEL],
+            )
+        )
     print()
     for what, value in ratios:
         print(f"{what}: {value:.2f}x")
