@@ -9,25 +9,11 @@ import argparse
 import time
 from typing import Any
 
-import numpy as np
+from bench_kernel_only import make_columns
 
 from rangebar_pipeline import _core
 
 REPEAT = 3
-DAY_START_US = 1_723_075_200_000_000
-
-
-def make_columns(n: int, seed: int = 7) -> tuple[Any, ...]:
-    """The kernel's columns of ``bench_kernel.make_trades`` (same walk), without the Parquet trip."""
-    rng = np.random.default_rng(seed)
-    steps = rng.choice(np.array([-2, -1, 0, 0, 1, 2], dtype=np.int64), size=n) * 100_000_000
-    price = 6_000_000_000_000 + np.cumsum(steps)
-    quantity = rng.integers(1_000, 200_000_000, size=n, dtype=np.int64)
-    timestamp = DAY_START_US + np.cumsum(rng.integers(0, 8_000, size=n, dtype=np.int64))
-    agg = np.arange(1_000_000_000, 1_000_000_000 + n, dtype=np.int64)
-    fanout = rng.integers(0, 3, size=n, dtype=np.int64)
-    first = 5_000_000_000 + np.concatenate([[0], np.cumsum(fanout + 1)[:-1]])
-    return timestamp, price, quantity, agg, first, first + fanout, rng.random(n) < 0.5
 
 
 def best_of(columns: tuple[Any, ...], threshold: int, lookback: int) -> tuple[float, int]:

@@ -623,6 +623,15 @@ class BarStore:
             )  # fmt: skip
         return records
 
+    def _older(
+        self, series: Series, threshold: int, span: tuple[date, date], options: BarOptions, write_id: int
+    ) -> tuple[str, dict[str, Any]]:
+        """``FROM range_bars WHERE``: the bars of older writes than ``write_id`` in ``span``, and its
+        parameters."""
+        where = self._where(series, threshold, *span, options)
+        params = self._params(series, threshold, *span, options) | {"write_id": write_id}
+        return f"FROM {self.database}.range_bars WHERE {where} AND write_id < {{write_id:UInt64}}", params
+
     def _has_older(
         self,
         client: Any,
@@ -633,14 +642,8 @@ class BarStore:
         *,
         write_id: int,
     ) -> bool:
-        params = self._params(series, threshold, *span, options) | {"write_id": write_id}
-        result = client.query(
-            f"SELECT 1 FROM {self.database}.range_bars "
-            f"WHERE {self._where(series, threshold, *span, options)} "
-            "AND write_id < {write_id:UInt64} LIMIT 1",
-            parameters=params,
-        )
-        return bool(result.result_rows)
+        sql, params = self._older(series, threshold, span, options, write_id)
+        return bool(client.query(f"SELECT 1 {sql} LIMIT 1", parameters=params).result_rows)
 
     def _delete_older(
         self,
@@ -652,12 +655,8 @@ class BarStore:
         *,
         write_id: int,
     ) -> None:
-        params = self._params(series, threshold, *span, options) | {"write_id": write_id}
-        client.command(
-            f"DELETE FROM {self.database}.range_bars "
-            f"WHERE {self._where(series, threshold, *span, options)} AND write_id < {{write_id:UInt64}}",
-            parameters=params,
-        )
+        sql, params = self._older(series, threshold, span, options, write_id)
+        client.command(f"DELETE {sql}", parameters=params)
 
     def invalidate(
         self,
