@@ -12,7 +12,6 @@ import polars as pl
 
 from rangebar_pipeline import manifest
 from rangebar_pipeline.config import PipelineConfig
-from rangebar_pipeline.schema import BAR_SCHEMA
 
 OWNERS: Final = ["team:quant-data"]
 #: The return annotation of the assets. Dagster recognises only the bare class (not ``[Any]``) when
@@ -83,9 +82,6 @@ def column_schema(frame_schema: Mapping[str, pl.DataType]) -> dg.TableSchema:
             )
         )
     return dg.TableSchema(columns=columns)
-
-
-BAR_COLUMN_SCHEMA: Final = column_schema(BAR_SCHEMA)
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], *, limit: int = 50) -> str:
