@@ -913,12 +913,20 @@ mod fast_path_tests {
         })
     }
 
-    fn compare(p: &RangeBarProcessor, s: &Stream) -> Result<(), TestCaseError> {
-        let cols = s.columns();
-        let (agg, first, last, ibm) = (&s.agg[..], &s.first[..], &s.last[..], &s.ibm[..]);
+    /// The bulk loop (both builds) and the row loop of `p` on `cols` (every id column present).
+    fn compare(p: &RangeBarProcessor, cols: &TradeColumns<'_>) -> Result<(), TestCaseError> {
+        let ids = (
+            cols.agg_trade_id,
+            cols.first_trade_id,
+            cols.last_trade_id,
+            cols.is_buyer_maker,
+        );
+        let (Some(agg), Some(first), Some(last), Some(ibm)) = ids else {
+            panic!("compare needs every id column");
+        };
         let mut expected_out = BarColumns::default();
         let expected = p.run::<false, false>(
-            &cols,
+            cols,
             &mut expected_out,
             &mut Lookback::default(),
             |i| agg[i],
@@ -927,7 +935,7 @@ mod fast_path_tests {
             |i| ibm[i],
         );
         let mut out = BarColumns::default();
-        let got = p.run_plain_body::<false>(&cols, &mut out, [agg, first, last], ibm);
+        let got = p.run_plain_body::<false>(cols, &mut out, [agg, first, last], ibm);
         prop_assert_eq!(&got, &expected);
         if expected.is_ok() {
             prop_assert_eq!(&out, &expected_out);
@@ -936,7 +944,7 @@ mod fast_path_tests {
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi2") {
             let mut out = BarColumns::default();
             // SAFETY: checked just above.
-            let got = unsafe { p.run_plain_avx2(&cols, &mut out, [agg, first, last], ibm) };
+            let got = unsafe { p.run_plain_avx2(cols, &mut out, [agg, first, last], ibm) };
             prop_assert_eq!(&got, &expected);
             if expected.is_ok() {
                 prop_assert_eq!(&out, &expected_out);
@@ -958,28 +966,12 @@ mod fast_path_tests {
         ) {
             // From a fresh processor, and from one with a bar (and a last trade) in progress.
             let fresh = RangeBarProcessor::new(threshold, gate).unwrap();
-            compare(&fresh, &s)?;
-            let cut = prefix.min(s.ts.len());
+            let cols = s.columns();
+            compare(&fresh, &cols)?;
+            let cut = prefix.min(cols.len());
             let mut p = fresh.clone();
-            let head = Stream {
-                ts: s.ts[..cut].to_vec(),
-                price: s.price[..cut].to_vec(),
-                qty: s.qty[..cut].to_vec(),
-                agg: s.agg[..cut].to_vec(),
-                first: s.first[..cut].to_vec(),
-                last: s.last[..cut].to_vec(),
-                ibm: s.ibm[..cut].to_vec(),
-            };
-            if p.process(&head.columns(), &mut BarColumns::default()).is_ok() {
-                let tail = Stream {
-                    ts: s.ts[cut..].to_vec(),
-                    price: s.price[cut..].to_vec(),
-                    qty: s.qty[cut..].to_vec(),
-                    agg: s.agg[cut..].to_vec(),
-                    first: s.first[cut..].to_vec(),
-                    last: s.last[cut..].to_vec(),
-                    ibm: s.ibm[cut..].to_vec(),
-                };
+            if p.process(&cols.slice(0, cut), &mut BarColumns::default()).is_ok() {
+                let tail = cols.slice(cut, cols.len());
                 compare(&p, &tail)?;
                 // And with the bar's totals near their limits, so the sums overflow mid-stream.
                 let mut cp = p.checkpoint();
@@ -1010,32 +1002,16 @@ mod fast_path_tests {
                         last: (10..10 + n as i64).map(|i| i + span).collect(),
                         ibm: (0..n).map(|i| i % 3 == 0).collect(),
                     };
+                    let cols = s.columns();
                     let mut p = RangeBarProcessor::new(250, false).unwrap();
-                    let head = TradeColumns {
-                        timestamp_us: &s.ts[..1],
-                        price: &s.price[..1],
-                        quantity: &s.qty[..1],
-                        agg_trade_id: Some(&s.agg[..1]),
-                        first_trade_id: Some(&s.first[..1]),
-                        last_trade_id: Some(&s.last[..1]),
-                        is_buyer_maker: Some(&s.ibm[..1]),
-                    };
-                    p.process(&head, &mut BarColumns::default()).unwrap();
+                    p.process(&cols.slice(0, 1), &mut BarColumns::default())
+                        .unwrap();
                     let mut cp = p.checkpoint();
                     let bar = cp.bar.as_mut().unwrap();
                     bar.buy.trades = i64::MAX - room;
                     bar.sell.trades = i64::MAX - room - 1;
                     let p = RangeBarProcessor::from_checkpoint(&cp).unwrap();
-                    let tail = Stream {
-                        ts: s.ts[1..].to_vec(),
-                        price: s.price[1..].to_vec(),
-                        qty: s.qty[1..].to_vec(),
-                        agg: s.agg[1..].to_vec(),
-                        first: s.first[1..].to_vec(),
-                        last: s.last[1..].to_vec(),
-                        ibm: s.ibm[1..].to_vec(),
-                    };
-                    compare(&p, &tail).unwrap();
+                    compare(&p, &cols.slice(1, n)).unwrap();
                 }
             }
         }

@@ -111,8 +111,7 @@ proptest! {
     fn no_lookahead_a_prefix_gives_a_prefix_of_the_bars((t, thr) in streams(), cut in 0_usize..400) {
         let cut = cut.min(t.len());
         let (whole, _) = run(thr, &t).unwrap();
-        let (prefix, _) = run(thr, &Trades { ts: t.ts[..cut].to_vec(), price: t.price[..cut].to_vec(), qty: t.qty[..cut].to_vec(),
-            agg: t.agg[..cut].to_vec(), first: t.first[..cut].to_vec(), last: t.last[..cut].to_vec(), ibm: t.ibm[..cut].to_vec() }).unwrap();
+        let (prefix, _) = run(thr, &t.head(cut)).unwrap();
         let n = prefix.len();
         prop_assert!(n <= whole.len());
         let mut head = whole.clone();

@@ -60,6 +60,19 @@ impl Trades {
         self.ts.len()
     }
 
+    /// The first `n` trades, owned.
+    pub fn head(&self, n: usize) -> Self {
+        Self {
+            ts: self.ts[..n].to_vec(),
+            price: self.price[..n].to_vec(),
+            qty: self.qty[..n].to_vec(),
+            agg: self.agg[..n].to_vec(),
+            first: self.first[..n].to_vec(),
+            last: self.last[..n].to_vec(),
+            ibm: self.ibm[..n].to_vec(),
+        }
+    }
+
     pub fn columns(&self) -> TradeColumns<'_> {
         TradeColumns {
             timestamp_us: &self.ts,
