@@ -613,8 +613,7 @@ class BarStore:
             for (series, threshold, options), group in groups.items():
                 span = (min(r.day for r in group), max(r.day for r in group))
                 oldest_new = min(r.write_id for r in group)
-                if self._has_older(client, series, threshold, span, options, write_id=oldest_new):
-                    self._delete_older(client, series, threshold, span, options, write_id=oldest_new)
+                self._delete_older(client, series, threshold, span, options, write_id=oldest_new)
         for record in records:
             log.info(
                 "stored %s %d dbps%s %s: %d bars (write %d)",
@@ -622,28 +621,6 @@ class BarStore:
                 record.write_id,
             )  # fmt: skip
         return records
-
-    def _older(
-        self, series: Series, threshold: int, span: tuple[date, date], options: BarOptions, write_id: int
-    ) -> tuple[str, dict[str, Any]]:
-        """``FROM range_bars WHERE``: the bars of older writes than ``write_id`` in ``span``, and its
-        parameters."""
-        where = self._where(series, threshold, *span, options)
-        params = self._params(series, threshold, *span, options) | {"write_id": write_id}
-        return f"FROM {self.database}.range_bars WHERE {where} AND write_id < {{write_id:UInt64}}", params
-
-    def _has_older(
-        self,
-        client: Any,
-        series: Series,
-        threshold: int,
-        span: tuple[date, date],
-        options: BarOptions,
-        *,
-        write_id: int,
-    ) -> bool:
-        sql, params = self._older(series, threshold, span, options, write_id)
-        return bool(client.query(f"SELECT 1 {sql} LIMIT 1", parameters=params).result_rows)
 
     def _delete_older(
         self,
@@ -655,8 +632,13 @@ class BarStore:
         *,
         write_id: int,
     ) -> None:
-        sql, params = self._older(series, threshold, span, options, write_id)
-        client.command(f"DELETE {sql}", parameters=params)
+        """Delete the bars of writes older than ``write_id`` in ``span``; a cheap probe first, so a
+        first write of a range (nothing older stored) issues no mutation."""
+        where = self._where(series, threshold, *span, options)
+        params = self._params(series, threshold, *span, options) | {"write_id": write_id}
+        older = f"FROM {self.database}.range_bars WHERE {where} AND write_id < {{write_id:UInt64}}"
+        if client.query(f"SELECT 1 {older} LIMIT 1", parameters=params).result_rows:
+            client.command(f"DELETE {older}", parameters=params)
 
     def invalidate(
         self,
