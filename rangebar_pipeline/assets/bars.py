@@ -128,6 +128,8 @@ class _Selection:
     horizons: tuple[int, ...]
     options: BarOptions
     groups: tuple[str, ...]
+    #: The bars' Dagster column schema under ``options`` (built once per step, not per day).
+    bar_schema: dg.TableSchema
 
     @classmethod
     def of(cls, context: dg.AssetExecutionContext, pipeline: PipelineConfig) -> "_Selection":
@@ -139,6 +141,7 @@ class _Selection:
             horizons=pipeline.label_horizons,
             options=pipeline.bar_options,
             groups=pipeline.feature_groups,
+            bar_schema=column_schema(pipeline.bar_options.bar_schema),
         )
 
     def wants(self, asset: dg.AssetKey, check: str) -> bool:
@@ -444,7 +447,7 @@ def _bar_metadata(
     return drop_none(
         {
             "dagster/partition_row_count": bars.height,
-            "dagster/column_schema": column_schema(walk.selection.options.bar_schema),
+            "dagster/column_schema": walk.selection.bar_schema,
             "bar_options": walk.selection.options.key or "default",
             "schema_version": SCHEMA_VERSION,
             "kernel_version": KERNEL_VERSION,
