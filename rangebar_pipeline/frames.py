@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 import polars as pl
 
 from rangebar_pipeline._lazy import lazy_module
-from rangebar_pipeline.schema import BAR_SCHEMA, LOOKBACK_SCHEMA, OHLCV_COLUMNS, UTC_US
+from rangebar_pipeline.schema import BAR_SCHEMA, LOOKBACK_SCHEMA, OHLCV_COLUMNS, UTC_US, bar_schema
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,7 +33,7 @@ _NULL_I64 = -(2**63)  # numpy.iinfo(numpy.int64).min
 
 def empty_bars(*, lookback: bool = False) -> pl.DataFrame:
     """A bar frame with no rows and the full schema (with the lookback group when asked)."""
-    return pl.DataFrame(schema=BAR_SCHEMA | LOOKBACK_SCHEMA if lookback else BAR_SCHEMA)
+    return pl.DataFrame(schema=bar_schema(lookback=lookback))
 
 
 def _lookback_series(name: str, values: np.ndarray[Any, Any]) -> pl.Series:

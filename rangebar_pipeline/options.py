@@ -21,16 +21,17 @@ from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
-from rangebar_pipeline.manifest import Group
-from rangebar_pipeline.schema import BAR_SCHEMA, LOOKBACK_SCHEMA
+from rangebar_pipeline import _core
+from rangebar_pipeline.frames import empty_bars
+from rangebar_pipeline.schema import bar_schema
 
 if TYPE_CHECKING:
     from rangebar_pipeline.processing import RangeBarProcessor
 
 __all__ = ["DEFAULT_OPTIONS", "LOOKBACK_TRADES_MAX", "BarOptions"]
 
-#: Largest lookback window the kernel accepts.
-LOOKBACK_TRADES_MAX: Final = 1_000_000
+#: Largest lookback window the kernel accepts (the kernel's own bound).
+LOOKBACK_TRADES_MAX: Final[int] = _core.LOOKBACK_TRADES_MAX
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,18 +77,13 @@ class BarOptions:
         return options
 
     @property
-    def groups(self) -> tuple[Group, ...]:
-        """Feature groups the kernel computes with these options."""
-        return ("core", "microstructure", "lookback") if self.lookback_trades else ("core", "microstructure")
-
-    @property
     def bar_schema(self) -> dict[str, pl.DataType]:
         """Columns and dtypes of a bar frame computed with these options."""
-        return BAR_SCHEMA | LOOKBACK_SCHEMA if self.lookback_trades else dict(BAR_SCHEMA)
+        return bar_schema(lookback=self.lookback_trades > 0)
 
     def empty_bars(self) -> pl.DataFrame:
         """A bar frame with no rows and the columns of these options."""
-        return pl.DataFrame(schema=self.bar_schema)
+        return empty_bars(lookback=self.lookback_trades > 0)
 
     def processor(self, threshold_decimal_bps: int | str, symbol: str | None = None) -> RangeBarProcessor:
         """A fresh processor with these options."""

@@ -48,6 +48,12 @@ LOOKBACK_SCHEMA: Final[dict[str, pl.DataType]] = {c.name: _DTYPES[c.dtype] for c
 
 BAR_COLUMNS: Final[tuple[str, ...]] = tuple(BAR_SCHEMA)
 
+
+def bar_schema(*, lookback: bool) -> dict[str, pl.DataType]:
+    """Columns and dtypes of a kernel bar frame: BAR_SCHEMA, then the lookback group when it is on."""
+    return BAR_SCHEMA | LOOKBACK_SCHEMA if lookback else dict(BAR_SCHEMA)
+
+
 #: Per-bar spread statistics of quote sources (Exness), appended to their bars; nullable in storage.
 SPREAD_SCHEMA: Final[dict[str, pl.DataType]] = {
     "spread_min": pl.Float64(),
