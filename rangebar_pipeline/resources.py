@@ -13,19 +13,17 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
-from pathlib import Path
 from typing import Any, Final, Literal
 
 import dagster as dg
 
 from rangebar_pipeline.cluster.profile import require_server_dsn
 from rangebar_pipeline.exceptions import StoreLockedError
-from rangebar_pipeline.series import Series
 from rangebar_pipeline.sources.binance_vision import BinanceVision
 from rangebar_pipeline.sources.exness import ExnessSource
 from rangebar_pipeline.storage.bars import BarStore, redact_dsn, resolve_dsn
-from rangebar_pipeline.storage.ticks import TickStore, default_cache_dir
+from rangebar_pipeline.storage.datasets import PIPELINE_DIR_ENV, DatasetStore
+from rangebar_pipeline.storage.ticks import TickStore
 
 __all__ = [
     "BAR_STORE_POOL",
@@ -43,7 +41,6 @@ __all__ = [
 BAR_STORE_POOL: Final = "rangebar_bar_store"
 #: The Celery queue of the download step (``ticks``) in the cluster profile; bar steps use ``dagster``.
 DOWNLOAD_QUEUE: Final = "rangebar_downloads"
-PIPELINE_DIR_ENV: Final = "RANGEBAR_PIPELINE_DIR"
 log = logging.getLogger(__name__)
 
 
@@ -130,48 +127,16 @@ class BarStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
 
 class DatasetStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """Feature tables, ML datasets and models as Parquet/JSON files under ``root``.
+    """Feature tables, ML datasets and model summaries: a :class:`~.storage.datasets.DatasetStore`.
 
     ``root`` ``None``: ``RANGEBAR_PIPELINE_DIR``, else ``<cache dir>/pipeline``.
     """
 
     root: str | None = None
 
-    @property
-    def base(self) -> Path:
-        """The root directory."""
-        if self.root:
-            return Path(self.root).expanduser()
-        env = os.environ.get(PIPELINE_DIR_ENV)
-        return Path(env).expanduser() if env else default_cache_dir() / "pipeline"
-
-    def features_dir(self, threshold: int, series: Series) -> Path:
-        """Directory of one series' daily feature tables."""
-        return self.base / "features" / f"{threshold}" / series.key
-
-    def features_path(self, threshold: int, series: Series, day: date) -> Path:
-        """The feature table of one (threshold, series, day)."""
-        return self.features_dir(threshold, series) / f"{day.isoformat()}.parquet"
-
-    def staging_path(self, threshold: int, series: Series, day: date) -> Path:
-        """Where a day's feature table waits for its blocking checks (invisible to datasets)."""
-        return self.features_dir(threshold, series) / ".staging" / f"{day.isoformat()}.parquet"
-
-    def rejected_path(self, threshold: int, series: Series, day: date) -> Path:
-        """The record (JSON) of a day whose feature table failed its blocking checks."""
-        return self.features_dir(threshold, series) / ".rejected" / f"{day.isoformat()}.json"
-
-    def dataset_path(self, threshold: int, series: Series) -> Path:
-        """The ML dataset of one (threshold, series)."""
-        return self.base / "datasets" / f"{threshold}" / f"{series.key}.parquet"
-
-    def model_path(self, name: str, series: Series) -> Path:
-        """The fitted-model summary of a consumer for one series."""
-        return self.base / "models" / name / f"{series.key}.json"
-
-    def failures_path(self) -> Path:
-        """The run-failure log (JSON lines) written by the failure sensor."""
-        return self.base / "failures.jsonl"
+    def store(self) -> DatasetStore:
+        """The store under the configured root."""
+        return DatasetStore(self.root or None)
 
 
 def _env_or(name: str, default: Any = None) -> Any:

@@ -156,7 +156,7 @@ def test_run_failure_sensor_records_the_failed_partition_and_error(env: Pipeline
     ).for_run_failure()
     datasets = DatasetStoreResource(root=str(env.root / "pipeline"))
     env.defs.resolve_sensor_def("record_failures")(context, datasets=datasets)
-    entries = [json.loads(line) for line in datasets.failures_path().read_text().splitlines()]
+    entries = [json.loads(line) for line in datasets.store().failures_log().read_text().splitlines()]
     assert len(entries) == 1
     entry = entries[0]
     assert entry["run_id"] == failed.run_id and entry["partition"] == missing

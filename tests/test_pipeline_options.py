@@ -21,7 +21,7 @@ from rangebar_pipeline.assets.consumers import (
     fit_forward_return_model,
     model_features,
 )
-from rangebar_pipeline.assets.features import FeatureDay, feature_table, gate_tables, table_versions
+from rangebar_pipeline.assets.features import FeatureDay, feature_table, gate_tables
 from rangebar_pipeline.config import PipelineConfigError, parse_config
 from rangebar_pipeline.manifest import COLUMNS, columns_of
 from rangebar_pipeline.options import BarOptions
@@ -96,13 +96,12 @@ def test_config_options_flow_through_the_bar_step(env: PipelineEnv) -> None:
     assert OPTIONS.key in str(graph.get(dg.AssetKey("features_25")).code_version)
 
     # feature tables: core + lookback (microstructure off), versions recorded in the file
-    datasets = DatasetStoreResource()
-    path = datasets.features_path(25, CM, days[1])
-    table = pl.read_parquet(path)
+    datasets = DatasetStoreResource().store()
+    table = datasets.read_features(25, CM, days[1])
     assert set(LOOKBACK_SCHEMA) <= set(table.columns)
     assert not set(FEATURE_COLUMNS) & set(table.columns)
     assert table.height == expected.filter(pl.col("close_time").dt.date() == days[1]).height
-    assert table_versions(path) == (SCHEMA_VERSION, KERNEL_VERSION)
+    assert datasets.table_versions(25, CM, days[1]) == (SCHEMA_VERSION, KERNEL_VERSION)
 
 
 def test_the_gate_checks_lookback_columns(env: PipelineEnv) -> None:

@@ -21,7 +21,6 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any, Final
 
 import dagster as dg
@@ -47,9 +46,7 @@ from rangebar_pipeline.assets.features import (
     feature_table,
     features_key,
     gate_tables,
-    publish,
     tier2_verdict,
-    withdraw,
 )
 from rangebar_pipeline.assets.provenance import KERNEL_CODE_VERSION, Version, latest_version, version_tags
 from rangebar_pipeline.assets.ticks import TICKS_KEY
@@ -80,6 +77,7 @@ from rangebar_pipeline.resources import (
 from rangebar_pipeline.schema import SCHEMA_VERSION
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.bars import KERNEL_VERSION, BarStore, DayWrite
+from rangebar_pipeline.storage.datasets import DatasetStore, Published
 from rangebar_pipeline.storage.ticks import TickStore
 from rangebar_pipeline.streaming import prefetch
 from rangebar_pipeline.validation import ConservationTicks
@@ -171,7 +169,7 @@ class _Walk:
     selection: _Selection
     store: BarStore
     ticks: TickStore
-    datasets: DatasetStoreResource
+    datasets: DatasetStore
     previous: dict[int, pl.DataFrame | None] = field(default_factory=dict)
     #: The latest recorded version of each threshold's bars (previous day, then the day just recorded).
     versions: dict[int, Version | None] = field(default_factory=dict)
@@ -349,7 +347,7 @@ class _Walk:
                     f"failed their blocking tier1 check ({check.description})"
                 )
                 reason = f"range_bars_{threshold}:tier1 failed: {check.description}"
-                withdraw(self.datasets, day.series, threshold, day.day, [reason])
+                self.datasets.withdraw(day.series, threshold, day.day, [reason])
         gated = [f for f in ready if self.selection.wants(features_key(f.threshold), "expectations")]
         verdicts = (
             dict(zip(map(id, gated), gate_tables(gated, self.selection.groups), strict=True)) if gated else {}
@@ -365,7 +363,9 @@ class _Walk:
             for item in mine:
                 label = partition_key(item.day, item.series)
                 verdict = verdicts.get(id(item))
-                path, size = publish(self.datasets, item, verdict or UNGATED)
+                published = self.datasets.publish(
+                    item.series, threshold, item.day, item.table, failures=_rejections(verdict or UNGATED)
+                )
                 source = self.recorded.get((threshold, item.day)) or latest_version(
                     self.context.instance, range_bars_key(threshold), label
                 )
@@ -374,7 +374,7 @@ class _Walk:
                 yield dg.AssetMaterialization(
                     asset_key=asset,
                     partition=label,
-                    metadata=_feature_metadata(item, path, size, verdict, self.selection.horizons),
+                    metadata=_feature_metadata(item, published, verdict, self.selection.horizons),
                     tags=version_tags(version, code_version, {range_bars_key(threshold): source}),
                 )
                 if verdict is not None:
@@ -402,18 +402,25 @@ def _feature_version(bars: Version | None, horizons: tuple[int, ...], code_versi
 
 
 def _feature_metadata(
-    item: FeatureDay, path: Path, size: int, verdict: GateVerdict | None, horizons: tuple[int, ...]
+    item: FeatureDay, published: Published, verdict: GateVerdict | None, horizons: tuple[int, ...]
 ) -> dict[str, Any]:
     return {
         "dagster/partition_row_count": item.table.height,
-        "dagster/uri": str(path),
+        "dagster/uri": published.uri,
         "dagster/column_schema": column_schema(item.table.schema),
-        "bytes": size,
+        "bytes": published.bytes,
         "promoted": verdict is None or verdict.passed,
         "labels": ", ".join(f"forward_return_{h}" for h in horizons),
         "schema_version": SCHEMA_VERSION,
         "kernel_version": KERNEL_VERSION,
     }
+
+
+def _rejections(verdict: GateVerdict) -> tuple[str, ...]:
+    """Why a gated table is withdrawn (empty when it passed)."""
+    if verdict.passed:
+        return ()
+    return verdict.failures or ("the great-expectations gate failed",)
 
 
 def _gate_evaluation(asset: dg.AssetKey, label: str, verdict: GateVerdict) -> dg.AssetCheckEvaluation:
@@ -568,7 +575,7 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         selection = _Selection.of(context, pipeline)
         ticks = tick_store.store()
         with bar_store.open() as store:
-            walk = _Walk(context, pipeline, selection, store, ticks, datasets)
+            walk = _Walk(context, pipeline, selection, store, ticks, datasets.store())
             for series, days in days_by_series(run_partition_keys(context.op_execution_context)).items():
                 for first, last in contiguous_ranges(days):
                     yield from walk.run(series, first, last)

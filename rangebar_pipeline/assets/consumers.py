@@ -6,9 +6,8 @@ result. It lives in its own group (``ml_consumers``) and follows its dataset aut
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at runtime.
 
-import json
 from collections.abc import Sequence
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
 import dagster as dg
 import numpy as np
@@ -20,7 +19,6 @@ from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.partitions import series_partitions
 from rangebar_pipeline.resources import DatasetStoreResource
 from rangebar_pipeline.series import Series
-from rangebar_pipeline.storage._atomic import atomic_write
 
 __all__ = [
     "LOOKBACK_MODEL_FEATURES",
@@ -96,12 +94,11 @@ def build_consumer_asset(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, datasets: DatasetStoreResource
     ) -> AssetResult:
         series = Series.from_key(context.partition_key)
-        path = datasets.dataset_path(threshold, series)
-        if not path.is_file():
-            raise dg.Failure(
-                description=f"{path} does not exist: materialize ml_dataset_{threshold} for {series}"
-            )
-        dataset = pl.read_parquet(path)
+        store = datasets.store()
+        try:
+            dataset = store.read_dataset(threshold, series)
+        except FileNotFoundError as exc:
+            raise dg.Failure(description=f"{exc}: materialize ml_dataset_{threshold} for {series}") from None
         try:
             fit = fit_forward_return_model(dataset)
         except ValueError as exc:
@@ -118,20 +115,16 @@ def build_consumer_asset(pipeline: PipelineConfig) -> dg.AssetsDefinition:
             "r_squared": float(fit.rsquared),
             "coefficients": rows,
         }
-        out = datasets.model_path("forward_return_model", series)
-        atomic_write(out, lambda handle: _write_json(handle, summary))
+        uri = store.write_model("forward_return_model", series, summary)
         return dg.MaterializeResult(
             metadata={
                 "nobs": int(fit.nobs),
                 "r_squared": float(fit.rsquared),
                 "adj_r_squared": float(fit.rsquared_adj) if np.isfinite(fit.rsquared_adj) else 0.0,
                 "coefficients": dg.MetadataValue.md(markdown_table(rows)),
-                "dagster/uri": str(out),
+                "dagster/uri": uri,
             }
         )
 
     return forward_return_model
 
-
-def _write_json(handle: BinaryIO, value: Any) -> None:
-    handle.write(json.dumps(value, indent=2).encode())

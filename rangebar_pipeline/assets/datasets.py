@@ -13,54 +13,23 @@ series and so never hold while a backfill is incomplete).
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at runtime.
 
-from datetime import date
 from typing import Any
 
 import dagster as dg
-import polars as pl
 
 from rangebar_pipeline.assets._common import OWNERS, AssetResult, column_schema
-from rangebar_pipeline.assets.features import day_files, features_key, rejected_days, write_parquet
+from rangebar_pipeline.assets.features import features_key
 from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.partitions import partition_key, same_series_mapping, series_partitions
 from rangebar_pipeline.resources import DatasetStoreResource
 from rangebar_pipeline.series import Series
 
-__all__ = ["build_dataset_asset", "dataset_key", "follow_any_update", "last_n_rows"]
+__all__ = ["build_dataset_asset", "dataset_key", "follow_any_update"]
 
 
 def dataset_key(threshold: int) -> dg.AssetKey:
     """``ml_dataset_{threshold}``."""
     return dg.AssetKey(f"ml_dataset_{threshold}")
-
-
-def last_n_rows(
-    datasets: DatasetStoreResource, threshold: int, series: Series, n: int
-) -> tuple[pl.DataFrame, list[str]]:
-    """The ``n`` most recent feature rows of a series (fewer if fewer exist) and the days they span.
-
-    Raises:
-        LookupError: No feature table of the series has been materialized at all.
-    """
-    files = day_files(datasets.features_dir(threshold, series))
-    if not files:
-        raise LookupError(f"no feature tables for {series} at {threshold} dbps")
-    frames: list[pl.DataFrame] = []
-    days: list[str] = []
-    held = 0
-    for day, path in reversed(files):
-        if held >= n:
-            break
-        frame = pl.read_parquet(path)
-        if frame.height == 0:
-            continue
-        frames.append(frame)
-        days.append(day.isoformat())
-        held += frame.height
-    if not frames:  # materialized, but no bar has closed yet at this threshold
-        return pl.read_parquet(files[-1][1]), []
-    table = pl.concat(list(reversed(frames)), how="vertical_relaxed").tail(n)
-    return table, sorted(days)
 
 
 def follow_any_update() -> dg.AutomationCondition[Any]:
@@ -92,18 +61,18 @@ def build_dataset_asset(pipeline: PipelineConfig, threshold: int) -> dg.AssetsDe
     )
     def ml_dataset(context: dg.AssetExecutionContext, datasets: DatasetStoreResource) -> AssetResult:
         series = Series.from_key(context.partition_key)
+        store = datasets.store()
         try:
-            table, days = last_n_rows(datasets, threshold, series, n)
+            table, days = store.last_n_rows(threshold, series, n)
         except LookupError:
             raise dg.Failure(
                 description=(
                     f"no feature rows for {series} at {threshold} dbps under "
-                    f"{datasets.features_dir(threshold, series)}: materialize features_{threshold} first"
+                    f"{store.features_location(threshold, series)}: materialize features_{threshold} first"
                 )
             ) from None
-        path = datasets.dataset_path(threshold, series)
-        size = write_parquet(table, path)
-        rejected = rejected_days(datasets.features_dir(threshold, series))
+        written = store.write_dataset(threshold, series, table)
+        rejected = store.rejected_days(threshold, series)
         if rejected:
             context.log.warning(
                 f"{series}: feature days withdrawn by their gate and absent: {', '.join(map(str, rejected))}"
@@ -115,11 +84,11 @@ def build_dataset_asset(pipeline: PipelineConfig, threshold: int) -> dg.AssetsDe
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": table.height,
-                "dagster/uri": str(path),
+                "dagster/uri": written.uri,
                 "dagster/column_schema": column_schema(table.schema),
                 "bars_requested": n,
                 "short_by": n - table.height,
-                "bytes": size,
+                "bytes": written.bytes,
                 **(
                     {
                         "first_close_time": dg.MetadataValue.timestamp(table["close_time"][0]),
@@ -132,7 +101,7 @@ def build_dataset_asset(pipeline: PipelineConfig, threshold: int) -> dg.AssetsDe
                     {str(d): list(r.get("failures", []))[:5] for d, r in rejected.items()}
                 ),
                 "source_partitions": dg.MetadataValue.json(
-                    [partition_key(date.fromisoformat(d), series) for d in days]
+                    [partition_key(d, series) for d in days]
                 ),
             }
         )

@@ -3,35 +3,27 @@
 Rows are a day's bars with the feature groups of the pipeline config (the 10 microstructure
 features by default, the lookback group when on), keyed by series and threshold, plus forward-return
 labels ``forward_return_{h}`` = close h bars ahead / close - 1. Labels stay inside the day (no
-look-ahead into a day that may not exist yet): the last h bars of a day have a null label. Each file
-records the bar schema version and the kernel version that produced it (Parquet key-value metadata
-``rangebar.schema_version`` / ``rangebar.kernel_version``; :func:`table_versions` reads them).
+look-ahead into a day that may not exist yet): the last h bars of a day have a null label.
 
-Staging, then promotion: a day's table is written under ``.staging/`` and moved next to the other
-days (where datasets read) only once its blocking great-expectations gate passed; a failed day is
-removed from the visible tables and recorded under ``.rejected/`` with the reasons. The gate runs
-one great-expectations validation per batch of tables (days x thresholds) and goes table by table
-only when the batch fails, so its cost is not paid per day.
+The feature/dataset store (:class:`~rangebar_pipeline.storage.datasets.DatasetStore`) stages each
+table and promotes it only once its blocking great-expectations gate passed (a failed day is
+withdrawn with its reasons). The gate runs one great-expectations validation per batch of tables
+(days x thresholds) and goes table by table only when the batch fails, so its cost is not paid per
+day.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from pathlib import Path
+from datetime import date
 from typing import Any, Final
 
 import dagster as dg
 import polars as pl
 
 from rangebar_pipeline.manifest import Group, columns_of
-from rangebar_pipeline.resources import DatasetStoreResource
-from rangebar_pipeline.schema import SCHEMA_VERSION
 from rangebar_pipeline.series import Series
-from rangebar_pipeline.storage._atomic import atomic_write
-from rangebar_pipeline.storage.bars import KERNEL_VERSION
 from rangebar_pipeline.validation import validate_expectations, validate_tier2
 from rangebar_pipeline.validation.expectations import REQUIRED_COLUMNS
 
@@ -42,17 +34,11 @@ __all__ = [
     "UNGATED",
     "FeatureDay",
     "GateVerdict",
-    "day_files",
     "feature_table",
     "features_key",
     "gate_tables",
-    "publish",
-    "rejected_days",
     "required_columns",
-    "table_versions",
     "tier2_verdict",
-    "withdraw",
-    "write_parquet",
 ]
 
 #: Columns identifying the series in a feature table (they join the uniqueness key).
@@ -100,28 +86,6 @@ def required_columns(groups: Sequence[str]) -> tuple[str, ...]:
     wanted = {c.name for c in columns_of("core", *chosen)}
     lookback = [c.name for c in columns_of("lookback")] if "lookback" in groups else []
     return (*(c for c in REQUIRED_COLUMNS if c in wanted), *lookback)
-
-
-#: Parquet key-value metadata of every feature file: what produced it.
-_VERSION_KEYS: Final = ("rangebar.schema_version", "rangebar.kernel_version")
-
-
-def table_versions(path: Path) -> tuple[int | None, str | None]:
-    """``(schema_version, kernel_version)`` recorded in a feature file (None where absent)."""
-    metadata = pl.read_parquet_metadata(path)
-    schema = metadata.get(_VERSION_KEYS[0])
-    return (int(schema) if schema is not None else None), metadata.get(_VERSION_KEYS[1])
-
-
-def write_parquet(frame: pl.DataFrame, path: Path) -> int:
-    """Write ``frame`` atomically as zstd Parquet (with the schema and kernel versions that produced
-    it as key-value metadata); return the file size."""
-    versions = dict(zip(_VERSION_KEYS, (str(SCHEMA_VERSION), KERNEL_VERSION), strict=True))
-
-    def write(handle: Any) -> None:
-        frame.write_parquet(handle, compression="zstd", statistics=True, metadata=versions)
-
-    return atomic_write(path, write)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,66 +154,3 @@ def tier2_verdict(tables: Sequence[pl.DataFrame], threshold: int) -> tuple[bool,
             "feature_table": dg.MetadataValue.md(result.table_markdown()),
         },
     )
-
-
-def publish(datasets: DatasetStoreResource, item: FeatureDay, verdict: GateVerdict) -> tuple[Path, int]:
-    """Stage the table, then promote it (passed) or withdraw the day and record why (failed).
-
-    Returns the path of the table (promoted, or left in staging for inspection) and its size.
-    """
-    staging = datasets.staging_path(item.threshold, item.series, item.day)
-    size = write_parquet(item.table, staging)
-    if verdict.passed:
-        staging.replace(datasets.features_path(item.threshold, item.series, item.day))
-        datasets.rejected_path(item.threshold, item.series, item.day).unlink(missing_ok=True)
-        return datasets.features_path(item.threshold, item.series, item.day), size
-    withdraw(datasets, item.series, item.threshold, item.day, verdict.failures, staged=staging)
-    return staging, size
-
-
-def withdraw(
-    datasets: DatasetStoreResource,
-    series: Series,
-    threshold: int,
-    day: date,
-    failures: Sequence[str],
-    *,
-    staged: Path | None = None,
-) -> None:
-    """Make a day's feature table invisible to datasets and record why under ``.rejected/``."""
-    datasets.features_path(threshold, series, day).unlink(missing_ok=True)
-    record = {
-        "series": series.key,
-        "threshold_decimal_bps": threshold,
-        "day": day.isoformat(),
-        "failures": list(failures),
-        "staged_table": None if staged is None else str(staged),
-        "rejected_at": datetime.now(UTC).isoformat(),
-    }
-
-    def write(handle: Any) -> None:
-        handle.write(json.dumps(record, indent=1).encode())
-
-    atomic_write(datasets.rejected_path(threshold, series, day), write)
-
-
-def day_files(directory: Path) -> list[tuple[date, Path]]:
-    """The promoted daily feature files of a directory, ascending by day."""
-    found = []
-    for path in directory.glob("*.parquet"):
-        try:
-            found.append((date.fromisoformat(path.stem), path))
-        except ValueError:
-            continue
-    return sorted(found)
-
-
-def rejected_days(directory: Path) -> dict[date, Mapping[str, Any]]:
-    """Days withdrawn by a failed gate, with their records."""
-    found: dict[date, Mapping[str, Any]] = {}
-    for path in (directory / ".rejected").glob("*.json"):
-        try:
-            found[date.fromisoformat(path.stem)] = json.loads(path.read_text())
-        except (ValueError, OSError):
-            continue
-    return dict(sorted(found.items()))

@@ -233,9 +233,9 @@ def build_failure_sensor() -> dg.SensorDefinition:
             "message": context.failure_event.message,
             "recorded_at": datetime.now(UTC).isoformat(),
         }
-        record_failure(datasets.failures_path(), entry)
+        record_failure(datasets.store().failures_log(), entry)
         context.log.info(
-            f"recorded failure of run {run.run_id} ({run.job_name}) in {datasets.failures_path()}"
+            f"recorded failure of run {run.run_id} ({run.job_name}) in {datasets.store().failures_log()}"
         )
 
     return record_failures
