@@ -221,7 +221,7 @@ def test_argument_validation_messages(env: tuple[Path, Mirror]) -> None:
     with pytest.raises(ValueError, match=r"^n_bars must be > 0"):
         get_n_range_bars("BTCUSDT", 0)
     with pytest.raises(ValueError, match="invalidate_existing must be one of"):
-        precompute_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", invalidate_existing="some")  # type: ignore[arg-type]
+        precompute_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", invalidate_existing="some")  # type: ignore[call-overload]
     assert Series.of("btcusdt", market="FUTURES-UM").key == "binance-um-BTCUSDT"
 
 

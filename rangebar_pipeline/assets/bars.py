@@ -3,7 +3,7 @@
 Day D of a series continues the processor state at the end of D-1, so each bar asset depends on its
 own previous day, and a ranged backfill of a series runs as one step (``BackfillPolicy.single_run``)
 that walks its days in order. The step reads each day's ticks once for all thresholds
-(:func:`rangebar_pipeline.backfill.iter_series_days`), checks each day's bars in memory (tier 1 with
+(:class:`rangebar_pipeline.engine.SeriesWalk`), checks each day's bars in memory (tier 1 with
 exact tick conservation, continuity), stores days in batches (one Tier 2 insert per batch), then
 builds, gates and promotes the feature tables of the days whose bars passed.
 
@@ -17,7 +17,6 @@ identically: same ticks, same checkpoint, same bars and data version).
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at runtime.
 
 import hashlib
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -50,16 +49,18 @@ from rangebar_pipeline.assets.features import (
 )
 from rangebar_pipeline.assets.provenance import KERNEL_CODE_VERSION, Version, latest_version, version_tags
 from rangebar_pipeline.assets.ticks import TICKS_KEY
-from rangebar_pipeline.backfill import (
+from rangebar_pipeline.config import PipelineConfig
+from rangebar_pipeline.engine import (
+    Batch,
     DayFailedError,
     SeriesDay,
+    SeriesWalk,
     ThresholdDay,
-    day_writes,
-    iter_series_days,
+    WalkedDay,
+    batched,
     last_tick_id,
+    stored_days,
 )
-from rangebar_pipeline.backfill import stored_series_days as load_stored_days
-from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.options import BarOptions
 from rangebar_pipeline.partitions import (
     contiguous_ranges,
@@ -76,13 +77,13 @@ from rangebar_pipeline.resources import (
 )
 from rangebar_pipeline.schema import SCHEMA_VERSION
 from rangebar_pipeline.series import Series
-from rangebar_pipeline.storage.bars import KERNEL_VERSION, BarStore, DayWrite
+from rangebar_pipeline.storage.bars import KERNEL_VERSION, BarStore
 from rangebar_pipeline.storage.datasets import DatasetStore, Published
 from rangebar_pipeline.storage.ticks import TickStore
 from rangebar_pipeline.streaming import prefetch
 from rangebar_pipeline.validation import ConservationTicks
 
-__all__ = ["BARS_CODE_VERSION", "BARS_STEP", "CHUNK_BARS", "CHUNK_DAYS", "build_bars_step", "range_bars_key"]
+__all__ = ["BARS_CODE_VERSION", "BARS_STEP", "build_bars_step", "range_bars_key"]
 
 #: The op name of the step computing every ``range_bars_{thr}`` and ``features_{thr}``.
 BARS_STEP: Final = "range_bars_and_features"
@@ -103,12 +104,6 @@ def features_code_version(pipeline: PipelineConfig) -> str:
     return f"{FEATURES_CODE_VERSION}-{groups or 'core'}" + (
         f"-options-{pipeline.bar_options.key}" if pipeline.bar_options.key else ""
     )
-
-
-#: A batch (one Tier 2 insert, one great-expectations validation) closes after this many days ...
-CHUNK_DAYS: Final = 32
-#: ... or once it holds this many bars over all thresholds (bounds the memory of long backfills).
-CHUNK_BARS: Final = 250_000
 
 
 def range_bars_key(threshold: int) -> dg.AssetKey:
@@ -157,11 +152,10 @@ class _Day:
     results: dict[int, ThresholdDay]
     tier1: dict[int, DayCheck]
     continuity: dict[int, DayCheck]
-    writes: list[DayWrite]
 
 
 @dataclass
-class _Walk:
+class _StepRun:
     """One contiguous range of one series through the step."""
 
     context: dg.AssetExecutionContext
@@ -211,50 +205,38 @@ class _Walk:
     def _walk(
         self, series: Series, first: date, last: date, computed: tuple[int, ...], loaded: tuple[int, ...]
     ) -> Iterator[Any]:
-        day_before = first - timedelta(days=1)
+        options = self.selection.options
         if computed:
-            options = self.selection.options
-            parents = self.store.checkpoints_at(series, computed, day_before, options=options)
+            day_before = first - timedelta(days=1)
+            stored = self.store.checkpoints_at(series, computed, day_before, options=options)
             if day_before >= self.pipeline.start_date and (
-                absent := [t for t in computed if t not in parents]
+                absent := [t for t in computed if t not in stored]
             ):
                 self.context.log.warning(
                     f"{series} {day_before} has no stored bars at {absent} dbps: {first} starts from a "
                     "fresh processor (materialize the previous day first for bars continuous across the "
                     "day boundary)"
                 )
-            days = iter_series_days(
-                series, computed, first, last, ticks=self.ticks, parents=parents, options=options
-            )
-            yield from self._chunks(days, store_bars=True)
+            walk = SeriesWalk(series, computed, self.ticks, self.store, options, recompute=True)
+            yield from self._recorded(walk.batches(first, last, annotate=self._checked), store_bars=True)
         if loaded:
-            days = load_stored_days(
-                series,
-                loaded,
-                first,
-                last,
-                store=self.store,
-                ticks=self.ticks,
-                options=self.selection.options,
+            days = stored_days(
+                series, loaded, first, last, store=self.store, ticks=self.ticks, options=options
             )
-            yield from self._chunks(days, store_bars=False)
+            walked = (WalkedDay(series, d.day, d, {}, note=self._checked(d)) for d in days)
+            yield from self._recorded(batched(prefetch(walked, depth=2), None, options), store_bars=False)
 
-    def _chunks(self, days: Iterable[SeriesDay], *, store_bars: bool) -> Iterator[Any]:
-        """Batches of checked days: stored, recorded and turned into feature tables.
+    def _recorded(self, batches: Iterable[Batch[_Day]], *, store_bars: bool) -> Iterator[Any]:
+        """Each batch's events (the engine stored its days first, when they were computed here).
 
         Days are read, computed and checked in a background thread up to two days ahead (the
         kernel and polars release the GIL), while this thread records the previous batch's events.
         """
-        chunk: list[_Day] = []
         try:
-            for item in prefetch((self._checked(d) for d in days), depth=2):
-                chunk.append(item)
-                held = sum(r.bars.height for d in chunk for r in d.results.values())
-                if len(chunk) >= CHUNK_DAYS or held >= CHUNK_BARS:
-                    yield from self._flush(chunk, store_bars=store_bars)
-                    chunk = []
+            for batch in batches:
+                checked = [d.note for d in batch.days if d.note is not None]
+                yield from self._flush(checked, batch.write_seconds, store_bars=store_bars)
         except DayFailedError as exc:
-            yield from self._flush(chunk, store_bars=store_bars)
             raise dg.Failure(
                 description=(
                     f"{partition_key(exc.day, exc.series)} failed: {exc}. The days before it are stored "
@@ -263,7 +245,6 @@ class _Walk:
                 ),
                 metadata={"failed_partition": partition_key(exc.day, exc.series)},
             ) from exc
-        yield from self._flush(chunk, store_bars=store_bars)
 
     def _checked(self, item: SeriesDay) -> _Day:
         prepared = ConservationTicks.of(item.ticks)
@@ -280,18 +261,12 @@ class _Walk:
         if last_id is not None:
             self.last_tick = last_id
         return _Day(
-            item.series, item.day, item.tick_count, item.read_seconds, item.thresholds, tier1, continuity,
-            day_writes([item], options=self.selection.options),
-        )  # fmt: skip
+            item.series, item.day, item.tick_count, item.read_seconds, item.thresholds, tier1, continuity
+        )
 
-    def _flush(self, chunk: Sequence[_Day], *, store_bars: bool) -> Iterator[Any]:
+    def _flush(self, chunk: Sequence[_Day], write_seconds: float, *, store_bars: bool) -> Iterator[Any]:
         if not chunk:
             return
-        write_seconds = 0.0
-        if store_bars:
-            started = time.perf_counter()
-            self.store.write_days([w for d in chunk for w in d.writes])
-            write_seconds = time.perf_counter() - started
         for day in chunk:
             yield from self._bar_events(day, write_seconds / len(chunk), materialized=store_bars)
             summary = ", ".join(
@@ -445,7 +420,7 @@ def _gate_evaluation(asset: dg.AssetKey, label: str, verdict: GateVerdict) -> dg
 
 
 def _bar_metadata(
-    walk: _Walk, day: _Day, result: ThresholdDay, sha: str, write_seconds: float
+    walk: _StepRun, day: _Day, result: ThresholdDay, sha: str, write_seconds: float
 ) -> dict[str, Any]:
     bars = result.bars
     carried = bars["open_time"][0] if bars.height and bars["open_time"][0].date() < day.day else None
@@ -575,7 +550,7 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         selection = _Selection.of(context, pipeline)
         ticks = tick_store.store()
         with bar_store.open() as store:
-            walk = _Walk(context, pipeline, selection, store, ticks, datasets.store())
+            walk = _StepRun(context, pipeline, selection, store, ticks, datasets.store())
             for series, days in days_by_series(run_partition_keys(context.op_execution_context)).items():
                 for first, last in contiguous_ranges(days):
                     yield from walk.run(series, first, last)

@@ -21,8 +21,8 @@ import dagster as dg
 import polars as pl
 
 from rangebar_pipeline.assets._common import markdown_table
-from rangebar_pipeline.backfill import ThresholdDay
 from rangebar_pipeline.config import PipelineConfig
+from rangebar_pipeline.engine import ThresholdDay
 from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
 from rangebar_pipeline.partitions import parse_partition_key, partition_key
 from rangebar_pipeline.series import Series

@@ -127,4 +127,3 @@ def build_consumer_asset(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         )
 
     return forward_return_model
-

@@ -100,9 +100,7 @@ def build_dataset_asset(pipeline: PipelineConfig, threshold: int) -> dg.AssetsDe
                 "rejected_days": dg.MetadataValue.json(
                     {str(d): list(r.get("failures", []))[:5] for d, r in rejected.items()}
                 ),
-                "source_partitions": dg.MetadataValue.json(
-                    [partition_key(d, series) for d in days]
-                ),
+                "source_partitions": dg.MetadataValue.json([partition_key(d, series) for d in days]),
             }
         )
 

@@ -330,6 +330,11 @@ class Coverage:
         """True when the day was computed with a fresh processor (no previous-day checkpoint)."""
         return self.parent_checkpoint_sha256 == ""
 
+    def continues(self, previous_sha: str) -> bool:
+        """The chain rule: the day was computed from the state ``previous_sha`` names (the stored
+        previous day's checkpoint sha256, ``""`` when the previous day is not stored)."""
+        return self.parent_checkpoint_sha256 == previous_sha
+
     @property
     def stale(self) -> bool:
         """True when an older bar schema or another kernel build produced the day."""
@@ -722,8 +727,7 @@ class BarStore:
             if record is None:
                 continue
             previous = stored.get(day - timedelta(days=1))
-            expected = previous.checkpoint_sha256 if previous is not None else ""
-            if record.parent_checkpoint_sha256 == expected:
+            if record.continues(previous.checkpoint_sha256 if previous is not None else ""):
                 valid.add(day)
         return valid
 
