@@ -24,8 +24,8 @@ from rangebar_pipeline.exceptions import StaleBarsWarning
 from rangebar_pipeline.options import BarOptions
 from rangebar_pipeline.schema import BAR_SCHEMA, LOOKBACK_SCHEMA
 from rangebar_pipeline.series import Series
-from rangebar_pipeline.storage import bars as bars_module
 from rangebar_pipeline.storage.bars import BarStore
+from rangebar_pipeline.storage.bars import records as bar_records
 from rangebar_pipeline.storage.ticks import TickStore
 from tests.api_support import Mirror, loopback_env
 
@@ -111,7 +111,7 @@ def test_stale_days_are_recomputed_from_cached_ticks(
     first = _polars_bars()
     with BarStore(cache_dir=cache) as store:
         writes = {d: r.write_id for d, r in store.coverage(SERIES, 25, *DAYS).items()}
-    monkeypatch.setattr(bars_module, "KERNEL_VERSION", "99.0.0")  # as if the kernel were upgraded
+    monkeypatch.setattr(bar_records, "KERNEL_VERSION", "99.0.0")  # as if the kernel were upgraded
     with BarStore(cache_dir=cache) as store:
         assert store.stale_days(SERIES, 25, *DAYS) == list(DAYS)
     assert main(["cache", "status"]) == 0
@@ -127,7 +127,7 @@ def test_stale_days_are_recomputed_from_cached_ticks(
     # without the ticks a stale day is served as stored, with a warning naming it
     ticks = TickStore(cache)
     ticks.delete_day(SERIES.source, SERIES.market, SERIES.symbol, DAYS[0])
-    monkeypatch.setattr(bars_module, "KERNEL_VERSION", "100.0.0")
+    monkeypatch.setattr(bar_records, "KERNEL_VERSION", "100.0.0")
     with pytest.warns(StaleBarsWarning, match="2024-08-08"):
         third = _polars_bars(fetch_if_missing=False)
     assert_frame_equal(third, first)
@@ -147,7 +147,7 @@ def test_cli_options_and_stale_status(
                  "--lookback-trades", "300", "--no-fetch", "--out", str(csv)]) == 0  # fmt: skip
     assert pl.read_csv(csv).columns == list(BAR_SCHEMA | LOOKBACK_SCHEMA)
     capsys.readouterr()
-    monkeypatch.setattr(bars_module, "KERNEL_VERSION", "99.0.0")
+    monkeypatch.setattr(bar_records, "KERNEL_VERSION", "99.0.0")
     assert main(["cache", "status"]) == 0
     status = capsys.readouterr().out
     assert f"binance-um-ETHUSDT     25 dbps [{OPTIONS.key}]: 2 days" in status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -18,8 +19,8 @@ from polars.testing import assert_frame_equal
 from rangebar_pipeline.exceptions import MissingColumnError, StoreError, StoreLockedError
 from rangebar_pipeline.schema import BAR_COLUMNS, BAR_SCHEMA
 from rangebar_pipeline.series import Series
-from rangebar_pipeline.storage import bars as bars_module
-from rangebar_pipeline.storage.bars import BarStore, redact_dsn, resolve_dsn
+from rangebar_pipeline.storage.bars import BarStore, DayWrite, redact_dsn, resolve_dsn
+from rangebar_pipeline.storage.bars import writes as bar_writes
 
 REPO = Path(__file__).resolve().parents[1]
 SPOT = Series("binance", "spot", "BTCUSDT")
@@ -85,8 +86,8 @@ def test_half_written_version_is_invisible(store: BarStore) -> None:
     old = make_bars(D1, 20, seed=1)
     store.write_day(SPOT, 250, D1, old, checkpoint=b"old", tick_count=1)
     # a writer that crashed after inserting its bars but before switching the coverage row
-    crashed = bars_module.DayWrite(SPOT, 250, D1, make_bars(D1, 99, seed=2), b"new", 1)
-    rows = bars_module._prepare_rows(crashed, 250, bars_module._next_write_id())
+    crashed = DayWrite(SPOT, 250, D1, make_bars(D1, 99, seed=2), b"new", 1)
+    rows = bar_writes.prepare_rows(crashed, 250, bar_writes.next_write_id())
     with store._client() as client:
         client.insert_arrow(
             f"{store.database}.range_bars", rows.to_arrow(compat_level=pl.CompatLevel.oldest())
@@ -277,3 +278,57 @@ def test_dsn_resolution_and_credentials_never_leak(tmp_path: Path, monkeypatch: 
     message = str(info.value)
     assert f"127.0.0.1:{port}" in message
     assert "s3cretpw" not in message and "alice" not in message
+
+
+def test_the_store_names_its_days_and_keys(store: BarStore, tmp_path: Path) -> None:
+    from rangebar_pipeline.options import BarOptions
+    from rangebar_pipeline.storage.bars import BarKey, location
+
+    where = f"chdb://{(tmp_path / 'clickhouse').resolve()}/rangebar.range_bars"
+    assert store.uri(SPOT, 250, D1) == (
+        f"{where}?source=binance&market=spot&symbol=BTCUSDT&threshold=250&day=2024-08-08"
+    )
+    gated = BarOptions(min_duration_us=1000)
+    assert store.uri(UM, 25, D2, options=gated).endswith(
+        f"symbol=BTCUSDT&threshold=25&day=2024-08-09&options={gated.key.replace('=', '%3D')}"
+    )
+    assert location("https://alice:s3cret@example.org/db") == "clickhouse://example.org:8443"
+    assert location("http://example.org:9000/db") == "clickhouse://example.org:9000"
+    with pytest.raises(ValueError, match="threshold"):
+        BarKey(SPOT, 0)
+    record = store.write_day(SPOT, 250, D1, make_bars(D1, 3), checkpoint=b"cp", tick_count=3)
+    assert record.key == BarKey(SPOT, 250)
+    with store.lock():
+        assert store.client.query("SELECT count() FROM rangebar.range_bars").result_rows == [(3,)]
+
+
+def test_probe_is_read_only(tmp_path: Path) -> None:
+    from rangebar_pipeline.storage.bars import probe
+
+    dsn = resolve_dsn(cache_dir=tmp_path)
+    found = probe(dsn)
+    assert (found.kind, found.database, found.reachable, found.has_schema) == (
+        "chdb",
+        "rangebar",
+        True,
+        False,
+    )
+    assert found.installed and found.version and found.lock_holder is None
+    assert not (tmp_path / "clickhouse").exists()
+    with BarStore(dsn):  # this process's own store: free for it, schema present
+        assert probe(dsn).has_schema and probe(dsn).lock_holder is None
+    with socket_port() as port:
+        dead = probe(f"http://alice:s3cret@127.0.0.1:{port}/rb")
+    assert (dead.kind, dead.reachable, dead.answered) == ("server", False, False) and dead.error
+    assert "s3cret" not in repr(dead) and dead.database == "rb"
+
+
+@contextlib.contextmanager
+def socket_port() -> Iterator[int]:
+    """A loopback port nothing listens on."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    yield port

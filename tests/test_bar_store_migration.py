@@ -16,9 +16,10 @@ from polars.testing import assert_frame_equal
 from rangebar_pipeline.exceptions import MissingColumnError
 from rangebar_pipeline.options import BarOptions
 from rangebar_pipeline.schema import LOOKBACK_SCHEMA, SCHEMA_VERSION
-from rangebar_pipeline.storage import bars as bars_module
 from rangebar_pipeline.storage.bars import KERNEL_VERSION, BarStore, DayWrite
-from rangebar_pipeline.storage.migrations import migrate, pending_steps
+from rangebar_pipeline.storage.bars import records as bar_records
+from rangebar_pipeline.storage.bars import writes as bar_writes
+from rangebar_pipeline.storage.bars.schema import migrate, pending_steps
 from tests.test_bar_store import D1, D2, SPOT, make_bars
 
 V1_SCHEMA = Path(__file__).with_name("fixtures") / "bar_store_schema_v1.sql"
@@ -36,18 +37,18 @@ def _write_v1_store(client: Any, database: str, days: dict[date, pl.DataFrame]) 
         client.command(statement)
     parent = b""
     for day, bars in days.items():
-        write_id = bars_module._next_write_id()
+        write_id = bar_writes.next_write_id()
         checkpoint = f"cp-{day}".encode()
-        rows = bars_module._prepare_rows(DayWrite(SPOT, 250, day, bars, checkpoint, 10), 250, write_id)
+        rows = bar_writes.prepare_rows(DayWrite(SPOT, 250, day, bars, checkpoint, 10), 250, write_id)
         rows = rows.drop(["options", *LOOKBACK_SCHEMA])
         client.insert_arrow(f"{database}.range_bars", rows.to_arrow(compat_level=pl.CompatLevel.oldest()))
-        columns = [c for c in bars_module._COVERAGE_COLUMNS if c not in _V2_ONLY_COVERAGE]
-        row = bars_module._coverage_row(
+        columns = [c for c in bar_records.COVERAGE_COLUMNS if c not in _V2_ONLY_COVERAGE]
+        row = bar_records.coverage_row(
             SPOT, 250, "", day, write_id, bar_count=bars.height, tick_count=10, checkpoint=checkpoint,
-            checkpoint_sha=bars_module.checkpoint_sha256(checkpoint),
-            parent_sha=bars_module.checkpoint_sha256(parent or None),
+            checkpoint_sha=bar_records.checkpoint_sha256(checkpoint),
+            parent_sha=bar_records.checkpoint_sha256(parent or None),
         )  # fmt: skip
-        full = dict(zip(bars_module._COVERAGE_COLUMNS, row, strict=True))
+        full = dict(zip(bar_records.COVERAGE_COLUMNS, row, strict=True))
         client.insert(f"{database}.bar_coverage", [[full[c] for c in columns]], column_names=columns)
         parent = checkpoint
 

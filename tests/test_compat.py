@@ -401,6 +401,9 @@ def test_clickhouse_names_read_the_bar_store(env: tuple[Path, Mirror]) -> None:
     )
     with RangeBarCache() as cache:
         assert cache.count_bars("BINANCE_SPOT_BTCUSDT", 25) == 106
+        with cache.lock():  # the store's own client, for users' queries (issue 22)
+            sql = f"SELECT count() FROM {cache.database}.range_bars WHERE threshold_decimal_bps = 25"
+            assert cache.client.query(sql).result_rows == [(106,)]
         assert cache.count_bars("BTCUSDT", 25, before_ts=close_ms[60]) == 60
         tail, n = cache.get_n_bars("BTCUSDT", 25, 10, before_ts=close_ms[60])
         assert n == 10 and tail is not None

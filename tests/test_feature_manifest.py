@@ -64,7 +64,7 @@ def test_docs_features_md_is_generated_from_the_manifest() -> None:
 
 
 def _sql_bar_columns() -> list[tuple[str, str]]:
-    sql = (PACKAGE / "storage" / "schema.sql").read_text("utf-8")
+    sql = (PACKAGE / "storage" / "bars" / "schema.sql").read_text("utf-8")
     body = sql.split("CREATE TABLE IF NOT EXISTS {db}.range_bars", 1)[1].split("ENGINE", 1)[0]
     columns = []
     for line in body.splitlines():

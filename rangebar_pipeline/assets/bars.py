@@ -433,7 +433,9 @@ def _bar_metadata(
             "bar_options": walk.selection.options.key or "default",
             "schema_version": SCHEMA_VERSION,
             "kernel_version": KERNEL_VERSION,
-            "dagster/uri": f"{walk.store.dsn}#range_bars/{result.threshold}/{day.series.key}/{day.day}",
+            "dagster/uri": walk.store.uri(
+                day.series, result.threshold, day.day, options=walk.selection.options
+            ),
             "bars": bars.height,
             "ticks": day.tick_count,
             "carried_over_bar": carried is not None,

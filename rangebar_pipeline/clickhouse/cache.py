@@ -9,6 +9,7 @@ are answered from the days they touch and invalidation forgets whole days.
 from __future__ import annotations
 
 import hashlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -55,7 +56,8 @@ class CacheKey:
 
 
 class RangeBarCache:
-    """7.1.3's cache API over :class:`BarStore` (``client`` is accepted and ignored).
+    """7.1.3's cache API over :class:`BarStore` (the ``client`` argument is accepted and ignored;
+    :attr:`client` is the store's own).
 
     >>> with RangeBarCache(cache_dir="/tmp/rb") as cache:  # doctest: +SKIP
     ...     cache.count_bars("BTCUSDT", 250)
@@ -70,6 +72,26 @@ class RangeBarCache:
     ) -> None:
         del client
         self._store = BarStore(config.dsn if config is not None else None, cache_dir=cache_dir)
+
+    @property
+    def client(self) -> Any:
+        """The clickhouse-connect client of the bar store, for your own queries (tables
+        ``<database>.range_bars`` and ``<database>.bar_coverage``, database :attr:`database`).
+
+        It is shared with every store of the same DSN in this process. For embedded chDB the
+        connection is not thread-safe: when other threads use the store, query under
+        ``with cache.lock():``. Do not close it; :meth:`close` releases it.
+        """
+        return self._store.client
+
+    @property
+    def database(self) -> str:
+        """The ClickHouse database of the bar store."""
+        return self._store.database
+
+    def lock(self) -> AbstractContextManager[Any]:
+        """The store's re-entrant lock, serialising use of :attr:`client` with the store's own calls."""
+        return self._store.lock()
 
     def close(self) -> None:
         """Release the store."""

@@ -2,32 +2,30 @@
 
 The store is embedded chDB under the cache directory unless ``RANGEBAR_CLICKHOUSE_DSN`` names a
 ClickHouse server (:func:`~rangebar_pipeline.storage.bars.resolve_dsn`), so no installation or host
-discovery is needed: :func:`detect_clickhouse_state` reports the levels of that store, and
+discovery is needed: :func:`detect_clickhouse_state` reports the levels of that store (from the bar
+store's read-only :func:`~rangebar_pipeline.storage.bars.probe`), and
 :func:`get_available_clickhouse_host` returns it (``method="embedded"`` for chDB). 7.1.3's
 ``RANGEBAR_CH_HOSTS``/``RANGEBAR_CH_PRIMARY`` SSH aliases are not probed (see :mod:`.tunnel`).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import socket
 import warnings
 from dataclasses import dataclass
 from enum import IntEnum
-from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
-
-import clickhouse_connect
 
 from rangebar_pipeline.clickhouse.config import ClickHouseConfig, ConnectionMode, get_connection_mode
 from rangebar_pipeline.exceptions import StoreError
 from rangebar_pipeline.storage.bars import (
     DSN_ENV,
-    _chdb_path,
-    _database,
-    _lock_holder,
+    StoreProbe,
+    chdb_path,
+    probe,
+    probe_connection,
     redact_dsn,
     resolve_dsn,
 )
@@ -41,7 +39,6 @@ __all__ = [
     "get_available_clickhouse_host",
 ]
 
-_TABLES = ("range_bars", "bar_coverage")
 _NOT_CONFIGURED = (
     "No ClickHouse server is reachable for this configuration. The bar store needs none: unset "
     f"{DSN_ENV} (and RANGEBAR_MODE=cloud) to use the embedded chDB store, or set {DSN_ENV}="
@@ -94,36 +91,27 @@ class HostConnection:
 def detect_clickhouse_state() -> PreflightResult:
     """The state of the store ``get_range_bars`` would use now (read-only: nothing is created)."""
     dsn = resolve_dsn()
-    path = _chdb_path(dsn)
-    if path is not None:
-        return _embedded_state(dsn, path)
-    return _server_state(dsn)
+    return _embedded_state(probe(dsn)) if chdb_path(dsn) is not None else _server_state(dsn)
 
 
-def _embedded_state(dsn: str, path: Path) -> PreflightResult:
-    shown = redact_dsn(dsn)
-    try:
-        import chdb  # noqa: F401
-
-        version = f"chDB {importlib.metadata.version('chdb')}"
-    except ImportError:
+def _embedded_state(found: StoreProbe) -> PreflightResult:
+    shown, path, version = found.dsn, found.chdb_path, found.version
+    if not found.installed:
         return PreflightResult(
             InstallationLevel.NOT_INSTALLED,
             message="chDB (the embedded store) is not importable",
             action_required=f"Install chdb (a dependency of rangebar_pipeline) or set {DSN_ENV} to a server",
             dsn=shown,
         )
-    holder = _lock_holder(path) if path.exists() else None
-    if holder is not None and holder != f"PID {os.getpid()}":  # this process's own store is usable
+    if found.lock_holder is not None:  # held by another process (this process's own store is usable)
         return PreflightResult(
             InstallationLevel.INSTALLED_NOT_RUNNING,
             version,
-            message=f"embedded store {path} is held by another process ({holder})",
+            message=f"embedded store {path} is held by another process ({found.lock_holder})",
             action_required=f"Wait for it or stop it (one process per chDB directory), or set {DSN_ENV}",
             dsn=shown,
         )
-    tables = path / "metadata" / _database(dsn)
-    if not all((tables / f"{name}.sql").exists() for name in _TABLES):
+    if not found.has_schema:
         return PreflightResult(
             InstallationLevel.RUNNING_NO_SCHEMA,
             version,
@@ -140,31 +128,23 @@ def _embedded_state(dsn: str, path: Path) -> PreflightResult:
 
 
 def _server_state(dsn: str) -> PreflightResult:
-    shown, database = redact_dsn(dsn), _database(dsn)
-    try:
-        client = clickhouse_connect.get_client(dsn=dsn, database="default", connect_timeout=3)
-    except Exception as exc:
+    found = probe_connection(dsn)
+    shown, database, version = found.dsn, found.database, found.version
+    if not found.reachable:
         return PreflightResult(
             InstallationLevel.INSTALLED_NOT_RUNNING,
-            message=f"ClickHouse server {shown} not reachable ({type(exc).__name__})",
+            message=f"ClickHouse server {shown} not reachable ({found.error})",
             action_required=f"Start the server, fix {DSN_ENV}, or unset it to use the embedded chDB store",
             dsn=shown,
         )
-    try:
-        version = str(client.command("SELECT version()"))
-        rows = client.query(
-            "SELECT name FROM system.tables WHERE database = {db:String}", parameters={"db": database}
-        ).result_rows
-    except Exception as exc:
+    if not found.answered:
         return PreflightResult(
             InstallationLevel.INSTALLED_NOT_RUNNING,
-            message=f"ClickHouse server {shown} does not answer queries ({type(exc).__name__})",
+            message=f"ClickHouse server {shown} does not answer queries ({found.error})",
             action_required=f"Check the server and the user's rights, or unset {DSN_ENV} (embedded store)",
             dsn=shown,
         )
-    finally:
-        client.close()
-    if not set(_TABLES) <= {row[0] for row in rows}:
+    if not found.has_schema:
         return PreflightResult(
             InstallationLevel.RUNNING_NO_SCHEMA,
             version,
@@ -194,14 +174,14 @@ def get_available_clickhouse_host() -> HostConnection:
     _warn_unused_hosts()
     mode = get_connection_mode()
     dsn = resolve_dsn()
-    if mode is ConnectionMode.CLOUD and _chdb_path(dsn) is not None:
+    if mode is ConnectionMode.CLOUD and chdb_path(dsn) is not None:
         config = ClickHouseConfig.from_env()
         if "CLICKHOUSE_HOST" not in os.environ:
             raise ClickHouseNotConfiguredError(
                 f"RANGEBAR_MODE=cloud but neither {DSN_ENV} nor CLICKHOUSE_HOST is set. {_NOT_CONFIGURED}"
             )
         dsn = config.dsn
-    path = _chdb_path(dsn)
+    path = chdb_path(dsn)
     if path is not None:
         return HostConnection(host=str(path), method="embedded", port=0, dsn=redact_dsn(dsn))
     parsed = urlparse(dsn)

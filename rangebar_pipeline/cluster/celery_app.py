@@ -14,13 +14,13 @@ from celery.signals import worker_init
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_task
 
-from rangebar_pipeline.cluster.celery_config import _backend, _broker, celery_settings
+from rangebar_pipeline.cluster.celery_config import backend_url, broker_url, celery_settings
 from rangebar_pipeline.cluster.profile import require_server_dsn
 
 __all__ = ["app", "execute_plan"]
 
 require_server_dsn()  # at import: a worker of a multi-host profile without a server DSN does not start
-app = make_app({"broker": _broker(), "backend": _backend(), "include": []})  # type: ignore[no-untyped-call]
+app = make_app({"broker": broker_url(), "backend": backend_url(), "include": []})  # type: ignore[no-untyped-call]
 app.conf.update(celery_settings())
 execute_plan = create_task(app)  # type: ignore[no-untyped-call]
 

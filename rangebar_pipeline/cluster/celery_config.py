@@ -14,18 +14,20 @@ from __future__ import annotations
 import os
 from typing import Any, Final
 
-__all__ = ["DEFAULT_BROKER", "celery_settings", "executor_config"]
+__all__ = ["DEFAULT_BROKER", "backend_url", "broker_url", "celery_settings", "executor_config"]
 
 DEFAULT_BROKER: Final = "redis://127.0.0.1:6379/0"
 VISIBILITY_ENV: Final = "RANGEBAR_CELERY_VISIBILITY_TIMEOUT"
 
 
-def _broker() -> str:
+def broker_url() -> str:
+    """The Celery broker: ``RANGEBAR_CELERY_BROKER``, else :data:`DEFAULT_BROKER`."""
     return os.environ.get("RANGEBAR_CELERY_BROKER") or DEFAULT_BROKER
 
 
-def _backend() -> str:
-    return os.environ.get("RANGEBAR_CELERY_BACKEND") or _broker()
+def backend_url() -> str:
+    """The Celery result backend: ``RANGEBAR_CELERY_BACKEND``, else the broker."""
+    return os.environ.get("RANGEBAR_CELERY_BACKEND") or broker_url()
 
 
 def celery_settings() -> dict[str, Any]:

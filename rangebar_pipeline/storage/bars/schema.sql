@@ -12,7 +12,7 @@ CREATE DATABASE IF NOT EXISTS {db};
 -- otherwise, so bars of different gates or groups never mix. The lookback group's columns are null
 -- for bars computed without it.
 -- Schema version 2 (schema.SCHEMA_VERSION). A version-1 store is migrated in place when opened
--- (storage/migrations.py adds the new columns where this file has them; no row is rewritten).
+-- (storage/bars/schema.py adds the new columns where this file has them; no row is rewritten).
 CREATE TABLE IF NOT EXISTS {db}.range_bars
 (
     source                 LowCardinality(String),

@@ -1,6 +1,7 @@
-"""In-place migration of a Tier 2 store written by an earlier schema version.
+"""The bar store's tables: created from ``schema.sql``, migrated in place from earlier versions.
 
-``schema.sql`` creates the current tables; a store created by an earlier release keeps its tables
+:func:`ensure_schema` runs ``schema.sql`` (the current tables) and then :func:`migrate`. A store
+created by an earlier release keeps its tables
 (``CREATE TABLE IF NOT EXISTS`` leaves them alone), so :func:`migrate` brings them to the current
 shape with ``ALTER TABLE ... ADD COLUMN`` only: no row is rewritten or lost, and the migrated
 tables have the columns, order and sorting key of freshly created ones. Rows written before the
@@ -14,13 +15,19 @@ columns, per-day schema and kernel versions).
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 from typing import Any, Final
 
 from rangebar_pipeline.manifest import columns_of
 
 log = logging.getLogger(__name__)
 
-__all__ = ["migrate", "pending_steps"]
+__all__ = ["SCHEMA_FILE", "TABLES", "ensure_schema", "migrate", "pending_steps"]
+
+SCHEMA_FILE: Final = Path(__file__).with_name("schema.sql")
+#: The tables of a complete store.
+TABLES: Final = ("range_bars", "bar_coverage")
 
 _SQL_TYPES: Final = {"float64": "Float64", "int64": "Int64"}
 
@@ -84,3 +91,12 @@ def migrate(client: Any, database: str) -> list[str]:
         log.warning("migrating the bar store: %s", statement.split(" ADD ", 1)[0])
         client.command(statement)
     return steps
+
+
+def ensure_schema(client: Any, database: str) -> list[str]:
+    """Create the database and tables where missing, then :func:`migrate`; return the migration run."""
+    text = re.sub(r"--[^\n]*", "", SCHEMA_FILE.read_text())
+    for statement in text.split(";"):
+        if statement.strip():
+            client.command(statement.replace("{db}", database))
+    return migrate(client, database)
