@@ -62,16 +62,18 @@ if TYPE_CHECKING:
         invalidate,
         precompute_range_bars,
     )
+    from rangebar_pipeline.compat.processor import (
+        PositionVerification,
+        RangeBarProcessor,
+        process_trades_to_dataframe_cached,
+    )
     from rangebar_pipeline.frames import bars_to_pandas
     from rangebar_pipeline.options import BarOptions
     from rangebar_pipeline.processing import (
         Checkpoint,
-        PositionVerification,
-        RangeBarProcessor,
         process_trades_chunked,
         process_trades_polars,
         process_trades_to_dataframe,
-        process_trades_to_dataframe_cached,
     )
     from rangebar_pipeline.schema import BAR_COLUMNS, FEATURE_COLUMNS
     from rangebar_pipeline.validation import (
@@ -113,16 +115,13 @@ _LAZY: dict[str, str] = {
     "bars_to_pandas": "frames",
     "BarOptions": "options",
     **dict.fromkeys(
-        (
-            "Checkpoint",
-            "PositionVerification",
-            "RangeBarProcessor",
-            "process_trades_chunked",
-            "process_trades_polars",
-            "process_trades_to_dataframe",
-            "process_trades_to_dataframe_cached",
-        ),
+        ("Checkpoint", "process_trades_chunked", "process_trades_polars", "process_trades_to_dataframe"),
         "processing",
+    ),
+    # rangebar 7.1.3's processor: the core processor plus its 7.1.3 methods (an adapter above the core)
+    **dict.fromkeys(
+        ("PositionVerification", "RangeBarProcessor", "process_trades_to_dataframe_cached"),
+        "compat.processor",
     ),
     "BAR_COLUMNS": "schema",
     "FEATURE_COLUMNS": "schema",

@@ -12,39 +12,157 @@ built from :class:`PipelineConfig`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal, cast, get_args
 
 import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from rangebar_pipeline.constants import resolve_threshold
 from rangebar_pipeline.exceptions import InvalidThresholdError, PipelineConfigError
 from rangebar_pipeline.manifest import Group
 from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
-from rangebar_pipeline.series import Series
+from rangebar_pipeline.series import Series, parse_market, parse_source
 
 __all__ = ["CONFIG_ENV", "PipelineConfig", "PipelineConfigError", "load_config", "parse_config"]
 
 CONFIG_ENV: Final = "RANGEBAR_PIPELINE_CONFIG"
-_SECTIONS: Final = {
-    "start_date": None,
-    "thresholds": None,
-    "series": None,
-    "bars": {"same_timestamp_gate", "min_duration_us"},
-    "features": {"groups", "lookback_trades", "label_horizons"},
-    "datasets": {"last_n_bars", "consumer_threshold"},
-    "automation": {
-        "schedule_cron",
-        "freshness_deadline_hours",
-        "sensor_max_requests",
-        "sensor_lookback_days",
-        "automation_lookback_days",
-    },
-}
+#: Lookback window when the ``lookback`` group is on and ``features.lookback_trades`` is not given.
+DEFAULT_LOOKBACK_TRADES: Final = 500
+#: The optional feature groups, in column order (``core`` is always on).
+FEATURE_GROUPS: Final[tuple[Group, ...]] = ("microstructure", "lookback")
+
+
+def _problem(expected: str) -> PydanticCustomError:
+    """A validation error whose message reads ``must be <expected>`` after the key path."""
+    return PydanticCustomError("rangebar", "must be {expected}", {"expected": expected})
+
+
+def _threshold(value: Any) -> int:
+    try:
+        return resolve_threshold(value)
+    except InvalidThresholdError as exc:
+        raise _problem(f"a valid threshold ({exc})") from None
+
+
+def _threshold_or_none(value: Any) -> int | None:
+    return None if value is None else _threshold(value)
+
+
+def _symbol(value: Any) -> Any:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _day(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise _problem("a YYYY-MM-DD date") from None
+    return value
+
+
+def _cron(value: Any) -> Any:
+    if not isinstance(value, str) or len(value.split()) != 5:
+        raise _problem("a five-field cron string")
+    return value
+
+
+Threshold = Annotated[int, BeforeValidator(_threshold)]
+Positive = Annotated[int, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    """A mapping of the config file: strict types, and an unknown (misspelt) key is an error."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SeriesEntry(_Section):
+    """One ``series`` item: ``{source, market, symbol}`` (source and market spelt as users do)."""
+
+    source: str = "binance"
+    market: str = "spot"
+    symbol: Annotated[str, BeforeValidator(_symbol)]
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        try:
+            return parse_source(value)
+        except ValueError as exc:
+            raise _problem(f"a known source ({exc})") from None
+
+    @field_validator("market")
+    @classmethod
+    def _known_market(cls, value: str, info: Any) -> str:
+        source = info.data.get("source", "binance")
+        try:
+            return parse_market(value, source=source)
+        except ValueError as exc:
+            raise _problem(f"a valid market ({exc})") from None
+
+    def series(self) -> Series:
+        return Series.of(self.symbol, source=self.source, market=self.market)
+
+    @field_validator("symbol")
+    @classmethod
+    def _valid_symbol(cls, value: str) -> str:
+        try:
+            Series.of(value)
+        except ValueError as exc:
+            raise _problem(f"a valid symbol ({exc})") from None
+        return value
+
+
+class BarsSection(_Section):
+    """``bars``: the bar rule options (docs/bar-options.md)."""
+
+    same_timestamp_gate: bool = False
+    min_duration_us: Annotated[int, Field(ge=0)] = 0
+
+
+class FeaturesSection(_Section):
+    """``features``: the optional feature groups, the lookback window and the label horizons."""
+
+    groups: list[Literal["microstructure", "lookback"]] = ["microstructure"]
+    lookback_trades: Positive = DEFAULT_LOOKBACK_TRADES
+    label_horizons: list[Positive] = [1, 5]
+
+
+class DatasetsSection(_Section):
+    """``datasets``: the ML dataset size and the threshold the example consumer reads."""
+
+    last_n_bars: Positive = 2000
+    consumer_threshold: Annotated[int | None, BeforeValidator(_threshold_or_none)] = None
+
+
+class AutomationSection(_Section):
+    """``automation``: the schedule, freshness and sensor bounds."""
+
+    schedule_cron: Annotated[str, BeforeValidator(_cron)] = "30 2 * * *"
+    freshness_deadline_hours: Positive = 6
+    sensor_max_requests: Positive = 20
+    sensor_lookback_days: Positive = 3
+    automation_lookback_days: Positive = 7
+
+
+class ConfigFile(_Section):
+    """The YAML file as written (validated; :func:`parse_config` turns it into a :class:`PipelineConfig`)."""
+
+    start_date: Annotated[date, BeforeValidator(_day)]
+    thresholds: Annotated[list[Threshold], Field(min_length=1)]
+    series: Annotated[list[SeriesEntry], Field(min_length=1)]
+    bars: BarsSection = BarsSection()
+    features: FeaturesSection = FeaturesSection()
+    datasets: DatasetsSection = DatasetsSection()
+    automation: AutomationSection = AutomationSection()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,150 +219,92 @@ def load_config(path: str | Path | None = None) -> PipelineConfig:
 
 
 def parse_config(raw: Any, *, origin: str = "<memory>") -> PipelineConfig:
-    """Validate a parsed YAML mapping; errors name the file, the key, what was expected and found."""
+    """Validate a parsed YAML mapping; errors name the file, the key path, what was expected and found."""
 
     def fail(key: str, expected: str, found: Any) -> PipelineConfigError:
         return PipelineConfigError(f"pipeline config {origin}: {key!r} must be {expected}, found {found!r}")
 
     if not isinstance(raw, Mapping):
         raise fail("<top level>", "a mapping with start_date, thresholds and series", raw)
-    unknown = sorted(set(raw) - set(_SECTIONS))
-    if unknown:
-        raise fail("<top level>", f"made of the keys {sorted(_SECTIONS)}", unknown)
-    for section, allowed in _SECTIONS.items():
-        if allowed is None or section not in raw:
-            continue
-        if not isinstance(raw[section], Mapping):
-            raise fail(section, "a mapping", raw[section])
-        extra = sorted(set(raw[section]) - allowed)
-        if extra:
-            raise fail(section, f"made of the keys {sorted(allowed)}", extra)
-    for key in ("start_date", "thresholds", "series"):
-        if key not in raw:
-            raise fail(key, "present", None)
+    try:
+        file = ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        raise PipelineConfigError(f"pipeline config {origin}: " + _describe(exc)) from None
 
-    start = raw["start_date"]
-    if isinstance(start, str):
-        try:
-            start = date.fromisoformat(start)
-        except ValueError:
-            raise fail("start_date", "a YYYY-MM-DD date", start) from None
-    if not isinstance(start, date):
-        raise fail("start_date", "a YYYY-MM-DD date", start)
-
-    thresholds_raw = raw["thresholds"]
-    if not isinstance(thresholds_raw, list) or not thresholds_raw:
-        raise fail(
-            "thresholds", "a non-empty list of decimal bps (1..=100000) or preset names", thresholds_raw
-        )
-    thresholds: list[int] = []
-    for item in thresholds_raw:
-        try:
-            thresholds.append(resolve_threshold(item))
-        except InvalidThresholdError as exc:
-            raise fail("thresholds", f"valid thresholds ({exc})", item) from None
+    thresholds = file.thresholds
     if len(set(thresholds)) != len(thresholds):
         raise fail("thresholds", "distinct", thresholds)
-
-    series_raw = raw["series"]
-    if not isinstance(series_raw, list) or not series_raw:
-        raise fail("series", "a non-empty list of {source, market, symbol}", series_raw)
-    series: list[Series] = []
-    for item in series_raw:
-        if (
-            not isinstance(item, Mapping)
-            or set(item) - {"source", "market", "symbol"}
-            or "symbol" not in item
-        ):
-            raise fail("series", "entries {source, market, symbol}", item)
-        try:
-            series.append(
-                Series.of(
-                    str(item["symbol"]),
-                    source=item.get("source", "binance"),
-                    market=item.get("market", "spot"),
-                )
-            )
-        except ValueError as exc:
-            raise fail("series", f"valid series ({exc})", item) from None
+    series = [entry.series() for entry in file.series]
     keys = [s.key for s in series]
     if len(set(keys)) != len(keys):
         raise fail("series", "distinct", keys)
-
-    features = raw.get("features") or {}
-    datasets = raw.get("datasets") or {}
-    automation = raw.get("automation") or {}
-    groups, options = _feature_groups(raw.get("bars") or {}, features, fail)
-    horizons = features.get("label_horizons", [1, 5])
-    if not isinstance(horizons, list) or not all(_positive_int(h) for h in horizons):
-        raise fail("features.label_horizons", "a list of positive integers (bars ahead)", horizons)
-    consumer = datasets.get("consumer_threshold")
-    if consumer is not None:
-        try:
-            consumer = resolve_threshold(consumer)
-        except InvalidThresholdError:
-            raise fail("datasets.consumer_threshold", "a configured threshold", consumer) from None
-        if consumer not in thresholds:
-            raise fail("datasets.consumer_threshold", f"one of the thresholds {thresholds}", consumer)
-    ints: dict[str, int] = {}
-    for block, key, default in (
-        (datasets, "last_n_bars", 2000),
-        (automation, "freshness_deadline_hours", 6),
-        (automation, "sensor_max_requests", 20),
-        (automation, "sensor_lookback_days", 3),
-        (automation, "automation_lookback_days", 7),
-    ):
-        value = block.get(key, default)
-        if not _positive_int(value):
-            raise fail(key, "a positive integer", value)
-        ints[key] = value
-    cron = automation.get("schedule_cron", "30 2 * * *")
-    if not isinstance(cron, str) or len(cron.split()) != 5:
-        raise fail("automation.schedule_cron", "a five-field cron string", cron)
+    consumer = file.datasets.consumer_threshold
+    if consumer is not None and consumer not in thresholds:
+        raise fail("datasets.consumer_threshold", f"one of the thresholds {thresholds}", consumer)
+    features = file.features
+    groups: tuple[Group, ...] = ("core", *(g for g in FEATURE_GROUPS if g in features.groups))
+    lookback = features.lookback_trades
+    if "lookback_trades" in features.model_fields_set and "lookback" not in groups:
+        raise fail("features.lookback_trades", "set only with 'lookback' in features.groups", lookback)
+    try:
+        options = BarOptions(
+            file.bars.same_timestamp_gate, file.bars.min_duration_us, lookback if "lookback" in groups else 0
+        )
+    except ValueError as exc:
+        raise fail("features.lookback_trades", f"valid ({exc})", lookback) from None
+    automation = file.automation
     return PipelineConfig(
         series=tuple(series),
         thresholds=tuple(thresholds),
-        start_date=start,
-        label_horizons=tuple(horizons),
+        start_date=file.start_date,
+        label_horizons=tuple(features.label_horizons),
+        last_n_bars=file.datasets.last_n_bars,
         consumer_threshold=consumer,
-        schedule_cron=cron,
+        schedule_cron=automation.schedule_cron,
+        freshness_deadline_hours=automation.freshness_deadline_hours,
+        sensor_max_requests=automation.sensor_max_requests,
+        sensor_lookback_days=automation.sensor_lookback_days,
+        automation_lookback_days=automation.automation_lookback_days,
         bar_options=options,
         feature_groups=groups,
         origin=origin,
-        **ints,
     )
 
 
-#: Lookback window when the ``lookback`` group is on and ``features.lookback_trades`` is not given.
-DEFAULT_LOOKBACK_TRADES: Final = 500
+def _describe(exc: ValidationError) -> str:
+    """Pydantic's errors as ``'key.path[i]' must be <expected>, found <value>``, joined by ``; ``."""
+    out = []
+    for error in exc.errors(include_url=False):
+        loc = error["loc"]
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "<top level>"
+        kind, message = error["type"], error["msg"]
+        if kind == "missing":
+            out.append(f"{path!r} must be present")
+        elif kind == "extra_forbidden" and loc:
+            parent = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc[:-1]).lstrip(".")
+            allowed = sorted(_model_at(loc[:-1]).model_fields)
+            where = parent or "<top level>"
+            out.append(f"{where!r} must be made of the keys {allowed}, found unknown key {loc[-1]!r}")
+        else:
+            if kind == "rangebar":
+                expected = message
+            elif kind == "too_short":
+                expected = "must be a non-empty list"
+            elif message.startswith("Input should be "):
+                message = re.sub(r"valid dictionary( or instance of \w+)?", "mapping", message)
+                expected = "must be " + message.removeprefix("Input should be ")
+            else:
+                expected = f"is invalid ({message})"
+            out.append(f"{path!r} {expected}, found {error['input']!r}")
+    return "; ".join(out)
 
 
-def _feature_groups(
-    bars: Mapping[str, Any], features: Mapping[str, Any], fail: Any
-) -> tuple[tuple[Group, ...], BarOptions]:
-    """``features.groups`` (+ ``lookback_trades``) and the ``bars`` section as bar options."""
-    groups_raw = features.get("groups", ["microstructure"])
-    allowed: tuple[Group, ...] = ("microstructure", "lookback")
-    if not isinstance(groups_raw, list) or not all(g in allowed for g in groups_raw):
-        raise fail("features.groups", f"a list drawn from {list(allowed)} (core is always on)", groups_raw)
-    groups: tuple[Group, ...] = ("core", *(g for g in allowed if g in groups_raw))
-    lookback = features.get("lookback_trades", DEFAULT_LOOKBACK_TRADES)
-    if not _positive_int(lookback):
-        raise fail("features.lookback_trades", "a positive integer (trades)", lookback)
-    if "lookback_trades" in features and "lookback" not in groups:
-        raise fail("features.lookback_trades", "set only with 'lookback' in features.groups", lookback)
-    gate = bars.get("same_timestamp_gate", False)
-    if not isinstance(gate, bool):
-        raise fail("bars.same_timestamp_gate", "true or false", gate)
-    min_duration = bars.get("min_duration_us", 0)
-    if isinstance(min_duration, bool) or not isinstance(min_duration, int) or min_duration < 0:
-        raise fail("bars.min_duration_us", "an integer >= 0 (microseconds)", min_duration)
-    try:
-        options = BarOptions(gate, min_duration, lookback if "lookback" in groups else 0)
-    except ValueError as exc:
-        raise fail("features.lookback_trades", f"valid ({exc})", lookback) from None
-    return groups, options
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel]:
+    """The model validating the mapping at ``loc`` (for the allowed keys of an unknown-key error)."""
+    model: type[BaseModel] = ConfigFile
+    for part in loc:
+        if isinstance(part, str):
+            field = model.model_fields[part].annotation
+            inner = get_args(field)
+            model = cast(type[BaseModel], inner[0] if inner else field)
+    return model

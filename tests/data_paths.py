@@ -137,7 +137,7 @@ def load_golden_incomplete(market: Market, symbol: str, dbps: int) -> dict[str, 
 
 def round_tripped(processor: Any, via: str) -> Any:
     """``processor`` after a round trip through its checkpoint as ``via``: bytes, json, dict or pickle."""
-    from rangebar_pipeline.processing import RangeBarProcessor
+    from rangebar_pipeline import RangeBarProcessor
 
     if via == "bytes":
         return RangeBarProcessor.from_checkpoint(processor.checkpoint().to_bytes())

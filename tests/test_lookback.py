@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rangebar_pipeline.processing import RangeBarProcessor, process_trades_polars
+from rangebar_pipeline import RangeBarProcessor
+from rangebar_pipeline.processing import process_trades_polars
 from rangebar_pipeline.schema import BAR_SCHEMA, LOOKBACK_SCHEMA
 from tests.data_paths import read_fixture_trades, round_tripped
 

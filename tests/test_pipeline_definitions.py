@@ -117,7 +117,10 @@ def test_config_from_the_environment_adds_a_threshold_without_code(
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"thresholds": [0], "series": [{"symbol": "BTCUSDT"}]}, "'thresholds' must be valid thresholds"),
+        (
+            {"thresholds": [0], "series": [{"symbol": "BTCUSDT"}]},
+            r"'thresholds\[0\]' must be a valid threshold",
+        ),
         ({"thresholds": [25, 25], "series": [{"symbol": "BTCUSDT"}]}, "'thresholds' must be distinct"),
         (
             {"thresholds": [25], "series": [{"source": "exness", "market": "um", "symbol": "EURGBP"}]},

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rangebar_pipeline import RangeBarProcessor
 from rangebar_pipeline.exceptions import InvalidTradeError
 from rangebar_pipeline.processing import (
     Checkpoint,
-    RangeBarProcessor,
     process_trades_chunked,
     process_trades_polars,
     process_trades_to_dataframe,

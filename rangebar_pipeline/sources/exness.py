@@ -56,6 +56,7 @@ SPREAD_COLUMNS: Final = tuple(SPREAD_SCHEMA)
 
 _HEADER: Final = ["Exness", "Symbol", "Timestamp", "Bid", "Ask"]
 _RANK_LIMIT: Final = 1000
+EXNESS_RANK_LIMIT: Final = _RANK_LIMIT  # public: a synthetic id is timestamp_us * limit + rank
 _ONE_UNIT: Final = Decimal("0.00000001")
 
 

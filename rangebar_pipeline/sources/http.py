@@ -1,7 +1,8 @@
 """The shared download client: one pooled ``requests`` session, bounded retries, ``file://`` mirrors.
 
-Every source downloads through :class:`HttpClient`. It retries connection errors, timeouts, bodies cut
-short and HTTP 5xx with exponential backoff (bounded in attempts *and* in total time), maps 404 to
+Every source downloads through :class:`HttpClient`. It retries connection errors, timeouts and HTTP
+5xx through urllib3's ``Retry`` and bodies cut short itself, with exponential backoff (bounded in
+attempts *and* in total time), maps 404 to
 :class:`~rangebar_pipeline.exceptions.DataNotFoundError` and fails at once on other 4xx. Bodies are
 streamed into memory while their sha256 is computed; a ``tqdm`` progress bar shows for large bodies
 when stderr is a terminal.
@@ -10,20 +11,29 @@ when stderr is a terminal.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Self, cast
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
+
+from urllib3.exceptions import MaxRetryError, ResponseError
+from urllib3.util import Retry
 
 from rangebar_pipeline._lazy import lazy_module
 from rangebar_pipeline.exceptions import DataNotFoundError, DownloadError
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     import requests
+    from urllib3.connectionpool import ConnectionPool
+    from urllib3.response import BaseHTTPResponse
 else:  # imported by the first download client
     requests = lazy_module("requests")
 
@@ -75,8 +85,71 @@ class Download:
     attempts: int
 
 
-class _RetryableError(Exception):
-    """An attempt failed in a way worth retrying."""
+class _BodyError(Exception):
+    """The body of a 200 response failed after the headers came (cut short, reset, stalled, undecodable)."""
+
+
+class _Budget(threading.local):
+    """One download's retry budget in the calling thread, shared by urllib3's retries and the body retry."""
+
+    policy: RetryPolicy | None = None
+    failures = 0
+    deadline = math.inf
+    note = ""
+
+    def start(self, policy: RetryPolicy) -> None:
+        self.policy, self.failures, self.note = policy, 0, ""
+        self.deadline = time.monotonic() + policy.total_timeout
+
+    def allows_retry(self, wait: float) -> bool:
+        """Another attempt after ``wait`` s fits ``max_attempts`` and ``total_timeout`` (else notes why)."""
+        if self.policy is None:
+            return True
+        if self.failures >= self.policy.max_attempts:
+            return False
+        if time.monotonic() + wait > self.deadline:
+            self.note = f" (retry budget of {self.policy.total_timeout:g} s exhausted)"
+            return False
+        return True
+
+
+class _Retry(Retry):
+    """urllib3's :class:`~urllib3.util.Retry` with the :class:`RetryPolicy` backoff (the first retry
+    waits ``backoff_initial`` too) and a per-download budget bounding attempts and total time."""
+
+    budget: _Budget | None = None
+
+    def new(self, **kw: Any) -> Self:
+        retry = super().new(**kw)
+        retry.budget = self.budget
+        return retry
+
+    def get_backoff_time(self) -> float:
+        budget = self.budget
+        if budget is None or budget.policy is None:
+            return super().get_backoff_time()
+        return budget.policy.delay(budget.failures)
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
+        budget = self.budget
+        if budget is not None:
+            budget.failures += 1
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        if budget is not None and not budget.allows_retry(retry.get_backoff_time()):
+            raise MaxRetryError(
+                cast("ConnectionPool", _pool),
+                url,
+                error or ResponseError(f"HTTP {response.status if response else None}"),
+            )
+        return retry
 
 
 def join_url(base: str, *parts: str) -> str:
@@ -86,6 +159,10 @@ def join_url(base: str, *parts: str) -> str:
 
 class HttpClient:
     """A thread-safe download client over a pooled :class:`requests.Session`.
+
+    Connection errors, timeouts and HTTP 5xx are retried by urllib3's ``Retry`` mounted on the
+    session's adapter; a body cut short after the headers is retried here (urllib3 has returned by
+    then), both within one budget of ``max_attempts`` attempts and ``total_timeout`` seconds.
 
     Args:
         retry: The retry policy (defaults to :class:`RetryPolicy()`).
@@ -100,8 +177,20 @@ class HttpClient:
         self.progress = progress
         from requests.adapters import HTTPAdapter
 
+        self._budget = _Budget()
+        retries = _Retry(
+            total=self.retry.max_attempts - 1,
+            redirect=0,
+            status_forcelist=range(500, 600),
+            allowed_methods=frozenset({"GET", "HEAD"}),
+            backoff_factor=self.retry.backoff_initial,
+            backoff_max=self.retry.backoff_max,
+            raise_on_status=False,  # the last 5xx response is returned and reported with its status
+            respect_retry_after_header=False,
+        )
+        retries.budget = self._budget
         self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), max_retries=0)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), max_retries=retries)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers["User-Agent"] = _USER_AGENT
@@ -132,47 +221,56 @@ class HttpClient:
             return self._get_file(url, sha256=sha256)
         if scheme not in ("http", "https"):
             raise ValueError(f"unsupported URL scheme {scheme!r} in {url!r}: expected http, https or file")
-        policy = self.retry
-        started = time.monotonic()
-        last = ""
-        for attempt in range(1, policy.max_attempts + 1):
+        budget = self._budget
+        budget.start(self.retry)
+        # urllib3 retries until the headers; a body that fails later is retried by this loop.
+        while True:
             try:
                 content = self._attempt(url, description)
-            except _RetryableError as exc:
-                last = str(exc)
-                if attempt == policy.max_attempts:
-                    break
-                wait = policy.delay(attempt)
-                if time.monotonic() - started + wait > policy.total_timeout:
-                    last += f" (retry budget of {policy.total_timeout:g} s exhausted)"
-                    break
+            except _BodyError as exc:
+                budget.failures += 1
+                wait = self.retry.delay(budget.failures)
+                if not budget.allows_retry(wait):
+                    raise DownloadError(
+                        f"download of {url} failed after {budget.failures} attempt(s): {exc}{budget.note}"
+                    ) from None
                 time.sleep(wait)
                 continue
-            return Download(url, content, hashlib.sha256(content).hexdigest() if sha256 else "", attempt)
-        raise DownloadError(f"download of {url} failed after {attempt} attempt(s): {last}")
+            attempts = budget.failures + 1
+            return Download(url, content, hashlib.sha256(content).hexdigest() if sha256 else "", attempts)
+
+    def _failed(self, url: str, last: str) -> DownloadError:
+        budget = self._budget
+        return DownloadError(
+            f"download of {url} failed after {budget.failures} attempt(s): {last}{budget.note}"
+        )
 
     def _attempt(self, url: str, description: str | None) -> bytes:
         policy = self.retry
         try:
-            with self._session.get(
+            response = self._session.get(
                 url, stream=True, timeout=(policy.connect_timeout, policy.read_timeout)
-            ) as response:
-                status = response.status_code
-                if status == 404:
-                    raise DataNotFoundError(f"not found (HTTP 404): {url}")
-                if status >= 500:
-                    raise _RetryableError(f"HTTP {status} {response.reason}")
-                if status >= 400:
-                    raise DownloadError(f"HTTP {status} {response.reason} for {url} (not retried)")
-                if status != 200:
-                    raise _RetryableError(f"unexpected HTTP {status} {response.reason}")
+            )
+        except (requests.Timeout, requests.ConnectionError, requests.exceptions.RetryError) as exc:
+            raise self._failed(url, f"{type(exc).__name__}: {exc}") from exc
+        with response:
+            status = response.status_code
+            if status == 404:
+                raise DataNotFoundError(f"not found (HTTP 404): {url}")
+            if status >= 500:  # urllib3 retried it as far as the budget allows
+                raise self._failed(url, f"HTTP {status} {response.reason}")
+            if status >= 400:
+                raise DownloadError(f"HTTP {status} {response.reason} for {url} (not retried)")
+            if status != 200:
+                raise _BodyError(f"unexpected HTTP {status} {response.reason}")
+            try:
                 return self._read_body(response, description or url)
-        except (requests.Timeout, requests.ConnectionError) as exc:
-            raise _RetryableError(f"{type(exc).__name__}: {exc}") from exc
-        except requests.exceptions.ChunkedEncodingError as exc:
-            raise _RetryableError(f"body cut short: {exc}") from exc
-        except requests.exceptions.ContentDecodingError as exc:
-            raise _RetryableError(f"body could not be decoded: {exc}") from exc
+            except (requests.Timeout, requests.ConnectionError) as exc:
+                raise _BodyError(f"{type(exc).__name__}: {exc}") from exc
+            except requests.exceptions.ChunkedEncodingError as exc:
+                raise _BodyError(f"body cut short: {exc}") from exc
+            except requests.exceptions.ContentDecodingError as exc:
+                raise _BodyError(f"body could not be decoded: {exc}") from exc
 
     def _read_body(self, response: requests.Response, description: str) -> bytes:
         declared = response.headers.get("Content-Length")
@@ -195,7 +293,7 @@ class HttpClient:
                 bar.update(len(chunk))
         content = b"".join(chunks)
         if expected is not None and len(content) != expected:
-            raise _RetryableError(f"body cut short: {len(content)} of {expected} bytes received")
+            raise _BodyError(f"body cut short: {len(content)} of {expected} bytes received")
         return content
 
     @staticmethod
