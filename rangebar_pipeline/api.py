@@ -16,7 +16,7 @@ import logging
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 import polars as pl
 
 from rangebar_pipeline.backfill import DayFailedError, iter_series_days
+from rangebar_pipeline.calendar import days, parse_day
 from rangebar_pipeline.constants import resolve_threshold
 from rangebar_pipeline.exceptions import (
     ContinuityError,
@@ -36,6 +37,7 @@ from rangebar_pipeline.frames import OutputFormat, convert_bars, empty_bars
 from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
 from rangebar_pipeline.processing import RangeBarProcessor
 from rangebar_pipeline.series import Series
+from rangebar_pipeline.sources.base import source_type
 from rangebar_pipeline.sources.exness import STRICTNESS_LEVELS, ExnessSource, Strictness
 from rangebar_pipeline.storage.bars import BarStore, DayWrite, checkpoint_sha256
 from rangebar_pipeline.storage.ticks import TickStore
@@ -67,33 +69,12 @@ _log = logging.getLogger("rangebar_pipeline")
 # --- arguments ----------------------------------------------------------------------------------------
 
 
-def parse_day(value: date | datetime | str, *, name: str = "date") -> date:
-    """A UTC calendar day from ``YYYY-MM-DD``, a date, or a datetime (converted to UTC)."""
-    if isinstance(value, datetime):
-        return (value if value.tzinfo is None else value.astimezone(UTC)).date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.strptime(value.strip(), "%Y-%m-%d").date()
-        except ValueError:
-            raise ValueError(f"Invalid date format: {name} {value!r}; expected YYYY-MM-DD") from None
-    raise TypeError(f"{name} must be a YYYY-MM-DD string or a date, got {type(value).__name__}")
-
-
 def _range(start_date: date | str, end_date: date | str) -> tuple[date, date]:
     start = parse_day(start_date, name="start_date")
     end = parse_day(end_date, name="end_date")
     if start > end:
         raise ValueError(f"start_date must be <= end_date, got {start} > {end}")
     return start, end
-
-
-def _days(start: date, end: date) -> Iterator[date]:
-    day = start
-    while day <= end:
-        yield day
-        day += timedelta(days=1)
 
 
 # --- computing days --------------------------------------------------------------------------------
@@ -169,10 +150,10 @@ def materialize_days(
     prev_day = start - timedelta(days=1)
     run = MaterializedDays(empty_bars(), None)
     frames: list[pl.DataFrame] = []
-    todo = [d for d in _days(start, end) if recompute or store is None or d not in stored]
+    todo = [d for d in days(start, end) if recompute or store is None or d not in stored]
     if fetch_if_missing and len(todo) > 1:  # download the missing days concurrently up front
         try:
-            ticks.get_ticks(series.source, series.market, series.symbol, todo[0], todo[-1], lazy=True)
+            ticks.get_ticks(series, todo[0], todo[-1], lazy=True)
         except DataNotFoundError:
             if not skip_missing:
                 raise
@@ -231,7 +212,7 @@ def _walk_days(
     sha, the day). Computed days go to ``pending`` (flushed every ``FLUSH_DAYS``) or ``frames``."""
     prev_sha, prev_day = prev
     prev_cp: bytes | None = None
-    for day in _days(start, end):
+    for day in days(start, end):
         record = stored.get(day)
         if (
             store is not None
@@ -285,17 +266,17 @@ def _walk_days(
     return prev_cp, prev_sha, prev_day
 
 
-def _exness_source(series: Series, validation: str) -> ExnessSource | None:
-    """The Exness source with quote checks at ``validation`` (None for other sources)."""
+def _exness_source(validation: str) -> ExnessSource:
+    """The Exness source with quote checks at ``validation`` (used by Exness series only)."""
     if validation not in STRICTNESS_LEVELS:
         raise ValueError(
             f"Unknown validation level: {validation!r}; expected one of {list(STRICTNESS_LEVELS)}"
         )
-    return ExnessSource(strictness=validation) if series.source == "exness" else None
+    return ExnessSource(strictness=validation)
 
 
 def _ticks_cached(ticks: TickStore, series: Series, day: date) -> bool:
-    return ticks.has_day(series.source, series.market, series.symbol, day)
+    return ticks.has_day(series, day)
 
 
 def _unavailable_days(
@@ -310,7 +291,7 @@ def _unavailable_days(
 ) -> list[date]:
     """Days neither covered by the bar store nor present in the tick cache."""
     covered = store.covered_days(series, threshold, start, end, options=options)
-    return [d for d in _days(start, end) if d not in covered and not _ticks_cached(ticks, series, d)]
+    return [d for d in days(start, end) if d not in covered and not _ticks_cached(ticks, series, d)]
 
 
 def _day_list(days: list[date]) -> str:
@@ -328,7 +309,7 @@ def _check_continuity(
     from rangebar_pipeline.validation.continuity import validate_continuity
 
     what = f"{series} {threshold} dbps"
-    result = validate_continuity(bars, tolerance_pct, threshold, check_ids=series.source == "binance")
+    result = validate_continuity(bars, tolerance_pct, threshold, check_ids=source_type(series).contiguous_ids)
     if result.is_valid:
         return True
     found = [d.to_dict() for d in result.discontinuities[:10]]
@@ -394,7 +375,7 @@ def get_range_bars(
     series = Series.of(symbol, source=source, market=market)
     threshold = resolve_threshold(threshold_decimal_bps)
     start, end = _range(start_date, end_date)
-    exness = _exness_source(series, validation)
+    exness = _exness_source(validation)
     options = BarOptions(same_timestamp_gate, min_duration_us, lookback_trades)
     if use_cache:
         ticks = TickStore(cache_dir, exness=exness)
@@ -548,7 +529,7 @@ def _last_n_bars(
             )  # fmt: skip
             if run.bars.height >= n_bars:
                 return run.bars.tail(n_bars)
-            present = [d for d in _days(start, end) if d not in run.missing]
+            present = [d for d in days(start, end) if d not in run.missing]
             if present and start in run.missing:
                 reason = f"no data for {series} before {min(present)} (source has no day {start})"
                 break
@@ -674,7 +655,7 @@ def precompute_range_bars(
 
         bar = tqdm(total=total_days, unit="day", desc=f"{series} {threshold} dbps")
 
-    months = sorted({d.strftime("%Y-%m") for d in _days(start, end)})
+    months = sorted({d.strftime("%Y-%m") for d in days(start, end)})
 
     def on_day(day: date, phase: str, n_bars: int, n_ticks: int) -> None:
         counters["days"] += 1

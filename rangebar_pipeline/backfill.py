@@ -22,7 +22,7 @@ from rangebar_pipeline.exceptions import DataNotFoundError, RangeBarError
 from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
 from rangebar_pipeline.processing import RangeBarProcessor
 from rangebar_pipeline.series import Series
-from rangebar_pipeline.sources.exness import add_spread_stats
+from rangebar_pipeline.sources.base import source_type
 from rangebar_pipeline.storage.bars import BarStore, DayWrite
 from rangebar_pipeline.storage.ticks import TickStore
 
@@ -94,16 +94,15 @@ def with_spreads(
     A bar that began on an earlier day (carried through a quiet weekend, say) takes its spreads from
     the ticks of every day it spans.
     """
-    if series.source != "exness":
+    source = source_type(series)
+    if not source.spread_schema:
         return bars
     context = frame
     if bars.height and bars["open_time"][0].date() < day:
-        earlier = ticks.get_ticks(
-            series.source, series.market, series.symbol, bars["open_time"][0].date(), day - timedelta(days=1)
-        )
+        earlier = ticks.get_ticks(series, bars["open_time"][0].date(), day - timedelta(days=1))
         assert isinstance(earlier, pl.DataFrame)
         context = pl.concat([earlier, frame], how="vertical_relaxed")
-    return add_spread_stats(bars, context)
+    return source.add_spread_stats(bars, context)
 
 
 def iter_series_days(
@@ -184,16 +183,16 @@ class _Walk:
 
 def _read_day(series: Series, day: date, ticks: TickStore, fetch_if_missing: bool) -> pl.DataFrame:
     if fetch_if_missing:
-        fetched = ticks.get_ticks(series.source, series.market, series.symbol, day, day)
+        fetched = ticks.get_ticks(series, day, day)
         assert isinstance(fetched, pl.DataFrame)
         return fetched
-    if not ticks.has_day(series.source, series.market, series.symbol, day):
+    if not ticks.has_day(series, day):
         raise DataNotFoundError(
             f"{series} {day}: no ticks in the tick store {ticks.root} and "
             "fetching is off (fetch them: fetch_if_missing=True in the API, or materialize `ticks` for "
             "this partition in Dagster)"
         )
-    return ticks.read_day(series.source, series.market, series.symbol, day)
+    return ticks.read_day(series, day)
 
 
 def stored_series_days(
@@ -259,7 +258,7 @@ def _stored_day(
 
 def last_tick_id(ticks: TickStore, series: Series, day: date) -> int | None:
     """The last ``agg_trade_id`` stored for ``day`` (None when the day is not stored or empty)."""
-    path = ticks.day_path(series.source, series.market, series.symbol, day)
+    path = ticks.day_path(series, day)
     if not path.is_file():
         return None
     value = pl.scan_parquet(path).select(pl.col("agg_trade_id").max()).collect().item()

@@ -33,7 +33,12 @@ from rangebar_pipeline.exceptions import (
 from rangebar_pipeline.processing import RangeBarProcessor
 from rangebar_pipeline.records import rfc3339
 from rangebar_pipeline.schema import PRICE_DECIMAL
-from rangebar_pipeline.sources.exness import Strictness, add_spread_stats, parse_exness_ticks
+from rangebar_pipeline.sources.exness import (
+    EXNESS_RANK_LIMIT,
+    Strictness,
+    add_spread_stats,
+    parse_exness_ticks,
+)
 
 __all__ = [
     "ExnessInstrument",
@@ -45,7 +50,6 @@ __all__ = [
 
 _TICK_KEYS: Final = ("bid", "ask", "timestamp_ms")
 _TRADE_COLUMNS: Final = ("timestamp", "price", "quantity", "agg_trade_id", "first_trade_id", "last_trade_id")
-_RANK_LIMIT: Final = 1000  # synthetic id = timestamp_us * 1000 + rank (sources/exness.py)
 
 
 class ExnessInstrument(IntEnum):
@@ -204,7 +208,7 @@ class ExnessRangeBarBuilder:
         frame = frame.with_columns(pl.col("timestamp").cast(pl.Int64))
         if self._last is not None:  # continue the per-timestamp rank of the last call
             last_us, last_id = self._last
-            shift = pl.when(pl.col("timestamp") == last_us).then(last_id % _RANK_LIMIT + 1).otherwise(0)
+            shift = pl.when(pl.col("timestamp") == last_us).then(last_id % EXNESS_RANK_LIMIT + 1).otherwise(0)
             ids = pl.col("agg_trade_id") + shift
             frame = frame.with_columns(
                 ids.alias("agg_trade_id"), ids.alias("first_trade_id"), ids.alias("last_trade_id")

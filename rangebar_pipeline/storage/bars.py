@@ -44,11 +44,13 @@ import clickhouse_connect
 import polars as pl
 
 from rangebar_pipeline import _core
+from rangebar_pipeline.calendar import US_PER_DAY, day_start_us, days
 from rangebar_pipeline.exceptions import MissingColumnError, StoreError, StoreLockedError
 from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
 from rangebar_pipeline.paths import default_cache_dir
 from rangebar_pipeline.schema import BAR_COLUMNS, BAR_SCHEMA, LOOKBACK_SCHEMA, SCHEMA_VERSION, SPREAD_SCHEMA
 from rangebar_pipeline.series import Series
+from rangebar_pipeline.sources.base import source_type
 from rangebar_pipeline.storage.migrations import migrate
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,6 @@ _TABLE_COLUMNS: Final = (
     *SPREAD_SCHEMA,
     *LOOKBACK_SCHEMA,
 )
-_US_PER_DAY: Final = 86_400_000_000
 #: The kernel build that computes bars in this process (recorded with every stored day).
 KERNEL_VERSION: Final[str] = _core.__version__
 
@@ -387,13 +388,6 @@ def checkpoint_sha256(checkpoint: bytes | None) -> str:
     return "" if checkpoint is None else hashlib.sha256(checkpoint).hexdigest()
 
 
-def _days(start: date, end: date) -> Iterator[date]:
-    day = start
-    while day <= end:
-        yield day
-        day += timedelta(days=1)
-
-
 # --- the store ------------------------------------------------------------------------------------------
 
 
@@ -519,8 +513,7 @@ class BarStore:
         self, query_tail: str, params: dict[str, Any], series: Series, options: BarOptions
     ) -> pl.DataFrame:
         columns = ["open_time_us", "close_time_us", *_VALUE_COLUMNS]
-        if series.source == "exness":
-            columns += list(SPREAD_SCHEMA)
+        columns += list(source_type(series).spread_schema)
         if options.lookback_trades:
             columns += list(LOOKBACK_SCHEMA)
         sql = f"SELECT {', '.join(columns)} FROM {self.database}.range_bars WHERE {query_tail}"
@@ -717,7 +710,7 @@ class BarStore:
         _check_range(start, end)
         stored = self.coverage(series, threshold, start - timedelta(days=1), end, options=options)
         valid: set[date] = set()
-        for day in _days(start, end):
+        for day in days(start, end):
             record = stored.get(day)
             if record is None:
                 continue
@@ -905,15 +898,15 @@ def _prepare_rows(item: DayWrite, threshold: int, write_id: int) -> pl.DataFrame
             for c, dtype in LOOKBACK_SCHEMA.items()
         ),
     )
-    day_start = (day - date(1970, 1, 1)).days * _US_PER_DAY
+    day_start = day_start_us(day)
     outside = frame.with_row_index("row").filter(
-        (pl.col("close_time_us") < day_start) | (pl.col("close_time_us") >= day_start + _US_PER_DAY)
+        (pl.col("close_time_us") < day_start) | (pl.col("close_time_us") >= day_start + US_PER_DAY)
     )
     if outside.height:
         row = outside.row(0, named=True)
         raise ValueError(
             f"bar {row['row']} of {series} closes at {row['close_time_us']} us, outside day {day} "
-            f"[{day_start}, {day_start + _US_PER_DAY}): bars must be stored under the day of their close"
+            f"[{day_start}, {day_start + US_PER_DAY}): bars must be stored under the day of their close"
         )
     key = ["close_time_us", "first_agg_trade_id"]
     duplicated = frame.with_row_index("row").filter(pl.struct(key).is_duplicated())
@@ -940,7 +933,7 @@ def _prepare_rows(item: DayWrite, threshold: int, write_id: int) -> pl.DataFrame
 def _to_bar_frame(raw: pl.DataFrame, series: Series, options: BarOptions) -> pl.DataFrame:
     """ClickHouse rows -> bar frame in the kernel's order: BAR_SCHEMA, the lookback group (when
     ``options`` has it), then the spread columns (Exness)."""
-    extra = SPREAD_SCHEMA if series.source == "exness" else {}
+    extra = dict(source_type(series).spread_schema)
     lookback = LOOKBACK_SCHEMA if options.lookback_trades else {}
     if raw.is_empty() and not raw.columns:
         return pl.DataFrame(schema=BAR_SCHEMA | lookback | extra)
