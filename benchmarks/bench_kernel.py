@@ -38,6 +38,7 @@ def make_trades(n: int, root: Path, seed: int = 7) -> Path:
     The file is exactly what ``TickStore`` keeps for a day (zstd Parquet, Decimal(18, 8) prices,
     delta-encoded ids and microsecond timestamps), so the benchmark reads the product's own format.
     """
+    from rangebar_pipeline.series import Series
     from rangebar_pipeline.storage import TickStore
 
     rng = np.random.default_rng(seed)
@@ -67,7 +68,7 @@ def make_trades(n: int, root: Path, seed: int = 7) -> Path:
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     with TickStore(root) as store:
-        return store.write_day("binance", "spot", SYMBOL, DAY, frame).path
+        return store.write_day(Series("binance", "spot", SYMBOL), DAY, frame).path
 
 
 def peak_rss_mb() -> float:

@@ -107,11 +107,12 @@ def publish(base: Path, days: int, trades: int) -> list[date]:
 def run_path(path: str, root: Path, days: list[date], thresholds: list[int]) -> dict[str, Any]:
     """Run one measured path here; return its timings."""
     from rangebar_pipeline.processing import RangeBarProcessor
+    from rangebar_pipeline.series import Series
     from rangebar_pipeline.storage.ticks import TickStore
 
     ticks = TickStore(root / "cache")
     if path == "kernel":
-        files = [ticks.day_path("binance", MARKET, SYMBOL, d) for d in days]
+        files = [ticks.day_path(Series("binance", MARKET, SYMBOL), d) for d in days]
         started = time.perf_counter()
         bars = sum(RangeBarProcessor(t).process_parquet(files).height for t in thresholds)
         return {"seconds": time.perf_counter() - started, "bars": bars}
@@ -256,12 +257,13 @@ def prepare(days: int, trades: int, thresholds: list[int], tag: str) -> tuple[Pa
 
 
 def store_ticks(root: Path, mirror: Path, dates: list[date]) -> float:
+    from rangebar_pipeline.series import Series
     from rangebar_pipeline.sources import BinanceVision
     from rangebar_pipeline.storage.ticks import TickStore
 
     store = TickStore(root / "cache", binance=BinanceVision(mirror.as_uri()), max_workers=2)
     started = time.perf_counter()
-    store.get_ticks("binance", MARKET, SYMBOL, dates[0], dates[-1], lazy=True)
+    store.get_ticks(Series("binance", MARKET, SYMBOL), dates[0], dates[-1], lazy=True)
     return time.perf_counter() - started
 
 

@@ -39,6 +39,7 @@ from typing import TypeVar
 import polars as pl
 import pyarrow.parquet as pq
 
+from rangebar_pipeline.series import Series
 from rangebar_pipeline.sources import BinanceVision, parse_agg_trades
 from rangebar_pipeline.sources._parsing import iter_zip_member, read_zip_member
 from rangebar_pipeline.sources.binance_vision import parse_agg_trades_pieces
@@ -112,13 +113,16 @@ _BASELINE_WORKER = """
 import sys, time
 from datetime import date
 from rangebar_pipeline.sources import BinanceVision
+from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage import TickStore
 mirror, cache, symbol, day = sys.argv[1:5]
 store = TickStore(cache, binance=BinanceVision(mirror))
 print(sys.modules["rangebar_pipeline"].__file__, flush=True)
+# a checkout before TickStore took a Series names the series by (source, market, symbol)
+key = (Series("binance", "spot", symbol),) if hasattr(store, "fetch_days") else ("binance", "spot", symbol)
 for _ in sys.stdin:
     started, cpu = time.perf_counter(), time.process_time()
-    rows = store.fetch_day("binance", "spot", symbol, date.fromisoformat(day), force=True).rows
+    rows = store.fetch_day(*key, date.fromisoformat(day), force=True).rows
     print(time.perf_counter() - started, time.process_time() - cpu, rows, flush=True)
 """
 
@@ -141,7 +145,7 @@ def compare_with(
     loads = []
     for _ in range(repeat):
         started, cpu = time.perf_counter(), time.process_time()
-        assert store.fetch_day("binance", "spot", SYMBOL, DAY, force=True).rows == rows
+        assert store.fetch_day(Series("binance", "spot", SYMBOL), DAY, force=True).rows == rows
         times["this checkout"].append((time.perf_counter() - started, time.process_time() - cpu))
         worker.stdin.write("run\n")
         worker.stdin.flush()
@@ -193,7 +197,7 @@ def main() -> None:
         store = TickStore(Path(tmp) / "cache", binance=BinanceVision(base.as_uri()))
         if args.fetch_only:
             t_full, result = best_of(
-                args.repeat, lambda: store.fetch_day("binance", "spot", SYMBOL, DAY, force=True)
+                args.repeat, lambda: store.fetch_day(Series("binance", "spot", SYMBOL), DAY, force=True)
             )
             assert result.rows == args.rows
             report("TickStore.fetch_day (zip -> Parquet)", t_full, args.rows)
@@ -224,17 +228,20 @@ def main() -> None:
             lambda: parse_agg_trades_pieces(iter_zip_member(data, origin="b")[1], origin="b", day=DAY),
         )
         lines.append(("  unzip + parse overlapped (2 threads)", t_both, _cpu[0]))
-        t_write, _ = best_of(args.repeat, lambda: store.write_day("binance", "spot", "WRITE", DAY, frame))
+        t_write, _ = best_of(
+            args.repeat, lambda: store.write_day(Series("binance", "spot", "WRITE"), DAY, frame)
+        )
         lines.append(("  Parquet write (TickStore.write_day)", t_write, _cpu[0]))
 
         def fetch_then_write() -> int:  # the path before the overlap: parse all, then write
-            fetched = store.binance.fetch_day("spot", SYMBOL, DAY)
-            return store.write_day("binance", "spot", "SERIAL", DAY, fetched.frame).rows
+            spot = Series("binance", "spot", SYMBOL)
+            fetched = store.source(spot).fetch(spot, DAY)
+            return store.write_day(Series("binance", "spot", "SERIAL"), DAY, fetched.frame).rows
 
         t_serial, _ = best_of(args.repeat, fetch_then_write)
         lines.append(("  fetch + parse, then write (no overlap)", t_serial, _cpu[0]))
         t_full, result = best_of(
-            args.repeat, lambda: store.fetch_day("binance", "spot", SYMBOL, DAY, force=True)
+            args.repeat, lambda: store.fetch_day(Series("binance", "spot", SYMBOL), DAY, force=True)
         )
         lines.append(("  TickStore.fetch_day (write overlapped)", t_full, _cpu[0]))
         assert result.rows == args.rows == frame.height
@@ -246,11 +253,12 @@ def main() -> None:
 
         path = result.path
         print("Parquet -> Arrow")
-        t_read, ticks = best_of(args.repeat, lambda: store.read_day("binance", "spot", SYMBOL, DAY))
+        t_read, ticks = best_of(args.repeat, lambda: store.read_day(Series("binance", "spot", SYMBOL), DAY))
         assert ticks.height == args.rows
         report("  TickStore.read_day (page checksums verified)", t_read, args.rows)
         t_lazy, _ = best_of(
-            args.repeat, lambda: store.get_ticks("binance", "spot", SYMBOL, DAY, DAY, lazy=True).collect()
+            args.repeat,
+            lambda: store.get_ticks(Series("binance", "spot", SYMBOL), DAY, DAY, lazy=True).collect(),
         )
         report("  TickStore.get_ticks(lazy=True).collect()", t_lazy, args.rows)
         t_pa, _ = best_of(args.repeat, lambda: pq.read_table(path))
@@ -266,7 +274,7 @@ def main() -> None:
             def fetch_range() -> int:
                 cache = Path(tmp) / f"range-cache-{next(runs)}"
                 fresh = TickStore(cache, binance=BinanceVision(base.as_uri()), max_workers=2)
-                return fresh.get_ticks("binance", "spot", SYMBOL, days[0], days[-1]).height
+                return fresh.get_ticks(Series("binance", "spot", SYMBOL), days[0], days[-1]).height
 
             t_range, total = best_of(args.repeat, fetch_range)
             assert total == per_day * len(days)

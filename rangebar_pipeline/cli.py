@@ -222,8 +222,8 @@ def _cmd_cache(args: argparse.Namespace) -> int:
             days = store.invalidate(series, threshold)
             deleted = 0
             if args.ticks:
-                for day in ticks.list_days(series.source, series.market, series.symbol):
-                    deleted += ticks.delete_day(series.source, series.market, series.symbol, day)
+                for day in ticks.list_days(series):
+                    deleted += ticks.delete_day(series, day)
             print(
                 f"cleared {days} bar days of {series}" + (f" and {deleted} tick days" if args.ticks else "")
             )

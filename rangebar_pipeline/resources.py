@@ -150,8 +150,8 @@ def default_resources() -> dict[str, Any]:
     exness = ExnessResource(base_url=_env_or("RANGEBAR_EXNESS_BASE_URL"))
     cache_dir = _env_or("RANGEBAR_CACHE_DIR")
     return {
-        "binance": binance,
-        "exness": exness,
+        BinanceVision.name: binance,  # one resource per source, named as the source
+        ExnessSource.name: exness,
         "tick_store": TickStoreResource(cache_dir=cache_dir, binance=binance, exness=exness),
         "bar_store": BarStoreResource(dsn=_env_or("RANGEBAR_CLICKHOUSE_DSN"), cache_dir=cache_dir),
         "datasets": DatasetStoreResource(root=_env_or(PIPELINE_DIR_ENV)),

@@ -6,11 +6,25 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
+__all__ = [
+    "MARKETS",
+    "MARKET_ALIASES",
+    "SOURCES",
+    "SOURCE_MARKETS",
+    "Market",
+    "Series",
+    "Source",
+    "parse_market",
+    "parse_source",
+]
+
 Source = Literal["binance", "exness"]
 Market = Literal["spot", "um", "cm"]
 
-SOURCES: Final[tuple[str, ...]] = get_args(Source)
-MARKETS: Final[tuple[str, ...]] = get_args(Market)
+SOURCES: Final[tuple[Source, ...]] = get_args(Source)
+MARKETS: Final[tuple[Market, ...]] = get_args(Market)
+#: The markets each source serves (Exness: spot only).
+SOURCE_MARKETS: Final[dict[Source, tuple[Market, ...]]] = {"binance": MARKETS, "exness": ("spot",)}
 
 #: Market spellings accepted from users (the reference's aliases included).
 MARKET_ALIASES: Final[dict[str, Market]] = {
@@ -29,10 +43,8 @@ _SYMBOL_RE: Final = re.compile(r"^[A-Z0-9][A-Z0-9_.-]{0,63}$")
 def parse_source(value: str) -> Source:
     """Return the canonical source name for ``value`` (case-insensitive)."""
     name = str(value).strip().lower()
-    if name == "binance":
-        return "binance"
-    if name == "exness":
-        return "exness"
+    if name in SOURCES:
+        return name
     raise ValueError(f"Unknown source: {value!r}; expected one of {list(SOURCES)}")
 
 
@@ -42,9 +54,15 @@ def parse_market(value: str, *, source: Source = "binance") -> Market:
     if name not in MARKET_ALIASES:
         raise ValueError(f"Unknown market: {value!r}; expected one of {sorted(MARKET_ALIASES)}")
     market = MARKET_ALIASES[name]
-    if source == "exness" and market != "spot":
-        raise ValueError(f"source 'exness' has only market 'spot', got {value!r}")
+    _check_market(source, market, value)
     return market
+
+
+def _check_market(source: Source, market: Market, value: str) -> None:
+    served = SOURCE_MARKETS[source]
+    if market not in served:
+        only = "only market" if len(served) == 1 else "markets"
+        raise ValueError(f"source {source!r} has {only} {', '.join(map(repr, served))}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +78,7 @@ class Series:
             raise ValueError(f"Unknown source: {self.source!r}; expected one of {list(SOURCES)}")
         if self.market not in MARKETS:
             raise ValueError(f"Unknown market: {self.market!r}; expected one of {list(MARKETS)}")
-        if self.source == "exness" and self.market != "spot":
-            raise ValueError(f"source 'exness' has only market 'spot', got {self.market!r}")
+        _check_market(self.source, self.market, self.market)
         if not _SYMBOL_RE.match(self.symbol):
             raise ValueError(
                 f"invalid symbol {self.symbol!r}: expected upper-case letters, digits, '_', '.' or '-'"

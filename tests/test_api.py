@@ -90,7 +90,7 @@ def test_get_range_bars_equals_golden_and_second_call_is_served_from_cache(
 
 
 def test_incomplete_bar_comes_from_the_stored_checkpoint(env: tuple[Path, Mirror]) -> None:
-    ticks = TickStore().get_ticks("binance", "spot", "ETHUSDT", "2024-08-08", "2024-08-09")
+    ticks = TickStore().get_ticks(Series("binance", "spot", "ETHUSDT"), "2024-08-08", "2024-08-09")
     processor = RangeBarProcessor(50)
     direct = pl.concat([processor.process(ticks), processor.incomplete_bar_frame()])
     get_range_bars("ETHUSDT", "2024-08-08", "2024-08-09", 50)  # stores both days
@@ -186,7 +186,7 @@ def test_exness_bars_carry_spread_statistics(env: tuple[Path, Mirror]) -> None:
     start, end = "2023-06-23", "2023-06-27"
     bars = get_range_bars("EURGBP", start, end, 10, source="exness", output="polars")
     assert isinstance(bars, pl.DataFrame)
-    ticks = TickStore().get_ticks("exness", "spot", "EURGBP", start, end)
+    ticks = TickStore().get_ticks(Series("exness", "spot", "EURGBP"), start, end)
     direct = RangeBarProcessor(10).process(ticks)
     assert bars.height == direct.height > 100
     assert_frame_equal(bars.select(BAR_COLUMNS), direct, check_exact=True)
@@ -261,7 +261,7 @@ def test_exness_bar_spanning_several_days(env: tuple[Path, Mirror]) -> None:
     days = (pl.col("close_time").dt.date() - pl.col("open_time").dt.date()).dt.total_days()
     long = cached.filter(days >= 3).row(0, named=True)
     assert (long["open_time"].date(), long["close_time"].date()) == (date(2023, 6, 23), date(2023, 6, 26))
-    ticks = TickStore().get_ticks("exness", "spot", "EURGBP", "2023-06-23", "2023-06-26")
+    ticks = TickStore().get_ticks(Series("exness", "spot", "EURGBP"), "2023-06-23", "2023-06-26")
     inside = ticks.filter(
         pl.col("agg_trade_id").is_between(long["first_agg_trade_id"], long["last_agg_trade_id"])
     )

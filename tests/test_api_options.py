@@ -42,7 +42,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path,
 def _stream_bars(cache: Path, options: BarOptions, threshold: int = 25) -> pl.DataFrame:
     """The bars of both fixture days fed to one processor in one piece (the reference answer)."""
     ticks = TickStore(cache)
-    frame = pl.concat([ticks.read_day(SERIES.source, SERIES.market, SERIES.symbol, d) for d in DAYS])
+    frame = pl.concat([ticks.read_day(SERIES, d) for d in DAYS])
     return options.processor(threshold).process(frame)
 
 
@@ -126,7 +126,7 @@ def test_stale_days_are_recomputed_from_cached_ticks(
 
     # without the ticks a stale day is served as stored, with a warning naming it
     ticks = TickStore(cache)
-    ticks.delete_day(SERIES.source, SERIES.market, SERIES.symbol, DAYS[0])
+    ticks.delete_day(SERIES, DAYS[0])
     monkeypatch.setattr(bar_records, "KERNEL_VERSION", "100.0.0")
     with pytest.warns(StaleBarsWarning, match="2024-08-08"):
         third = _polars_bars(fetch_if_missing=False)

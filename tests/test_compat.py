@@ -20,6 +20,7 @@ import rangebar
 
 import rangebar_pipeline
 from rangebar_pipeline.exceptions import CheckpointError
+from rangebar_pipeline.series import Series
 from tests.api_support import Mirror, loopback_env
 from tests.data_paths import REAL_BNB
 
@@ -439,7 +440,10 @@ def test_tick_storage_reads_and_writes_the_tick_store(tmp_path: Path) -> None:
     })  # fmt: skip
     assert storage.write_ticks("BTCUSDT", trades) == 3
     assert storage.write_ticks("BINANCE_SPOT_BTCUSDT", trades.to_pandas()) == 3  # merged, not doubled
-    assert TickStore(tmp_path).list_days("binance", "spot", "BTCUSDT") == [date(2024, 1, 1), date(2024, 1, 2)]
+    assert TickStore(tmp_path).list_days(Series("binance", "spot", "BTCUSDT")) == [
+        date(2024, 1, 1),
+        date(2024, 1, 2),
+    ]
     assert storage.list_symbols() == ["BINANCE_SPOT_BTCUSDT"] and storage.list_months("BTCUSDT") == [
         "2024-01"
     ]

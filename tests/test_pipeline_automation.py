@@ -13,9 +13,16 @@ import dagster as dg
 import pytest
 
 from rangebar_pipeline.assets.checks import expected_latest_day, freshness_verdict
-from rangebar_pipeline.resources import BinanceVisionResource, DatasetStoreResource, ExnessResource
+from rangebar_pipeline.resources import (
+    BinanceVisionResource,
+    DatasetStoreResource,
+    ExnessResource,
+    TickStoreResource,
+)
 from rangebar_pipeline.sensors import SourceProbe, find_new_days, read_cursor, write_cursor
 from rangebar_pipeline.series import Series
+from rangebar_pipeline.sources import BinanceVision, ExnessSource
+from rangebar_pipeline.storage import TickStore
 from tests.loopback import LoopbackServer
 from tests.pipeline_support import DAYS, SERIES, PipelineEnv, pipeline_env
 
@@ -46,10 +53,15 @@ def test_daily_schedule_requests_yesterday_for_every_series(env: PipelineEnv) ->
     assert not result.run_requests and "before the configured start date" in (result.skip_message or "")
 
 
-def test_find_new_days_probes_the_mirror_with_bounded_requests(loopback: LoopbackServer) -> None:
-    probe = SourceProbe(
-        binance_base_url=f"{loopback.url}/binance_vision", exness_base_url=f"{loopback.url}/exness"
+def test_find_new_days_probes_the_mirror_with_bounded_requests(
+    loopback: LoopbackServer, tmp_path: Path
+) -> None:
+    store = TickStore(
+        tmp_path,
+        binance=BinanceVision(f"{loopback.url}/binance_vision"),
+        exness=ExnessSource(f"{loopback.url}/exness"),
     )
+    probe = SourceProbe(store)
     found = find_new_days(
         [SPOT, UM],
         {},
@@ -122,8 +134,11 @@ def test_new_days_sensor_requests_ticks_runs_and_keeps_a_cursor(
 ) -> None:
     sensor = env.defs.resolve_sensor_def("new_days")
     resources = {
-        "binance": BinanceVisionResource(base_url=f"{loopback.url}/binance_vision"),
-        "exness": ExnessResource(base_url=f"{loopback.url}/exness"),
+        "tick_store": TickStoreResource(
+            cache_dir=str(env.root / "probe-cache"),
+            binance=BinanceVisionResource(base_url=f"{loopback.url}/binance_vision"),
+            exness=ExnessResource(base_url=f"{loopback.url}/exness"),
+        )
     }
     cursor = json.dumps({key: "2024-08-07" for key in env.config.series_keys})
     with dg.build_sensor_context(cursor=cursor, resources=resources) as context:

@@ -56,9 +56,9 @@ def test_a_truncated_day_is_found_refetched_and_recomputed_exactly(env: Pipeline
     for day in DAYS:
         assert env.materialize(["ticks"], f"{day}|{SERIES}", checks=False, instance=instance).success
     store = TickStore(env.root)
-    ticks = store.read_day("binance", "spot", "BTCUSDT", DAYS[1])
+    ticks = store.read_day(Series("binance", "spot", "BTCUSDT"), DAYS[1])
     store.write_day(
-        "binance", "spot", "BTCUSDT", DAYS[1], ticks.tail(ticks.height - 100)
+        Series("binance", "spot", "BTCUSDT"), DAYS[1], ticks.tail(ticks.height - 100)
     )  # truncated download
     selection = dg.AssetSelection.assets("range_bars_10", "range_bars_25", "features_10", "features_25")
     first = env.run_range(selection, f"{DAYS[0]}|{SERIES}", DAY2, instance=instance)

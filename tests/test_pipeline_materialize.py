@@ -200,7 +200,9 @@ def test_single_run_backfill_records_each_partition_with_its_own_metadata_and_ch
         )
     ticks = TickStore(env.root)
     for day in (date(2024, 8, 8), date(2024, 8, 9)):  # the store records each day's own tick count
-        assert coverage[day].tick_count == ticks.read_day("binance", "cm", "BTCUSD_PERP", day).height > 0
+        assert (
+            coverage[day].tick_count == ticks.read_day(Series("binance", "cm", "BTCUSD_PERP"), day).height > 0
+        )
     for thr in (10, 25):
         assert_bars_equal_golden(stored_bars(cm, thr), golden("cm", "BTCUSD_PERP", thr))
 

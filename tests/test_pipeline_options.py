@@ -70,7 +70,7 @@ def test_config_options_flow_through_the_bar_step(env: PipelineEnv) -> None:
     # Tier 2 holds the bars of these options only, equal to one processor over both days
     days = [date.fromisoformat(d) for d in DAYS]
     ticks = TickStore(env.root)
-    stream = pl.concat([ticks.read_day("binance", "cm", "BTCUSD_PERP", d) for d in days])
+    stream = pl.concat([ticks.read_day(Series("binance", "cm", "BTCUSD_PERP"), d) for d in days])
     expected = OPTIONS.processor(25).process(stream)
     with BarStore() as store:
         assert_frame_equal(store.read_bars(CM, 25, *days, options=OPTIONS), expected)

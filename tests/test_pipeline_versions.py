@@ -14,6 +14,7 @@ from dagster._core.loader import LoadingContextForTest
 
 from rangebar_pipeline.assets import bars as bars_module
 from rangebar_pipeline.definitions import build_definitions
+from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.ticks import TickStore
 from tests.pipeline_support import DAYS, SERIES, PipelineEnv, materializations, pipeline_env
 
@@ -71,8 +72,8 @@ def test_identical_bars_keep_features_fresh_and_a_new_kernel_makes_them_stale(
     # Different ticks (the day's first 200 trades dropped): new bars, a new data version, stale features.
     store = TickStore(env.root)
     day = date.fromisoformat(DAYS[0])
-    ticks = store.read_day("binance", "spot", "BTCUSDT", day)
-    store.write_day("binance", "spot", "BTCUSDT", day, ticks.tail(ticks.height - 200))
+    ticks = store.read_day(Series("binance", "spot", "BTCUSDT"), day)
+    store.write_day(Series("binance", "spot", "BTCUSDT"), day, ticks.tail(ticks.height - 200))
     changed = env.materialize(["range_bars_10"], PARTITION, instance=instance, checks=False)
     assert changed.success
     assert status(env.defs, instance, "features_10") == StaleStatus.STALE

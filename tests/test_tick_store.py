@@ -28,6 +28,7 @@ from rangebar_pipeline.exceptions import (
     StoreError,
 )
 from rangebar_pipeline.schema import TICK_SCHEMA
+from rangebar_pipeline.series import Series
 from rangebar_pipeline.sources import BinanceVision, ExnessSource, HttpClient, Market, RetryPolicy
 from rangebar_pipeline.storage import TickStore, default_cache_dir
 from tests.data_paths import BINANCE_ROOT, fixture_zip
@@ -87,35 +88,33 @@ def test_get_ticks_fetches_stores_and_equals_the_fixture_rows(
     loopback: LoopbackServer, tmp_path: Path, market: Market, symbol: str
 ) -> None:
     store = store_for(loopback, tmp_path)
-    ticks = store.get_ticks(
-        market=market, source="binance", symbol=symbol, start="2024-08-08", end=date(2024, 8, 9)
-    )
+    ticks = store.get_ticks(Series("binance", market, symbol), start="2024-08-08", end=date(2024, 8, 9))
     expected = pl.concat([expected_frame(market, symbol, d) for d in ("2024-08-08", "2024-08-09")])
     assert ticks.equals(expected)
-    assert store.list_days("binance", market, symbol) == [date(2024, 8, 8), date(2024, 8, 9)]
+    assert store.list_days(Series("binance", market, symbol)) == [date(2024, 8, 8), date(2024, 8, 9)]
     assert files_under(tmp_path) == [
         tmp_path / "ticks" / "binance" / market / symbol / "2024-08-08.parquet",
         tmp_path / "ticks" / "binance" / market / symbol / "2024-08-09.parquet",
     ]
     requests = loopback.count()
-    again = store.get_ticks("binance", market, symbol, "2024-08-08", "2024-08-09")
+    again = store.get_ticks(Series("binance", market, symbol), "2024-08-08", "2024-08-09")
     assert again.equals(expected)
     assert loopback.count() == requests  # served from the cache
-    lazy = store.get_ticks("binance", market, symbol, "2024-08-08", "2024-08-09", lazy=True)
+    lazy = store.get_ticks(Series("binance", market, symbol), "2024-08-08", "2024-08-09", lazy=True)
     assert isinstance(lazy, pl.LazyFrame)
     assert lazy.collect().equals(expected)
 
 
 def test_file_mirror_fills_the_store(tmp_path: Path) -> None:
     store = TickStore(tmp_path, binance=BinanceVision(BINANCE_ROOT.as_uri()))
-    result = store.fetch_day("binance", "um", "ETHUSDT", "2024-08-09")
+    result = store.fetch_day(Series("binance", "um", "ETHUSDT"), "2024-08-09")
     assert (result.rows, result.duplicates_removed, result.day) == (15, 0, date(2024, 8, 9))
     assert (
         result.checksum
         == fixture_zip("um", "ETHUSDT", "2024-08-09").with_suffix(".zip.CHECKSUM").read_text()[:64]
     )
     assert result.bytes == result.path.stat().st_size
-    assert store.read_day("binance", "um", "ETHUSDT", date(2024, 8, 9)).equals(
+    assert store.read_day(Series("binance", "um", "ETHUSDT"), date(2024, 8, 9)).equals(
         expected_frame("um", "ETHUSDT", "2024-08-09")
     )
 
@@ -127,7 +126,7 @@ def test_day_files_store_decimals_as_delta_encoded_int64_and_read_back_exactly(t
         .cast(TICK_SCHEMA["quantity"])
         .alias("quantity")
     )
-    result = store.write_day("binance", "um", "BTCUSDT", DAY, ticks)
+    result = store.write_day(Series("binance", "um", "BTCUSDT"), DAY, ticks)
     metadata = pq.ParquetFile(result.path).metadata
     columns = {metadata.schema.column(i).name: metadata.row_group(0).column(i) for i in range(7)}
     for name in ("price", "quantity"):
@@ -138,8 +137,8 @@ def test_day_files_store_decimals_as_delta_encoded_int64_and_read_back_exactly(t
         logical = json.loads(metadata.schema.column(list(columns).index(name)).logical_type.to_json())
         assert logical == {"Type": "Decimal", "precision": 18, "scale": 8}
     assert pq.read_schema(result.path).field("price").type == pa.decimal128(18, 8)
-    assert store.read_day("binance", "um", "BTCUSDT", DAY).equals(ticks)
-    lazy = store.get_ticks("binance", "um", "BTCUSDT", DAY, DAY, lazy=True, fetch_if_missing=False)
+    assert store.read_day(Series("binance", "um", "BTCUSDT"), DAY).equals(ticks)
+    lazy = store.get_ticks(Series("binance", "um", "BTCUSDT"), DAY, DAY, lazy=True, fetch_if_missing=False)
     assert lazy.collect().equals(ticks)
 
 
@@ -150,7 +149,7 @@ def test_default_root_and_sources_come_from_the_environment(
     monkeypatch.setenv("RANGEBAR_BINANCE_BASE_URL", f"{loopback.url}/binance_vision")
     store = TickStore()
     assert store.root == tmp_path / "env-cache" == default_cache_dir()
-    store.fetch_day("binance", "cm", "ETHUSD_PERP", DAY)
+    store.fetch_day(Series("binance", "cm", "ETHUSD_PERP"), DAY)
     assert (tmp_path / "env-cache/ticks/binance/cm/ETHUSD_PERP/2024-08-08.parquet").is_file()
 
 
@@ -161,7 +160,7 @@ def test_days_are_utc_whatever_the_local_time_zone(
     time.tzset()
     try:
         ticks = store_for(loopback, tmp_path).get_ticks(
-            "binance", "spot", "BTCUSDT", "2024-08-09", "2024-08-09"
+            Series("binance", "spot", "BTCUSDT"), "2024-08-09", "2024-08-09"
         )
     finally:
         monkeypatch.delenv("TZ")
@@ -173,37 +172,46 @@ def test_days_are_utc_whatever_the_local_time_zone(
 def test_missing_days_and_fetch_if_missing(loopback: LoopbackServer, tmp_path: Path) -> None:
     store = store_for(loopback, tmp_path)
     with pytest.raises(DataNotFoundError, match=r"no data for 2 day\(s\): 2024-08-06, 2024-08-07"):
-        store.get_ticks("binance", "spot", "ETHUSDT", "2024-08-06", "2024-08-09")
-    assert store.list_days("binance", "spot", "ETHUSDT") == [date(2024, 8, 8), date(2024, 8, 9)]  # kept
+        store.get_ticks(Series("binance", "spot", "ETHUSDT"), "2024-08-06", "2024-08-09")
+    assert store.list_days(Series("binance", "spot", "ETHUSDT")) == [
+        date(2024, 8, 8),
+        date(2024, 8, 9),
+    ]  # kept
     before = loopback.count()
-    ticks = store.get_ticks("binance", "spot", "ETHUSDT", "2024-08-06", "2024-08-10", fetch_if_missing=False)
+    ticks = store.get_ticks(
+        Series("binance", "spot", "ETHUSDT"), "2024-08-06", "2024-08-10", fetch_if_missing=False
+    )
     assert loopback.count() == before
     assert ticks.height == sum(
         expected_frame("spot", "ETHUSDT", d).height for d in ("2024-08-08", "2024-08-09")
     )
-    empty = store.get_ticks("binance", "spot", "BTCUSDT", "2024-08-08", "2024-08-09", fetch_if_missing=False)
+    empty = store.get_ticks(
+        Series("binance", "spot", "BTCUSDT"), "2024-08-08", "2024-08-09", fetch_if_missing=False
+    )
     assert empty.schema == pl.Schema(TICK_SCHEMA)
     assert empty.height == 0
     with pytest.raises(DataNotFoundError, match="is not in the tick store"):
-        store.read_day("binance", "spot", "BTCUSDT", DAY)
+        store.read_day(Series("binance", "spot", "BTCUSDT"), DAY)
 
 
 def test_argument_errors(tmp_path: Path) -> None:
     store = TickStore(tmp_path)
     with pytest.raises(ValueError, match=r"start \(2024-08-09\) must be <= end \(2024-08-08\)"):
-        store.get_ticks("binance", "spot", "BTCUSDT", "2024-08-09", "2024-08-08")
+        store.get_ticks(Series("binance", "spot", "BTCUSDT"), "2024-08-09", "2024-08-08")
     with pytest.raises(TypeError, match="got datetime"):
-        store.get_ticks("binance", "spot", "BTCUSDT", datetime(2024, 8, 8), "2024-08-09")
+        store.get_ticks(Series("binance", "spot", "BTCUSDT"), datetime(2024, 8, 8), "2024-08-09")
     with pytest.raises(ValueError, match="start must be a date or 'YYYY-MM-DD', got '08/08/2024'"):
-        store.get_ticks("binance", "spot", "BTCUSDT", "08/08/2024", "2024-08-09")
-    with pytest.raises(ValueError, match="unknown source 'kraken'"):
-        store.day_path("kraken", "spot", "BTCUSDT", DAY)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="unknown market 'margin'"):
-        store.day_path("binance", "margin", "BTCUSDT", DAY)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="Exness has only market 'spot'"):
-        store.day_path("exness", "um", "EURUSD", DAY)
+        store.get_ticks(Series("binance", "spot", "BTCUSDT"), "08/08/2024", "2024-08-09")
+    with pytest.raises(ValueError, match="Unknown source: 'kraken'"):
+        store.day_path(Series("kraken", "spot", "BTCUSDT"), DAY)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="Unknown market: 'margin'"):
+        store.day_path(Series("binance", "margin", "BTCUSDT"), DAY)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="source 'exness' has only market 'spot'"):
+        store.day_path(Series("exness", "um", "EURUSD"), DAY)
     with pytest.raises(ValueError, match="invalid symbol"):
-        store.day_path("binance", "spot", "../../etc", DAY)
+        store.day_path(Series("binance", "spot", "../../etc"), DAY)
+    with pytest.raises(ValueError, match="invalid symbol"):
+        store.day_path(Series("binance", "spot", "BTC.USDT"), DAY)  # a series name, not an archive's
 
 
 # --- idempotence --------------------------------------------------------------------------------
@@ -211,11 +219,11 @@ def test_argument_errors(tmp_path: Path) -> None:
 
 def test_fetching_a_day_twice_is_idempotent(loopback: LoopbackServer, tmp_path: Path) -> None:
     store = store_for(loopback, tmp_path)
-    first = store.fetch_day("binance", "spot", "BTCUSDT", DAY)
+    first = store.fetch_day(Series("binance", "spot", "BTCUSDT"), DAY)
     content = first.path.read_bytes()
-    assert store.fetch_day("binance", "spot", "BTCUSDT", DAY) == first  # stored: no download
+    assert store.fetch_day(Series("binance", "spot", "BTCUSDT"), DAY) == first  # stored: no download
     assert loopback.count("*.zip") == 1
-    forced = store.fetch_day("binance", "spot", "BTCUSDT", DAY, force=True)
+    forced = store.fetch_day(Series("binance", "spot", "BTCUSDT"), DAY, force=True)
     assert loopback.count("*.zip") == 2
     assert forced == first
     assert forced.path.read_bytes() == content  # byte-identical rewrite
@@ -227,7 +235,9 @@ def test_concurrent_readers_download_each_day_once(loopback: LoopbackServer, tmp
     results: list[pl.DataFrame] = []
     threads = [
         threading.Thread(
-            target=lambda: results.append(store.get_ticks("binance", "cm", "BTCUSD_PERP", DAY, "2024-08-09"))
+            target=lambda: results.append(
+                store.get_ticks(Series("binance", "cm", "BTCUSD_PERP"), DAY, "2024-08-09")
+            )
         )
         for _ in range(3)
     ]
@@ -244,15 +254,15 @@ def test_duplicates_are_removed_counted_and_rows_sorted(tmp_path: Path) -> None:
     store = TickStore(tmp_path)
     ticks = ticks_of(1000, DAY)
     shuffled = pl.concat([ticks.sample(fraction=1.0, shuffle=True, seed=7), ticks.head(3)])
-    result = store.write_day("binance", "spot", "TEST", DAY, shuffled)
+    result = store.write_day(Series("binance", "spot", "TEST"), DAY, shuffled)
     assert (result.rows, result.duplicates_removed) == (1000, 3)
-    assert store.read_day("binance", "spot", "TEST", DAY).equals(ticks)
+    assert store.read_day(Series("binance", "spot", "TEST"), DAY).equals(ticks)
     assert result.first_timestamp == ticks["timestamp"][0]
     assert result.last_timestamp == ticks["timestamp"][-1]
     with pytest.raises(ValueError, match="outside UTC day 2024-08-09"):
-        store.write_day("binance", "spot", "TEST", DAY + timedelta(days=1), ticks)
+        store.write_day(Series("binance", "spot", "TEST"), DAY + timedelta(days=1), ticks)
     with pytest.raises(ValueError, match="expected columns"):
-        store.write_day("binance", "spot", "TEST", DAY, ticks.drop("first_trade_id"))
+        store.write_day(Series("binance", "spot", "TEST"), DAY, ticks.drop("first_trade_id"))
 
 
 # --- Exness -------------------------------------------------------------------------------------
@@ -260,19 +270,19 @@ def test_duplicates_are_removed_counted_and_rows_sorted(tmp_path: Path) -> None:
 
 def test_one_exness_download_stores_every_day_of_the_month(loopback: LoopbackServer, tmp_path: Path) -> None:
     store = store_for(loopback, tmp_path)
-    ticks = store.get_ticks("exness", "spot", "EURGBP", "2023-06-23", "2023-06-27")
+    ticks = store.get_ticks(Series("exness", "spot", "EURGBP"), "2023-06-23", "2023-06-27")
     assert ticks.height == 230_056
     assert loopback.count("*.zip") == 1
-    days = store.list_days("exness", "spot", "EURGBP")
+    days = store.list_days(Series("exness", "spot", "EURGBP"))
     assert days == [date(2023, 6, 1) + timedelta(days=i) for i in range(30)]
-    assert store.read_day("exness", "spot", "EURGBP", "2023-06-24").height == 0  # Saturday: no quotes
-    assert store.get_ticks("exness", "spot", "EURGBP", "2023-06-26", "2023-06-26").height == 71_446
+    assert store.read_day(Series("exness", "spot", "EURGBP"), "2023-06-24").height == 0  # Saturday: no quotes
+    assert store.get_ticks(Series("exness", "spot", "EURGBP"), "2023-06-26", "2023-06-26").height == 71_446
     assert loopback.count("*.zip") == 1
     status = store.status()
     assert (status.days, status.rows) == (30, 230_056)
     assert status.series[0].symbol == "EURGBP"
     with pytest.raises(DataNotFoundError, match="Exness has no ticks for EURGBP in 2023-07"):
-        store.get_ticks("exness", "spot", "EURGBP", "2023-06-30", "2023-07-01")
+        store.get_ticks(Series("exness", "spot", "EURGBP"), "2023-06-30", "2023-07-01")
 
 
 # --- faults leave nothing behind ----------------------------------------------------------------
@@ -310,11 +320,11 @@ def test_a_failed_download_leaves_no_file(loopback: LoopbackServer, tmp_path: Pa
     store = store_for(loopback, tmp_path)
     inject(loopback)
     with pytest.raises(error, match=message):
-        store.fetch_day("binance", "spot", "BTCUSDT", DAY)
+        store.fetch_day(Series("binance", "spot", "BTCUSDT"), DAY)
     assert files_under(tmp_path) == []
-    assert not store.has_day("binance", "spot", "BTCUSDT", DAY)
+    assert not store.has_day(Series("binance", "spot", "BTCUSDT"), DAY)
     loopback.clear()
-    assert store.fetch_day("binance", "spot", "BTCUSDT", DAY).rows == 5798
+    assert store.fetch_day(Series("binance", "spot", "BTCUSDT"), DAY).rows == 5798
 
 
 # --- corruption ---------------------------------------------------------------------------------
@@ -340,17 +350,17 @@ def test_a_corrupt_file_is_detected_and_fetched_again(
     loopback: LoopbackServer, tmp_path: Path, damage: Callable[[Path], None]
 ) -> None:
     store = store_for(loopback, tmp_path)
-    path = store.fetch_day("binance", "spot", "BTCUSDT", DAY).path
+    path = store.fetch_day(Series("binance", "spot", "BTCUSDT"), DAY).path
     good = path.read_bytes()
     damage(path)
-    assert store.read_day("binance", "spot", "BTCUSDT", DAY).equals(
+    assert store.read_day(Series("binance", "spot", "BTCUSDT"), DAY).equals(
         expected_frame("spot", "BTCUSDT", "2024-08-08")
     )
     assert loopback.count("*.zip") == 2
     assert path.read_bytes() == good
     damage(path)
     with pytest.raises(StoreError, match=r"corrupt tick file .*2024-08-08\.parquet.*deleted"):
-        store.read_day("binance", "spot", "BTCUSDT", DAY, refetch_corrupt=False)
+        store.read_day(Series("binance", "spot", "BTCUSDT"), DAY, refetch_corrupt=False)
     assert not path.exists()
     assert store.status().days == 0
 
@@ -364,9 +374,9 @@ def test_a_lazy_scan_checks_footers_and_refetches(
     loopback: LoopbackServer, tmp_path: Path, damage: Callable[[Path], None]
 ) -> None:
     store = store_for(loopback, tmp_path)
-    path = store.fetch_day("binance", "spot", "BTCUSDT", DAY).path
+    path = store.fetch_day(Series("binance", "spot", "BTCUSDT"), DAY).path
     damage(path)
-    lazy = store.get_ticks("binance", "spot", "BTCUSDT", DAY, DAY, lazy=True)
+    lazy = store.get_ticks(Series("binance", "spot", "BTCUSDT"), DAY, DAY, lazy=True)
     assert lazy.collect().equals(expected_frame("spot", "BTCUSDT", "2024-08-08"))
     assert loopback.count("*.zip") == 2
 
@@ -378,21 +388,22 @@ def test_delete_and_status(tmp_path: Path) -> None:
     store = TickStore(tmp_path)
     for offset in range(3):
         store.write_day(
-            "binance",
-            "um",
-            "TEST",
+            Series("binance", "um", "TEST"),
             DAY + timedelta(days=offset),
             ticks_of(100 + offset, DAY + timedelta(days=offset)),
         )
-    store.write_day("binance", "cm", "TEST_PERP", DAY, ticks_of(10, DAY))
+    store.write_day(Series("binance", "cm", "TEST_PERP"), DAY, ticks_of(10, DAY))
     status = store.status()
     assert (status.days, status.rows) == (4, 100 + 101 + 102 + 10)
     assert status.bytes == sum(p.stat().st_size for p in files_under(tmp_path))
     um = next(s for s in status.series if s.market == "um")
     assert (um.days, um.rows, um.first_day, um.last_day) == (3, 303, DAY, DAY + timedelta(days=2))
-    assert store.delete_day("binance", "um", "TEST", DAY) is True
-    assert store.delete_day("binance", "um", "TEST", DAY) is False
-    assert store.list_days("binance", "um", "TEST") == [DAY + timedelta(days=1), DAY + timedelta(days=2)]
+    assert store.delete_day(Series("binance", "um", "TEST"), DAY) is True
+    assert store.delete_day(Series("binance", "um", "TEST"), DAY) is False
+    assert store.list_days(Series("binance", "um", "TEST")) == [
+        DAY + timedelta(days=1),
+        DAY + timedelta(days=2),
+    ]
     assert store.status().rows == 101 + 102 + 10
 
 
@@ -416,6 +427,7 @@ WRITER_LOOP = """
     import sys
     from datetime import date
     from pathlib import Path
+    from rangebar_pipeline.series import Series
     from rangebar_pipeline.storage import TickStore
     from tests.test_tick_store import ticks_of
     root, price, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -425,7 +437,7 @@ WRITER_LOOP = """
     print("READY", flush=True)
     i = 0
     while rounds == 0 or i < rounds:
-        store.write_day("binance", "spot", "RACE", day, ticks)
+        store.write_day(Series("binance", "spot", "RACE"), day, ticks)
         i += 1
     print("DONE", flush=True)
 """
@@ -438,14 +450,14 @@ def test_two_processes_writing_one_day_never_corrupt_it(tmp_path: Path) -> None:
         assert writer.returncode == 0, err
         assert out.split() == ["READY", "DONE"]
     store = TickStore(tmp_path)
-    stored = store.read_day("binance", "spot", "RACE", DAY, refetch_corrupt=False)
+    stored = store.read_day(Series("binance", "spot", "RACE"), DAY, refetch_corrupt=False)
     assert any(stored.equals(ticks_of(50_000, DAY, price=p)) for p in ("1.5", "2.5"))
-    assert files_under(tmp_path) == [store.day_path("binance", "spot", "RACE", DAY)]
+    assert files_under(tmp_path) == [store.day_path(Series("binance", "spot", "RACE"), DAY)]
 
 
 def test_a_write_killed_mid_way_leaves_the_previous_file(tmp_path: Path) -> None:
     store = TickStore(tmp_path)
-    old = store.write_day("binance", "spot", "RACE", DAY, ticks_of(1000, DAY, price="1"))
+    old = store.write_day(Series("binance", "spot", "RACE"), DAY, ticks_of(1000, DAY, price="1"))
     old_bytes = old.path.read_bytes()
     script = """
         import io, sys
@@ -473,16 +485,16 @@ def test_a_write_killed_mid_way_leaves_the_previous_file(tmp_path: Path) -> None
     leftovers = [p for p in files_under(tmp_path) if p != old.path]
     assert len(leftovers) == 1  # the killed writer's temp file: hidden, never read as data
     assert leftovers[0].name.startswith(".2024-08-08.parquet.")
-    assert store.list_days("binance", "spot", "RACE") == [DAY]
-    assert store.read_day("binance", "spot", "RACE", DAY, refetch_corrupt=False).height == 1000
-    store.write_day("binance", "spot", "RACE", DAY, ticks_of(10, DAY))  # the next writer cleans up
+    assert store.list_days(Series("binance", "spot", "RACE")) == [DAY]
+    assert store.read_day(Series("binance", "spot", "RACE"), DAY, refetch_corrupt=False).height == 1000
+    store.write_day(Series("binance", "spot", "RACE"), DAY, ticks_of(10, DAY))  # the next writer cleans up
     assert files_under(tmp_path) == [old.path]
 
 
 def test_a_real_write_killed_at_any_point_leaves_a_whole_file(tmp_path: Path) -> None:
     store = TickStore(tmp_path)
     old_ticks, new_ticks = ticks_of(1000, DAY, price="1"), ticks_of(300_000, DAY, price="3")
-    path = store.write_day("binance", "spot", "RACE", DAY, old_ticks).path
+    path = store.write_day(Series("binance", "spot", "RACE"), DAY, old_ticks).path
     writer = _python(WRITER_LOOP, str(tmp_path), "3", "0", "300000")
     assert writer.stdout is not None
     assert writer.stdout.readline().strip() == "READY"
@@ -491,7 +503,7 @@ def test_a_real_write_killed_at_any_point_leaves_a_whole_file(tmp_path: Path) ->
         time.sleep(0.001)
     writer.send_signal(signal.SIGKILL)
     writer.wait(timeout=60)
-    stored = store.read_day("binance", "spot", "RACE", DAY, refetch_corrupt=False)
+    stored = store.read_day(Series("binance", "spot", "RACE"), DAY, refetch_corrupt=False)
     assert stored.equals(old_ticks) or stored.equals(new_ticks)
 
 
@@ -499,12 +511,12 @@ def test_a_corrupt_exness_day_is_refetched_without_rewriting_the_month(
     loopback: LoopbackServer, tmp_path: Path
 ) -> None:
     store = store_for(loopback, tmp_path)
-    store.fetch_day("exness", "spot", "EURGBP", "2023-06-26")
+    store.fetch_day(Series("exness", "spot", "EURGBP"), "2023-06-26")
     others = {p: p.stat().st_mtime_ns for p in files_under(tmp_path) if p.name != "2023-06-26.parquet"}
-    path = store.day_path("exness", "spot", "EURGBP", "2023-06-26")
+    path = store.day_path(Series("exness", "spot", "EURGBP"), "2023-06-26")
     good = path.read_bytes()
     _flip_middle(path)
-    assert store.read_day("exness", "spot", "EURGBP", "2023-06-26").height == 71_446
+    assert store.read_day(Series("exness", "spot", "EURGBP"), "2023-06-26").height == 71_446
     assert path.read_bytes() == good
     assert loopback.count("*.zip") == 2
     assert {p: p.stat().st_mtime_ns for p in others} == others  # the other 29 days untouched

@@ -23,9 +23,10 @@ import pytest
 
 from rangebar_pipeline.exceptions import CorruptArchiveError
 from rangebar_pipeline.schema import TICK_SCHEMA
+from rangebar_pipeline.series import Series
 from rangebar_pipeline.sources import BinanceVision, binance_vision
 from rangebar_pipeline.sources._parsing import iter_zip_member
-from rangebar_pipeline.storage import TickStore, ticks
+from rangebar_pipeline.storage import TickStore, tick_files
 
 DAY = date(2024, 8, 8)
 SYMBOL = "STREAMUSDT"
@@ -68,7 +69,7 @@ def _publish(root: Path, csv: pl.DataFrame) -> None:
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[TickStore, list[str]]:
     """A store on a ``file://`` mirror, small row groups and small inflated pieces (many chunks);
     the list records every whole-day write."""
-    monkeypatch.setattr(ticks, "_ROW_GROUP_ROWS", GROUP)
+    monkeypatch.setattr(tick_files, "ROW_GROUP_ROWS", GROUP)
     monkeypatch.setattr(
         binance_vision, "iter_zip_member", functools.partial(iter_zip_member, piece_size=4096)
     )
@@ -100,12 +101,12 @@ def test_a_sorted_day_is_streamed_into_the_file_write_day_writes(
 ) -> None:
     tick_store, whole_day_writes = store
     _publish(tmp_path / "mirror", _csv(unit_us=unit_us))
-    result = tick_store.fetch_day("binance", "spot", SYMBOL, DAY)
+    result = tick_store.fetch_day(Series("binance", "spot", SYMBOL), DAY)
     assert whole_day_writes == []  # written while parsed
-    stored = tick_store.read_day("binance", "spot", SYMBOL, DAY)
+    stored = tick_store.read_day(Series("binance", "spot", SYMBOL), DAY)
     assert stored.height == ROWS and dict(stored.schema) == TICK_SCHEMA
 
-    reference = TickStore(tmp_path / "reference").write_day("binance", "spot", SYMBOL, DAY, stored)
+    reference = TickStore(tmp_path / "reference").write_day(Series("binance", "spot", SYMBOL), DAY, stored)
     assert _row_groups(result.path) == _row_groups(reference.path) == [GROUP] * 5 + [ROWS - 5 * GROUP]
     assert pq.read_table(result.path).equals(pq.read_table(reference.path))
     streamed, written = _footer(result.path), _footer(reference.path)
@@ -115,7 +116,7 @@ def test_a_sorted_day_is_streamed_into_the_file_write_day_writes(
     # the same provenance given to write_day: the very same bytes (schema, encodings, statistics,
     # page checksums, row groups and footer)
     same = TickStore(tmp_path / "same").write_day(
-        "binance", "spot", SYMBOL, DAY, stored, checksum=result.checksum, url=result.url
+        Series("binance", "spot", SYMBOL), DAY, stored, checksum=result.checksum, url=result.url
     )
     assert result.path.read_bytes() == same.path.read_bytes()
 
@@ -127,9 +128,9 @@ def test_an_unsorted_day_is_written_whole_and_sorted(
     csv = _csv()
     swapped = pl.concat([csv.slice(0, 3000), csv.slice(3001, 1), csv.slice(3000, 1), csv.slice(3002)])
     _publish(tmp_path / "mirror", swapped)
-    result = tick_store.fetch_day("binance", "spot", SYMBOL, DAY)
+    result = tick_store.fetch_day(Series("binance", "spot", SYMBOL), DAY)
     assert whole_day_writes == [result.path.name]
-    stored = tick_store.read_day("binance", "spot", SYMBOL, DAY)
+    stored = tick_store.read_day(Series("binance", "spot", SYMBOL), DAY)
     assert stored["agg_trade_id"].to_list() == csv["a"].to_list()
     assert [p.name for p in result.path.parent.iterdir() if p.name.endswith(".tmp")] == []
 
@@ -142,8 +143,8 @@ def test_a_corrupt_day_leaves_no_file(store: tuple[TickStore, list[str]], tmp_pa
     )
     _publish(tmp_path / "mirror", mixed)
     with pytest.raises(CorruptArchiveError, match="mixed timestamp units"):
-        tick_store.fetch_day("binance", "spot", SYMBOL, DAY)
-    folder = tick_store.day_path("binance", "spot", SYMBOL, DAY).parent
+        tick_store.fetch_day(Series("binance", "spot", SYMBOL), DAY)
+    folder = tick_store.day_path(Series("binance", "spot", SYMBOL), DAY).parent
     assert [p.name for p in folder.iterdir() if not p.name.endswith(".lock")] == []
 
 
@@ -153,21 +154,22 @@ def test_a_streamed_fetch_killed_mid_way_leaves_no_day(tmp_path: Path) -> None:
         import sys
         from pathlib import Path
         from rangebar_pipeline.sources import BinanceVision
-        from rangebar_pipeline.storage import TickStore, ticks
+        from rangebar_pipeline.series import Series
+        from rangebar_pipeline.storage import TickStore, tick_files
         from tests.test_tick_store_streamed import DAY, GROUP, SYMBOL
 
-        ticks._ROW_GROUP_ROWS = GROUP
-        write = ticks._StreamedDay._write
+        tick_files.ROW_GROUP_ROWS = GROUP
+        write = tick_files.StreamedDay._write
 
         def write_then_wait(self, table):
             write(self, table)
             print("ROW-GROUP-WRITTEN", flush=True)
             sys.stdin.readline()  # wait to be killed
 
-        ticks._StreamedDay._write = write_then_wait
+        tick_files.StreamedDay._write = write_then_wait
         root = Path(sys.argv[1])
         TickStore(root / "cache", binance=BinanceVision((root / "mirror").as_uri())).fetch_day(
-            "binance", "spot", SYMBOL, DAY
+            Series("binance", "spot", SYMBOL), DAY
         )
     """
     repo = Path(__file__).resolve().parents[1]
@@ -184,10 +186,10 @@ def test_a_streamed_fetch_killed_mid_way_leaves_no_day(tmp_path: Path) -> None:
     writer.send_signal(signal.SIGKILL)
     writer.wait(timeout=60)
     store = TickStore(tmp_path / "cache", binance=BinanceVision((tmp_path / "mirror").as_uri()))
-    folder = store.day_path("binance", "spot", SYMBOL, DAY).parent
+    folder = store.day_path(Series("binance", "spot", SYMBOL), DAY).parent
     left = [p.name for p in folder.iterdir() if not p.name.endswith(".lock")]
     assert len(left) == 1 and left[0].startswith(".") and left[0].endswith(".tmp")  # hidden, never data
-    assert store.list_days("binance", "spot", SYMBOL) == []
-    result = store.fetch_day("binance", "spot", SYMBOL, DAY)  # the next writer cleans up
+    assert store.list_days(Series("binance", "spot", SYMBOL)) == []
+    result = store.fetch_day(Series("binance", "spot", SYMBOL), DAY)  # the next writer cleans up
     assert [p.name for p in folder.iterdir() if not p.name.endswith(".lock")] == [result.path.name]
-    assert store.read_day("binance", "spot", SYMBOL, DAY).height == ROWS
+    assert store.read_day(Series("binance", "spot", SYMBOL), DAY).height == ROWS

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 import warnings
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
 import polars as pl
 
+from rangebar_pipeline.calendar import parse_day
 from rangebar_pipeline.exceptions import ContinuityError, ContinuityWarning
 from rangebar_pipeline.frames import OutputFormat, convert_bars, empty_bars
 from rangebar_pipeline.processing import RangeBarProcessor
 from rangebar_pipeline.series import Series
+from rangebar_pipeline.sources.base import source_type
 from rangebar_pipeline.sources.exness import STRICTNESS_LEVELS, ExnessSource
 
 if TYPE_CHECKING:
@@ -40,20 +42,6 @@ ContinuityAction = Literal["warn", "raise", "log"]
 _log = logging.getLogger("rangebar_pipeline")
 
 
-def parse_day(value: date | datetime | str, *, name: str = "date") -> date:
-    """A UTC calendar day from ``YYYY-MM-DD``, a date, or a datetime (converted to UTC)."""
-    if isinstance(value, datetime):
-        return (value if value.tzinfo is None else value.astimezone(UTC)).date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        try:
-            return datetime.strptime(value.strip(), "%Y-%m-%d").date()
-        except ValueError:
-            raise ValueError(f"Invalid date format: {name} {value!r}; expected YYYY-MM-DD") from None
-    raise TypeError(f"{name} must be a YYYY-MM-DD string or a date, got {type(value).__name__}")
-
-
 def day_span(start_date: date | str, end_date: date | str) -> tuple[date, date]:
     """``(start, end)`` parsed, with ``start <= end``."""
     start = parse_day(start_date, name="start_date")
@@ -69,13 +57,13 @@ def day_list(days: list[date]) -> str:
     return shown + (f" (+{len(days) - 10} more)" if len(days) > 10 else "")
 
 
-def exness_source(series: Series, validation: str) -> ExnessSource | None:
-    """The Exness source with quote checks at ``validation`` (None for other sources)."""
+def exness_source(validation: str) -> ExnessSource:
+    """The Exness source with quote checks at ``validation`` (used by Exness series only)."""
     if validation not in STRICTNESS_LEVELS:
         raise ValueError(
             f"Unknown validation level: {validation!r}; expected one of {list(STRICTNESS_LEVELS)}"
         )
-    return ExnessSource(strictness=validation) if series.source == "exness" else None
+    return ExnessSource(strictness=validation)
 
 
 def check_continuity(
@@ -88,7 +76,7 @@ def check_continuity(
     from rangebar_pipeline.validation.continuity import validate_continuity
 
     what = f"{series} {threshold} dbps"
-    result = validate_continuity(bars, tolerance_pct, threshold, check_ids=series.source == "binance")
+    result = validate_continuity(bars, tolerance_pct, threshold, check_ids=source_type(series).contiguous_ids)
     if result.is_valid:
         return True
     found = [d.to_dict() for d in result.discontinuities[:10]]

@@ -18,8 +18,9 @@ from rangebar_pipeline.api.arguments import (
     parse_day,
 )
 from rangebar_pipeline.api.materialize import thresholds_of, walk_range
+from rangebar_pipeline.calendar import days
 from rangebar_pipeline.constants import resolve_threshold
-from rangebar_pipeline.engine import SeriesWalk, WalkedDay, day_range
+from rangebar_pipeline.engine import SeriesWalk, WalkedDay
 from rangebar_pipeline.options import BarOptions
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.bars import BarStore
@@ -225,7 +226,7 @@ class _Progress:
         self.end = end
         self.total = (end - start).days + 1
         self.callback = callback
-        self.months = sorted({d.strftime("%Y-%m") for d in day_range(start, end)})
+        self.months = sorted({d.strftime("%Y-%m") for d in days(start, end)})
         self.days = self.bars = self.ticks = 0
         self.computed = dict.fromkeys(thresholds, 0)
         self.cached = dict.fromkeys(thresholds, 0)

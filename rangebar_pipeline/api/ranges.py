@@ -21,8 +21,8 @@ from rangebar_pipeline.api.arguments import (
     parse_day,
 )
 from rangebar_pipeline.api.materialize import materialize_days
+from rangebar_pipeline.calendar import days
 from rangebar_pipeline.constants import resolve_threshold
-from rangebar_pipeline.engine import day_range
 from rangebar_pipeline.frames import OutputFormat
 from rangebar_pipeline.options import BarOptions
 from rangebar_pipeline.series import Series
@@ -45,11 +45,7 @@ def _unavailable_days(
     """Days neither covered by the bar store nor present in the tick cache."""
     start, end = span
     covered = store.covered_days(series, threshold, start, end, options=options)
-    return [
-        d
-        for d in day_range(start, end)
-        if d not in covered and not ticks.has_day(series.source, series.market, series.symbol, d)
-    ]
+    return [d for d in days(start, end) if d not in covered and not ticks.has_day(series, d)]
 
 
 def get_range_bars(
@@ -91,7 +87,7 @@ def get_range_bars(
     series = Series.of(symbol, source=source, market=market)
     threshold = resolve_threshold(threshold_decimal_bps)
     start, end = day_span(start_date, end_date)
-    exness = exness_source(series, validation)
+    exness = exness_source(validation)
     options = BarOptions(same_timestamp_gate, min_duration_us, lookback_trades)
     if use_cache:
         ticks = TickStore(cache_dir, exness=exness)
@@ -243,7 +239,7 @@ def _last_n_bars(
             )  # fmt: skip
             if run.bars.height >= n_bars:
                 return run.bars.tail(n_bars)
-            present = [d for d in day_range(start, end) if d not in run.missing]
+            present = [d for d in days(start, end) if d not in run.missing]
             if present and start in run.missing:
                 reason = f"no data for {series} before {min(present)} (source has no day {start})"
                 break

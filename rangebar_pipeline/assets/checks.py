@@ -26,6 +26,7 @@ from rangebar_pipeline.engine import ThresholdDay
 from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
 from rangebar_pipeline.partitions import parse_partition_key, partition_key
 from rangebar_pipeline.series import Series
+from rangebar_pipeline.sources.base import source_type
 from rangebar_pipeline.validation import (
     ConservationTicks,
     validate_conservation,
@@ -127,18 +128,18 @@ def continuity_day(
     ``boundary_id_gap`` in its metadata, which the ``heal_gaps`` sensor answers with a re-fetch.
     """
     label = partition_key(day, series)
-    binance = series.source == "binance"  # Exness ids are synthetic (timestamp x 1000 + rank)
+    contiguous = source_type(series).contiguous_ids  # Exness ids are synthetic (timestamp x 1000 + rank)
     result = validate_continuity(
         bars,
         threshold_decimal_bps=threshold,
         previous_bar=previous.tail(1) if previous is not None and previous.height else None,
-        check_ids=binance,
+        check_ids=contiguous,
     )
     broken = [d for d in result.discontinuities if d.kind != "price_gap"]
     gaps = [d for d in result.discontinuities if d.kind == "price_gap"]
     details = [f"bar {d.bar_index} {d.kind}: {d.detail}" for d in broken]
     last_before, first = tick_ids
-    missing = 0 if not binance or last_before is None or first is None else first - last_before - 1
+    missing = 0 if not contiguous or last_before is None or first is None else first - last_before - 1
     if missing:
         details.insert(
             0,

@@ -4,7 +4,6 @@
 
 import hashlib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import Any, Final
 
@@ -16,7 +15,7 @@ from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.partitions import daily_series_partitions, days_by_series, partition_key
 from rangebar_pipeline.resources import DOWNLOAD_QUEUE, TickStoreResource
 from rangebar_pipeline.series import Series
-from rangebar_pipeline.storage.ticks import DayWriteResult, TickStore
+from rangebar_pipeline.storage.ticks import DayWriteResult
 
 __all__ = ["TICKS_KEY", "TicksConfig", "build_ticks_asset"]
 
@@ -28,10 +27,6 @@ class TicksConfig(dg.Config):
     """Run config of ``ticks``: ``force`` downloads and verifies days that are stored already."""
 
     force: bool = False
-
-
-def _fetch(store: TickStore, series: Series, day: date, force: bool) -> DayWriteResult:
-    return store.fetch_day(series.source, series.market, series.symbol, day, force=force)
 
 
 def _data_version(result: DayWriteResult) -> str:
@@ -80,20 +75,16 @@ def build_ticks_asset(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         (timestamp, agg_trade_id) with exact duplicates removed, one zstd Parquet file per day.
         """
         store = tick_store.store()
-        jobs = [
-            (s, d)
-            for s, days in days_by_series(run_partition_keys(context.op_execution_context)).items()
-            for d in days
-        ]
+        wanted = days_by_series(run_partition_keys(context.op_execution_context))
+        jobs = sum(len(days) for days in wanted.values())
         failures: list[str] = []
         results: dict[tuple[Series, date], DayWriteResult] = {}
-        with ThreadPoolExecutor(max_workers=max(1, min(store.max_workers, len(jobs)))) as pool:
-            futures = {job: pool.submit(_fetch, store, job[0], job[1], config.force) for job in jobs}
-            for (series, day), future in futures.items():
-                try:
-                    results[(series, day)] = future.result()
-                except Exception as exc:  # collected so every failing partition is named
-                    failures.append(f"{partition_key(day, series)}: {type(exc).__name__}: {exc}")
+        for series, days in wanted.items():
+            outcome = store.fetch_days(series, days, force=config.force)
+            results.update({(series, day): result for day, result in outcome.stored.items()})
+            # collected so every failing partition is named
+            for day, exc in outcome.failed.items():
+                failures.append(f"{partition_key(day, series)}: {type(exc).__name__}: {exc}")
         ordered = sorted(results.items(), key=lambda kv: (kv[0][0].key, kv[0][1]))
         for (series, day), result in ordered:
             context.log.info(
@@ -108,7 +99,7 @@ def build_ticks_asset(pipeline: PipelineConfig) -> dg.AssetsDefinition:
                     tags=version_tags(_data_version(result), TICKS_CODE_VERSION, {}),
                 )
             raise dg.Failure(
-                description=f"{len(failures)} of {len(jobs)} tick partition(s) failed: "
+                description=f"{len(failures)} of {jobs} tick partition(s) failed: "
                 + "; ".join(failures)
                 + " (the other partitions are stored and recorded)",
                 metadata={"failed_partitions": dg.MetadataValue.md("\n".join(f"- {f}" for f in failures))},

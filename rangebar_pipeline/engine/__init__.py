@@ -16,7 +16,6 @@ from rangebar_pipeline.engine.days import (
     SeriesProcessors,
     ThresholdDay,
     compute_days,
-    day_range,
     last_tick_id,
     stored_days,
 )
@@ -34,7 +33,6 @@ __all__ = [
     "WalkedDay",
     "batched",
     "compute_days",
-    "day_range",
     "last_tick_id",
     "stored_days",
 ]

@@ -17,11 +17,12 @@ from typing import Any
 
 import polars as pl
 
+from rangebar_pipeline.calendar import days
 from rangebar_pipeline.exceptions import DataNotFoundError, RangeBarError
 from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
 from rangebar_pipeline.processing import RangeBarProcessor
 from rangebar_pipeline.series import Series
-from rangebar_pipeline.sources.exness import add_spread_stats
+from rangebar_pipeline.sources.base import source_type
 from rangebar_pipeline.storage.bars import BarStore, DayWrite
 from rangebar_pipeline.storage.ticks import TickStore
 
@@ -31,7 +32,6 @@ __all__ = [
     "SeriesProcessors",
     "ThresholdDay",
     "compute_days",
-    "day_range",
     "last_tick_id",
     "stored_days",
 ]
@@ -101,14 +101,6 @@ class SeriesDay:
         ]
 
 
-def day_range(first: date, last: date) -> Iterator[date]:
-    """The days ``first`` .. ``last``, both included."""
-    day = first
-    while day <= last:
-        yield day
-        day += timedelta(days=1)
-
-
 class SeriesProcessors:
     """One processor per threshold of a series, each continued day after day from its own state."""
 
@@ -153,16 +145,16 @@ class SeriesProcessors:
         """
         started = time.perf_counter()
         if self.fetch_if_missing:
-            frame = self.ticks.get_ticks(self.series.source, self.series.market, self.series.symbol, day, day)
+            frame = self.ticks.get_ticks(self.series, day, day)
             assert isinstance(frame, pl.DataFrame)
-        elif not self.ticks.has_day(self.series.source, self.series.market, self.series.symbol, day):
+        elif not self.ticks.has_day(self.series, day):
             raise DataNotFoundError(
                 f"{self.series} {day}: no ticks in the tick cache {self.ticks.root} and fetching is off "
                 "(fetch them: fetch_if_missing=True in the API, or materialize `ticks` for this partition "
                 "in Dagster)"
             )
         else:
-            frame = self.ticks.read_day(self.series.source, self.series.market, self.series.symbol, day)
+            frame = self.ticks.read_day(self.series, day)
         return frame, time.perf_counter() - started
 
     def compute(
@@ -188,17 +180,15 @@ class SeriesProcessors:
     def _with_spreads(self, day: date, bars: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFrame:
         """Exness bars with their spread statistics (other sources: ``bars`` unchanged); a bar that
         began on an earlier day takes its spreads from the ticks of every day it spans."""
-        if self.series.source != "exness":
+        source = source_type(self.series)
+        if not source.spread_schema:
             return bars
         context = frame
         if bars.height and bars["open_time"][0].date() < day:
-            s = self.series
-            earlier = self.ticks.get_ticks(
-                s.source, s.market, s.symbol, bars["open_time"][0].date(), day - timedelta(days=1)
-            )
+            earlier = self.ticks.get_ticks(self.series, bars["open_time"][0].date(), day - timedelta(days=1))
             assert isinstance(earlier, pl.DataFrame)
             context = pl.concat([earlier, frame], how="vertical_relaxed")
-        return add_spread_stats(bars, context)
+        return source.add_spread_stats(bars, context)
 
 
 def compute_days(
@@ -221,7 +211,7 @@ def compute_days(
     processors = SeriesProcessors(series, ticks, options=options, fetch_if_missing=fetch_if_missing)
     for threshold in thresholds:
         processors.start(threshold, parents.get(threshold))
-    for day in day_range(first, last):
+    for day in days(first, last):
         try:
             frame, seconds = processors.read(day)
             yield processors.compute(day, thresholds, frame, seconds)
@@ -245,7 +235,7 @@ def stored_days(
     Raises :class:`DayFailedError` naming the first day that is not stored.
     """
     reader = SeriesProcessors(series, ticks, options=options)
-    for day in day_range(first, last):
+    for day in days(first, last):
         try:
             frame, seconds = reader.read(day)
             out = {t: _stored_threshold(store, series, t, day, options) for t in thresholds}
@@ -279,7 +269,7 @@ def _stored_threshold(
 
 def last_tick_id(ticks: TickStore, series: Series, day: date) -> int | None:
     """The last ``agg_trade_id`` stored for ``day`` (None when the day is not stored or empty)."""
-    path = ticks.day_path(series.source, series.market, series.symbol, day)
+    path = ticks.day_path(series, day)
     if not path.is_file():
         return None
     value = pl.scan_parquet(path).select(pl.col("agg_trade_id").max()).collect().item()

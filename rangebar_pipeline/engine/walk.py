@@ -29,7 +29,8 @@ from typing import Final, Generic, TypeVar
 
 import polars as pl
 
-from rangebar_pipeline.engine.days import DayFailedError, SeriesDay, SeriesProcessors, day_range
+from rangebar_pipeline.calendar import days
+from rangebar_pipeline.engine.days import DayFailedError, SeriesDay, SeriesProcessors
 from rangebar_pipeline.exceptions import DataNotFoundError, RangeBarError
 from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
 from rangebar_pipeline.series import Series
@@ -163,16 +164,16 @@ class SeriesWalk:
             return
         todo = [
             d
-            for d in day_range(first, last)
+            for d in days(first, last)
             if self.recompute or self.store is None or any(d not in stored[t] for t in self.thresholds)
         ]
         if len(todo) > 1:
-            s = self.series
-            try:
-                self.ticks.get_ticks(s.source, s.market, s.symbol, todo[0], todo[-1], lazy=True)
-            except DataNotFoundError:
-                if not self.skip_missing:
-                    raise
+            absent = [d for d in todo if not self.ticks.has_day(self.series, d)]
+            outcome = self.ticks.fetch_days(self.series, absent)
+            if others := [e for e in outcome.failed.values() if not isinstance(e, DataNotFoundError)]:
+                raise others[0]
+            if not self.skip_missing:
+                outcome.raise_for_failures()
 
     def _days(
         self,
@@ -182,7 +183,7 @@ class SeriesWalk:
         processors: SeriesProcessors,
         annotate: Callable[[SeriesDay], A] | None,
     ) -> Iterator[WalkedDay[A]]:
-        for day in day_range(first, last):
+        for day in days(first, last):
             try:
                 yield self._day(day, stored, processors, annotate)
             except DayFailedError:
@@ -241,8 +242,7 @@ class SeriesWalk:
         """Whether a stored day is served as stored (not recomputed)."""
         if self.recompute or not record.continues(previous_sha):
             return False
-        s = self.series
-        return not (record.stale and self.ticks.has_day(s.source, s.market, s.symbol, record.day))
+        return not (record.stale and self.ticks.has_day(self.series, record.day))
 
     def _parent(self, threshold: int) -> bytes | None:
         """The checkpoint a (not running) threshold starts from: the stored previous day's, if any."""

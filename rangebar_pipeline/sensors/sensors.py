@@ -15,17 +15,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
-from urllib.parse import unquote, urlparse
+from typing import Any
 
 import dagster as dg
-import requests
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.partitions import parse_partition_key, partition_key
-from rangebar_pipeline.resources import BinanceVisionResource, DatasetStoreResource, ExnessResource
+from rangebar_pipeline.resources import DatasetStoreResource, TickStoreResource
 from rangebar_pipeline.series import Series
+from rangebar_pipeline.storage.ticks import TickStore
 
 __all__ = [
     "HealPlan",
@@ -41,35 +40,24 @@ __all__ = [
     "write_cursor",
 ]
 
-_PROBE_TIMEOUT: Final = 10.0
 Probe = Callable[[Series, date], bool]
 
 
 class SourceProbe:
-    """Is a day published at the source? One HEAD request (or a file check for ``file://``) per call."""
+    """Is a day published at the source? Asks the series' source in ``store`` (one HEAD request
+    through the sources' download client, or a file check for ``file://``) and counts the probes."""
 
-    def __init__(self, *, binance_base_url: str | None = None, exness_base_url: str | None = None) -> None:
-        self.binance = BinanceVisionResource(base_url=binance_base_url).source()
-        self.exness = ExnessResource(base_url=exness_base_url).source()
+    def __init__(self, store: TickStore) -> None:
+        self.store = store
         self.requests = 0
 
     def url(self, series: Series, day: date) -> str:
         """The URL whose presence means ``day`` of ``series`` is published."""
-        if series.source == "exness":
-            return self.exness.archive_url(series.symbol, day.year, day.month)
-        return self.binance.archive_url(series.market, series.symbol, day) + ".CHECKSUM"
+        return self.store.source(series).probe_url(series, day)
 
     def __call__(self, series: Series, day: date) -> bool:
-        url = self.url(series, day)
         self.requests += 1
-        parsed = urlparse(url)
-        if parsed.scheme == "file":
-            return Path(unquote(parsed.path)).is_file()
-        try:
-            response = requests.head(url, timeout=_PROBE_TIMEOUT, allow_redirects=True)
-        except requests.RequestException:
-            return False
-        return response.status_code == 200
+        return self.store.source(series).published(series, day)
 
 
 @dataclass
@@ -162,21 +150,19 @@ def build_new_days_sensor(
             "HEAD requests per evaluation) and requests their ticks; bars follow automatically."
         ),
     )
-    def new_days(
-        context: dg.SensorEvaluationContext, binance: BinanceVisionResource, exness: ExnessResource
-    ) -> dg.SensorResult:
+    def new_days(context: dg.SensorEvaluationContext, tick_store: TickStoreResource) -> dg.SensorResult:
         cursor, resume = read_cursor(context.cursor)
-        probe = SourceProbe(binance_base_url=binance.base_url, exness_base_url=exness.base_url)
-        result = find_new_days(
-            pipeline.series,
-            cursor,
-            today=datetime.now(UTC).date(),
-            start_date=pipeline.start_date,
-            lookback_days=pipeline.sensor_lookback_days,
-            max_requests=pipeline.sensor_max_requests,
-            probe=probe,
-            resume=resume,
-        )
+        with tick_store.store() as store:
+            result = find_new_days(
+                pipeline.series,
+                cursor,
+                today=datetime.now(UTC).date(),
+                start_date=pipeline.start_date,
+                lookback_days=pipeline.sensor_lookback_days,
+                max_requests=pipeline.sensor_max_requests,
+                probe=SourceProbe(store),
+                resume=resume,
+            )
         requests_ = [
             dg.RunRequest(
                 run_key=f"new_days:{partition_key(day, series)}",

@@ -1,14 +1,28 @@
-"""Data sources: Binance Vision aggTrades and Exness tick archives, over a shared download client."""
+"""Data sources: Binance Vision aggTrades and Exness tick archives, over a shared download client.
+
+Each source is one :class:`TickSource`; :func:`source_type` names it for a series (what it is),
+:func:`source_for` gives a downloader with its default mirror.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rangebar_pipeline.sources.base import MARKETS, SOURCES, Fetched, Market, Source
+from rangebar_pipeline.sources.base import (
+    MARKETS,
+    SOURCES,
+    Fetched,
+    Market,
+    Source,
+    TickSource,
+    source_for,
+    source_type,
+)
 
 if TYPE_CHECKING:
     from rangebar_pipeline.sources.binance_vision import BinanceVision, parse_agg_trades
     from rangebar_pipeline.sources.exness import (
+        EXNESS_RANK_LIMIT,
         EXNESS_TICK_SCHEMA,
         SPREAD_COLUMNS,
         ExnessSource,
@@ -24,6 +38,7 @@ _LAZY: dict[str, str] = {
     "parse_agg_trades": "binance_vision",
     **dict.fromkeys(
         (
+            "EXNESS_RANK_LIMIT",
             "EXNESS_TICK_SCHEMA",
             "SPREAD_COLUMNS",
             "ExnessSource",
@@ -50,6 +65,7 @@ if not TYPE_CHECKING:
 
 
 __all__ = [
+    "EXNESS_RANK_LIMIT",
     "EXNESS_TICK_SCHEMA",
     "MARKETS",
     "SOURCES",
@@ -63,7 +79,10 @@ __all__ = [
     "RetryPolicy",
     "Source",
     "Strictness",
+    "TickSource",
     "add_spread_stats",
     "parse_agg_trades",
     "parse_exness_ticks",
+    "source_for",
+    "source_type",
 ]

@@ -13,22 +13,31 @@ the unit is detected per file (values below 1e14 are milliseconds) and stored as
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final
+from datetime import date, timedelta
+from typing import Any, ClassVar, Final, Literal
 
 import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
 from rangebar_pipeline._core import AggTradesCsvParser
+from rangebar_pipeline.calendar import US_PER_DAY, day_start_us
 from rangebar_pipeline.exceptions import ChecksumMismatchError, CorruptArchiveError, DataNotFoundError
 from rangebar_pipeline.schema import TICK_SCHEMA, UTC_US
+from rangebar_pipeline.series import SOURCE_MARKETS, Series
 from rangebar_pipeline.sources._parsing import iter_zip_member, row_error
-from rangebar_pipeline.sources.base import MARKETS, Fetched, Market, normalize_symbol
+from rangebar_pipeline.sources.base import (
+    MARKETS,
+    Emit,
+    Fetched,
+    Market,
+    Source,
+    TickSource,
+    normalize_symbol,
+)
 from rangebar_pipeline.sources.http import HttpClient, join_url
 
 __all__ = [
@@ -57,7 +66,6 @@ _HEADER_NAMES: Final = (
 )
 #: Timestamps below this are milliseconds, at or above it microseconds (1e14 ms is year 5138).
 _US_THRESHOLD: Final = 10**14
-_US_PER_DAY: Final = 86_400_000_000
 #: Pieces parsed or waiting while the next one is inflated (bounds the memory held).
 _PIECES_IN_FLIGHT: Final = 2
 #: Prices and quantities as parsed: fixed point x1e8 in an int64, i.e. Arrow decimal64 (polars
@@ -66,31 +74,43 @@ _ARROW_DECIMAL: Final = pa.decimal64(18, 8)
 _Column = npt.NDArray[Any]
 #: ``TICK_SCHEMA`` as Arrow types (what ``pl.DataFrame.to_arrow`` gives for it).
 _ARROW_TIMESTAMP: Final = pa.timestamp("us", tz="UTC")
-#: Receives parsed rows in their final ``TICK_SCHEMA`` form (as an Arrow record batch, the
-#: columns in ``TICK_SCHEMA`` order), in file order, while parsing goes on; then ``None`` once
-#: the whole file is parsed (before the checks of the whole day and the result frame).
-Emit = Callable[[pa.RecordBatch | None], None]
 
 
-class BinanceVision:
-    """Binance Vision aggTrades downloader.
+class BinanceVision(TickSource):
+    """Binance Vision aggTrades: one archive a UTC day, trade ids contiguous across days.
 
     Args:
         base_url: Mirror root (``http(s)://`` or ``file://``); default ``$RANGEBAR_BINANCE_BASE_URL``,
             else ``https://data.binance.vision``.
-        client: The download client (retries, pool, progress); a default one is created if omitted.
+        client: The download client (retries, pool, progress); a default one is created on first use.
         verify_checksum: Check every zip against its ``.CHECKSUM`` file (default and recommended).
     """
+
+    name: ClassVar[Source] = "binance"
+    markets: ClassVar[tuple[Market, ...]] = SOURCE_MARKETS["binance"]
+    tick_schema: ClassVar[Mapping[str, pl.DataType]] = TICK_SCHEMA
+    contiguous_ids: ClassVar[bool] = True
+    archive: ClassVar[Literal["day", "month"]] = "day"
+    price: ClassVar[str] = "the trade price"
+    default_base_url: ClassVar[str] = DEFAULT_BASE_URL
+    base_url_env: ClassVar[str] = ENV_BASE_URL
 
     def __init__(
         self, base_url: str | None = None, *, client: HttpClient | None = None, verify_checksum: bool = True
     ) -> None:
-        self.base_url = (base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
-        self.client = client or HttpClient()
+        super().__init__(base_url, client=client)
         self.verify_checksum = verify_checksum
 
     def __repr__(self) -> str:
         return f"BinanceVision({self.base_url!r})"
+
+    def probe_url(self, series: Series, day: date) -> str:
+        """The day's ``.CHECKSUM`` file: published with (and after) the zip."""
+        return self.archive_url(series.market, series.symbol, day) + ".CHECKSUM"
+
+    def fetch(self, series: Series, day: date, *, emit: Emit | None = None) -> Fetched:
+        """:meth:`fetch_day` of ``series`` (rows also handed to ``emit`` while parsed)."""
+        return self.fetch_day(series.market, series.symbol, day, emit=emit)
 
     def archive_url(self, market: Market, symbol: str, day: date) -> str:
         """URL of the daily aggTrades zip of ``symbol`` on ``market`` for UTC ``day``."""
@@ -237,9 +257,9 @@ def _parse_pieces(
     elif low < _US_THRESHOLD:
         raise _mixed_units(frame, origin=origin, header_lines=header_lines)
     if day is not None:
-        start_us = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1_000_000
-        if low < start_us or high >= start_us + _US_PER_DAY:
-            outside = ~frame["timestamp"].is_between(start_us, start_us + _US_PER_DAY, closed="left")
+        start_us = day_start_us(day)
+        if low < start_us or high >= start_us + US_PER_DAY:
+            outside = ~frame["timestamp"].is_between(start_us, start_us + US_PER_DAY, closed="left")
             raise CorruptArchiveError(
                 row_error(
                     origin,

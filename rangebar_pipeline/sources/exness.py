@@ -14,28 +14,39 @@ independent of how the month is split into days. ``bid``/``ask`` are kept for th
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Final, Literal, get_args
+from typing import ClassVar, Final, Literal, get_args
 
 import polars as pl
 
 from rangebar_pipeline.exceptions import CorruptArchiveError, DataNotFoundError, InvalidTradeError
 from rangebar_pipeline.schema import PRICE_DECIMAL, SPREAD_SCHEMA, TICK_SCHEMA
+from rangebar_pipeline.series import SOURCE_MARKETS, Series
 from rangebar_pipeline.sources._parsing import exact_decimals, read_zip_member, require_no_nulls, row_error
-from rangebar_pipeline.sources.base import Fetched, normalize_symbol
+from rangebar_pipeline.sources.base import (
+    Emit,
+    Fetched,
+    Market,
+    Source,
+    TickSource,
+    normalize_symbol,
+    split_by_day,
+)
 from rangebar_pipeline.sources.http import HttpClient, join_url
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "ENV_BASE_URL",
+    "EXNESS_RANK_LIMIT",
     "EXNESS_TICK_SCHEMA",
     "SPREAD_COLUMNS",
     "ExnessSource",
     "Strictness",
     "add_spread_stats",
     "parse_exness_ticks",
+    "split_by_day",
 ]
 
 DEFAULT_BASE_URL: Final = "https://ticks.ex2archive.com"
@@ -55,22 +66,32 @@ EXNESS_TICK_SCHEMA: Final[dict[str, pl.DataType]] = {
 SPREAD_COLUMNS: Final = tuple(SPREAD_SCHEMA)
 
 _HEADER: Final = ["Exness", "Symbol", "Timestamp", "Bid", "Ask"]
-_RANK_LIMIT: Final = 1000
-EXNESS_RANK_LIMIT: Final = _RANK_LIMIT  # public: a synthetic id is timestamp_us * limit + rank
+#: Synthetic ids are ``timestamp_us * EXNESS_RANK_LIMIT + rank`` (rank among equal timestamps).
+EXNESS_RANK_LIMIT: Final = 1000
 _ONE_UNIT: Final = Decimal("0.00000001")
 
 
-class ExnessSource:
-    """Exness tick archive downloader.
+class ExnessSource(TickSource):
+    """Exness tick archives: one archive a month, synthetic ids, the price at the mid, spreads kept.
 
     Args:
         base_url: Archive root (``http(s)://`` or ``file://``); default ``$RANGEBAR_EXNESS_BASE_URL``,
             else ``https://ticks.ex2archive.com``.
-        client: The download client (retries, pool, progress); a default one is created if omitted.
+        client: The download client (retries, pool, progress); a default one is created on first use.
         strictness: Quote validation as in the reference: every level refuses ``bid <= 0``,
             ``ask <= 0`` and ``bid > ask``; ``"strict"`` also a spread above 10 % of the bid,
             ``"paranoid"`` above 1 %.
     """
+
+    name: ClassVar[Source] = "exness"
+    markets: ClassVar[tuple[Market, ...]] = SOURCE_MARKETS["exness"]
+    tick_schema: ClassVar[Mapping[str, pl.DataType]] = EXNESS_TICK_SCHEMA
+    spread_schema: ClassVar[Mapping[str, pl.DataType]] = SPREAD_SCHEMA
+    contiguous_ids: ClassVar[bool] = False  # timestamp_us * EXNESS_RANK_LIMIT + rank
+    archive: ClassVar[Literal["day", "month"]] = "month"
+    price: ClassVar[str] = "the exact mid (bid + ask) / 2"
+    default_base_url: ClassVar[str] = DEFAULT_BASE_URL
+    base_url_env: ClassVar[str] = ENV_BASE_URL
 
     def __init__(
         self,
@@ -81,12 +102,29 @@ class ExnessSource:
     ) -> None:
         if strictness not in STRICTNESS_LEVELS:
             raise ValueError(f"unknown strictness {strictness!r}: expected one of {STRICTNESS_LEVELS}")
-        self.base_url = (base_url or os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL).rstrip("/")
-        self.client = client or HttpClient()
+        super().__init__(base_url, client=client)
         self.strictness: Strictness = strictness
 
     def __repr__(self) -> str:
         return f"ExnessSource({self.base_url!r}, strictness={self.strictness!r})"
+
+    @classmethod
+    def instrument(cls, symbol: str) -> str:
+        """``symbol`` without the archive's ``_RAW_SPREAD`` suffix (``"EURGBP"``)."""
+        return _instrument(symbol)
+
+    @classmethod
+    def add_spread_stats(cls, bars: pl.DataFrame, ticks: pl.DataFrame) -> pl.DataFrame:
+        """:func:`add_spread_stats`."""
+        return add_spread_stats(bars, ticks)
+
+    def probe_url(self, series: Series, day: date) -> str:
+        """The month's archive (published once the month is complete)."""
+        return self.archive_url(series.symbol, day.year, day.month)
+
+    def fetch(self, series: Series, day: date, *, emit: Emit | None = None) -> Fetched:
+        """:meth:`fetch_month` of the month holding ``day`` (``emit`` is not used)."""
+        return self.fetch_month(series.symbol, day.year, day.month)
 
     def archive_url(self, symbol: str, year: int, month: int) -> str:
         """URL of the monthly tick zip of ``symbol`` (e.g. ``"EURGBP"``)."""
@@ -221,25 +259,17 @@ def _to_trades(quotes: pl.DataFrame, *, origin: str, raw: pl.DataFrame) -> pl.Da
         pl.col("Bid").alias("bid"),
         pl.col("Ask").alias("ask"),
     )
-    bad = frame["rank"] >= _RANK_LIMIT
+    bad = frame["rank"] >= EXNESS_RANK_LIMIT
     if bad.any():
         raise CorruptArchiveError(
-            row_error(origin, raw, bad, f"more than {_RANK_LIMIT} ticks share one timestamp", header_lines=1)
+            row_error(
+                origin, raw, bad, f"more than {EXNESS_RANK_LIMIT} ticks share one timestamp", header_lines=1
+            )
         )
-    agg_id = pl.col("timestamp").cast(pl.Int64) * _RANK_LIMIT + pl.col("rank")
+    agg_id = pl.col("timestamp").cast(pl.Int64) * EXNESS_RANK_LIMIT + pl.col("rank")
     return frame.with_columns(
         agg_id.alias("agg_trade_id"), agg_id.alias("first_trade_id"), agg_id.alias("last_trade_id")
     ).select(list(EXNESS_TICK_SCHEMA))
-
-
-def split_by_day(frame: pl.DataFrame) -> dict[date, pl.DataFrame]:
-    """``frame`` (sorted ticks) split into its UTC calendar days, in day order."""
-    if frame.height == 0:
-        return {}
-    parts = frame.with_columns(pl.col("timestamp").dt.date().alias("_day")).partition_by(
-        "_day", maintain_order=True, as_dict=True, include_key=False
-    )
-    return {key[0]: part for key, part in parts.items()}
 
 
 def add_spread_stats(bars: pl.DataFrame, ticks: pl.DataFrame) -> pl.DataFrame:

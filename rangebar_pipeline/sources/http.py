@@ -296,6 +296,20 @@ class HttpClient:
             raise _BodyError(f"body cut short: {len(content)} of {expected} bytes received")
         return content
 
+    def exists(self, url: str, *, timeout: float = 10.0) -> bool:
+        """Whether ``url`` answers a HEAD request with HTTP 200 (``file://``: the file exists).
+
+        One request, no retries: a probe that fails is asked again at the next occasion.
+        """
+        parsed = urlparse(url)
+        if parsed.scheme == "file":
+            return Path(url2pathname(unquote(parsed.path))).is_file()
+        try:
+            response = self._session.head(url, timeout=timeout, allow_redirects=True)
+        except requests.RequestException:
+            return False
+        return response.status_code == 200
+
     @staticmethod
     def _get_file(url: str, *, sha256: bool = True) -> Download:
         parsed = urlparse(url)

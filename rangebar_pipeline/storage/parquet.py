@@ -14,14 +14,15 @@ filtered by epoch-millisecond bounds; both work here. Frames come back in the Ti
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from rangebar_pipeline.calendar import days, parse_day
 from rangebar_pipeline.paths import default_cache_dir
-from rangebar_pipeline.series import Series, parse_market, parse_source
+from rangebar_pipeline.series import SOURCES, Series, parse_market, parse_source
 from rangebar_pipeline.storage.ticks import TickStore, tick_schema
 from rangebar_pipeline.trades import timestamps_us, to_polars
 
@@ -41,7 +42,7 @@ def get_cache_dir() -> Path:
 def series_of(symbol: str) -> Series:
     """``"BINANCE_UM_BTCUSDT"`` -> ``Series("binance", "um", "BTCUSDT")``; ``"BTCUSDT"`` -> Binance spot."""
     parts = symbol.split("_", 2)
-    if len(parts) == 3 and parts[0].lower() in ("binance", "exness"):
+    if len(parts) == 3 and parts[0].lower() in SOURCES:
         source = parse_source(parts[0])
         return Series(source, parse_market(parts[1], source=source), parts[2].upper())
     return Series.of(symbol)
@@ -62,10 +63,6 @@ def _as_ms(value: int | datetime | date) -> int:
     if isinstance(value, date):
         return int(datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp() * 1000)
     return int(value)
-
-
-def _days(first: date, last: date) -> list[date]:
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 class TickStorage:
@@ -90,7 +87,7 @@ class TickStorage:
         return self._store
 
     def _stored_days(self, series: Series) -> list[date]:
-        return self._store.list_days(series.source, series.market, series.symbol)
+        return self._store.list_days(series)
 
     def _bounds(self, series: Series, start_ts: int | None, end_ts: int | None) -> list[date]:
         days = self._stored_days(series)
@@ -100,10 +97,8 @@ class TickStorage:
 
     def _scan(self, series: Series, days: list[date]) -> pl.LazyFrame:
         if not days:
-            return pl.LazyFrame(schema=tick_schema(series.source))
-        frame = self._store.get_ticks(
-            series.source, series.market, series.symbol, days[0], days[-1], fetch_if_missing=False, lazy=True
-        )
+            return pl.LazyFrame(schema=tick_schema(series))
+        frame = self._store.get_ticks(series, days[0], days[-1], fetch_if_missing=False, lazy=True)
         assert isinstance(frame, pl.LazyFrame)
         return frame
 
@@ -160,7 +155,7 @@ class TickStorage:
         """Whether at least ``min_coverage`` of the UTC days touched by ``[start_ts, end_ts]`` are stored."""
         del timestamp_col
         series = series_of(symbol)
-        wanted = _days(_day_of_ms(_as_ms(start_ts)), _day_of_ms(_as_ms(end_ts)))
+        wanted = days(_day_of_ms(_as_ms(start_ts)), _day_of_ms(_as_ms(end_ts)))
         stored = set(self._stored_days(series))
         return sum(d in stored for d in wanted) >= min_coverage * len(wanted)
 
@@ -173,7 +168,7 @@ class TickStorage:
         frame = to_polars(ticks).rename({timestamp_col: "timestamp"} if timestamp_col != "timestamp" else {})
         if frame.height == 0:
             return 0
-        schema = tick_schema(series.source)
+        schema = tick_schema(series)
         micros = pl.Series("timestamp", timestamps_us(frame["timestamp"], None))
         columns: dict[str, Any] = {"timestamp": micros.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")}
         for name, dtype in schema.items():
@@ -183,10 +178,10 @@ class TickStorage:
         canonical = pl.DataFrame(columns).select(list(schema))
         for (day,), part in canonical.group_by(pl.col("timestamp").dt.date(), maintain_order=True):
             merged = part
-            if self._store.has_day(series.source, series.market, series.symbol, day):
-                stored = self._store.read_day(series.source, series.market, series.symbol, day)
+            if self._store.has_day(series, day):
+                stored = self._store.read_day(series, day)
                 merged = pl.concat([stored, part])
-            self._store.write_day(series.source, series.market, series.symbol, day, merged)
+            self._store.write_day(series, day, merged)
         return canonical.height
 
     def list_symbols(self) -> list[str]:
@@ -206,7 +201,7 @@ class TickStorage:
         days = [
             d for d in self._stored_days(series) if year_month is None or d.strftime("%Y-%m") == year_month
         ]
-        return any([self._store.delete_day(series.source, series.market, series.symbol, d) for d in days])
+        return any([self._store.delete_day(series, d) for d in days])
 
     def get_stats(self, symbol: str) -> dict[str, Any]:
         """7.1.3's statistics dict (``file_count`` counts day files here) plus ``days``."""
@@ -239,7 +234,7 @@ class TickStorage:
         del timestamp_col
         series = series_of(symbol)
         if force_refresh:
-            return pl.LazyFrame(schema=tick_schema(series.source))
+            return pl.LazyFrame(schema=tick_schema(series))
         days = [d for d in self._stored_days(series) if (d.year, d.month) == (year, month)]
         return self._scan(series, days)
 
@@ -247,8 +242,6 @@ class TickStorage:
         self, symbol: str, start_date: str, end_date: str, *, timestamp_col: str = "timestamp"
     ) -> Iterator[pl.LazyFrame]:
         """One lazy frame per month of ``[start_date, end_date]`` that has stored days."""
-        from rangebar_pipeline.api import parse_day
-
         first, last = parse_day(start_date, name="start_date"), parse_day(end_date, name="end_date")
         series = series_of(symbol)
         stored = [d for d in self._stored_days(series) if first <= d <= last]

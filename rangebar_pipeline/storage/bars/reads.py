@@ -15,8 +15,9 @@ from typing import Any, Final
 import polars as pl
 
 from rangebar_pipeline.options import BarOptions
-from rangebar_pipeline.schema import BAR_COLUMNS, BAR_SCHEMA, LOOKBACK_SCHEMA, SCHEMA_VERSION, SPREAD_SCHEMA
+from rangebar_pipeline.schema import BAR_COLUMNS, BAR_SCHEMA, LOOKBACK_SCHEMA, SCHEMA_VERSION
 from rangebar_pipeline.series import Series
+from rangebar_pipeline.sources.base import source_type
 from rangebar_pipeline.storage.bars import records
 from rangebar_pipeline.storage.bars.records import BarKey, Coverage, SeriesStatus, check_threshold
 
@@ -157,8 +158,7 @@ def select_bars(client: Any, database: str, key: BarKey, selection: Selection, o
     """The visible bars of ``selection`` in the order (and limit) of the ``order`` clause."""
     series, options = key.series, key.options
     columns = ["open_time_us", "close_time_us", *VALUE_COLUMNS]
-    if series.source == "exness":
-        columns += list(SPREAD_SCHEMA)
+    columns += list(source_type(series).spread_schema)
     if options.lookback_trades:
         columns += list(LOOKBACK_SCHEMA)
     sql = (
@@ -208,7 +208,7 @@ def status_rows(client: Any, database: str) -> list[SeriesStatus]:
 def _to_bar_frame(raw: pl.DataFrame, series: Series, options: BarOptions) -> pl.DataFrame:
     """ClickHouse rows -> bar frame in the kernel's order: BAR_SCHEMA, the lookback group (when
     ``options`` has it), then the spread columns (Exness)."""
-    extra = SPREAD_SCHEMA if series.source == "exness" else {}
+    extra = dict(source_type(series).spread_schema)
     lookback = LOOKBACK_SCHEMA if options.lookback_trades else {}
     if raw.is_empty() and not raw.columns:
         return pl.DataFrame(schema=BAR_SCHEMA | lookback | extra)

@@ -9,9 +9,8 @@ kernel build (:data:`KERNEL_VERSION`) that produced it; a day produced by other 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any, Final
 
 import polars as pl
@@ -33,7 +32,6 @@ __all__ = [
     "check_threshold",
     "checkpoint_sha256",
     "coverage_row",
-    "days_of",
     "write_time",
 ]
 
@@ -53,14 +51,6 @@ def check_range(start: date, end: date) -> None:
     """``ValueError`` when ``start`` is after ``end``."""
     if start > end:
         raise ValueError(f"start day {start} is after end day {end}")
-
-
-def days_of(start: date, end: date) -> Iterator[date]:
-    """The days of ``[start, end]`` in order."""
-    day = start
-    while day <= end:
-        yield day
-        day += timedelta(days=1)
 
 
 def checkpoint_sha256(checkpoint: bytes | None) -> str:

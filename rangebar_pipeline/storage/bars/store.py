@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 import polars as pl
 
+from rangebar_pipeline.calendar import days
 from rangebar_pipeline.exceptions import StoreError
 from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
 from rangebar_pipeline.series import Series
@@ -31,7 +32,6 @@ from rangebar_pipeline.storage.bars.records import (
     DayWrite,
     StoreStatus,
     check_range,
-    days_of,
 )
 from rangebar_pipeline.storage.bars.schema import ensure_schema
 
@@ -214,7 +214,7 @@ class BarStore:
         check_range(start, end)
         stored = self.coverage(series, threshold, start - timedelta(days=1), end, options=options)
         valid: set[date] = set()
-        for day in days_of(start, end):
+        for day in days(start, end):
             record = stored.get(day)
             if record is None:
                 continue

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from rangebar_pipeline.calendar import US_PER_DAY, day_start_us
 from rangebar_pipeline.exceptions import MissingColumnError, StoreError
 from rangebar_pipeline.options import BarOptions
 from rangebar_pipeline.schema import BAR_SCHEMA, LOOKBACK_SCHEMA, SPREAD_SCHEMA
@@ -50,7 +51,6 @@ TABLE_COLUMNS: Final = (
     *SPREAD_SCHEMA,
     *LOOKBACK_SCHEMA,
 )
-_US_PER_DAY: Final = 86_400_000_000
 _WRITE_ID_LOCK = threading.Lock()
 _last_write_id = 0
 
@@ -180,15 +180,15 @@ def prepare_rows(item: DayWrite, threshold: int, write_id: int) -> pl.DataFrame:
             for c, dtype in LOOKBACK_SCHEMA.items()
         ),
     )
-    day_start = (day - date(1970, 1, 1)).days * _US_PER_DAY
+    day_start = day_start_us(day)
     outside = frame.with_row_index("row").filter(
-        (pl.col("close_time_us") < day_start) | (pl.col("close_time_us") >= day_start + _US_PER_DAY)
+        (pl.col("close_time_us") < day_start) | (pl.col("close_time_us") >= day_start + US_PER_DAY)
     )
     if outside.height:
         row = outside.row(0, named=True)
         raise ValueError(
             f"bar {row['row']} of {series} closes at {row['close_time_us']} us, outside day {day} "
-            f"[{day_start}, {day_start + _US_PER_DAY}): bars must be stored under the day of their close"
+            f"[{day_start}, {day_start + US_PER_DAY}): bars must be stored under the day of their close"
         )
     key = ["close_time_us", "first_agg_trade_id"]
     duplicated = frame.with_row_index("row").filter(pl.struct(key).is_duplicated())
