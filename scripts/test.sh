@@ -11,11 +11,12 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --release --quiet -- -D warnings
 cargo test -p rangebar_core --release --quiet
 
-echo "== python: ruff, mypy, stubtest"
+echo "== python: ruff, mypy, stubtest, import-linter"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/python -m mypy.stubtest rangebar_pipeline._core
+.venv/bin/lint-imports --no-cache  # the layers of docs/architecture.md
 
 echo "== python: tests"
 # loadfile: the tests of one module share one worker (the cluster tests share one cluster; xdist's
