@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 import polars as pl
 
 from rangebar_pipeline.backfill import DayFailedError, iter_series_days
-from rangebar_pipeline.constants import resolve_threshold
+from rangebar_pipeline.constants import resolve_threshold, resolve_tolerance
 from rangebar_pipeline.exceptions import (
     ContinuityError,
     ContinuityWarning,
@@ -319,7 +319,7 @@ def _day_list(days: list[date]) -> str:
 
 
 def _check_continuity(
-    bars: pl.DataFrame, series: Series, threshold: int, tolerance_pct: float | None, action: str
+    bars: pl.DataFrame, series: Series, threshold: int, tolerance: float | None, action: str
 ) -> bool:
     """Run :func:`validate_continuity` on ``bars``; act on breaks (``raise``/``error``, ``warn``, ``log``).
 
@@ -328,7 +328,7 @@ def _check_continuity(
     from rangebar_pipeline.validation.continuity import validate_continuity
 
     what = f"{series} {threshold} dbps"
-    result = validate_continuity(bars, tolerance_pct, threshold, check_ids=series.source == "binance")
+    result = validate_continuity(bars, tolerance, threshold, check_ids=series.source == "binance")
     if result.is_valid:
         return True
     found = [d.to_dict() for d in result.discontinuities[:10]]
@@ -629,7 +629,8 @@ def precompute_range_bars(
     progress_callback: Callable[[PrecomputeProgress], None] | None = None,
     include_microstructure: bool = False,
     validate_on_complete: ValidateMode = "error",
-    continuity_tolerance_pct: float = 0.001,
+    continuity_tolerance: float | None = None,
+    continuity_tolerance_pct: float | None = None,
     show_progress: bool = False,
     fetch_if_missing: bool = True,
     cache_dir: str | Path | None = None,
@@ -644,8 +645,9 @@ def precompute_range_bars(
     forgets every stored day of the series at this threshold, then computes the range;
     ``"none"`` does nothing when the series already has bars at this threshold.
     ``validate_on_complete`` checks the stored bars of the range with :func:`validate_continuity`
-    (trade ids contiguous, times ordered, price gaps within threshold + ``continuity_tolerance_pct``,
-    a fraction): ``"error"`` raises :class:`ContinuityError`, ``"warn"`` warns. ``chunk_size`` and
+    (trade ids contiguous, times ordered, price gaps within threshold + ``continuity_tolerance``, a
+    fraction, default 0.001; 7.1.3's ``continuity_tolerance_pct`` is accepted for it): ``"error"``
+    raises :class:`ContinuityError`, ``"warn"`` warns. ``chunk_size`` and
     ``include_microstructure`` are accepted for 7.1.3 callers: days are processed whole, and every
     column, features included, is always stored. The bar options are those of
     :func:`get_range_bars`; ``"full"`` forgets only the days of these options.
@@ -661,6 +663,7 @@ def precompute_range_bars(
         raise ValueError(
             f"validate_on_complete must be one of ['error', 'warn', 'skip'], got {validate_on_complete!r}"
         )
+    tolerance = resolve_tolerance(continuity_tolerance, continuity_tolerance_pct, "continuity_tolerance_pct")
     series = Series.of(symbol, source=source, market=market)
     threshold = resolve_threshold(threshold_decimal_bps)
     start, end = _range(start_date, end_date)
@@ -712,7 +715,7 @@ def precompute_range_bars(
             bar.close()
     valid: bool | None = None
     if validate_on_complete != "skip":
-        valid = _check_continuity(run.bars, series, threshold, continuity_tolerance_pct, validate_on_complete)
+        valid = _check_continuity(run.bars, series, threshold, tolerance, validate_on_complete)
     return PrecomputeResult(
         series.key, threshold, start, end, len(run.computed), len(run.cached), run.bars.height,
         run.ticks, time.perf_counter() - began, valid,
