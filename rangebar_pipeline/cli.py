@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--symbol", help="only this symbol (with --source/--market)")
     _series_args(clear, symbol_required=False)
     clear.add_argument("--threshold", type=_threshold, help="only this threshold")
-    clear.add_argument("--ticks", action="store_true", help="also delete the Tier 1 tick files of --symbol")
+    clear.add_argument("--ticks", action="store_true", help="also delete the tick cache files of --symbol")
     return parser
 
 

@@ -1,4 +1,4 @@
-"""Public constants: threshold bounds and presets, tier-1 symbols."""
+"""Public constants: threshold bounds and presets, 7.1.3's ``TIER1_SYMBOLS``, the continuity tolerance."""
 
 from __future__ import annotations
 
@@ -31,8 +31,24 @@ TIER1_SYMBOLS: Final[tuple[str, ...]] = (
     "LINK", "LTC", "NEAR", "SOL", "SUI", "UNI", "WIF", "WLD", "XRP",
 )  # fmt: skip
 
-#: Relative tolerance of the reference's open/close junction check.
+#: rangebar 7.1.3's exported junction tolerance constant (a fraction despite ``_PCT``; unused, as there).
 CONTINUITY_TOLERANCE_PCT: Final[float] = 0.0001
+
+#: The one default of every continuity ``tolerance``: a fraction on top of the bar threshold
+#: (0.001 = 0.1 %; 7.1.3's ``precompute_range_bars(continuity_tolerance_pct=0.001)``).
+DEFAULT_CONTINUITY_TOLERANCE: Final[float] = 0.001
+
+
+def resolve_tolerance(tolerance: float | None, alias: float | None = None, alias_name: str = "") -> float:
+    """A continuity tolerance (fraction) from our ``tolerance`` or 7.1.3's ``*_pct`` keyword ``alias``.
+
+    >>> resolve_tolerance(None), resolve_tolerance(0.002), resolve_tolerance(None, 0.005, "tolerance_pct")
+    (0.001, 0.002, 0.005)
+    """
+    if tolerance is not None and alias is not None:
+        raise TypeError(f"pass the tolerance once: as tolerance or as {alias_name} (7.1.3's name)")
+    value = tolerance if tolerance is not None else alias
+    return DEFAULT_CONTINUITY_TOLERANCE if value is None else float(value)
 
 
 def resolve_threshold(threshold: str | SupportsIndex) -> int:

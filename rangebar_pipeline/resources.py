@@ -1,4 +1,4 @@
-"""Dagster resources: the sources, the two storage tiers and the feature/dataset files.
+"""Dagster resources: the sources, the tick cache, the bar store and the feature/dataset files.
 
 Each is a :class:`dagster.ConfigurableResource` with typed fields; :func:`default_resources` binds
 them once from environment variables (``RANGEBAR_CACHE_DIR``, ``RANGEBAR_CLICKHOUSE_DSN``,
@@ -67,7 +67,7 @@ class ExnessResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
 
 class TickStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """Tier 1: the Parquet tick cache under ``cache_dir`` (``None``: ``RANGEBAR_CACHE_DIR``, else default)."""
+    """The tick cache: Parquet ticks under ``cache_dir`` (``None``: ``RANGEBAR_CACHE_DIR``, else default)."""
 
     cache_dir: str | None = None
     binance: BinanceVisionResource
@@ -85,7 +85,7 @@ class TickStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
 
 class BarStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """Tier 2: ClickHouse bars. ``dsn`` ``None``: ``RANGEBAR_CLICKHOUSE_DSN``, else embedded chDB.
+    """The bar store: ClickHouse bars. ``dsn`` ``None``: ``RANGEBAR_CLICKHOUSE_DSN``, else embedded chDB.
 
     Steps that open it run in the :data:`BAR_STORE_POOL` concurrency pool. With ``RANGEBAR_MULTI_HOST=1``
     (the cluster profile across hosts) it refuses anything but a ClickHouse server DSN.

@@ -67,7 +67,7 @@ def exness_source(validation: str) -> ExnessSource:
 
 
 def check_continuity(
-    bars: pl.DataFrame, series: Series, threshold: int, tolerance_pct: float | None, action: str
+    bars: pl.DataFrame, series: Series, threshold: int, tolerance: float | None, action: str
 ) -> bool:
     """Run :func:`validate_continuity` on ``bars``; act on breaks (``raise``/``error``, ``warn``, ``log``).
 
@@ -76,7 +76,7 @@ def check_continuity(
     from rangebar_pipeline.validation.continuity import validate_continuity
 
     what = f"{series} {threshold} dbps"
-    result = validate_continuity(bars, tolerance_pct, threshold, check_ids=source_type(series).contiguous_ids)
+    result = validate_continuity(bars, tolerance, threshold, check_ids=source_type(series).contiguous_ids)
     if result.is_valid:
         return True
     found = [d.to_dict() for d in result.discontinuities[:10]]

@@ -19,7 +19,7 @@ from rangebar_pipeline.api.arguments import (
 )
 from rangebar_pipeline.api.materialize import thresholds_of, walk_range
 from rangebar_pipeline.calendar import days
-from rangebar_pipeline.constants import resolve_threshold
+from rangebar_pipeline.constants import resolve_threshold, resolve_tolerance
 from rangebar_pipeline.engine import SeriesWalk, WalkedDay
 from rangebar_pipeline.options import BarOptions
 from rangebar_pipeline.series import Series
@@ -89,7 +89,8 @@ def precompute_range_bars(
     progress_callback: Callable[[PrecomputeProgress], None] | None = ...,
     include_microstructure: bool = ...,
     validate_on_complete: ValidateMode = ...,
-    continuity_tolerance_pct: float = ...,
+    continuity_tolerance: float | None = ...,
+    continuity_tolerance_pct: float | None = ...,
     show_progress: bool = ...,
     fetch_if_missing: bool = ...,
     cache_dir: str | Path | None = ...,
@@ -111,7 +112,8 @@ def precompute_range_bars(
     progress_callback: Callable[[PrecomputeProgress], None] | None = ...,
     include_microstructure: bool = ...,
     validate_on_complete: ValidateMode = ...,
-    continuity_tolerance_pct: float = ...,
+    continuity_tolerance: float | None = ...,
+    continuity_tolerance_pct: float | None = ...,
     show_progress: bool = ...,
     fetch_if_missing: bool = ...,
     cache_dir: str | Path | None = ...,
@@ -132,7 +134,8 @@ def precompute_range_bars(
     progress_callback: Callable[[PrecomputeProgress], None] | None = None,
     include_microstructure: bool = False,
     validate_on_complete: ValidateMode = "error",
-    continuity_tolerance_pct: float = 0.001,
+    continuity_tolerance: float | None = None,
+    continuity_tolerance_pct: float | None = None,
     show_progress: bool = False,
     fetch_if_missing: bool = True,
     cache_dir: str | Path | None = None,
@@ -149,8 +152,9 @@ def precompute_range_bars(
     forgets every stored day of the series at this threshold, then computes the range;
     ``"none"`` does nothing when the series already has bars at this threshold.
     ``validate_on_complete`` checks the stored bars of the range with :func:`validate_continuity`
-    (trade ids contiguous, times ordered, price gaps within threshold + ``continuity_tolerance_pct``,
-    a fraction): ``"error"`` raises :class:`ContinuityError`, ``"warn"`` warns. ``chunk_size`` and
+    (trade ids contiguous, times ordered, price gaps within threshold + ``continuity_tolerance``, a
+    fraction, default 0.001; 7.1.3's ``continuity_tolerance_pct`` is accepted for it): ``"error"``
+    raises :class:`ContinuityError`, ``"warn"`` warns. ``chunk_size`` and
     ``include_microstructure`` are accepted for 7.1.3 callers: days are processed whole, and every
     column, features included, is always stored. The bar options are those of
     :func:`get_range_bars`; ``"full"`` forgets only the days of these options.
@@ -166,6 +170,7 @@ def precompute_range_bars(
         raise ValueError(
             f"validate_on_complete must be one of ['error', 'warn', 'skip'], got {validate_on_complete!r}"
         )
+    tolerance = resolve_tolerance(continuity_tolerance, continuity_tolerance_pct, "continuity_tolerance_pct")
     series = Series.of(symbol, source=source, market=market)
     thresholds, many = thresholds_of(threshold_decimal_bps)
     start, end = day_span(start_date, end_date)
@@ -195,9 +200,7 @@ def precompute_range_bars(
                 bars = store.read_bars(series, threshold, start, end, options=options)
                 valid: bool | None = None
                 if validate_on_complete != "skip":
-                    valid = check_continuity(
-                        bars, series, threshold, continuity_tolerance_pct, validate_on_complete
-                    )
+                    valid = check_continuity(bars, series, threshold, tolerance, validate_on_complete)
                 done, cached = progress.computed[threshold], progress.cached[threshold]
                 results[threshold] = PrecomputeResult(
                     series.key, threshold, start, end, done, cached, bars.height, walk.tick_count,

@@ -1,11 +1,11 @@
 """Validation of range bars: plain library functions shared by notebooks and Dagster checks.
 
-- :func:`validate_tier1` - fast invariants (blocking): NaN/inf, OHLC, breach consistency, counts,
+- :func:`validate_tier1` - invariant checks (blocking): NaN/inf, OHLC, breach consistency, counts,
   bounded features, volume split, order and duplicates.
 - :func:`validate_conservation` - the bars cover every tick of their partition exactly once.
 - :func:`validate_continuity` / :func:`validate_continuity_tiered` - junctions between bars
   (trade ids contiguous, times ordered, price gaps classified with the threshold in dbps / 100_000).
-- :func:`validate_tier2` - statistics (ADF, KPSS, Spearman, mutual information).
+- :func:`validate_tier2` - statistical checks (ADF, KPSS, Spearman, mutual information).
 - :func:`validate_expectations` - the great-expectations suite of the feature table.
 
 Every result has ``passed``, ``failures``, ``to_dict()`` and ``to_metadata()``.

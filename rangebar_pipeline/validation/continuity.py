@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from enum import IntEnum, StrEnum
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias
 
 import polars as pl
 
-from rangebar_pipeline.constants import CONTINUITY_TOLERANCE_PCT
+from rangebar_pipeline.constants import (
+    CONTINUITY_TOLERANCE_PCT,
+    DEFAULT_CONTINUITY_TOLERANCE,
+    resolve_tolerance,
+)
 from rangebar_pipeline.exceptions import (
     ContinuityError,
     ContinuityWarning,
@@ -29,126 +32,19 @@ from rangebar_pipeline.exceptions import (
 )
 from rangebar_pipeline.schema import BASIS_POINTS_SCALE
 from rangebar_pipeline.validation._frames import as_bar_frame
+from rangebar_pipeline.validation.continuity_presets import (
+    ASSET_CLASS_MULTIPLIERS,
+    VALIDATION_PRESETS,
+    AssetClass,
+    GapTier,
+    TierThresholds,
+    ValidationPreset,
+    detect_asset_class,
+    resolve_preset,
+)
 from rangebar_pipeline.validation.results import CheckedResult, CheckOutcome, JSONValue, json_safe
 
-ValidationMode: TypeAlias = Literal["error", "warn", "skip"]
 DiscontinuityKind: TypeAlias = Literal["price_gap", "id_gap", "time_overlap"]
-
-#: Default tolerance of :func:`validate_continuity` on top of the threshold (fraction, as the reference).
-DEFAULT_TOLERANCE_PCT: Final[float] = 0.005
-#: The reference's junction tolerance constant.
-
-
-class GapTier(IntEnum):
-    """Severity of a price gap between a bar's close and the next bar's open."""
-
-    PRECISION = 1
-    NOISE = 2
-    MARKET_MOVE = 3
-    MICROSTRUCTURE = 4
-    SESSION_BOUNDARY = 5
-
-
-class AssetClass(StrEnum):
-    """Asset class, used only to pick a continuity preset."""
-
-    CRYPTO = "crypto"
-    FOREX = "forex"
-    EQUITIES = "equities"
-    UNKNOWN = "unknown"
-
-
-#: As the reference; informational only (never applied by the checks, as in the reference).
-ASSET_CLASS_MULTIPLIERS: Final[Mapping[AssetClass, float]] = MappingProxyType(
-    {AssetClass.CRYPTO: 1.0, AssetClass.FOREX: 0.5, AssetClass.EQUITIES: 1.5, AssetClass.UNKNOWN: 1.0}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class TierThresholds:
-    """Gap-tier boundaries as fractions; the session boundary is ``threshold * session_factor``."""
-
-    precision: float = 1e-5
-    noise: float = 1e-4
-    market_move: float = 1e-3
-    session_factor: float = 2.0
-
-    def classify(self, gap: float, threshold_fraction: float) -> GapTier:
-        """The tier of a relative gap for a bar threshold given as a fraction (250 dbps -> 0.0025)."""
-        if gap < self.precision:
-            return GapTier.PRECISION
-        if gap < self.noise:
-            return GapTier.NOISE
-        if gap < self.market_move:
-            return GapTier.MARKET_MOVE
-        if gap < threshold_fraction * self.session_factor:
-            return GapTier.MICROSTRUCTURE
-        return GapTier.SESSION_BOUNDARY
-
-
-@dataclass(frozen=True, slots=True)
-class ValidationPreset:
-    """A named continuity policy: tolerance (fraction), mode and tier boundaries."""
-
-    tolerance_pct: float
-    mode: ValidationMode
-    tier_thresholds: TierThresholds = field(default_factory=TierThresholds)
-    asset_class: AssetClass | None = None
-    description: str = ""
-
-
-VALIDATION_PRESETS: Final[Mapping[str, ValidationPreset]] = MappingProxyType(
-    {
-        "permissive": ValidationPreset(0.05, "warn", description="Accept most gaps, warn on large ones"),
-        "research": ValidationPreset(0.02, "warn", description="Exploratory analysis"),
-        "standard": ValidationPreset(0.01, "warn", description="Balanced default"),
-        "strict": ValidationPreset(0.005, "error", description="Raise on gaps above 0.5%"),
-        "paranoid": ValidationPreset(0.001, "error", description="Raise on gaps above 0.1%"),
-        "crypto": ValidationPreset(0.02, "warn", asset_class=AssetClass.CRYPTO, description="Crypto"),
-        "forex": ValidationPreset(0.01, "warn", asset_class=AssetClass.FOREX, description="Forex"),
-        "equities": ValidationPreset(0.03, "warn", asset_class=AssetClass.EQUITIES, description="Equities"),
-        "skip": ValidationPreset(0.0, "skip", description="No validation"),
-        "audit": ValidationPreset(0.002, "error", description="Data-quality audit"),
-    }
-)
-
-_CRYPTO_BASES: Final = [
-    "BTC",
-    "ETH",
-    "BNB",
-    "SOL",
-    "XRP",
-    "ADA",
-    "DOGE",
-    "DOT",
-    "MATIC",
-    "AVAX",
-    "LINK",
-    "UNI",
-    "ATOM",
-    "LTC",
-    "ETC",
-    "XLM",
-    "ALGO",
-    "NEAR",
-    "FIL",
-    "APT",
-]
-_CRYPTO_QUOTES: Final = ("USDT", "BUSD", "USDC", "TUSD", "FDUSD")
-_FX_CURRENCIES: Final = frozenset(["EUR", "USD", "GBP", "JPY", "CHF", "AUD", "NZD", "CAD", "SEK", "NOK"])
-_COMMODITIES: Final = ("XAU", "XAG", "BRENT", "WTI")
-
-
-def detect_asset_class(symbol: str) -> AssetClass:
-    """Asset class of a symbol by the reference's rules (``XAUUSD`` -> FOREX, ``AAPL`` -> UNKNOWN)."""
-    sym = symbol.upper()
-    if any(base in sym for base in _CRYPTO_BASES) or sym.endswith(_CRYPTO_QUOTES):
-        return AssetClass.CRYPTO
-    if len(sym) == 6 and sym[:3] in _FX_CURRENCIES and sym[3:] in _FX_CURRENCIES:
-        return AssetClass.FOREX
-    if any(c in sym for c in _COMMODITIES):
-        return AssetClass.FOREX
-    return AssetClass.UNKNOWN
 
 
 def threshold_fraction(threshold_decimal_bps: int) -> float:
@@ -249,7 +145,8 @@ class ContinuityResult(CheckedResult):
     bar_count: int
     discontinuities: tuple[Discontinuity, ...]
     threshold_decimal_bps: int
-    tolerance_pct: float
+    #: The price-gap tolerance on top of the threshold, a fraction.
+    tolerance: float
 
     @property
     def is_valid(self) -> bool:
@@ -269,8 +166,8 @@ class ContinuityResult(CheckedResult):
             "discontinuity_count": self.discontinuity_count,
             "discontinuities": [d.to_dict() for d in self.discontinuities],
             "threshold_decimal_bps": self.threshold_decimal_bps,
-            "threshold_pct": threshold_fraction(self.threshold_decimal_bps),
-            "tolerance_pct": self.tolerance_pct,
+            "threshold_fraction": threshold_fraction(self.threshold_decimal_bps),
+            "tolerance": self.tolerance,
             "failures": list[JSONValue](self.failures),
         }
 
@@ -282,7 +179,7 @@ class ContinuityResult(CheckedResult):
             discontinuity_count=self.discontinuity_count,
             discontinuities=[d.to_dict() for d in self.discontinuities[:20]],
             threshold_decimal_bps=self.threshold_decimal_bps,
-            tolerance_pct=self.tolerance_pct,
+            tolerance=self.tolerance,
         )
         return meta
 
@@ -447,22 +344,24 @@ def _with_gaps(j: pl.DataFrame) -> pl.DataFrame:
 
 def validate_continuity(
     df: Any,
-    tolerance_pct: float | None = None,
+    tolerance: float | None = None,
     threshold_decimal_bps: int = 250,
     *,
     previous_bar: Mapping[str, Any] | pl.DataFrame | None = None,
     check_ids: bool = True,
+    tolerance_pct: float | None = None,
 ) -> ContinuityResult:
     """Check every junction between consecutive bars.
 
     Broken junctions: a trade-id gap or overlap (``first_agg_trade_id != previous last + 1``, when
     ids are present and ``check_ids``), a bar opening before the previous close, or a price gap
-    ``|open - prev_close| / |prev_close| > threshold_decimal_bps / 100_000 + tolerance_pct``
-    (``tolerance_pct`` is a fraction, default 0.005). ``previous_bar`` (a dict or frame; its last
-    row is used) is the last bar of the previous partition: the junction into this frame is then
-    checked too, as ``bar_index`` 0.
+    ``|open - prev_close| / |prev_close| > threshold_decimal_bps / 100_000 + tolerance``
+    (``tolerance`` is a fraction, default ``DEFAULT_CONTINUITY_TOLERANCE`` = 0.001; 7.1.3's keyword
+    ``tolerance_pct`` is accepted for it). ``previous_bar`` (a dict or frame; its last row is used)
+    is the last bar of the previous partition: the junction into this frame is then checked too, as
+    ``bar_index`` 0.
     """
-    tolerance = DEFAULT_TOLERANCE_PCT if tolerance_pct is None else tolerance_pct
+    tolerance = resolve_tolerance(tolerance, tolerance_pct, "tolerance_pct")
     limit = threshold_fraction(threshold_decimal_bps) + tolerance
     frame = as_bar_frame(df)
     if frame.height == 0 and previous_bar is None:
@@ -497,31 +396,6 @@ def validate_continuity(
     )
 
 
-def _resolve_preset(
-    validation: str | Mapping[str, Any] | ValidationPreset, asset_class: AssetClass
-) -> tuple[ValidationPreset, str | None]:
-    if isinstance(validation, ValidationPreset):
-        return validation, None
-    if isinstance(validation, str):
-        name = validation
-        if name == "auto":
-            name = asset_class.value if asset_class is not AssetClass.UNKNOWN else "standard"
-        if name not in VALIDATION_PRESETS:
-            raise ValueError(
-                f"Unknown validation preset: {validation!r}. "
-                f"Valid presets: {', '.join(VALIDATION_PRESETS)}, auto"
-            )
-        return VALIDATION_PRESETS[name], name  # "auto" reports the preset it resolved to
-    if isinstance(validation, Mapping):
-        tiers = validation.get("tier_thresholds", TierThresholds())
-        if isinstance(tiers, Mapping):
-            tiers = TierThresholds(**tiers)
-        return ValidationPreset(float(validation["tolerance_pct"]), validation["mode"], tiers), None
-    raise TypeError(
-        f"validation must be a preset name, a dict or a ValidationPreset, found {type(validation).__name__}"
-    )
-
-
 def validate_continuity_tiered(
     df: Any,
     threshold_decimal_bps: int = 250,
@@ -540,7 +414,7 @@ def validate_continuity_tiered(
     """
     asset_class = detect_asset_class(symbol) if symbol else AssetClass.UNKNOWN
     fraction = threshold_fraction(threshold_decimal_bps)
-    preset, preset_used = _resolve_preset(validation, asset_class)
+    preset, preset_used = resolve_preset(validation, asset_class)
     frame = as_bar_frame(df)
     empty_tiers = MappingProxyType({t: TierSummary() for t in GapTier})
     if preset.mode == "skip" or (frame.height < 2 and previous_bar is None):
@@ -642,7 +516,7 @@ def _apply_mode(
 __all__ = [
     "ASSET_CLASS_MULTIPLIERS",
     "CONTINUITY_TOLERANCE_PCT",
-    "DEFAULT_TOLERANCE_PCT",
+    "DEFAULT_CONTINUITY_TOLERANCE",
     "VALIDATION_PRESETS",
     "AssetClass",
     "ContinuityResult",

@@ -1,4 +1,4 @@
-"""Tier 1 validation: fast, blocking invariants of a bar frame (SPEC §7, REFERENCE §8.1 fixed).
+"""Invariant checks (7.1.3's "tier 1"): fast, blocking invariants of bars (SPEC §7, REFERENCE §8.1 fixed).
 
 Every check is vectorised in polars; a failure names the offending rows and their values.
 Prices are compared in fixed point (value x 1e8) where the bar rule is defined in integers.

@@ -1,8 +1,8 @@
-"""Tier 2 validation: statistical properties of the features (REFERENCE §8.2, plus KPSS).
+"""Statistical checks (7.1.3's "tier 2"): statistical properties of the features (REFERENCE §8.2, plus KPSS).
 
 Per feature: ADF and KPSS stationarity (statsmodels), Spearman correlation with the forward return
 (scipy), mutual information (scikit-learn, ``random_state=42``), and the highly correlated feature
-pairs. The pass rule is the reference's: tier 1 passed and at least 3 significant features
+pairs. The pass rule is the reference's: the invariant checks passed and at least 3 significant features
 (``|rho| > 0.02`` and ``p < 0.05``). Deterministic for a given frame.
 """
 
@@ -145,7 +145,7 @@ def validate_tier2(
 
     ``target`` names a column; when absent, the forward return ``close.shift(-1)/close - 1`` is
     used (the last bar then has no target). ``features`` defaults to the feature columns present.
-    Passes when tier 1 passes and at least ``min_significant`` features are significant.
+    Passes when the invariant checks pass and at least ``min_significant`` features are significant.
     ``target_col`` is rangebar 7.1.3's name for ``target``.
     """
     if target_col is not None:
