@@ -272,3 +272,35 @@ def test_exness_bar_spanning_several_days(env: tuple[Path, Mirror]) -> None:
     assert long["spread_avg"] == pytest.approx(spread.mean(), rel=1e-12)
     # validate_on_complete="error" (default) passes: Exness ids are synthetic and not checked as contiguous
     assert precompute_range_bars("EURGBP", start, end, 10, source="exness").continuity_valid is True
+
+
+def test_precompute_of_several_thresholds_decodes_each_day_once_and_equals_single_runs(
+    env: tuple[Path, Mirror], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache, _ = env
+    reads: list[date] = []
+    read_day = TickStore.read_day
+
+    def counting(self: TickStore, series: Series, day: date | str, **kwargs: bool) -> pl.DataFrame:
+        reads.append(date.fromisoformat(str(day)))
+        return read_day(self, series, day, **kwargs)
+
+    monkeypatch.setattr(TickStore, "read_day", counting)
+    results = precompute_range_bars("BTCUSDT", "2024-08-08", "2024-08-09", [25, 250], market="um")
+    assert [r.threshold_decimal_bps for r in results] == [25, 250]
+    assert all(r.days_computed == 2 and r.total_bars > 0 for r in results)
+    assert reads == [date(2024, 8, 8), date(2024, 8, 9)]  # one decode per day for both thresholds
+
+    monkeypatch.setattr(TickStore, "read_day", read_day)
+    for result in results:  # the same bars as one threshold at a time, from a fresh store
+        alone = get_range_bars(
+            "BTCUSDT", "2024-08-08", "2024-08-09", result.threshold_decimal_bps, market="um",
+            use_cache=False, output="polars",
+        )  # fmt: skip
+        stored = get_cached_bars(
+            "BTCUSDT", "2024-08-08", "2024-08-09", result.threshold_decimal_bps, market="um", output="polars"
+        )
+        assert isinstance(alone, pl.DataFrame) and isinstance(stored, pl.DataFrame)
+        assert_frame_equal(stored, alone)
+        assert stored.height == result.total_bars
+    del cache

@@ -58,7 +58,6 @@ from rangebar_pipeline.engine import (
     ThresholdDay,
     WalkedDay,
     batched,
-    last_tick_id,
     stored_days,
 )
 from rangebar_pipeline.options import BarOptions
@@ -184,7 +183,7 @@ class _StepRun:
             t: self.store.read_bars(series, t, day_before, day_before, options=options)
             for t in (*computed, *loaded)
         }
-        self.last_tick = last_tick_id(self.ticks, series, day_before)
+        self.last_tick = self.ticks.last_tick_id(series, day_before)
         instance = self.context.instance
         before = partition_key(day_before, series)
         self.versions = {t: latest_version(instance, range_bars_key(t), before) for t in computed}

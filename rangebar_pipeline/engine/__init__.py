@@ -16,7 +16,6 @@ from rangebar_pipeline.engine.days import (
     SeriesProcessors,
     ThresholdDay,
     compute_days,
-    last_tick_id,
     stored_days,
 )
 from rangebar_pipeline.engine.walk import BATCH_BARS, BATCH_DAYS, Batch, SeriesWalk, WalkedDay, batched
@@ -33,6 +32,5 @@ __all__ = [
     "WalkedDay",
     "batched",
     "compute_days",
-    "last_tick_id",
     "stored_days",
 ]

@@ -32,7 +32,6 @@ __all__ = [
     "SeriesProcessors",
     "ThresholdDay",
     "compute_days",
-    "last_tick_id",
     "stored_days",
 ]
 
@@ -265,12 +264,3 @@ def _stored_threshold(
         incomplete=RangeBarProcessor.from_checkpoint(checkpoint).incomplete_bar(),
         seconds=0.0,
     )
-
-
-def last_tick_id(ticks: TickStore, series: Series, day: date) -> int | None:
-    """The last ``agg_trade_id`` stored for ``day`` (None when the day is not stored or empty)."""
-    path = ticks.day_path(series, day)
-    if not path.is_file():
-        return None
-    value = pl.scan_parquet(path).select(pl.col("agg_trade_id").max()).collect().item()
-    return None if value is None else int(value)
