@@ -258,11 +258,7 @@ def _stored_day(
 
 def last_tick_id(ticks: TickStore, series: Series, day: date) -> int | None:
     """The last ``agg_trade_id`` stored for ``day`` (None when the day is not stored or empty)."""
-    path = ticks.day_path(series, day)
-    if not path.is_file():
-        return None
-    value = pl.scan_parquet(path).select(pl.col("agg_trade_id").max()).collect().item()
-    return None if value is None else int(value)
+    return ticks.last_tick_id(series, day)
 
 
 def day_writes(

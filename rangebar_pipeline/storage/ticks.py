@@ -217,6 +217,14 @@ class TickStore:
         directory = self.series_dir(series)
         return sorted(d for d in (_day_of(p) for p in directory.glob("*.parquet")) if d is not None)
 
+    def last_tick_id(self, series: Series, day: date | str) -> int | None:
+        """The largest ``agg_trade_id`` stored for ``day`` (``None`` when not stored or empty)."""
+        path = self.day_path(series, day)
+        if not path.is_file():
+            return None
+        value = pl.scan_parquet(path).select(pl.col("agg_trade_id").max()).collect().item()
+        return None if value is None else int(value)
+
     def status(self) -> TickCacheStatus:
         """Days, rows and bytes per series and in total (rows from the Parquet footers)."""
         series: list[TickSeriesStatus] = []
