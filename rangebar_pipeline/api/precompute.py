@@ -158,6 +158,8 @@ def precompute_range_bars(
     ``include_microstructure`` are accepted for 7.1.3 callers: days are processed whole, and every
     column, features included, is always stored. The bar options are those of
     :func:`get_range_bars`; ``"full"`` forgets only the days of these options.
+    ``progress_callback`` gets one :class:`PrecomputeProgress` per day, in day order, from the
+    engine's writer thread.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")

@@ -456,6 +456,19 @@ def _bar_metadata(
     )
 
 
+def _warm_up(selection: _Selection) -> None:
+    """Start the heavy imports the selected checks and charts need, overlapping the first days."""
+    from rangebar_pipeline.assets import charts
+    from rangebar_pipeline.validation import expectations, tier2
+
+    if selection.bars:
+        charts.warm_up()
+    if any(c.name == "expectations" for c in selection.checks):
+        expectations.warm_up()
+    if any(c.name == "tier2" for c in selection.checks):
+        tier2.warm_up()
+
+
 def _sha(data: bytes) -> str:
     from rangebar_pipeline.storage.bars import checkpoint_sha256
 
@@ -549,6 +562,7 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         datasets: DatasetStoreResource,
     ) -> Iterator[Any]:
         selection = _Selection.of(context, pipeline)
+        _warm_up(selection)
         ticks = tick_store.store()
         with bar_store.open() as store:
             walk = _StepRun(context, pipeline, selection, store, ticks, datasets.store())

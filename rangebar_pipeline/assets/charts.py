@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import base64
 import io
+import threading
 from typing import Final
 
 import numpy as np
 import polars as pl
 
-__all__ = ["MAX_POINTS", "bars_chart_markdown", "bars_chart_png"]
+__all__ = ["MAX_POINTS", "bars_chart_markdown", "bars_chart_png", "warm_up"]
 
 #: Bars drawn at most; longer days are down-sampled evenly (every bar's range still bounds the plot).
 MAX_POINTS: Final = 600
@@ -69,3 +70,15 @@ def bars_chart_markdown(bars: pl.DataFrame, *, threshold: int, title: str) -> st
         f"{bars.height} bars, close {low:g} .. {high:g}; "
         f"band: ±{threshold / 1000:g} % around the last close"
     )
+
+
+def warm_up() -> threading.Thread:
+    """Import matplotlib's Agg canvas in a daemon thread (the first chart of a process overlaps it)."""
+
+    def load() -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
+        from matplotlib.figure import Figure  # noqa: F401
+
+    thread = threading.Thread(target=load, name="rangebar-charts-warm-up", daemon=True)
+    thread.start()
+    return thread

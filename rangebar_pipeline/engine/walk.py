@@ -12,11 +12,12 @@ For each day and threshold, :class:`SeriesWalk` decides between the stored day a
   day starts fresh) instead of an error.
 
 Each day's ticks are read once for every threshold computed that day. Days are produced in a
-background thread (reading, kernel, and the caller's ``annotate``, e.g. the day's checks) while the
-caller handles the previous batch. Computed days are written to the bar store in batches of at most
-:data:`BATCH_DAYS` days or :data:`BATCH_BARS` bars (one insert each, no per-day mutation), and each
-batch is yielded once written. When a day fails, the days before it are written and yielded first,
-then :class:`~rangebar_pipeline.engine.days.DayFailedError` propagates.
+background thread (reading, kernel, and the caller's ``annotate``, e.g. the day's checks), batched
+and written in a second one, while the caller handles the previous batch. Computed days are written
+to the bar store in batches of at most :data:`BATCH_DAYS` days or :data:`BATCH_BARS` bars (one insert
+each, no per-day mutation), and each batch is yielded once written. When a day fails, the days before
+it are written and yielded first, then :class:`~rangebar_pipeline.engine.days.DayFailedError`
+propagates.
 """
 
 from __future__ import annotations
@@ -120,8 +121,10 @@ class SeriesWalk:
     ) -> Iterator[Batch[A]]:
         """Walk ``[first, last]``; yield the written batches (see the module docstring).
 
-        ``annotate`` runs on each computed day in the producing thread; ``on_day`` in the caller's
-        thread as each day arrives, before its batch is written (progress reporting).
+        Three stages overlap: a worker reads and computes the days (and runs ``annotate`` on each
+        computed day), a second worker batches and writes them (and calls ``on_day`` as each day
+        arrives, in day order, before its batch is written: progress reporting), and the caller
+        handles the written batches.
         """
         if first > last:
             raise ValueError(f"start day {first} is after end day {last}")
@@ -135,8 +138,9 @@ class SeriesWalk:
             for t in self.thresholds
         }
         self._prefetch_ticks(first, last, stored)
-        days = self._days(first, last, stored, processors, annotate)
-        yield from batched(prefetch(days, depth=2), self.store, self.options, on_day=on_day)
+        days = prefetch(self._days(first, last, stored, processors, annotate), depth=2)
+        # a second worker writes each batch while the caller handles the one before
+        yield from prefetch(batched(days, self.store, self.options, on_day=on_day), depth=1)
 
     def last_checkpoint(self, threshold: int) -> bytes | None:
         """The checkpoint at the end of the walk's last day (None: the walk ended on a gap)."""

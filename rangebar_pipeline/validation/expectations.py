@@ -157,6 +157,19 @@ def _batch_definition() -> Any:
     return _STATE["batch_definition"]
 
 
+def warm_up() -> threading.Thread:
+    """Import great-expectations and build its context in a daemon thread, so that the seconds the
+    first validation of a process would pay overlap other work (a later call waits for it)."""
+
+    def prepare() -> None:
+        with _LOCK:
+            _batch_definition()
+
+    thread = threading.Thread(target=prepare, name="rangebar-gx-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def _suite(columns: Sequence[str], options: Mapping[str, Any]) -> Any:
     key = repr((tuple(columns), sorted(options.items())))
     suites: dict[str, Any] = _STATE.setdefault("suites", {})
@@ -265,4 +278,5 @@ __all__ = [
     "ExpectationsResult",
     "build_expectations",
     "validate_expectations",
+    "warm_up",
 ]

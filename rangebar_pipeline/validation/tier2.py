@@ -9,6 +9,7 @@ pairs. The pass rule is the reference's: the invariant checks passed and at leas
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -124,6 +125,20 @@ class Tier2Result(CheckedResult):
             feature_table_markdown=self.table_markdown(),
         )
         return meta
+
+
+def warm_up() -> threading.Thread:
+    """Import statsmodels, scipy and scikit-learn in a daemon thread (seconds of imports the first
+    :func:`validate_tier2` of a process would pay, overlapped with other work)."""
+
+    def load() -> None:
+        import scipy.stats  # noqa: F401
+        import sklearn.feature_selection  # noqa: F401
+        import statsmodels.tsa.stattools  # noqa: F401
+
+    thread = threading.Thread(target=load, name="rangebar-tier2-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _fmt(value: Any) -> str:
