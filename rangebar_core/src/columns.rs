@@ -269,6 +269,14 @@ impl IntraColumns {
         self.intra_trade_count.is_empty()
     }
 
+    /// Make room for `additional` more rows in every column.
+    pub fn reserve(&mut self, additional: usize) {
+        macro_rules! reserve_all {
+            ($($field:ident),*) => { $( self.$field.reserve(additional); )* };
+        }
+        crate::for_each_intra_column!(reserve_all);
+    }
+
     /// Drop every row after the first `len`.
     pub fn truncate(&mut self, len: usize) {
         macro_rules! truncate_all {

@@ -8,11 +8,18 @@
 //! moments; `None` is a null (the features are never NaN or infinite). A bar of one record has
 //! count 1, duration 0, intensity 0, ofi 0 and every other feature null.
 
+mod dfa;
+mod path;
+
+use std::cell::RefCell;
+
 use serde::{Deserialize, Serialize};
 
 use crate::bar::BarState;
 use crate::fixed;
-use crate::lookback::{dfa, finite, permutation_entropy_of, ratio};
+use crate::lookback::{finite, permutation_entropy_of, ratio};
+use dfa::DfaScratch;
+use path::{drawdown_runup, epochs, Nav};
 
 /// Fewest records for burstiness, skewness and kurtosis.
 const MIN_MOMENTS: usize = 3;
@@ -20,6 +27,11 @@ const MIN_MOMENTS: usize = 3;
 const MIN_ENTROPY: usize = 60;
 /// Fewest records for the Hurst exponent (DFA of the n - 1 log returns, as `lookback_hurst`).
 const MIN_HURST: usize = 64;
+
+thread_local! {
+    /// Buffers for the Hurst exponent, reused from bar to bar.
+    static SCRATCH: RefCell<DfaScratch> = RefCell::default();
+}
 
 /// The agg records of the bar in progress (columns of equal length, oldest first; empty while no
 /// bar is open).
@@ -140,10 +152,6 @@ pub struct IntraFeatures {
     pub bear_cv: Option<f64>,
 }
 
-fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
-}
-
 impl IntraFeatures {
     /// The features of `bar` from its records `s` (which must be the bar's, see
     /// [`IntraState::is_consistent`]).
@@ -170,23 +178,20 @@ impl IntraFeatures {
         )
         .unwrap_or(0.0);
         let (buys, sells) = (i128::from(bar.buy.trades), i128::from(bar.sell.trades));
-        let count_imbalance = Some(
-            ratio(
-                fixed::i128_to_f64(buys - sells),
-                fixed::i128_to_f64(buys + sells),
-            )
-            .unwrap_or(0.0),
-        );
+        let count_imbalance = ratio(
+            fixed::i128_to_f64(buys - sells),
+            fixed::i128_to_f64(buys + sells),
+        )
+        .or(Some(0.0));
         let (o, c) = (fixed::to_f64(price[0]), fixed::to_f64(price[n - 1]));
         let (h, l) = (fixed::to_f64(bar.high), fixed::to_f64(bar.low));
-        let kyle_lambda = ratio((c - o) / o, ofi);
-        let path: i128 = price
+        let path: u128 = price
             .windows(2)
-            .map(|w| i128::from((w[1] - w[0]).abs()))
+            .map(|w| u128::from(w[1].abs_diff(w[0])))
             .sum();
         let kaufman_er = ratio(
-            (price[n - 1] - price[0]).abs() as f64,
-            fixed::i128_to_f64(path),
+            price[n - 1].abs_diff(price[0]) as f64,
+            fixed::i128_to_f64(path as i128),
         );
         let garman_klass_vol = finite(
             (0.5 * (h / l).ln().powi(2) - (2.0 * 2f64.ln() - 1.0) * (c / o).ln().powi(2))
@@ -198,10 +203,9 @@ impl IntraFeatures {
         } else {
             (None, None)
         };
-        let nav: Vec<f64> = price.iter().map(|&p| fixed::to_f64(p) / o).collect();
-        let (drawdown, runup) = drawdown_runup(&nav);
-        let bull = Epochs::bull(&nav, drawdown);
-        let bear = Epochs::bear(&nav, runup);
+        let nav = Nav::new(price[0]);
+        let (drawdown, runup) = drawdown_runup(price, nav);
+        let (bull, bear) = epochs(price, nav, drawdown, runup);
         Self {
             trade_count: n as i64,
             duration_us,
@@ -209,13 +213,15 @@ impl IntraFeatures {
             ofi,
             count_imbalance,
             vwap_position: vwap_position(bar),
-            kyle_lambda,
+            kyle_lambda: ratio((c - o) / o, ofi),
             burstiness: (n >= MIN_MOMENTS).then(|| burstiness(ts)).flatten(),
             volume_skew,
             volume_kurt,
             kaufman_er,
             garman_klass_vol,
-            hurst: (n >= MIN_HURST).then(|| hurst(price)).flatten(),
+            hurst: (n >= MIN_HURST)
+                .then(|| SCRATCH.with(|sc| sc.borrow_mut().hurst(price, bar.high)))
+                .flatten(),
             permutation_entropy: (n >= MIN_ENTROPY)
                 .then(|| permutation_entropy_of(n, |i| price[i]))
                 .flatten(),
@@ -258,159 +264,61 @@ fn vwap_position(bar: &BarState) -> Option<f64> {
     finite(position.clamp(0.0, 1.0))
 }
 
-/// `(s - m) / (s + m)` of the inter-arrival times (population std); None when s = 0.
+/// `(s - m) / (s + m)` of the m = n - 1 inter-arrival times (population std); None when s = 0.
+/// With S their sum (the duration) and Q the sum of their squares, s / m = sqrt(m Q - S^2) / S,
+/// whose radicand is an exact integer.
 fn burstiness(ts: &[i64]) -> Option<f64> {
-    let gaps = ts.len() - 1;
-    let gap = |k: usize| (ts[k + 1] - ts[k]) as f64;
-    let mean = (0..gaps).map(gap).sum::<f64>() / gaps as f64;
-    let var = (0..gaps).map(|k| (gap(k) - mean).powi(2)).sum::<f64>() / gaps as f64;
-    let sd = var.sqrt();
-    if sd == 0.0 {
+    let m = (ts.len() - 1) as u128;
+    let sum = ts[ts.len() - 1].abs_diff(ts[0]) as u128;
+    let squares: Option<u128> = ts.windows(2).try_fold(0_u128, |acc, w| {
+        let g = u128::from(w[1].abs_diff(w[0]));
+        acc.checked_add(g * g)
+    });
+    let spread = squares
+        .and_then(|q| m.checked_mul(q))
+        .and_then(|mq| mq.checked_sub(sum * sum))
+        .map(|r| (r as f64).sqrt())?;
+    if spread == 0.0 {
         return None;
     }
-    ratio(sd - mean, sd + mean)
+    let sum = sum as f64;
+    ratio(spread - sum, spread + sum)
 }
 
 /// Skewness `m3 / m2^1.5` and excess kurtosis `m4 / m2^2 - 3` of the quantities; None when
-/// `m2 = 0`.
+/// `m2 = 0`. Both are scale-free, so the raw fixed-point values serve (exact below 2^53).
 fn volume_moments(qty: &[i64]) -> (Option<f64>, Option<f64>) {
+    // Four lanes per sum, so that the loops vectorise.
     let n = qty.len() as f64;
-    let mean = qty.iter().map(|&q| fixed::to_f64(q)).sum::<f64>() / n;
-    let (mut s2, mut s3, mut s4) = (0.0, 0.0, 0.0);
-    for &q in qty {
-        let d = fixed::to_f64(q) - mean;
-        let d2 = d * d;
-        s2 += d2;
-        s3 += d2 * d;
-        s4 += d2 * d2;
+    let (chunks, rest) = (qty.chunks_exact(4), qty.chunks_exact(4).remainder());
+    let mut sums = [0.0; 4];
+    for c in chunks.clone() {
+        for (s, &q) in sums.iter_mut().zip(c) {
+            *s += q as f64;
+        }
     }
-    let (m2, m3, m4) = (s2 / n, s3 / n, s4 / n);
+    let tail: f64 = rest.iter().map(|&q| q as f64).sum();
+    let mean = ((sums[0] + sums[1]) + (sums[2] + sums[3]) + tail) / n;
+    let (mut s2, mut s3, mut s4) = ([0.0; 4], [0.0; 4], [0.0; 4]);
+    let mut add = |lane: usize, q: i64| {
+        let d = q as f64 - mean;
+        let d2 = d * d;
+        s2[lane] += d2;
+        s3[lane] += d2 * d;
+        s4[lane] += d2 * d2;
+    };
+    for c in chunks {
+        for (lane, &q) in c.iter().enumerate() {
+            add(lane, q);
+        }
+    }
+    for &q in rest {
+        add(0, q);
+    }
+    let total = |s: [f64; 4]| (s[0] + s[1]) + (s[2] + s[3]);
+    let (m2, m3, m4) = (total(s2) / n, total(s3) / n, total(s4) / n);
     if m2 == 0.0 {
         return (None, None);
     }
     (finite(m3 / m2.powf(1.5)), finite(m4 / (m2 * m2) - 3.0))
-}
-
-/// The DFA exponent of the log returns `ln(p_{k+1} / p_k)`.
-fn hurst(price: &[i64]) -> Option<f64> {
-    let x: Vec<f64> = price
-        .windows(2)
-        .map(|w| (fixed::to_f64(w[1]) / fixed::to_f64(w[0])).ln())
-        .collect();
-    dfa(&x)
-}
-
-/// `(D, U)`: the largest fall from a running peak and the largest rise from a running trough,
-/// as fractions (`nav` non-empty).
-fn drawdown_runup(nav: &[f64]) -> (f64, f64) {
-    let (mut peak, mut trough) = (nav[0], nav[0]);
-    let (mut drawdown, mut runup) = (0.0_f64, 0.0_f64);
-    for &x in nav {
-        peak = peak.max(x);
-        trough = trough.min(x);
-        drawdown = drawdown.max(1.0 - x / peak);
-        runup = runup.max(1.0 - trough / x);
-    }
-    (drawdown, runup)
-}
-
-/// One side's epochs (the "investment time horizon" state machine): their count E, the sum of
-/// the gains G_k, and the intervals between epoch positions (0-based, preceded by 0) as their
-/// count, sum (the last position) and sum of squares.
-#[derive(Debug, Default)]
-struct Epochs {
-    count: u64,
-    gain_sum: f64,
-    last: u64,
-    squares: u128,
-}
-
-impl Epochs {
-    /// Record step `k` (0-based position) with its gain and loss under hurdle `h`.
-    #[inline]
-    fn record(&mut self, k: usize, gain: f64, loss: f64, h: f64) {
-        self.gain_sum += gain;
-        if gain > loss && gain > h {
-            let interval = k as u64 - self.last;
-            self.count += 1;
-            self.last = k as u64;
-            self.squares += u128::from(interval) * u128::from(interval);
-        }
-    }
-
-    /// The bull side with hurdle `h`: gains from the crest on new highs, losses on new lows.
-    fn bull(nav: &[f64], h: f64) -> Self {
-        let mut e = Self::default();
-        let (mut gain, mut loss) = (0.0_f64, 0.0_f64);
-        let (mut crest, mut cand_crest, mut cand_nadir) = (nav[0], nav[0], nav[0]);
-        for k in 1..nav.len() {
-            let x = nav[k];
-            if x > cand_crest {
-                gain = x / crest - 1.0;
-                cand_crest = x;
-            }
-            if x < cand_nadir {
-                loss = 1.0 - x / crest;
-                cand_nadir = x;
-            }
-            e.record(k, gain, loss, h);
-            if gain > loss.abs() && gain > h && cand_crest >= crest {
-                crest = cand_crest;
-                cand_nadir = nav[k - 1];
-                gain = 0.0;
-                loss = 0.0;
-            }
-        }
-        e
-    }
-
-    /// The bear side with hurdle `h`: gains from the trough on new lows, losses on new highs.
-    fn bear(nav: &[f64], h: f64) -> Self {
-        let mut e = Self::default();
-        let (mut gain, mut loss) = (0.0_f64, 0.0_f64);
-        let (mut trough, mut cand_trough, mut cand_peak) = (nav[0], nav[0], nav[0]);
-        for k in 1..nav.len() {
-            let x = nav[k];
-            if x < cand_trough {
-                gain = trough / x - 1.0;
-                cand_trough = x;
-            }
-            if x > cand_peak {
-                loss = 1.0 - trough / x;
-                cand_peak = x;
-            }
-            e.record(k, gain, loss, h);
-            if gain > loss.abs() && gain > h && cand_trough <= trough {
-                trough = cand_trough;
-                cand_peak = nav[k - 1];
-                gain = 0.0;
-                loss = 0.0;
-            }
-        }
-        e
-    }
-
-    /// sigmoid(10 (E / n - 0.5)).
-    fn density(&self, n: usize) -> f64 {
-        sigmoid(10.0 * (self.count as f64 / n as f64 - 0.5))
-    }
-
-    /// tanh(5 sum_k G_k).
-    fn excess_gain(&self) -> f64 {
-        (5.0 * self.gain_sum).tanh()
-    }
-
-    /// sigmoid(4 (cv - 0.5)) with cv = std / mean of the intervals (population std; 0 without
-    /// epochs). With E intervals summing to S with squares Q, cv = sqrt(E Q - S^2) / S, whose
-    /// radicand is an exact integer.
-    fn cv(&self) -> f64 {
-        let cv = if self.count == 0 {
-            0.0
-        } else {
-            let (e, s) = (u128::from(self.count), u128::from(self.last));
-            // E Q >= S^2 (Cauchy-Schwarz); both below 2^128 for any bar that fits in memory.
-            ((e * self.squares - s * s) as f64).sqrt() / s as f64
-        };
-        sigmoid(4.0 * (cv - 0.5))
-    }
 }

@@ -251,7 +251,7 @@ fn moments(w: &[WindowTrade]) -> (Option<f64>, Option<f64>) {
 
 /// Slope and intercept of the least-squares line, as antropy's `_linear_regression` computes them
 /// (its denominator carries `+ 1e-9`).
-fn linear_regression(x: &[f64], y: &[f64]) -> (f64, f64) {
+pub(crate) fn linear_regression(x: &[f64], y: &[f64]) -> (f64, f64) {
     let n = x.len() as f64;
     let (mut sx2, mut sx, mut sy, mut sxy) = (0.0, 0.0, 0.0, 0.0);
     for (&a, &b) in x.iter().zip(y) {
@@ -265,7 +265,7 @@ fn linear_regression(x: &[f64], y: &[f64]) -> (f64, f64) {
 }
 
 /// Window sizes `floor(min_n * factor^i)` (antropy's `_log_n`).
-fn log_n(min_n: usize, max_n: f64, factor: f64) -> Vec<usize> {
+pub(crate) fn log_n(min_n: usize, max_n: f64, factor: f64) -> Vec<usize> {
     let max_i = ((max_n / min_n as f64).ln() / factor.ln()).floor();
     let mut ns = vec![min_n];
     let mut i = 0.0;
@@ -365,11 +365,26 @@ pub(crate) fn permutation_entropy_of(n: usize, price: impl Fn(usize) -> i64) -> 
     // The ordinal pattern from the three pairwise comparisons (`<=`: ties by position), indexed in
     // the order of antropy's pattern hashes (5, 7, 11, 15, 19, 21); keys 0b010 and 0b101 cannot occur.
     const ORDINAL: [usize; 8] = [0, 1, 0, 4, 2, 0, 3, 5];
+    // Counted in eight 8-bit lanes of one register (no store-to-load chain on a hot bin),
+    // emptied into `by_key` every 255 windows.
+    let mut by_key = [0_u64; 8];
+    let mut i = 2;
+    while i < n {
+        let end = n.min(i + 255);
+        let mut lanes = 0_u64;
+        for j in i..end {
+            let (a, b, c) = (price(j - 2), price(j - 1), price(j));
+            let key = (u32::from(a <= b) << 2) | (u32::from(a <= c) << 1) | u32::from(b <= c);
+            lanes += 1 << (8 * key);
+        }
+        for (key, count) in by_key.iter_mut().enumerate() {
+            *count += (lanes >> (8 * key)) & 0xff;
+        }
+        i = end;
+    }
     let mut counts = [0_u64; 6];
-    for i in 2..n {
-        let (a, b, c) = (price(i - 2), price(i - 1), price(i));
-        let key = (usize::from(a <= b) << 2) | (usize::from(a <= c) << 1) | usize::from(b <= c);
-        counts[ORDINAL[key]] += 1;
+    for (key, &count) in by_key.iter().enumerate() {
+        counts[ORDINAL[key]] += count;
     }
     let total = (n - 2) as f64;
     let h: f64 = counts

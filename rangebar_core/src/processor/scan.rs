@@ -96,6 +96,9 @@ impl RangeBarProcessor {
                 // `row > 0` here, and a bar takes at least one row.
                 let estimate = (left * bars / row as u128 * 5 / 4).min(left) as usize;
                 out.reserve(estimate + RESERVE_AFTER_BARS);
+                if INTRA {
+                    out.intra.reserve(estimate + RESERVE_AFTER_BARS);
+                }
             }
             if let (Some(bar), true) = (cursor.bar.as_mut(), prev.set) {
                 let end = n.min(row + SLICE_ROWS);
