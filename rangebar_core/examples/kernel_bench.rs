@@ -1,5 +1,6 @@
 //! Kernel-alone throughput on in-memory columns: `cargo run --release -p rangebar_core --example
-//! kernel_bench [rows] [repeat] [thresholds...]`. A BTC-like random walk (the same shape as
+//! kernel_bench [rows] [repeat] [thresholds...] [--intra]` (`--intra`: each threshold also with the
+//! intra group on). A BTC-like random walk (the same shape as
 //! `benchmarks/bench_kernel.py`: $1 steps from {-2,-1,0,0,1,2}, 0-8 ms apart, 0-2 extra trade ids
 //! per record, random sides), all seven columns, every feature. Prints best-of-N trades/s, plus a
 //! memory-bandwidth floor (one pass summing all seven columns) for context.
@@ -7,7 +8,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use rangebar_core::{BarColumns, RangeBarProcessor, TradeColumns};
+use rangebar_core::{BarColumns, ProcessorConfig, RangeBarProcessor, TradeColumns};
 
 struct SplitMix(u64);
 
@@ -68,7 +69,13 @@ fn make(n: usize) -> Columns {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (flags, args): (Vec<String>, Vec<String>) =
+        std::env::args().skip(1).partition(|a| a.starts_with("--"));
+    let groups: &[bool] = if flags.iter().any(|f| f == "--intra") {
+        &[false, true]
+    } else {
+        &[false]
+    };
     let rows: usize = args.first().map_or(10_000_000, |a| a.parse().unwrap());
     let repeat: usize = args.get(1).map_or(7, |a| a.parse().unwrap());
     let thresholds: Vec<i64> = if args.len() > 2 {
@@ -104,11 +111,15 @@ fn main() {
         "{rows} rows: one pass over all 7 columns (bandwidth floor): {:.0} M rows/s",
         rows as f64 / floor / 1e6
     );
-    for &thr in &thresholds {
+    for (&thr, &intra) in thresholds
+        .iter()
+        .flat_map(|t| groups.iter().map(move |g| (t, g)))
+    {
         let mut best = f64::INFINITY;
         let mut bars = 0;
         for _ in 0..repeat {
-            let mut p = RangeBarProcessor::new(thr, false).unwrap();
+            let config = ProcessorConfig::new(thr, false).unwrap();
+            let mut p = RangeBarProcessor::with_config(config.with_intra_bar(intra));
             let mut out = BarColumns::default();
             let start = Instant::now();
             bars = p.process(black_box(&cols), &mut out).unwrap();
@@ -116,7 +127,8 @@ fn main() {
             black_box(&out);
         }
         println!(
-            "{thr} dbps: {bars} bars, best of {repeat}: {:.4} s, {:.0} M trades/s",
+            "{thr} dbps{}: {bars} bars, best of {repeat}: {:.4} s, {:.0} M trades/s",
+            if intra { " intra" } else { "" },
             best,
             rows as f64 / best / 1e6
         );

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bar::BarState;
 use crate::error::KernelError;
+use crate::intra::IntraState;
 use crate::lookback::Lookback;
 use crate::{BASIS_POINTS_SCALE, THRESHOLD_DECIMAL_MAX, THRESHOLD_DECIMAL_MIN};
 
@@ -12,7 +13,9 @@ use crate::{BASIS_POINTS_SCALE, THRESHOLD_DECIMAL_MAX, THRESHOLD_DECIMAL_MIN};
 /// Version 1: threshold, same-timestamp gate, bar in progress, last trade, trades seen.
 /// Version 2 appends `min_duration_us` and the lookback state; it is written only when one of them
 /// is on, so checkpoints of processors without them keep their version-1 bytes.
-pub const CHECKPOINT_VERSION: u32 = 2;
+/// Version 3 appends the intra state (the records of the bar in progress); it is written only
+/// when the intra group is on, so every other checkpoint keeps its version-1 or -2 bytes.
+pub const CHECKPOINT_VERSION: u32 = 3;
 const MAGIC: &[u8; 4] = b"RBCP";
 
 /// Everything needed to continue a stream exactly: the bar in progress with every accumulator
@@ -32,6 +35,9 @@ pub struct Checkpoint {
     /// Lookback window state (version 2; None when the group is off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lookback: Option<Lookback>,
+    /// Intra state: the records of the bar in progress (version 3; None when the group is off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intra: Option<IntraState>,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -74,6 +80,11 @@ impl Checkpoint {
                     .expect("checkpoint serialisation cannot fail"),
             );
         }
+        if self.version >= 3 {
+            out.extend(
+                postcard::to_allocvec(&self.intra).expect("checkpoint serialisation cannot fail"),
+            );
+        }
         out
     }
 
@@ -89,6 +100,11 @@ impl Checkpoint {
         } else {
             ((0, None), rest)
         };
+        let (intra, rest) = if v1.version >= 3 {
+            postcard::take_from_bytes::<Option<IntraState>>(rest).map_err(decode)?
+        } else {
+            (None, rest)
+        };
         if !rest.is_empty() {
             return Err(invalid(format!("{} trailing bytes", rest.len())));
         }
@@ -102,6 +118,7 @@ impl Checkpoint {
             trades_seen: v1.trades_seen,
             min_duration_us,
             lookback,
+            intra,
         };
         cp.validate()?;
         Ok(cp)
@@ -167,6 +184,13 @@ impl Checkpoint {
             if !consistent {
                 return Err(invalid(
                     "the bar in progress is inconsistent with its thresholds or totals",
+                ));
+            }
+        }
+        if let Some(intra) = &self.intra {
+            if self.version < 3 || !intra.is_consistent(self.bar.as_ref()) {
+                return Err(invalid(
+                    "the intra state is inconsistent with the bar in progress",
                 ));
             }
         }

@@ -3,6 +3,7 @@
 use crate::bar::Bar;
 use crate::error::KernelError;
 use crate::fixed;
+use crate::intra::IntraFeatures;
 use crate::lookback::LookbackFeatures;
 
 /// Trades as columns. Prices and quantities are fixed point (x1e8), timestamps microseconds.
@@ -126,6 +127,8 @@ pub struct BarColumns {
     pub turnover_imbalance: Vec<f64>,
     /// The lookback group, one row per bar when the processor has it on (else empty).
     pub lookback: LookbackColumns,
+    /// The intra group, one row per bar when the processor has it on (else empty).
+    pub intra: IntraColumns,
 }
 
 /// Lookback columns ([`crate::for_each_lookback_column!`] order). Nulls are encoded for NumPy:
@@ -196,6 +199,93 @@ impl LookbackColumns {
     }
 }
 
+/// Intra columns ([`crate::for_each_intra_column!`] order). Nulls are encoded for NumPy as in
+/// [`LookbackColumns`]: NaN in float columns (the features are never NaN otherwise); the integer
+/// columns, the intensity and the ofi are never null.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IntraColumns {
+    pub intra_trade_count: Vec<i64>,
+    pub intra_duration_us: Vec<i64>,
+    pub intra_intensity: Vec<f64>,
+    pub intra_ofi: Vec<f64>,
+    pub intra_count_imbalance: Vec<f64>,
+    pub intra_vwap_position: Vec<f64>,
+    pub intra_kyle_lambda: Vec<f64>,
+    pub intra_burstiness: Vec<f64>,
+    pub intra_volume_skew: Vec<f64>,
+    pub intra_volume_kurt: Vec<f64>,
+    pub intra_kaufman_er: Vec<f64>,
+    pub intra_garman_klass_vol: Vec<f64>,
+    pub intra_hurst: Vec<f64>,
+    pub intra_permutation_entropy: Vec<f64>,
+    pub intra_max_drawdown: Vec<f64>,
+    pub intra_max_runup: Vec<f64>,
+    pub intra_bull_epoch_density: Vec<f64>,
+    pub intra_bull_excess_gain: Vec<f64>,
+    pub intra_bull_cv: Vec<f64>,
+    pub intra_bear_epoch_density: Vec<f64>,
+    pub intra_bear_excess_gain: Vec<f64>,
+    pub intra_bear_cv: Vec<f64>,
+}
+
+impl IntraColumns {
+    /// Append one bar's intra features.
+    pub fn push(&mut self, f: &IntraFeatures) {
+        let nan = |v: Option<f64>| v.unwrap_or(f64::NAN);
+        self.intra_trade_count.push(f.trade_count);
+        self.intra_duration_us.push(f.duration_us);
+        self.intra_intensity.push(f.intensity);
+        self.intra_ofi.push(f.ofi);
+        self.intra_count_imbalance.push(nan(f.count_imbalance));
+        self.intra_vwap_position.push(nan(f.vwap_position));
+        self.intra_kyle_lambda.push(nan(f.kyle_lambda));
+        self.intra_burstiness.push(nan(f.burstiness));
+        self.intra_volume_skew.push(nan(f.volume_skew));
+        self.intra_volume_kurt.push(nan(f.volume_kurt));
+        self.intra_kaufman_er.push(nan(f.kaufman_er));
+        self.intra_garman_klass_vol.push(nan(f.garman_klass_vol));
+        self.intra_hurst.push(nan(f.hurst));
+        self.intra_permutation_entropy
+            .push(nan(f.permutation_entropy));
+        self.intra_max_drawdown.push(nan(f.max_drawdown));
+        self.intra_max_runup.push(nan(f.max_runup));
+        self.intra_bull_epoch_density
+            .push(nan(f.bull_epoch_density));
+        self.intra_bull_excess_gain.push(nan(f.bull_excess_gain));
+        self.intra_bull_cv.push(nan(f.bull_cv));
+        self.intra_bear_epoch_density
+            .push(nan(f.bear_epoch_density));
+        self.intra_bear_excess_gain.push(nan(f.bear_excess_gain));
+        self.intra_bear_cv.push(nan(f.bear_cv));
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.intra_trade_count.len()
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.intra_trade_count.is_empty()
+    }
+
+    /// Make room for `additional` more rows in every column.
+    pub fn reserve(&mut self, additional: usize) {
+        macro_rules! reserve_all {
+            ($($field:ident),*) => { $( self.$field.reserve(additional); )* };
+        }
+        crate::for_each_intra_column!(reserve_all);
+    }
+
+    /// Drop every row after the first `len`.
+    pub fn truncate(&mut self, len: usize) {
+        macro_rules! truncate_all {
+            ($($field:ident),*) => { $( self.$field.truncate(len); )* };
+        }
+        crate::for_each_intra_column!(truncate_all);
+    }
+}
+
 /// Turnover (scale 1e16) to a float in price x quantity units.
 #[inline]
 fn turnover_to_f64(raw: i128) -> f64 {
@@ -250,7 +340,7 @@ impl BarColumns {
         self.turnover_imbalance.push(f.turnover_imbalance);
     }
 
-    /// Make room for `additional` more bars in every bar column (not the lookback group).
+    /// Make room for `additional` more bars in every bar column (not the lookback or intra group).
     pub fn reserve(&mut self, additional: usize) {
         macro_rules! reserve_all {
             ($($field:ident),*) => { $( self.$field.reserve(additional); )* };
@@ -265,6 +355,7 @@ impl BarColumns {
         }
         crate::for_each_bar_column!(truncate_all);
         self.lookback.truncate(len);
+        self.intra.truncate(len);
     }
 }
 
@@ -290,6 +381,38 @@ macro_rules! for_each_lookback_column {
             lookback_volume_kurt,
             lookback_hurst,
             lookback_permutation_entropy
+        )
+    };
+}
+
+/// Invoke `$callback!(intra_trade_count, ...)` with every column of [`IntraColumns`] in output
+/// order.
+#[macro_export]
+macro_rules! for_each_intra_column {
+    ($callback:ident) => {
+        $callback!(
+            intra_trade_count,
+            intra_duration_us,
+            intra_intensity,
+            intra_ofi,
+            intra_count_imbalance,
+            intra_vwap_position,
+            intra_kyle_lambda,
+            intra_burstiness,
+            intra_volume_skew,
+            intra_volume_kurt,
+            intra_kaufman_er,
+            intra_garman_klass_vol,
+            intra_hurst,
+            intra_permutation_entropy,
+            intra_max_drawdown,
+            intra_max_runup,
+            intra_bull_epoch_density,
+            intra_bull_excess_gain,
+            intra_bull_cv,
+            intra_bear_epoch_density,
+            intra_bear_excess_gain,
+            intra_bear_cv
         )
     };
 }

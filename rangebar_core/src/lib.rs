@@ -11,13 +11,15 @@ mod columns;
 pub mod csv;
 mod error;
 pub mod fixed;
+mod intra;
 mod lookback;
 mod processor;
 
 pub use bar::{Bar, BarState, Features, SideTotals};
 pub use checkpoint::{Checkpoint, CHECKPOINT_VERSION};
-pub use columns::{BarColumns, LookbackColumns, TradeColumns, NULL_I64};
+pub use columns::{BarColumns, IntraColumns, LookbackColumns, TradeColumns, NULL_I64};
 pub use error::KernelError;
+pub use intra::{IntraFeatures, IntraState};
 pub use lookback::{Lookback, LookbackFeatures, WindowTrade, LOOKBACK_TRADES_MAX};
 pub use processor::{ProcessorConfig, RangeBarProcessor};
 

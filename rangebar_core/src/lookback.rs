@@ -138,11 +138,11 @@ pub struct LookbackFeatures {
     pub permutation_entropy: Option<f64>,
 }
 
-fn finite(v: f64) -> Option<f64> {
+pub(crate) fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
-fn ratio(num: f64, den: f64) -> Option<f64> {
+pub(crate) fn ratio(num: f64, den: f64) -> Option<f64> {
     if den == 0.0 {
         None
     } else {
@@ -251,7 +251,7 @@ fn moments(w: &[WindowTrade]) -> (Option<f64>, Option<f64>) {
 
 /// Slope and intercept of the least-squares line, as antropy's `_linear_regression` computes them
 /// (its denominator carries `+ 1e-9`).
-fn linear_regression(x: &[f64], y: &[f64]) -> (f64, f64) {
+pub(crate) fn linear_regression(x: &[f64], y: &[f64]) -> (f64, f64) {
     let n = x.len() as f64;
     let (mut sx2, mut sx, mut sy, mut sxy) = (0.0, 0.0, 0.0, 0.0);
     for (&a, &b) in x.iter().zip(y) {
@@ -265,7 +265,7 @@ fn linear_regression(x: &[f64], y: &[f64]) -> (f64, f64) {
 }
 
 /// Window sizes `floor(min_n * factor^i)` (antropy's `_log_n`).
-fn log_n(min_n: usize, max_n: f64, factor: f64) -> Vec<usize> {
+pub(crate) fn log_n(min_n: usize, max_n: f64, factor: f64) -> Vec<usize> {
     let max_i = ((max_n / min_n as f64).ln() / factor.ln()).floor();
     let mut ns = vec![min_n];
     let mut i = 0.0;
@@ -288,7 +288,8 @@ fn hurst(w: &[WindowTrade]) -> Option<f64> {
     dfa(&x)
 }
 
-fn dfa(x: &[f64]) -> Option<f64> {
+/// The DFA exponent of `x` (antropy's `detrended_fluctuation`; also the intra group's Hurst).
+pub(crate) fn dfa(x: &[f64]) -> Option<f64> {
     let n_total = x.len();
     let mean = x.iter().sum::<f64>() / n_total as f64;
     let walk: Vec<f64> = x
@@ -352,19 +353,40 @@ fn dfa(x: &[f64]) -> Option<f64> {
     finite(linear_regression(&log_n_kept, &log_f).0)
 }
 
-/// Normalised permutation entropy of the prices, order 3, delay 1 (`antropy.perm_entropy`;
-/// ties ordered by position, as its stable sort of three values does).
+/// Normalised permutation entropy of the window's prices (see [`permutation_entropy_of`]).
 fn permutation_entropy(w: &[WindowTrade]) -> Option<f64> {
+    permutation_entropy_of(w.len(), |i| w[i].price)
+}
+
+/// Normalised permutation entropy of the `n >= 3` prices `price(0..n)`, order 3, delay 1
+/// (`antropy.perm_entropy`; ties ordered by position, as its stable sort of three values does).
+#[inline]
+pub(crate) fn permutation_entropy_of(n: usize, price: impl Fn(usize) -> i64) -> Option<f64> {
     // The ordinal pattern from the three pairwise comparisons (`<=`: ties by position), indexed in
     // the order of antropy's pattern hashes (5, 7, 11, 15, 19, 21); keys 0b010 and 0b101 cannot occur.
     const ORDINAL: [usize; 8] = [0, 1, 0, 4, 2, 0, 3, 5];
-    let mut counts = [0_u64; 6];
-    for t in w.windows(3) {
-        let (a, b, c) = (t[0].price, t[1].price, t[2].price);
-        let key = (usize::from(a <= b) << 2) | (usize::from(a <= c) << 1) | usize::from(b <= c);
-        counts[ORDINAL[key]] += 1;
+    // Counted in eight 8-bit lanes of one register (no store-to-load chain on a hot bin),
+    // emptied into `by_key` every 255 windows.
+    let mut by_key = [0_u64; 8];
+    let mut i = 2;
+    while i < n {
+        let end = n.min(i + 255);
+        let mut lanes = 0_u64;
+        for j in i..end {
+            let (a, b, c) = (price(j - 2), price(j - 1), price(j));
+            let key = (u32::from(a <= b) << 2) | (u32::from(a <= c) << 1) | u32::from(b <= c);
+            lanes += 1 << (8 * key);
+        }
+        for (key, count) in by_key.iter_mut().enumerate() {
+            *count += (lanes >> (8 * key)) & 0xff;
+        }
+        i = end;
     }
-    let total = (w.len() - 2) as f64;
+    let mut counts = [0_u64; 6];
+    for (key, &count) in by_key.iter().enumerate() {
+        counts[ORDINAL[key]] += count;
+    }
+    let total = (n - 2) as f64;
     let h: f64 = counts
         .iter()
         .filter(|&&c| c > 0)

@@ -1,10 +1,10 @@
 //! The streaming processor: the settings, the state carried across calls and checkpoints, and
 //! the bar rule applied one trade at a time ([`RangeBarProcessor::step`]: the input checks,
-//! opening a bar, adding to it and closing it on a breach, with the lookback group and the
-//! minimum-duration gate as compile-time switches). Errors are all-or-nothing per call.
+//! opening a bar, adding to it and closing it on a breach, with the lookback and intra groups
+//! and the minimum-duration gate as compile-time switches). Errors are all-or-nothing per call.
 //!
-//! The common case (every column present, no opt-in feature) is handed to the vectorised slice
-//! scan in [`scan`], which adds runs of non-breaching rows to the bar in bulk and sends every
+//! The common case (every column present, no lookback, no minimum duration; the intra group on
+//! or off) is handed to the vectorised slice scan in [`scan`], which adds runs of non-breaching rows to the bar in bulk and sends every
 //! other row back through `step`, so both paths apply exactly the same rule.
 
 mod scan;
@@ -14,6 +14,7 @@ use crate::checkpoint::{Checkpoint, CHECKPOINT_VERSION};
 use crate::columns::{BarColumns, TradeColumns};
 use crate::error::KernelError;
 use crate::fixed;
+use crate::intra::{IntraFeatures, IntraState};
 use crate::lookback::{Lookback, LookbackFeatures, WindowTrade, LOOKBACK_TRADES_MAX};
 use crate::{THRESHOLD_DECIMAL_MAX, THRESHOLD_DECIMAL_MIN};
 
@@ -31,6 +32,9 @@ pub struct ProcessorConfig {
     /// Lookback group: N > 0 adds the lookback columns over the N most recent trades before
     /// each bar's open (see `lookback.rs`); 0 (the default) is off and costs nothing.
     pub lookback_trades: u32,
+    /// Intra group: adds the intra columns, statistics of each bar's own records (see
+    /// `intra.rs`); off (the default) costs nothing.
+    pub intra_bar: bool,
 }
 
 impl ProcessorConfig {
@@ -46,7 +50,13 @@ impl ProcessorConfig {
             same_timestamp_gate,
             min_duration_us: 0,
             lookback_trades: 0,
+            intra_bar: false,
         })
+    }
+
+    /// These settings with the intra group on or off.
+    pub fn with_intra_bar(self, intra_bar: bool) -> Self {
+        Self { intra_bar, ..self }
     }
 
     /// These settings with the lookback group set (validated: `0..=1_000_000`, 0 = off).
@@ -81,6 +91,7 @@ pub struct RangeBarProcessor {
     last: Option<(i64, i64)>,
     trades_seen: u64,
     lookback: Option<Box<Lookback>>,
+    intra: Option<Box<IntraState>>,
 }
 
 /// State that a call mutates; committed only when the whole call succeeds.
@@ -108,6 +119,7 @@ impl RangeBarProcessor {
             trades_seen: 0,
             lookback: (config.lookback_trades > 0)
                 .then(|| Box::new(Lookback::new(config.lookback_trades))),
+            intra: config.intra_bar.then(Box::default),
         }
     }
 
@@ -143,7 +155,14 @@ impl RangeBarProcessor {
         Some(LookbackFeatures::compute(&lb.bar_window))
     }
 
-    /// Append the trailing bar (with its lookback columns when on) to `out`; false if none.
+    /// The intra features of the bar in progress (None when the group is off or no bar is).
+    pub fn incomplete_intra(&self) -> Option<IntraFeatures> {
+        let bar = self.bar.as_ref()?;
+        Some(IntraFeatures::compute(bar, self.intra.as_deref()?))
+    }
+
+    /// Append the trailing bar (with its lookback and intra columns when on) to `out`; false if
+    /// none.
     pub fn push_incomplete_bar(&self, out: &mut BarColumns) -> bool {
         let Some(bar) = self.incomplete_bar() else {
             return false;
@@ -151,6 +170,9 @@ impl RangeBarProcessor {
         out.push(&bar);
         if let Some(f) = self.incomplete_lookback() {
             out.lookback.push(&f);
+        }
+        if let Some(f) = self.incomplete_intra() {
+            out.intra.push(&f);
         }
         true
     }
@@ -167,19 +189,26 @@ impl RangeBarProcessor {
         trades.check_lengths()?;
         let before = out.len();
         let mut lookback = self.lookback.clone();
-        // Each opt-in feature is a compile-time switch, so with both off the loop is the plain one.
+        let mut intra = self.intra.clone();
+        // Each opt-in feature is a compile-time switch, so with all off the loop is the plain one.
         let gated = self.config.min_duration_us > 0;
+        let ib = intra.as_deref_mut();
         let result = match (lookback.as_deref_mut(), gated) {
-            (Some(lb), true) => self.dispatch::<true, true>(trades, out, lb),
-            (Some(lb), false) => self.dispatch::<true, false>(trades, out, lb),
-            (None, true) => self.dispatch::<false, true>(trades, out, &mut Lookback::default()),
-            (None, false) => self.dispatch::<false, false>(trades, out, &mut Lookback::default()),
+            (Some(lb), true) => self.dispatch_intra::<true, true>(trades, out, lb, ib),
+            (Some(lb), false) => self.dispatch_intra::<true, false>(trades, out, lb, ib),
+            (None, true) => {
+                self.dispatch_intra::<false, true>(trades, out, &mut Lookback::default(), ib)
+            }
+            (None, false) => {
+                self.dispatch_intra::<false, false>(trades, out, &mut Lookback::default(), ib)
+            }
         };
         match result {
             Ok(cursor) => {
                 self.bar = cursor.bar;
                 self.last = cursor.last;
                 self.lookback = lookback;
+                self.intra = intra;
                 self.trades_seen += trades.len() as u64;
                 Ok(out.len() - before)
             }
@@ -190,13 +219,29 @@ impl RangeBarProcessor {
         }
     }
 
-    /// Pick the monomorphised loop for the columns present.
+    /// The intra group's switch: [`Self::dispatch`] with it on (`ib`) or off.
     #[inline(always)]
-    fn dispatch<const LB: bool, const GATED: bool>(
+    fn dispatch_intra<const LB: bool, const GATED: bool>(
         &self,
         trades: &TradeColumns<'_>,
         out: &mut BarColumns,
         lb: &mut Lookback,
+        ib: Option<&mut IntraState>,
+    ) -> Result<Cursor, KernelError> {
+        match ib {
+            Some(ib) => self.dispatch::<LB, GATED, true>(trades, out, lb, ib),
+            None => self.dispatch::<LB, GATED, false>(trades, out, lb, &mut IntraState::default()),
+        }
+    }
+
+    /// Pick the monomorphised loop for the columns present.
+    #[inline(always)]
+    fn dispatch<const LB: bool, const GATED: bool, const INTRA: bool>(
+        &self,
+        trades: &TradeColumns<'_>,
+        out: &mut BarColumns,
+        lb: &mut Lookback,
+        ib: &mut IntraState,
     ) -> Result<Cursor, KernelError> {
         match (
             trades.agg_trade_id,
@@ -204,15 +249,16 @@ impl RangeBarProcessor {
             trades.last_trade_id,
             trades.is_buyer_maker,
         ) {
-            // The common case (full input, no opt-in feature) scans and sums a slice at a time.
+            // The common case (full input, no lookback or gate) scans and sums a slice at a time.
             (Some(agg), Some(first), Some(last), Some(ibm)) if !LB && !GATED => {
-                self.run_plain(trades, out, [agg, first, last], ibm)
+                self.run_plain::<INTRA>(trades, out, [agg, first, last], ibm, ib)
             }
             // The other full-input cases get their own monomorphised loop.
-            (Some(agg), Some(first), Some(last), Some(ibm)) => self.run::<LB, GATED>(
+            (Some(agg), Some(first), Some(last), Some(ibm)) => self.run::<LB, GATED, INTRA>(
                 trades,
                 out,
                 lb,
+                ib,
                 |i| agg[i],
                 |i| first[i],
                 |i| last[i],
@@ -221,10 +267,11 @@ impl RangeBarProcessor {
             (agg, first, last, ibm) => {
                 let base = self.trades_seen as i64;
                 let agg_id = move |i: usize| agg.map_or(base + i as i64, |c| c[i]);
-                self.run::<LB, GATED>(
+                self.run::<LB, GATED, INTRA>(
                     trades,
                     out,
                     lb,
+                    ib,
                     agg_id,
                     move |i| first.map_or_else(|| agg_id(i), |c| c[i]),
                     move |i| last.map_or_else(|| agg_id(i), |c| c[i]),
@@ -236,11 +283,12 @@ impl RangeBarProcessor {
 
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn run<const LB: bool, const GATED: bool>(
+    fn run<const LB: bool, const GATED: bool, const INTRA: bool>(
         &self,
         trades: &TradeColumns<'_>,
         out: &mut BarColumns,
         lb: &mut Lookback,
+        ib: &mut IntraState,
         agg_id: impl Fn(usize) -> i64,
         first_id: impl Fn(usize) -> i64,
         last_id: impl Fn(usize) -> i64,
@@ -268,7 +316,7 @@ impl RangeBarProcessor {
                 last_trade_id: last_id(row),
                 is_buyer_maker: is_buyer_maker(row),
             };
-            self.step::<LB, GATED>(&t, row, &mut cursor, &mut prev, out, lb)?;
+            self.step::<LB, GATED, INTRA>(&t, row, &mut cursor, &mut prev, out, lb, ib)?;
         }
         cursor.last = prev.get();
         Ok(cursor)
@@ -277,7 +325,8 @@ impl RangeBarProcessor {
     /// One trade through the rule: the input checks, then open a bar or add to it (closing it on a
     /// breach). Every path goes through here for the rows it does not handle in bulk.
     #[inline(always)]
-    fn step<const LB: bool, const GATED: bool>(
+    #[allow(clippy::too_many_arguments)]
+    fn step<const LB: bool, const GATED: bool, const INTRA: bool>(
         &self,
         t: &Trade,
         row: usize,
@@ -285,6 +334,7 @@ impl RangeBarProcessor {
         prev: &mut Prev,
         out: &mut BarColumns,
         lb: &mut Lookback,
+        ib: &mut IntraState,
     ) -> Result<(), KernelError> {
         // One rarely-taken branch for every input check; the diagnosis happens off the hot path.
         let out_of_order = prev.set
@@ -304,9 +354,15 @@ impl RangeBarProcessor {
                     lb.open_bar(t.timestamp_us);
                 }
                 cursor.bar = Some(BarState::open(t, self.config.threshold_decimal_bps, row)?);
+                if INTRA {
+                    ib.push(t.timestamp_us, t.price, t.quantity);
+                }
             }
             Some(bar) => {
                 bar.add(t, row)?;
+                if INTRA {
+                    ib.push(t.timestamp_us, t.price, t.quantity);
+                }
                 if bar.breaches(t.price)
                     && !(self.config.same_timestamp_gate && t.timestamp_us == bar.open_time)
                     && (!GATED
@@ -317,6 +373,10 @@ impl RangeBarProcessor {
                     if LB {
                         out.lookback
                             .push(&LookbackFeatures::compute(&lb.bar_window));
+                    }
+                    if INTRA {
+                        out.intra.push(&IntraFeatures::compute(bar, ib));
+                        ib.clear();
                     }
                     cursor.bar = None;
                 }
@@ -337,16 +397,20 @@ impl RangeBarProcessor {
     pub fn checkpoint(&self) -> Checkpoint {
         let min_duration_us = self.config.min_duration_us;
         Checkpoint {
-            // Version 1 while no version-2 setting is on, so such checkpoints keep their bytes.
-            version: if min_duration_us == 0 && self.lookback.is_none() {
-                1
-            } else {
+            // The lowest version that carries the settings in force, so checkpoints without the
+            // newer settings keep their bytes.
+            version: if self.intra.is_some() {
                 CHECKPOINT_VERSION
+            } else if min_duration_us != 0 || self.lookback.is_some() {
+                2
+            } else {
+                1
             },
             threshold_decimal_bps: self.config.threshold_decimal_bps,
             same_timestamp_gate: self.config.same_timestamp_gate,
             min_duration_us,
             lookback: self.lookback.as_deref().cloned(),
+            intra: self.intra.as_deref().cloned(),
             bar: self.bar,
             last_timestamp_us: self.last.map(|l| l.0),
             last_agg_trade_id: self.last.map(|l| l.1),
@@ -363,8 +427,10 @@ impl RangeBarProcessor {
                 cp.same_timestamp_gate,
             )?
             .with_min_duration_us(cp.min_duration_us)?
-            .with_lookback_trades(cp.lookback.as_ref().map_or(0, |l| i64::from(l.capacity)))?,
+            .with_lookback_trades(cp.lookback.as_ref().map_or(0, |l| i64::from(l.capacity)))?
+            .with_intra_bar(cp.intra.is_some()),
             lookback: cp.lookback.clone().map(Box::new),
+            intra: cp.intra.clone().map(Box::new),
             bar: cp.bar,
             last: cp.last_timestamp_us.zip(cp.last_agg_trade_id),
             trades_seen: cp.trades_seen,

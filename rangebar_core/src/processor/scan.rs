@@ -1,19 +1,22 @@
 //! The vectorised slice scan for the common case (all seven columns, no lookback, no minimum
-//! duration): while a bar is open, up to [`SLICE_ROWS`] rows at a time are scanned for the first
+//! duration; the intra group on or off, as a compile-time switch): while a bar is open, up to [`SLICE_ROWS`] rows at a time are scanned for the first
 //! that breaches the bar or is out of order ([`first_stop`], AVX2 lanes when the CPU has them,
 //! a portable branch-free reduction otherwise), the rows before it are added to the bar with bulk
 //! sums ([`add_slice`]), and the stopping row goes through [`RangeBarProcessor::step`], the one
 //! definition of the rule. AVX2/BMI2 are detected at run time ([`RangeBarProcessor::run_plain`]);
-//! the AVX2 build also prefetches the columns it sums after the scan.
+//! the AVX2 build also prefetches the columns it sums after the scan. With the intra group on,
+//! a run added in bulk is also copied to the intra state in bulk.
 
 use super::{Cursor, Prev, RangeBarProcessor};
 use crate::bar::{BarState, Trade};
 use crate::columns::{BarColumns, TradeColumns};
 use crate::error::KernelError;
+use crate::intra::IntraState;
 use crate::lookback::Lookback;
 
 impl RangeBarProcessor {
-    /// The common case: every column present, no lookback, no minimum duration.
+    /// The common case: every column present, no lookback, no minimum duration; `INTRA` says
+    /// whether the intra group (state `ib`) is on.
     ///
     /// While a bar is open, [`first_stop`] scans up to [`SLICE_ROWS`] rows for the first one that
     /// breaches the bar's thresholds or is out of order (a branch-light OR-reduction); the rows
@@ -22,19 +25,20 @@ impl RangeBarProcessor {
     /// processing would. `add_slice` declines (changing nothing) when a row of the slice has a
     /// negative quantity or `first > last`, or an accumulator could overflow within it; those rows
     /// then go through `step` one by one, which raises the same error at the same row.
-    pub(super) fn run_plain(
+    pub(super) fn run_plain<const INTRA: bool>(
         &self,
         trades: &TradeColumns<'_>,
         out: &mut BarColumns,
         ids: [&[i64]; 3],
         ibm: &[bool],
+        ib: &mut IntraState,
     ) -> Result<Cursor, KernelError> {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi2") {
             // SAFETY: the CPU has AVX2 and BMI2 (checked just above).
-            return unsafe { self.run_plain_avx2(trades, out, ids, ibm) };
+            return unsafe { self.run_plain_avx2::<INTRA>(trades, out, ids, ibm, ib) };
         }
-        self.run_plain_body::<false>(trades, out, ids, ibm)
+        self.run_plain_body::<false, INTRA>(trades, out, ids, ibm, ib)
     }
 
     /// [`Self::run_plain`] compiled for AVX2 (4 x 64-bit lanes for the scan and the sums) and
@@ -44,24 +48,26 @@ impl RangeBarProcessor {
     /// The CPU must support AVX2 and BMI2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,bmi2")]
-    unsafe fn run_plain_avx2(
+    unsafe fn run_plain_avx2<const INTRA: bool>(
         &self,
         trades: &TradeColumns<'_>,
         out: &mut BarColumns,
         ids: [&[i64]; 3],
         ibm: &[bool],
+        ib: &mut IntraState,
     ) -> Result<Cursor, KernelError> {
-        self.run_plain_body::<true>(trades, out, ids, ibm)
+        self.run_plain_body::<true, INTRA>(trades, out, ids, ibm, ib)
     }
 
     /// The loop of [`Self::run_plain`]; `AVX2` only from [`Self::run_plain_avx2`].
     #[inline(always)]
-    fn run_plain_body<const AVX2: bool>(
+    fn run_plain_body<const AVX2: bool, const INTRA: bool>(
         &self,
         trades: &TradeColumns<'_>,
         out: &mut BarColumns,
         [agg, first, last]: [&[i64]; 3],
         ibm: &[bool],
+        ib: &mut IntraState,
     ) -> Result<Cursor, KernelError> {
         let n = trades.len();
         let c = Rows {
@@ -90,12 +96,18 @@ impl RangeBarProcessor {
                 // `row > 0` here, and a bar takes at least one row.
                 let estimate = (left * bars / row as u128 * 5 / 4).min(left) as usize;
                 out.reserve(estimate + RESERVE_AFTER_BARS);
+                if INTRA {
+                    out.intra.reserve(estimate + RESERVE_AFTER_BARS);
+                }
             }
             if let (Some(bar), true) = (cursor.bar.as_mut(), prev.set) {
                 let end = n.min(row + SLICE_ROWS);
                 let stop = first_stop::<AVX2>(&c, row, end, prev.ts, prev.id, bar.upper, bar.lower);
                 if stop > row {
                     if add_slice(bar, &c, row, stop) {
+                        if INTRA {
+                            ib.extend(&c.ts[row..stop], &c.price[row..stop], &c.qty[row..stop]);
+                        }
                         prev = Prev {
                             ts: c.ts[stop - 1],
                             id: c.agg[stop - 1],
@@ -103,13 +115,14 @@ impl RangeBarProcessor {
                         };
                     } else {
                         for r in row..stop {
-                            self.step::<false, false>(
+                            self.step::<false, false, INTRA>(
                                 &c.trade(r),
                                 r,
                                 &mut cursor,
                                 &mut prev,
                                 out,
                                 &mut lb,
+                                ib,
                             )?;
                         }
                     }
@@ -119,7 +132,15 @@ impl RangeBarProcessor {
                     }
                 }
             }
-            self.step::<false, false>(&c.trade(row), row, &mut cursor, &mut prev, out, &mut lb)?;
+            self.step::<false, false, INTRA>(
+                &c.trade(row),
+                row,
+                &mut cursor,
+                &mut prev,
+                out,
+                &mut lb,
+                ib,
+            )?;
             row += 1;
         }
         cursor.last = prev.get();
@@ -409,6 +430,7 @@ mod fast_path_tests {
     //! The bulk loop (`run_plain`, both builds) against the row-by-row loop (`run`), on streams
     //! long enough to cross slice edges, with invalid rows and overflowing values mixed in.
     use super::*;
+    use crate::ProcessorConfig;
     use proptest::prelude::*;
 
     #[derive(Debug, Clone)]
@@ -504,8 +526,54 @@ mod fast_path_tests {
         })
     }
 
-    /// The bulk loop (both builds) and the row loop of `p` on `cols` (every id column present).
-    fn compare(p: &RangeBarProcessor, cols: &TradeColumns<'_>) -> Result<(), TestCaseError> {
+    /// Bars equal, the intra columns bit for bit (NaN marks their nulls).
+    fn same_bars(a: &BarColumns, b: &BarColumns) -> bool {
+        let bits = |c: &BarColumns| {
+            let i = &c.intra;
+            let mut out: Vec<Vec<u64>> = vec![
+                i.intra_trade_count.iter().map(|&v| v as u64).collect(),
+                i.intra_duration_us.iter().map(|&v| v as u64).collect(),
+            ];
+            macro_rules! floats {
+                ($($field:ident),*) => { $( out.push(i.$field.iter().map(|v| v.to_bits()).collect()); )* };
+            }
+            floats!(
+                intra_intensity,
+                intra_ofi,
+                intra_count_imbalance,
+                intra_vwap_position,
+                intra_kyle_lambda,
+                intra_burstiness,
+                intra_volume_skew,
+                intra_volume_kurt,
+                intra_kaufman_er,
+                intra_garman_klass_vol,
+                intra_hurst,
+                intra_permutation_entropy,
+                intra_max_drawdown,
+                intra_max_runup,
+                intra_bull_epoch_density,
+                intra_bull_excess_gain,
+                intra_bull_cv,
+                intra_bear_epoch_density,
+                intra_bear_excess_gain,
+                intra_bear_cv
+            );
+            out
+        };
+        let plain = |c: &BarColumns| BarColumns {
+            intra: Default::default(),
+            ..c.clone()
+        };
+        plain(a) == plain(b) && bits(a) == bits(b)
+    }
+
+    /// The bulk loop (both builds) and the row loop of `p` on `cols` (every id column present),
+    /// with the intra group (starting from `p`'s intra state) when `INTRA`.
+    fn compare<const INTRA: bool>(
+        p: &RangeBarProcessor,
+        cols: &TradeColumns<'_>,
+    ) -> Result<(), TestCaseError> {
         let ids = (
             cols.agg_trade_id,
             cols.first_trade_id,
@@ -515,33 +583,50 @@ mod fast_path_tests {
         let (Some(agg), Some(first), Some(last), Some(ibm)) = ids else {
             panic!("compare needs every id column");
         };
+        let start = p.intra.as_deref().cloned().unwrap_or_default();
         let mut expected_out = BarColumns::default();
-        let expected = p.run::<false, false>(
+        let mut expected_ib = start.clone();
+        let expected = p.run::<false, false, INTRA>(
             cols,
             &mut expected_out,
             &mut Lookback::default(),
+            &mut expected_ib,
             |i| agg[i],
             |i| first[i],
             |i| last[i],
             |i| ibm[i],
         );
         let mut out = BarColumns::default();
-        let got = p.run_plain_body::<false>(cols, &mut out, [agg, first, last], ibm);
+        let mut ib = start.clone();
+        let got =
+            p.run_plain_body::<false, INTRA>(cols, &mut out, [agg, first, last], ibm, &mut ib);
         prop_assert_eq!(&got, &expected);
         if expected.is_ok() {
-            prop_assert_eq!(&out, &expected_out);
+            prop_assert!(same_bars(&out, &expected_out));
+            prop_assert_eq!(&ib, &expected_ib);
+            prop_assert_eq!(out.intra.len(), if INTRA { out.len() } else { 0 });
         }
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("bmi2") {
             let mut out = BarColumns::default();
+            let mut ib = start.clone();
             // SAFETY: checked just above.
-            let got = unsafe { p.run_plain_avx2(cols, &mut out, [agg, first, last], ibm) };
+            let got = unsafe {
+                p.run_plain_avx2::<INTRA>(cols, &mut out, [agg, first, last], ibm, &mut ib)
+            };
             prop_assert_eq!(&got, &expected);
             if expected.is_ok() {
-                prop_assert_eq!(&out, &expected_out);
+                prop_assert!(same_bars(&out, &expected_out));
+                prop_assert_eq!(&ib, &expected_ib);
             }
         }
         Ok(())
+    }
+
+    /// [`compare`] with the intra group off and on.
+    fn compare_both(p: &RangeBarProcessor, cols: &TradeColumns<'_>) -> Result<(), TestCaseError> {
+        compare::<false>(p, cols)?;
+        compare::<true>(p, cols)
     }
 
     proptest! {
@@ -552,18 +637,21 @@ mod fast_path_tests {
             s in streams(),
             threshold in prop_oneof![Just(1_i64), Just(25), Just(250), 1_i64..3_000, Just(100_000)],
             gate in any::<bool>(),
+            intra in any::<bool>(),
             prefix in 0_usize..40,
             room in (60_u32..127, 60_u32..127, 0_i64..1_000, 0_i64..1_000),
         ) {
             // From a fresh processor, and from one with a bar (and a last trade) in progress.
-            let fresh = RangeBarProcessor::new(threshold, gate).unwrap();
+            let fresh = RangeBarProcessor::with_config(
+                ProcessorConfig::new(threshold, gate).unwrap().with_intra_bar(intra),
+            );
             let cols = s.columns();
-            compare(&fresh, &cols)?;
+            compare_both(&fresh, &cols)?;
             let cut = prefix.min(cols.len());
             let mut p = fresh.clone();
             if p.process(&cols.slice(0, cut), &mut BarColumns::default()).is_ok() {
                 let tail = cols.slice(cut, cols.len());
-                compare(&p, &tail)?;
+                compare_both(&p, &tail)?;
                 // And with the bar's totals near their limits, so the sums overflow mid-stream.
                 let mut cp = p.checkpoint();
                 if let Some(bar) = cp.bar.as_mut() {
@@ -571,7 +659,7 @@ mod fast_path_tests {
                         side.turnover = i128::MAX - (1_i128 << room);
                         side.trades = i64::MAX - trades;
                     }
-                    compare(&RangeBarProcessor::from_checkpoint(&cp).unwrap(), &tail)?;
+                    compare_both(&RangeBarProcessor::from_checkpoint(&cp).unwrap(), &tail)?;
                 }
             }
         }
@@ -602,7 +690,7 @@ mod fast_path_tests {
                     bar.buy.trades = i64::MAX - room;
                     bar.sell.trades = i64::MAX - room - 1;
                     let p = RangeBarProcessor::from_checkpoint(&cp).unwrap();
-                    compare(&p, &cols.slice(1, n)).unwrap();
+                    compare_both(&p, &cols.slice(1, n)).unwrap();
                 }
             }
         }
