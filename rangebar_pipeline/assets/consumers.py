@@ -56,7 +56,7 @@ def fit_forward_return_model(dataset: pl.DataFrame) -> Any:
 
     features = model_features(dataset.columns)
     frame = dataset.select(
-        "forward_return_1",
+        "fwd_return_1",
         *features[:-1],
         ((pl.col("close_time") - pl.col("open_time")).dt.total_microseconds() / 1e6)
         .log1p()
@@ -64,9 +64,9 @@ def fit_forward_return_model(dataset: pl.DataFrame) -> Any:
     ).drop_nulls()
     if frame.height < MIN_OBSERVATIONS:
         raise ValueError(
-            f"need at least {MIN_OBSERVATIONS} bars with a forward_return_1 label, found {frame.height}"
+            f"need at least {MIN_OBSERVATIONS} bars with a fwd_return_1 label, found {frame.height}"
         )
-    y = frame["forward_return_1"].to_numpy()
+    y = frame["fwd_return_1"].to_numpy()
     x = sm.add_constant(frame.select(features).to_numpy(), has_constant="add")
     return sm.OLS(y, x).fit(cov_type="HAC", cov_kwds={"maxlags": 5})
 
@@ -96,7 +96,7 @@ def build_consumer_asset(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         series = Series.from_key(context.partition_key)
         store = datasets.store()
         try:
-            dataset = store.read_dataset(threshold, series)
+            dataset, _ = store.read_dataset(threshold, series)
         except FileNotFoundError as exc:
             raise dg.Failure(description=f"{exc}: materialize ml_dataset_{threshold} for {series}") from None
         try:
