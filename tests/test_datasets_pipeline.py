@@ -16,7 +16,7 @@ from rangebar_pipeline import read_dataset
 from rangebar_pipeline.api import get_range_bars
 from rangebar_pipeline.api.datasets import DatasetRecipe
 from rangebar_pipeline.assets._common import frame_sha256
-from rangebar_pipeline.labels import add_labels
+from rangebar_pipeline.labels import LabelSpec, TripleBarrier, add_labels
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.bars import BarStore
 from rangebar_pipeline.storage.datasets import DatasetStore
@@ -158,3 +158,18 @@ def test_a_day_failing_its_gate_is_not_in_the_table_nor_the_dataset_and_is_named
     assert meta["source_partitions"] == [f"{DAYS[0]}|{CM.key}"]
     rows, _ = store.read_dataset(25, CM)
     assert set(rows["day"]) == {DAY1} and rows.height == day1.height
+
+
+def test_the_consumer_names_its_version_and_records_purged_walk_forward_folds(env: PipelineEnv) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    for day in DAYS:
+        assert env.materialize(BAR_ASSETS, f"{day}|{SERIES}", instance=instance).success
+    result = env.materialize(["ml_dataset_10", "forward_return_model"], SERIES, instance=instance)
+    dataset = metadata(result, "ml_dataset_10")[0]
+    model = metadata(result, "forward_return_model")[0]
+    assert model["feature_table_version"] == dataset["feature_table_version"]
+    assert model["dataset_sha256"] == dataset["content_sha256"]
+    assert model["folds"] == 5 and "oos_r2" in model["fold_metrics"] and "| 5 |" in model["fold_metrics"]
+    assert "data:image/png;base64," in model["fold_chart"]
+    assert model["nobs"] > 200 and "ofi" in model["coefficients"]
+    assert LabelSpec((1, 5), TripleBarrier(20, 2.0, 2.0)) == env.config.labels
