@@ -18,7 +18,12 @@ from rangebar_pipeline import feature_table_version, read_dataset
 from rangebar_pipeline.api.datasets import last_bars_recipe
 from rangebar_pipeline.labels import LabelSpec, TripleBarrier, add_labels
 from rangebar_pipeline.series import Series
-from rangebar_pipeline.storage.datasets import COMPACT_AFTER_FILES, DatasetStore, DayTable
+from rangebar_pipeline.storage.datasets import (
+    COMPACT_AFTER_FILES,
+    TABLE_PROPERTIES,
+    DatasetStore,
+    DayTable,
+)
 
 SPOT = Series("binance", "spot", "BTCUSDT")
 UM = Series("binance", "um", "ETHUSDT")
@@ -60,6 +65,7 @@ def test_a_day_is_replaced_in_one_commit_and_older_versions_stay_readable(store:
     assert_frame_equal(now.select(replaced.columns), replaced)
     assert now["bar_index"].to_list() == list(range(25)) and set(now["bars_data_version"]) == {"v2"}
     assert store.read_features(25, SPOT, D1, version=0).height == 40  # time travel
+    assert DeltaTable(first.uri).metadata().configuration == TABLE_PROPERTIES  # the log is kept
     assert store.read_features(25, SPOT, D2).height == 30  # the other day untouched
     commit = store.commits(25)[-1]
     assert commit["series"] == SPOT.key and commit["published"] == ["2024-08-08"]

@@ -13,7 +13,8 @@ blocking checks passed, so a failed gate leaves the previous version of that day
 Every commit records what it did in its commit info (``rangebar.series``, ``rangebar.published``,
 ``rangebar.rejected``, ``rangebar.withdrawn``): :meth:`DatasetStore.rejected_days` reads them back; no
 side files. Partitions past :data:`COMPACT_AFTER_FILES` files are compacted (delta-rs ``optimize``) after
-a write; nothing is vacuumed, so every version stays readable (time travel).
+a write; nothing is vacuumed and the commit log is kept (:data:`TABLE_PROPERTIES`), so every version
+stays readable (time travel).
 
 The feature tables may live in an object store in production: ``tables_uri`` (``RANGEBAR_FEATURES_URI``,
 e.g. ``s3://bucket/rangebar/features``) with delta-rs ``storage_options``; the default is local files.
@@ -45,6 +46,7 @@ __all__ = [
     "FEATURES_URI_ENV",
     "LAYOUT_COLUMNS",
     "PIPELINE_DIR_ENV",
+    "TABLE_PROPERTIES",
     "DatasetStore",
     "DayTable",
     "FeatureCommit",
@@ -68,6 +70,12 @@ LAYOUT_COLUMNS: Final = (
     "kernel_version",
 )
 _PARTITIONS: Final = ["series", "month"]
+#: Set when a table is created: the commit log is never cleaned up, so every version (and every
+#: commit's record) stays readable; delta-rs would otherwise drop log entries older than 30 days.
+TABLE_PROPERTIES: Final = {
+    "delta.enableExpiredLogCleanup": "false",
+    "delta.logRetentionDuration": "interval 36500 days",
+}
 _PREFIX: Final = "rangebar."
 _COMMIT_ATTEMPTS: Final = 5
 log = logging.getLogger(__name__)
@@ -196,6 +204,7 @@ class DatasetStore:
                         predicate=_days_predicate(series, replaced),
                         partition_by=_PARTITIONS,
                         schema_mode="merge",
+                        configuration=TABLE_PROPERTIES,
                         storage_options=self.storage_options or None,
                         commit_properties=CommitProperties(custom_metadata=record),
                     )
@@ -206,6 +215,7 @@ class DatasetStore:
                         mode="append",
                         partition_by=_PARTITIONS,
                         schema_mode="merge",
+                        configuration=TABLE_PROPERTIES,
                         storage_options=self.storage_options or None,
                         commit_properties=CommitProperties(custom_metadata=record),
                     )
