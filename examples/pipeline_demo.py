@@ -131,6 +131,38 @@ def verify() -> None:
     print(f"  exness EURGBP       25 dbps: {len(fx):>4} bars (mid prices, with spread statistics)")
 
 
+def show_datasets() -> None:
+    """Each series' ML dataset (feature table version, rows, labels) and the consumer's fold metrics."""
+    import json
+
+    import polars as pl
+
+    from rangebar_pipeline.config import load_config
+    from rangebar_pipeline.series import Series
+    from rangebar_pipeline.storage.datasets import DatasetStore
+
+    config = load_config()
+    threshold, store = config.model_threshold, DatasetStore()
+    print(f"\nML datasets at {threshold} dbps (labels across days) and the example consumer's folds:")
+    for key in config.series_keys:
+        dataset, provenance = store.read_dataset(threshold, Series.from_key(key))
+        recipe = json.loads(provenance["rangebar.recipe"])
+        labelled = dataset.filter(pl.col("tb_label").is_not_null())
+        counts = dict(labelled.group_by("tb_label").len().sort("tb_label").iter_rows())
+        print(
+            f"  {key:<28} feature table v{recipe['version']}: {dataset.height:>4} bars "
+            f"{recipe['start']}..{recipe['end']}, tb_label -1/0/+1 = "
+            f"{counts.get(-1, 0)}/{counts.get(0, 0)}/{counts.get(1, 0)}"
+        )
+        model = json.loads((store.root / "models" / "forward_return_model" / f"{key}.json").read_text())
+        for fold in model["walk_forward"]:
+            print(
+                f"      fold {fold['fold']}: train {fold['train']:>4}, test {fold['test']:>3}, "
+                f"OOS R2 {fold['oos_r2']:+.3f}, hit rate {fold['hit_rate']:.2f}"
+            )
+    print("  rebuild any of them: read_dataset(threshold, series, start, end, version) (docs/datasets.md)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ui", action="store_true", help="afterwards, start `dagster dev` on this instance")
@@ -144,6 +176,7 @@ def main() -> None:
         done.unlink(missing_ok=True)
         materialize()
         verify()
+        show_datasets()
         done.touch()
     print(f"\ncache, bar store and Dagster instance: {DEMO}")
     if args.ui:

@@ -39,13 +39,15 @@ from rangebar_pipeline.assets.charts import bars_chart_markdown
 from rangebar_pipeline.assets.checks import DayCheck, continuity_day, tier1_day
 from rangebar_pipeline.assets.features import (
     MAX_TIER2_BARS,
-    UNGATED,
     FeatureDay,
     GateVerdict,
+    feature_metadata,
     feature_table,
     features_key,
     gate_tables,
+    publish_days,
     tier2_verdict,
+    withdrawn_observation,
 )
 from rangebar_pipeline.assets.provenance import KERNEL_CODE_VERSION, Version, latest_version, version_tags
 from rangebar_pipeline.assets.ticks import TICKS_KEY
@@ -77,7 +79,7 @@ from rangebar_pipeline.resources import (
 from rangebar_pipeline.schema import SCHEMA_VERSION
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.bars import KERNEL_VERSION, BarStore
-from rangebar_pipeline.storage.datasets import DatasetStore, Published
+from rangebar_pipeline.storage.datasets import DatasetStore
 from rangebar_pipeline.storage.ticks import TickStore
 from rangebar_pipeline.streaming import prefetch
 from rangebar_pipeline.validation import ConservationTicks
@@ -89,7 +91,7 @@ BARS_STEP: Final = "range_bars_and_features"
 #: Changes with the kernel or the bar schema (what a day's bars are): downstream becomes stale.
 BARS_CODE_VERSION: Final = KERNEL_CODE_VERSION
 #: Bumped when the feature table's construction changes.
-FEATURES_CODE_VERSION: Final = f"features-3-{KERNEL_CODE_VERSION}"
+FEATURES_CODE_VERSION: Final = f"features-4-{KERNEL_CODE_VERSION}"
 
 
 def bars_code_version(options: BarOptions) -> str:
@@ -304,24 +306,26 @@ class _StepRun:
                 )
 
     def _feature_events(self, chunk: Sequence[_Day]) -> Iterator[Any]:
-        """Feature tables of the chunk's days whose bars passed tier1: gated together, then published."""
+        """Feature tables of the chunk's days, gated together, then one Delta commit per threshold and
+        series: days that passed replace their rows; a failed gate keeps the day's previous rows, bars
+        that failed tier1 withdraw them; every rejection is in the commit info and the metadata."""
         ready: list[FeatureDay] = []
+        withdrawn: list[tuple[FeatureDay, str]] = []
         for threshold in self.selection.features:
             for day in chunk:
                 check = day.tier1[threshold]
+                table = feature_table(
+                    day.results[threshold].bars, day.series, threshold, groups=self.selection.groups
+                )
+                item = FeatureDay(day.series, threshold, day.day, table)
                 if check.passed:
-                    table = feature_table(
-                        day.results[threshold].bars, day.series, threshold, self.selection.horizons,
-                        groups=self.selection.groups,
-                    )  # fmt: skip
-                    ready.append(FeatureDay(day.series, threshold, day.day, table))
+                    ready.append(item)
                     continue
                 self.context.log.warning(
                     f"{partition_key(day.day, day.series)}: features_{threshold} not built, the bars "
                     f"failed their blocking tier1 check ({check.description})"
                 )
-                reason = f"range_bars_{threshold}:tier1 failed: {check.description}"
-                self.datasets.withdraw(day.series, threshold, day.day, [reason])
+                withdrawn.append((item, f"range_bars_{threshold}:tier1 failed: {check.description}"))
         gated = [f for f in ready if self.selection.wants(features_key(f.threshold), "expectations")]
         verdicts = (
             dict(zip(map(id, gated), gate_tables(gated, self.selection.groups), strict=True)) if gated else {}
@@ -334,25 +338,47 @@ class _StepRun:
                     [*self.recent.get(threshold, []), *(f.table for f in mine)], how="diagonal_relaxed"
                 )
                 self.recent[threshold] = [recent.tail(MAX_TIER2_BARS)]
-            for item in mine:
-                label = partition_key(item.day, item.series)
-                verdict = verdicts.get(id(item))
-                published = self.datasets.publish(
-                    item.series, threshold, item.day, item.table, failures=_rejections(verdict or UNGATED)
+            failed = [(f, reason) for f, reason in withdrawn if f.threshold == threshold]
+            for series in dict.fromkeys(f.series for f in [*mine, *(f for f, _ in failed)]):
+                yield from self._publish(
+                    [f for f in mine if f.series == series],
+                    [(f, r) for f, r in failed if f.series == series],
+                    verdicts,
                 )
-                source = self.recorded.get((threshold, item.day)) or latest_version(
-                    self.context.instance, range_bars_key(threshold), label
-                )
-                code_version = features_code_version(self.pipeline)
-                version = _feature_version(source, self.selection.horizons, code_version)
-                yield dg.AssetMaterialization(
-                    asset_key=asset,
-                    partition=label,
-                    metadata=_feature_metadata(item, published, verdict, self.selection.horizons),
-                    tags=version_tags(version, code_version, {range_bars_key(threshold): source}),
-                )
-                if verdict is not None:
-                    yield _gate_evaluation(asset, label, verdict)
+
+    def _publish(
+        self,
+        built: list[FeatureDay],
+        failed: list[tuple[FeatureDay, str]],
+        verdicts: dict[int, GateVerdict],
+    ) -> Iterator[Any]:
+        """One Delta commit of a threshold's and series' days, then their events: a materialization
+        (and gate evaluation) per built table, an observation per day withdrawn for its bars."""
+        first = (built or [f for f, _ in failed])[0]
+        threshold, series = first.threshold, first.series
+        asset, bars = features_key(threshold), range_bars_key(threshold)
+        instance = self.context.instance
+        sources = {
+            f.day: self.recorded.get((threshold, f.day))
+            or latest_version(instance, bars, partition_key(f.day, series))
+            for f in built
+        }
+        commit = publish_days(self.datasets, built, failed, verdicts, sources)
+        code_version = features_code_version(self.pipeline)
+        for item in built:
+            label = partition_key(item.day, series)
+            verdict = verdicts.get(id(item))
+            version = _feature_version(sources[item.day], self.selection.horizons, code_version)
+            yield dg.AssetMaterialization(
+                asset_key=asset,
+                partition=label,
+                metadata=feature_metadata(item, commit),
+                tags=version_tags(version, code_version, {bars: sources[item.day]}),
+            )
+            if verdict is not None:
+                yield _gate_evaluation(asset, label, verdict)
+        for item, reason in failed:
+            yield withdrawn_observation(item, reason, commit)
 
 
 def _tier2_evaluation(
@@ -373,28 +399,6 @@ def _feature_version(bars: Version | None, horizons: tuple[int, ...], code_versi
     """A feature table is a function of its day's bars, the label horizons and its construction."""
     basis = f"{bars.data_version if bars else 'unrecorded'}|{horizons}|{code_version}"
     return hashlib.sha256(basis.encode()).hexdigest()
-
-
-def _feature_metadata(
-    item: FeatureDay, published: Published, verdict: GateVerdict | None, horizons: tuple[int, ...]
-) -> dict[str, Any]:
-    return {
-        "dagster/partition_row_count": item.table.height,
-        "dagster/uri": published.uri,
-        "dagster/column_schema": column_schema(item.table.schema),
-        "bytes": published.bytes,
-        "promoted": verdict is None or verdict.passed,
-        "labels": ", ".join(f"forward_return_{h}" for h in horizons),
-        "schema_version": SCHEMA_VERSION,
-        "kernel_version": KERNEL_VERSION,
-    }
-
-
-def _rejections(verdict: GateVerdict) -> tuple[str, ...]:
-    """Why a gated table is withdrawn (empty when it passed)."""
-    if verdict.passed:
-        return ()
-    return verdict.failures or ("the great-expectations gate failed",)
 
 
 def _gate_evaluation(asset: dg.AssetKey, label: str, verdict: GateVerdict) -> dg.AssetCheckEvaluation:
@@ -478,7 +482,6 @@ def _sha(data: bytes) -> str:
 def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
     """The step computing ``range_bars_{thr}`` and ``features_{thr}`` of every configured threshold."""
     partitions = daily_series_partitions(pipeline)
-    horizons = ", ".join(f"forward_return_{h}" for h in pipeline.label_horizons)
     options = pipeline.bar_options
     bar_schema = column_schema(options.bar_schema)
     groups = " and ".join(g for g in pipeline.feature_groups if g != "core") or "no feature group"
@@ -528,9 +531,10 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
             code_version=features_code_version(pipeline),
             description=(
                 f"ML-ready feature table at {threshold} dbps: the day's bars (only when they passed "
-                f"tier1) with the {groups} features and forward-return labels {horizons}, one Parquet "
-                "file per series and day (recording the schema and kernel versions that produced it), "
-                "visible to datasets once its great-expectations gate passed."
+                f"tier1) with the {groups} features, a series-day of the threshold's Delta table "
+                "(recording the bars' data version, schema and kernel versions that produced it), "
+                "committed once its great-expectations gate passed; labels are computed across days "
+                f"by ml_dataset_{threshold}."
             ),
         )  # fmt: skip
         check(
