@@ -172,6 +172,9 @@ class _StepRun:
     last_tick: int | None = None
     #: The most recent feature rows of the range per threshold (tier-2 statistics at its end).
     recent: dict[int, list[pl.DataFrame]] = field(default_factory=dict)
+    #: The latest feature materialization recorded per asset whose tier2 check is selected (the
+    #: range's tier2 evaluation names it).
+    tier2_targets: dict[dg.AssetKey, Version | None] = field(default_factory=dict)
 
     def run(self, series: Series, first: date, last: date) -> Iterator[Any]:
         """Compute (or load) ``[first, last]`` of ``series`` and record every day's events."""
@@ -188,6 +191,11 @@ class _StepRun:
         before = partition_key(day_before, series)
         self.versions = {t: latest_version(instance, range_bars_key(t), before) for t in computed}
         self.recent = {}
+        self.tier2_targets = {
+            features_key(t): None
+            for t in self.selection.features
+            if self.selection.wants(features_key(t), "tier2")
+        }
         try:
             yield from self._walk(series, first, last, computed, loaded)
         except dg.Failure:  # the days done before the failing one still get their statistics
@@ -198,7 +206,8 @@ class _StepRun:
     def _tier2(self, series: Series, first: date, last: date) -> Iterator[dg.AssetCheckEvaluation]:
         """Tier-2 statistics of the range's most recent bars: once per threshold, not per day."""
         for threshold, tables in self.recent.items():
-            yield _tier2_evaluation(threshold, series, first, last, tables)
+            target = self.tier2_targets.get(features_key(threshold))
+            yield _tier2_evaluation(threshold, series, first, last, tables, target=target)
         self.recent = {}
 
     def _walk(
@@ -294,13 +303,22 @@ class _StepRun:
                 )
                 recorded = latest_version(self.context.instance, asset, label) or Version(None, sha)
                 self.versions[threshold] = self.recorded[(threshold, day.day)] = recorded
-            if self.selection.wants(asset, "tier1"):
+            wanted = [name for name in ("tier1", "continuity") if self.selection.wants(asset, name)]
+            if not wanted:
+                continue
+            # Each evaluation names the materialization it judged: just recorded, or the stored day's.
+            target = (
+                self.recorded[(threshold, day.day)]
+                if materialized
+                else latest_version(self.context.instance, asset, label)
+            )
+            if "tier1" in wanted:
                 yield day.tier1[threshold].evaluation(
-                    asset, label, blocking=True, severity=dg.AssetCheckSeverity.ERROR
+                    asset, label, blocking=True, severity=dg.AssetCheckSeverity.ERROR, target=target
                 )
-            if self.selection.wants(asset, "continuity"):
+            if "continuity" in wanted:
                 yield day.continuity[threshold].evaluation(
-                    asset, label, blocking=False, severity=dg.AssetCheckSeverity.ERROR
+                    asset, label, blocking=False, severity=dg.AssetCheckSeverity.ERROR, target=target
                 )
 
     def _feature_events(self, chunk: Sequence[_Day]) -> Iterator[Any]:
@@ -351,12 +369,21 @@ class _StepRun:
                     metadata=_feature_metadata(item, published, verdict, self.selection.horizons),
                     tags=version_tags(version, code_version, {range_bars_key(threshold): source}),
                 )
-                if verdict is not None:
-                    yield _gate_evaluation(asset, label, verdict)
+                if verdict is not None or asset in self.tier2_targets:
+                    judged = latest_version(self.context.instance, asset, label)
+                    self.tier2_targets[asset] = judged
+                    if verdict is not None:
+                        yield _gate_evaluation(asset, label, verdict, judged)
 
 
 def _tier2_evaluation(
-    threshold: int, series: Series, first: date, last: date, tables: list[pl.DataFrame]
+    threshold: int,
+    series: Series,
+    first: date,
+    last: date,
+    tables: list[pl.DataFrame],
+    *,
+    target: Version | None,
 ) -> dg.AssetCheckEvaluation:
     passed, description, meta = tier2_verdict(tables, threshold)
     return dg.AssetCheckEvaluation(
@@ -366,6 +393,7 @@ def _tier2_evaluation(
         severity=dg.AssetCheckSeverity.WARN,
         description=f"{series} {first}..{last}, the last {MAX_TIER2_BARS} bars at most: {description}",
         metadata={**meta, "series": series.key, "first_day": str(first), "last_day": str(last)},
+        target_materialization_data=target.target if target is not None else None,
     )
 
 
@@ -397,7 +425,9 @@ def _rejections(verdict: GateVerdict) -> tuple[str, ...]:
     return verdict.failures or ("the great-expectations gate failed",)
 
 
-def _gate_evaluation(asset: dg.AssetKey, label: str, verdict: GateVerdict) -> dg.AssetCheckEvaluation:
+def _gate_evaluation(
+    asset: dg.AssetKey, label: str, verdict: GateVerdict, target: Version | None
+) -> dg.AssetCheckEvaluation:
     return dg.AssetCheckEvaluation(
         asset_key=asset,
         check_name="expectations",
@@ -415,6 +445,7 @@ def _gate_evaluation(asset: dg.AssetKey, label: str, verdict: GateVerdict) -> dg
             "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in verdict.failures) or "(none)"),
             "promoted": verdict.passed,
         },
+        target_materialization_data=target.target if target is not None else None,
     )
 
 

@@ -21,6 +21,7 @@ import dagster as dg
 import polars as pl
 
 from rangebar_pipeline.assets._common import markdown_table
+from rangebar_pipeline.assets.provenance import Version
 from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.engine import ThresholdDay
 from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
@@ -55,9 +56,16 @@ class DayCheck:
     metadata: dict[str, Any]
 
     def evaluation(
-        self, asset: dg.AssetKey, partition: str, *, blocking: bool, severity: dg.AssetCheckSeverity
+        self,
+        asset: dg.AssetKey,
+        partition: str,
+        *,
+        blocking: bool,
+        severity: dg.AssetCheckSeverity,
+        target: Version | None,
     ) -> dg.AssetCheckEvaluation:
-        """This outcome as a Dagster evaluation of ``asset``'s check for ``partition``."""
+        """This outcome as a Dagster evaluation of ``asset``'s check for ``partition``, linked to
+        ``target``, the materialization it judged (the partition's check status counts only then)."""
         return dg.AssetCheckEvaluation(
             asset_key=asset,
             check_name=self.name,
@@ -67,6 +75,7 @@ class DayCheck:
             description=self.description[:2000],
             blocking=blocking,
             partition=partition,
+            target_materialization_data=target.target if target is not None else None,
         )
 
 
