@@ -36,7 +36,14 @@ from rangebar_pipeline.assets._common import (
     timestamp,
 )
 from rangebar_pipeline.assets.charts import bars_chart_markdown
-from rangebar_pipeline.assets.checks import DayCheck, continuity_day, tier1_day
+from rangebar_pipeline.assets.checks import (
+    DayCheck,
+    continuity_day,
+    freshness_description,
+    freshness_of,
+    freshness_outcome,
+    tier1_day,
+)
 from rangebar_pipeline.assets.features import (
     MAX_TIER2_BARS,
     UNGATED,
@@ -397,6 +404,33 @@ def _tier2_evaluation(
     )
 
 
+def _freshness_evaluations(
+    context: dg.AssetExecutionContext, pipeline: PipelineConfig, selection: _Selection, ticks: TickStore
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """The selected ``range_bars_{thr}:freshness`` checks, each naming the asset's latest materialization."""
+    for threshold in pipeline.thresholds:
+        asset = range_bars_key(threshold)
+        if not selection.wants(asset, "freshness"):
+            continue
+        passed, description, metadata = freshness_outcome(
+            freshness_of(pipeline, context.instance, asset, ticks)
+        )
+        latest = context.instance.fetch_materializations(asset, limit=1).records
+        yield dg.AssetCheckEvaluation(
+            asset_key=asset,
+            check_name="freshness",
+            passed=passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=description,
+            metadata=metadata,
+            target_materialization_data=(
+                Version(latest[0].storage_id, "", latest[0].run_id, latest[0].timestamp).target
+                if latest
+                else None
+            ),
+        )
+
+
 def _feature_version(bars: Version | None, horizons: tuple[int, ...], code_version: str) -> str:
     """A feature table is a function of its day's bars, the label horizons and its construction."""
     basis = f"{bars.data_version if bars else 'unrecorded'}|{horizons}|{code_version}"
@@ -539,6 +573,9 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
             blocking=True,
         )
         check(bars, "continuity", "The day's first bar follows the previous day's last bar (ids and times)")
+        # Evaluated by this step (an asset check op after it would be skipped: the step records
+        # materializations, not outputs), at the end of each run and in the freshness job.
+        checks.append(dg.AssetCheckSpec("freshness", asset=bars, description=freshness_description(pipeline)))
     for threshold in pipeline.thresholds:
         features = features_key(threshold)
         spec(
@@ -586,5 +623,6 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
             for series, days in days_by_series(run_partition_keys(context.op_execution_context)).items():
                 for first, last in contiguous_ranges(days):
                     yield from walk.run(series, first, last)
+        yield from _freshness_evaluations(context, pipeline, selection, ticks)
 
     return range_bars_and_features
