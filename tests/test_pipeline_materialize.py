@@ -78,6 +78,7 @@ def test_two_days_in_order_equal_golden_with_checks_and_rematerializing_changes_
     # The bars in Tier 2 equal the golden series across the day boundary, for both thresholds.
     for thr in (10, 25):
         assert_bars_equal_golden(stored_bars(SPOT, thr), golden("spot", "BTCUSDT", thr))
+
     def downloads() -> int:  # the freshness checks' probes are HEAD requests
         return sum(1 for r in env.binance.requests if r.method != "HEAD")
 

@@ -40,10 +40,12 @@ from rangebar_pipeline.assets.checks import (
     DayCheck,
     continuity_day,
     freshness_description,
-    freshness_of,
-    freshness_outcome,
+    freshness_evaluations,
+    gate_evaluation,
     tier1_day,
+    tier2_evaluation,
 )
+from rangebar_pipeline.assets.empty_days import before_start_events
 from rangebar_pipeline.assets.features import (
     MAX_TIER2_BARS,
     UNGATED,
@@ -52,7 +54,6 @@ from rangebar_pipeline.assets.features import (
     feature_table,
     features_key,
     gate_tables,
-    tier2_verdict,
 )
 from rangebar_pipeline.assets.provenance import KERNEL_CODE_VERSION, Version, latest_version, version_tags
 from rangebar_pipeline.assets.ticks import TICKS_KEY
@@ -214,7 +215,7 @@ class _StepRun:
         """Tier-2 statistics of the range's most recent bars: once per threshold, not per day."""
         for threshold, tables in self.recent.items():
             target = self.tier2_targets.get(features_key(threshold))
-            yield _tier2_evaluation(threshold, series, first, last, tables, target=target)
+            yield tier2_evaluation(threshold, series, first, last, tables, target=target)
         self.recent = {}
 
     def _walk(
@@ -224,7 +225,7 @@ class _StepRun:
         if computed:
             day_before = first - timedelta(days=1)
             stored = self.store.checkpoints_at(series, computed, day_before, options=options)
-            if day_before >= self.pipeline.start_date and (
+            if day_before >= self.pipeline.first_day(series) and (
                 absent := [t for t in computed if t not in stored]
             ):
                 self.context.log.warning(
@@ -380,55 +381,7 @@ class _StepRun:
                     judged = latest_version(self.context.instance, asset, label)
                     self.tier2_targets[asset] = judged
                     if verdict is not None:
-                        yield _gate_evaluation(asset, label, verdict, judged)
-
-
-def _tier2_evaluation(
-    threshold: int,
-    series: Series,
-    first: date,
-    last: date,
-    tables: list[pl.DataFrame],
-    *,
-    target: Version | None,
-) -> dg.AssetCheckEvaluation:
-    passed, description, meta = tier2_verdict(tables, threshold)
-    return dg.AssetCheckEvaluation(
-        asset_key=features_key(threshold),
-        check_name="tier2",
-        passed=passed,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=f"{series} {first}..{last}, the last {MAX_TIER2_BARS} bars at most: {description}",
-        metadata={**meta, "series": series.key, "first_day": str(first), "last_day": str(last)},
-        target_materialization_data=target.target if target is not None else None,
-    )
-
-
-def _freshness_evaluations(
-    context: dg.AssetExecutionContext, pipeline: PipelineConfig, selection: _Selection, ticks: TickStore
-) -> Iterator[dg.AssetCheckEvaluation]:
-    """The selected ``range_bars_{thr}:freshness`` checks, each naming the asset's latest materialization."""
-    for threshold in pipeline.thresholds:
-        asset = range_bars_key(threshold)
-        if not selection.wants(asset, "freshness"):
-            continue
-        passed, description, metadata = freshness_outcome(
-            freshness_of(pipeline, context.instance, asset, ticks)
-        )
-        latest = context.instance.fetch_materializations(asset, limit=1).records
-        yield dg.AssetCheckEvaluation(
-            asset_key=asset,
-            check_name="freshness",
-            passed=passed,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=description,
-            metadata=metadata,
-            target_materialization_data=(
-                Version(latest[0].storage_id, "", latest[0].run_id, latest[0].timestamp).target
-                if latest
-                else None
-            ),
-        )
+                        yield gate_evaluation(asset, label, verdict, judged)
 
 
 def _feature_version(bars: Version | None, horizons: tuple[int, ...], code_version: str) -> str:
@@ -457,30 +410,6 @@ def _rejections(verdict: GateVerdict) -> tuple[str, ...]:
     if verdict.passed:
         return ()
     return verdict.failures or ("the great-expectations gate failed",)
-
-
-def _gate_evaluation(
-    asset: dg.AssetKey, label: str, verdict: GateVerdict, target: Version | None
-) -> dg.AssetCheckEvaluation:
-    return dg.AssetCheckEvaluation(
-        asset_key=asset,
-        check_name="expectations",
-        passed=verdict.passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        blocking=True,
-        partition=label,
-        description=(
-            f"{label}: great-expectations suite passed ({verdict.evaluated} expectations)"
-            if verdict.passed
-            else f"{label}: " + "; ".join(verdict.failures[:5])
-        )[:2000],
-        metadata={
-            "evaluated": verdict.evaluated,
-            "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in verdict.failures) or "(none)"),
-            "promoted": verdict.passed,
-        },
-        target_materialization_data=target.target if target is not None else None,
-    )
 
 
 def _bar_metadata(
@@ -607,7 +536,9 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         specs=specs,
         check_specs=checks,
         can_subset=True,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        # Bounded runs: a backfill of years runs as runs of at most max_days_per_run days per series
+        # (each continuing the previous run's stored checkpoint), which fail independently.
+        backfill_policy=dg.BackfillPolicy.multi_run(pipeline.max_days_per_run),
         pool=BAR_STORE_POOL,
     )
     def range_bars_and_features(
@@ -621,8 +552,17 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         with bar_store.open() as store:
             walk = _StepRun(context, pipeline, selection, store, ticks, datasets.store())
             for series, days in days_by_series(run_partition_keys(context.op_execution_context)).items():
-                for first, last in contiguous_ranges(days):
+                start = pipeline.first_day(series)
+                if empty := [d for d in days if d < start]:  # before the series' first day: no data
+                    versions = {range_bars_key(t): bars_code_version(options) for t in selection.bars}
+                    versions |= {features_key(t): features_code_version(pipeline) for t in selection.features}
+                    yield from before_start_events(
+                        context.instance, series, empty, first_day=start, checks=selection.checks,
+                        code_versions=versions,
+                    )  # fmt: skip
+                for first, last in contiguous_ranges(d for d in days if d >= start):
                     yield from walk.run(series, first, last)
-        yield from _freshness_evaluations(context, pipeline, selection, ticks)
+        fresh = [k for k in map(range_bars_key, pipeline.thresholds) if selection.wants(k, "freshness")]
+        yield from freshness_evaluations(context.instance, pipeline, fresh, ticks)
 
     return range_bars_and_features

@@ -12,7 +12,7 @@ partition (:meth:`DayCheck.evaluation`).
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at runtime.
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -21,6 +21,7 @@ import dagster as dg
 import polars as pl
 
 from rangebar_pipeline.assets._common import markdown_table
+from rangebar_pipeline.assets.features import MAX_TIER2_BARS, GateVerdict, features_key, tier2_verdict
 from rangebar_pipeline.assets.provenance import Version
 from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.engine import ThresholdDay
@@ -308,3 +309,73 @@ def build_freshness_check(pipeline: PipelineConfig, asset: dg.AssetKey) -> dg.As
         )
 
     return freshness
+
+
+# --- evaluations the bar step yields (per run) -------------------------------------------------
+
+
+def freshness_evaluations(
+    instance: dg.DagsterInstance, pipeline: PipelineConfig, assets: Iterable[dg.AssetKey], ticks: TickStore
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """The ``freshness`` check of each of ``assets``, each naming the asset's latest materialization."""
+    for asset in assets:
+        passed, description, metadata = freshness_outcome(freshness_of(pipeline, instance, asset, ticks))
+        latest = instance.fetch_materializations(asset, limit=1).records
+        yield dg.AssetCheckEvaluation(
+            asset_key=asset,
+            check_name="freshness",
+            passed=passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=description,
+            metadata=metadata,
+            target_materialization_data=(
+                Version(latest[0].storage_id, "", latest[0].run_id, latest[0].timestamp).target
+                if latest
+                else None
+            ),
+        )
+
+
+def tier2_evaluation(
+    threshold: int,
+    series: Series,
+    first: date,
+    last: date,
+    tables: list[pl.DataFrame],
+    *,
+    target: Version | None,
+) -> dg.AssetCheckEvaluation:
+    passed, description, meta = tier2_verdict(tables, threshold)
+    return dg.AssetCheckEvaluation(
+        asset_key=features_key(threshold),
+        check_name="tier2",
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{series} {first}..{last}, the last {MAX_TIER2_BARS} bars at most: {description}",
+        metadata={**meta, "series": series.key, "first_day": str(first), "last_day": str(last)},
+        target_materialization_data=target.target if target is not None else None,
+    )
+
+
+def gate_evaluation(
+    asset: dg.AssetKey, label: str, verdict: GateVerdict, target: Version | None
+) -> dg.AssetCheckEvaluation:
+    return dg.AssetCheckEvaluation(
+        asset_key=asset,
+        check_name="expectations",
+        passed=verdict.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        blocking=True,
+        partition=label,
+        description=(
+            f"{label}: great-expectations suite passed ({verdict.evaluated} expectations)"
+            if verdict.passed
+            else f"{label}: " + "; ".join(verdict.failures[:5])
+        )[:2000],
+        metadata={
+            "evaluated": verdict.evaluated,
+            "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in verdict.failures) or "(none)"),
+            "promoted": verdict.passed,
+        },
+        target_materialization_data=target.target if target is not None else None,
+    )
