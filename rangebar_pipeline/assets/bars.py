@@ -35,7 +35,7 @@ from rangebar_pipeline.assets._common import (
     run_partition_keys,
     timestamp,
 )
-from rangebar_pipeline.assets.charts import bars_chart_markdown
+from rangebar_pipeline.assets.charts import bars_chart_markdown, chart_summary
 from rangebar_pipeline.assets.checks import (
     DayCheck,
     continuity_day,
@@ -445,6 +445,7 @@ def _bar_metadata(
             "price_chart": dg.MetadataValue.md(
                 bars_chart_markdown(bars, threshold=result.threshold, title=title)
             ),
+            "chart_summary": chart_summary(bars, threshold=result.threshold),
             "preview": dg.MetadataValue.md(markdown_table(preview.to_dicts())),
         }
     )
