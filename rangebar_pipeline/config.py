@@ -91,6 +91,8 @@ class SeriesEntry(_Section):
     source: str = "binance"
     market: str = "spot"
     symbol: Annotated[str, BeforeValidator(_symbol)]
+    #: The series' first published day (days before it are recorded empty, never fetched).
+    start: Annotated[date | None, BeforeValidator(_day)] = None
 
     @field_validator("source")
     @classmethod
@@ -172,6 +174,7 @@ class AutomationSection(_Section):
     sensor_max_requests: Positive = 20
     sensor_lookback_days: Positive = 3
     automation_lookback_days: Positive = 7
+    max_days_per_run: Positive = 31
 
 
 class ConfigFile(_Section):
@@ -207,7 +210,15 @@ class PipelineConfig:
     bar_options: BarOptions = DEFAULT_OPTIONS
     #: Feature groups of the feature tables (``core`` is always on).
     feature_groups: tuple[Group, ...] = ("core", "microstructure")
+    #: A series' first published day when it is after ``start_date`` (by series key).
+    series_starts: Mapping[str, date] = field(default_factory=dict)
+    #: At most this many days of one series in one run of a backfill (BackfillPolicy.multi_run).
+    max_days_per_run: int = 31
     origin: str = "<memory>"
+
+    def first_day(self, series: Series) -> date:
+        """The first day of ``series`` the pipeline fetches: its own start, else ``start_date``."""
+        return max(self.start_date, self.series_starts.get(series.key, self.start_date))
 
     @property
     def series_keys(self) -> tuple[str, ...]:
@@ -308,6 +319,12 @@ def parse_config(raw: Any, *, origin: str = "<memory>") -> PipelineConfig:
         automation_lookback_days=automation.automation_lookback_days,
         bar_options=options,
         feature_groups=groups,
+        series_starts={
+            s.key: entry.start
+            for s, entry in zip(series, file.series, strict=True)
+            if entry.start is not None and entry.start > file.start_date
+        },
+        max_days_per_run=automation.max_days_per_run,
         origin=origin,
     )
 

@@ -35,8 +35,17 @@ from rangebar_pipeline.assets._common import (
     run_partition_keys,
     timestamp,
 )
-from rangebar_pipeline.assets.charts import bars_chart_markdown
-from rangebar_pipeline.assets.checks import DayCheck, continuity_day, tier1_day
+from rangebar_pipeline.assets.charts import bars_chart_markdown, chart_summary
+from rangebar_pipeline.assets.checks import (
+    DayCheck,
+    continuity_day,
+    freshness_description,
+    freshness_evaluations,
+    gate_evaluation,
+    tier1_day,
+    tier2_evaluation,
+)
+from rangebar_pipeline.assets.empty_days import before_start_events
 from rangebar_pipeline.assets.features import (
     MAX_TIER2_BARS,
     FeatureDay,
@@ -46,7 +55,6 @@ from rangebar_pipeline.assets.features import (
     features_key,
     gate_tables,
     publish_days,
-    tier2_verdict,
     withdrawn_observation,
 )
 from rangebar_pipeline.assets.provenance import KERNEL_CODE_VERSION, Version, latest_version, version_tags
@@ -174,6 +182,9 @@ class _StepRun:
     last_tick: int | None = None
     #: The most recent feature rows of the range per threshold (tier-2 statistics at its end).
     recent: dict[int, list[pl.DataFrame]] = field(default_factory=dict)
+    #: The latest feature materialization recorded per asset whose tier2 check is selected (the
+    #: range's tier2 evaluation names it).
+    tier2_targets: dict[dg.AssetKey, Version | None] = field(default_factory=dict)
 
     def run(self, series: Series, first: date, last: date) -> Iterator[Any]:
         """Compute (or load) ``[first, last]`` of ``series`` and record every day's events."""
@@ -190,6 +201,11 @@ class _StepRun:
         before = partition_key(day_before, series)
         self.versions = {t: latest_version(instance, range_bars_key(t), before) for t in computed}
         self.recent = {}
+        self.tier2_targets = {
+            features_key(t): None
+            for t in self.selection.features
+            if self.selection.wants(features_key(t), "tier2")
+        }
         try:
             yield from self._walk(series, first, last, computed, loaded)
         except dg.Failure:  # the days done before the failing one still get their statistics
@@ -200,7 +216,8 @@ class _StepRun:
     def _tier2(self, series: Series, first: date, last: date) -> Iterator[dg.AssetCheckEvaluation]:
         """Tier-2 statistics of the range's most recent bars: once per threshold, not per day."""
         for threshold, tables in self.recent.items():
-            yield _tier2_evaluation(threshold, series, first, last, tables)
+            target = self.tier2_targets.get(features_key(threshold))
+            yield tier2_evaluation(threshold, series, first, last, tables, target=target)
         self.recent = {}
 
     def _walk(
@@ -210,7 +227,7 @@ class _StepRun:
         if computed:
             day_before = first - timedelta(days=1)
             stored = self.store.checkpoints_at(series, computed, day_before, options=options)
-            if day_before >= self.pipeline.start_date and (
+            if day_before >= self.pipeline.first_day(series) and (
                 absent := [t for t in computed if t not in stored]
             ):
                 self.context.log.warning(
@@ -296,13 +313,22 @@ class _StepRun:
                 )
                 recorded = latest_version(self.context.instance, asset, label) or Version(None, sha)
                 self.versions[threshold] = self.recorded[(threshold, day.day)] = recorded
-            if self.selection.wants(asset, "tier1"):
+            wanted = [name for name in ("tier1", "continuity") if self.selection.wants(asset, name)]
+            if not wanted:
+                continue
+            # Each evaluation names the materialization it judged: just recorded, or the stored day's.
+            target = (
+                self.recorded[(threshold, day.day)]
+                if materialized
+                else latest_version(self.context.instance, asset, label)
+            )
+            if "tier1" in wanted:
                 yield day.tier1[threshold].evaluation(
-                    asset, label, blocking=True, severity=dg.AssetCheckSeverity.ERROR
+                    asset, label, blocking=True, severity=dg.AssetCheckSeverity.ERROR, target=target
                 )
-            if self.selection.wants(asset, "continuity"):
+            if "continuity" in wanted:
                 yield day.continuity[threshold].evaluation(
-                    asset, label, blocking=False, severity=dg.AssetCheckSeverity.ERROR
+                    asset, label, blocking=False, severity=dg.AssetCheckSeverity.ERROR, target=target
                 )
 
     def _feature_events(self, chunk: Sequence[_Day]) -> Iterator[Any]:
@@ -375,51 +401,19 @@ class _StepRun:
                 metadata=feature_metadata(item, commit),
                 tags=version_tags(version, code_version, {bars: sources[item.day]}),
             )
-            if verdict is not None:
-                yield _gate_evaluation(asset, label, verdict)
+            if verdict is not None or asset in self.tier2_targets:
+                judged = latest_version(instance, asset, label)
+                self.tier2_targets[asset] = judged
+                if verdict is not None:
+                    yield gate_evaluation(asset, label, verdict, judged)
         for item, reason in failed:
             yield withdrawn_observation(item, reason, commit)
-
-
-def _tier2_evaluation(
-    threshold: int, series: Series, first: date, last: date, tables: list[pl.DataFrame]
-) -> dg.AssetCheckEvaluation:
-    passed, description, meta = tier2_verdict(tables, threshold)
-    return dg.AssetCheckEvaluation(
-        asset_key=features_key(threshold),
-        check_name="tier2",
-        passed=passed,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=f"{series} {first}..{last}, the last {MAX_TIER2_BARS} bars at most: {description}",
-        metadata={**meta, "series": series.key, "first_day": str(first), "last_day": str(last)},
-    )
 
 
 def _feature_version(bars: Version | None, horizons: tuple[int, ...], code_version: str) -> str:
     """A feature table is a function of its day's bars, the label horizons and its construction."""
     basis = f"{bars.data_version if bars else 'unrecorded'}|{horizons}|{code_version}"
     return hashlib.sha256(basis.encode()).hexdigest()
-
-
-def _gate_evaluation(asset: dg.AssetKey, label: str, verdict: GateVerdict) -> dg.AssetCheckEvaluation:
-    return dg.AssetCheckEvaluation(
-        asset_key=asset,
-        check_name="expectations",
-        passed=verdict.passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        blocking=True,
-        partition=label,
-        description=(
-            f"{label}: great-expectations suite passed ({verdict.evaluated} expectations)"
-            if verdict.passed
-            else f"{label}: " + "; ".join(verdict.failures[:5])
-        )[:2000],
-        metadata={
-            "evaluated": verdict.evaluated,
-            "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in verdict.failures) or "(none)"),
-            "promoted": verdict.passed,
-        },
-    )
 
 
 def _bar_metadata(
@@ -455,18 +449,16 @@ def _bar_metadata(
             "price_chart": dg.MetadataValue.md(
                 bars_chart_markdown(bars, threshold=result.threshold, title=title)
             ),
+            "chart_summary": chart_summary(bars, threshold=result.threshold),
             "preview": dg.MetadataValue.md(markdown_table(preview.to_dicts())),
         }
     )
 
 
 def _warm_up(selection: _Selection) -> None:
-    """Start the heavy imports the selected checks and charts need, overlapping the first days."""
-    from rangebar_pipeline.assets import charts
+    """Start the heavy imports the selected checks need, overlapping the first days."""
     from rangebar_pipeline.validation import expectations, tier2
 
-    if selection.bars:
-        charts.warm_up()
     if any(c.name == "expectations" for c in selection.checks):
         expectations.warm_up()
     if any(c.name == "tier2" for c in selection.checks):
@@ -524,6 +516,9 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
             blocking=True,
         )
         check(bars, "continuity", "The day's first bar follows the previous day's last bar (ids and times)")
+        # Evaluated by this step (an asset check op after it would be skipped: the step records
+        # materializations, not outputs), at the end of each run and in the freshness job.
+        checks.append(dg.AssetCheckSpec("freshness", asset=bars, description=freshness_description(pipeline)))
     for threshold in pipeline.thresholds:
         features = features_key(threshold)
         spec(
@@ -556,7 +551,9 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         specs=specs,
         check_specs=checks,
         can_subset=True,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        # Bounded runs: a backfill of years runs as runs of at most max_days_per_run days per series
+        # (each continuing the previous run's stored checkpoint), which fail independently.
+        backfill_policy=dg.BackfillPolicy.multi_run(pipeline.max_days_per_run),
         pool=BAR_STORE_POOL,
     )
     def range_bars_and_features(
@@ -571,7 +568,17 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         with bar_store.open() as store:
             walk = _StepRun(context, pipeline, selection, store, ticks, datasets.store())
             for series, days in days_by_series(run_partition_keys(context.op_execution_context)).items():
-                for first, last in contiguous_ranges(days):
+                start = pipeline.first_day(series)
+                if empty := [d for d in days if d < start]:  # before the series' first day: no data
+                    versions = {range_bars_key(t): bars_code_version(options) for t in selection.bars}
+                    versions |= {features_key(t): features_code_version(pipeline) for t in selection.features}
+                    yield from before_start_events(
+                        context.instance, series, empty, first_day=start, checks=selection.checks,
+                        code_versions=versions,
+                    )  # fmt: skip
+                for first, last in contiguous_ranges(d for d in days if d >= start):
                     yield from walk.run(series, first, last)
+        fresh = [k for k in map(range_bars_key, pipeline.thresholds) if selection.wants(k, "freshness")]
+        yield from freshness_evaluations(context.instance, pipeline, fresh, ticks)
 
     return range_bars_and_features

@@ -144,25 +144,43 @@ def gate_tables(
 
 def tier2_verdict(tables: Sequence[pl.DataFrame], threshold: int) -> tuple[bool, str, dict[str, Any]]:
     """Tier-2 statistics (warning level) over the rows of several consecutive days at once (the last
-    :data:`MAX_TIER2_BARS` of them), against the next bar's log return across those days."""
+    :data:`MAX_TIER2_BARS` of them), against the next bar's log return across those days.
+
+    The warning fires on what a data defect looks like, each finding naming the statistic, the
+    feature, its value and the threshold (:func:`tier2_findings`). How many features are significant
+    against the forward return is reported, not judged: on days of real bars few are, and that is
+    the market, not a defect.
+    """
     filled = [t for t in tables if t.height]
     rows = pl.concat(filled, how="vertical_relaxed").tail(MAX_TIER2_BARS) if filled else pl.DataFrame()
     if rows.height:
         rows = forward_returns(rows, (1,))
     if rows.height < MIN_TIER2_BARS:
         return (
-            False,
-            f"only {rows.height} bars (< {MIN_TIER2_BARS}): statistics skipped",
+            True,
+            f"{rows.height} bars (< {MIN_TIER2_BARS}): too few for the statistics, nothing to judge",
             {"bars": rows.height},
         )
     result = validate_tier2(rows, target="fwd_return_1", threshold_decimal_bps=threshold)
+    findings = tier2_findings(result.table)
+    significant = ", ".join(result.significant_features) or "none"
+    summary = (
+        f"{rows.height} bars of {len(tables)} day(s); "
+        f"{result.significant_feature_count} feature(s) significant against fwd_return_1 ({significant})"
+    )
+    description = (
+        f"{summary}; no feature leaks the label or is non-stationary by both ADF and KPSS"
+        if not findings
+        else f"{len(findings)} finding(s): " + "; ".join(findings[:5]) + f" ({summary})"
+    )
     return (
-        result.passed,
-        f"{rows.height} bars of {len(tables)} day(s): "
-        f"{result.significant_feature_count} significant feature(s)",
+        not findings,
+        description,
         {
             "bars": rows.height,
             "days": len(tables),
+            "findings": dg.MetadataValue.md("\n".join(f"- {f}" for f in findings) or "(none)"),
+            "significant_features": result.significant_feature_count,
             "feature_table": dg.MetadataValue.md(result.table_markdown()),
         },
     )
@@ -229,3 +247,29 @@ def withdrawn_observation(item: FeatureDay, reason: str, commit: FeatureCommit) 
             "dagster/uri": commit.uri,
         },
     )
+
+
+#: A feature whose |Spearman rho| with the next bar's return reaches this sees the label (look-ahead).
+LEAK_RHO: Final = 0.9
+#: Both stationarity tests call a feature non-stationary: ADF p above, KPSS p below this.
+STATIONARITY_P: Final = 0.05
+
+
+def tier2_findings(table: pl.DataFrame) -> list[str]:
+    """What is wrong with the features, one sentence each: statistic, feature, value, threshold."""
+    findings: list[str] = []
+    for row in table.iter_rows(named=True):
+        name = row["feature"]
+        rho = row["spearman_rho"]
+        if rho is not None and abs(rho) >= LEAK_RHO:
+            findings.append(
+                f"|spearman_rho({name}, forward_return_1)| = {abs(rho):.3f} >= {LEAK_RHO} "
+                "(the feature sees the label: look-ahead)"
+            )
+        adf, kpss = row["adf_p_value"], row["kpss_p_value"]
+        if adf is not None and kpss is not None and adf > STATIONARITY_P and kpss < STATIONARITY_P:
+            findings.append(
+                f"adf_p_value({name}) = {adf:.3g} > {STATIONARITY_P} and kpss_p_value = {kpss:.3g} < "
+                f"{STATIONARITY_P} (non-stationary by both tests)"
+            )
+    return findings
