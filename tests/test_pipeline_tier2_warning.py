@@ -30,15 +30,15 @@ def test_real_bars_pass_and_the_description_reports_significance_without_judging
     passed, description, metadata = tier2_verdict([table], 10)
     assert passed, description
     assert f"{table.height} bars of 1 day(s)" in description
-    assert "significant against forward_return_1" in description
+    assert "significant against fwd_return_1" in description
     assert metadata["findings"].value == "(none)"
 
 
 def test_a_leaking_feature_fails_naming_statistic_feature_value_and_threshold(table: pl.DataFrame) -> None:
-    leaked = table.with_columns(pl.col("forward_return_1").fill_null(0.0).alias("ofi"))
+    leaked = table.with_columns(pl.col("fwd_return_1").fill_null(0.0).alias("ofi"))
     passed, description, _ = tier2_verdict([leaked], 10)
     assert not passed
-    assert f"|spearman_rho(ofi, forward_return_1)| = 1.000 >= {LEAK_RHO}" in description
+    assert f"|spearman_rho(ofi, fwd_return_1)| = 1.000 >= {LEAK_RHO}" in description
 
 
 def test_a_random_walk_feature_fails_as_non_stationary(table: pl.DataFrame) -> None:

@@ -263,7 +263,7 @@ def tier2_findings(table: pl.DataFrame) -> list[str]:
         rho = row["spearman_rho"]
         if rho is not None and abs(rho) >= LEAK_RHO:
             findings.append(
-                f"|spearman_rho({name}, forward_return_1)| = {abs(rho):.3f} >= {LEAK_RHO} "
+                f"|spearman_rho({name}, fwd_return_1)| = {abs(rho):.3f} >= {LEAK_RHO} "
                 "(the feature sees the label: look-ahead)"
             )
         adf, kpss = row["adf_p_value"], row["kpss_p_value"]
