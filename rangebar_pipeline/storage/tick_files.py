@@ -280,15 +280,16 @@ def read_verified(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """Read ``path`` with page-checksum verification and check schema and row count."""
     meta = read_footer(path)
     try:
-        table = pq.read_table(path, page_checksum_verification=True)
-        frame = pl.from_arrow(table)
+        table = pq.read_table(path, page_checksum_verification=True).replace_schema_metadata(None)
     except (OSError, pa.ArrowException, ValueError) as exc:
         raise CorruptFileError(f"corrupt tick file {path}: {exc}") from exc
+    # Checked on the Arrow side first: a flipped byte in the stored Arrow schema (a time zone, the
+    # copy of the footer entry) would make polars panic or fail on conversion instead of raising.
+    expected = pl.DataFrame(schema=schema).to_arrow().schema
+    if not table.schema.equals(expected):
+        raise CorruptFileError(f"corrupt tick file {path}: expected columns {expected}, found {table.schema}")
+    frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
-    if dict(frame.schema) != schema:
-        raise CorruptFileError(
-            f"corrupt tick file {path}: expected columns {schema}, found {dict(frame.schema)}"
-        )
     if frame.height != meta["rows"]:
         raise CorruptFileError(f"corrupt tick file {path}: {frame.height} rows read, {meta['rows']} written")
     return frame

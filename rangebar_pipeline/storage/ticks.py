@@ -40,7 +40,6 @@ from rangebar_pipeline.storage.tick_files import (
     day_meta,
     day_result,
     existing_result,
-    read_footer,
     read_verified,
     write_frame,
 )
@@ -355,13 +354,10 @@ class TickStore:
         return pl.concat(frames, how="vertical", rechunk=False)
 
     def _checked_path(self, series: Series, day: date, *, refetch: bool) -> Path:
-        """The day's path after a footer check (a truncated or foreign file is replaced or refused)."""
-        path = self.day_path(series, day)
-        try:
-            read_footer(path)
-        except CorruptFileError:
-            self.read_day(series, day, refetch_corrupt=refetch)
-        return path
+        """The day's path once its file is verified as :meth:`read_day` does (page checksums, schema,
+        rows): a corrupt file is replaced or refused before a lazy scan could serve it."""
+        self.read_day(series, day, refetch_corrupt=refetch)
+        return self.day_path(series, day)
 
     # --- fetching and writing -------------------------------------------------------------------
 
