@@ -326,7 +326,7 @@ class TickStore:
         """Ticks of the UTC days ``[start 00:00, end+1 00:00)``, sorted by ``(timestamp, agg_trade_id)``.
 
         Missing days are downloaded (several at once) unless ``fetch_if_missing=False``, in which case
-        they are simply absent. ``lazy=True`` returns a ``pl.LazyFrame`` scanning the day files.
+        they are simply absent. ``lazy=True`` returns a ``pl.LazyFrame`` over the verified days.
 
         Raises:
             DataNotFoundError: The source has no data for some missing day (all days that could be
@@ -343,21 +343,13 @@ class TickStore:
             if missing:
                 self.fetch_days(series, missing).raise_for_failures()
         present = [d for d in wanted if self.has_day(series, d)]
-        if lazy:
-            paths = [self._checked_path(series, d, refetch=fetch_if_missing) for d in present]
-            if not paths:
-                return pl.LazyFrame(schema=schema)
-            return pl.scan_parquet(paths, schema=schema)
         frames = [self.read_day(series, d, refetch_corrupt=fetch_if_missing) for d in present]
         if not frames:
-            return pl.DataFrame(schema=schema)
-        return pl.concat(frames, how="vertical", rechunk=False)
-
-    def _checked_path(self, series: Series, day: date, *, refetch: bool) -> Path:
-        """The day's path once its file is verified as :meth:`read_day` does (page checksums, schema,
-        rows): a corrupt file is replaced or refused before a lazy scan could serve it."""
-        self.read_day(series, day, refetch_corrupt=refetch)
-        return self.day_path(series, day)
+            return pl.LazyFrame(schema=schema) if lazy else pl.DataFrame(schema=schema)
+        frame = pl.concat(frames, how="vertical", rechunk=False)
+        # lazy: over the verified frames, never a scan of the files (a scan would parse each file again
+        # with another reader, which a damaged byte the verified read tolerated can still trip)
+        return frame.lazy() if lazy else frame
 
     # --- fetching and writing -------------------------------------------------------------------
 
