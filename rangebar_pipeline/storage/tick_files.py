@@ -21,7 +21,13 @@ import polars as pl
 from rangebar_pipeline._lazy import lazy_module
 from rangebar_pipeline.exceptions import StoreError
 from rangebar_pipeline.sources.base import Fetched
-from rangebar_pipeline.storage._atomic import AtomicFile, atomic_write, remove_temp_files
+from rangebar_pipeline.storage._atomic import (
+    AtomicFile,
+    atomic_write,
+    is_io_error,
+    remove_temp_files,
+    write_failed,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -182,19 +188,28 @@ class StreamedDay:
         self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
 
     def commit(self, meta: dict[str, Any]) -> int:
-        """Write the last rows and the footer, rename the file into place; return its size."""
+        """Write the last rows and the footer, rename the file into place; return its size.
+
+        Raises:
+            StoreError: Writing failed (e.g. the disk is full), naming the file; nothing is in place.
+        """
         self.add(None)
-        for write in self._writes:
-            write.result()
-        self._pool.shutdown()
-        if self._writer is None:
-            raise StoreError(f"no rows were streamed to {self._file.path}")
-        entry = json.dumps(meta, sort_keys=True).encode()
-        schema = _stored_schema(self._writer.schema).with_metadata({_META_KEY: entry})
-        self._writer.add_key_value_metadata(  # in write_table's order
-            {_META_KEY: entry, _ARROW_SCHEMA_KEY: base64.b64encode(schema.serialize().to_pybytes())}
-        )
-        self._writer.close()
+        try:
+            for write in self._writes:
+                write.result()
+            self._pool.shutdown()
+            if self._writer is None:
+                raise StoreError(f"no rows were streamed to {self._file.path}")
+            entry = json.dumps(meta, sort_keys=True).encode()
+            schema = _stored_schema(self._writer.schema).with_metadata({_META_KEY: entry})
+            self._writer.add_key_value_metadata(  # in write_table's order
+                {_META_KEY: entry, _ARROW_SCHEMA_KEY: base64.b64encode(schema.serialize().to_pybytes())}
+            )
+            self._writer.close()
+        except Exception as exc:
+            if is_io_error(exc):
+                raise write_failed(self._file.path, exc) from exc
+            raise
         self._committed = True
         return self._file.commit()
 
