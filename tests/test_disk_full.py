@@ -18,14 +18,13 @@ from pathlib import Path
 
 import clickhouse_connect
 import dagster as dg
-import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
 from rangebar_pipeline.exceptions import StoreError
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.bars import BarStore
-from rangebar_pipeline.storage.datasets import DatasetStore
+from rangebar_pipeline.storage.datasets import DatasetStore, DayTable
 from tests.loopback import LoopbackServer
 from tests.pipeline_support import (
     DAYS,
@@ -141,18 +140,19 @@ def test_the_bar_store_is_not_created_on_a_full_disk_and_a_cut_short_one_is_crea
 def test_disk_full_while_publishing_a_feature_table(disk: Disk) -> None:
     store = DatasetStore(disk.path / "pipeline")
     table = make_bars(D1, 20_000, seed=3)
-    assert store.publish(SPOT, 250, D1, table.head(10)).promoted
-    before = files_under(disk.path / "pipeline")
+    store.publish_days(250, SPOT, [DayTable(D1, table.head(10))])
+    version = store.features_version(250)
     disk.fill()
-    staged = re.escape(str(disk.path / "pipeline" / "features" / "250" / SPOT.key / ".staging"))
-    with pytest.raises(StoreError, match=rf"cannot write {staged}/2024-08-09\.parquet: .*({FULL})"):
-        store.publish(SPOT, 250, D2, table)
-    assert files_under(disk.path / "pipeline") == before  # nothing staged, nothing promoted, no temp file
+    uri = re.escape(store.features_uri(250))
+    with pytest.raises(StoreError, match=rf"cannot write the feature table {uri}: .*({FULL})"):
+        store.publish_days(250, SPOT, [DayTable(D2, table)])
+    # nothing of the failed commit is visible: same version, same days
+    assert store.features_version(250) == version
     assert store.feature_days(250, SPOT) == [D1]
     disk.free()
-    published = store.publish(SPOT, 250, D2, table)
-    assert published.promoted and store.feature_days(250, SPOT) == [D1, D2]
-    assert pl.read_parquet(published.uri.removeprefix("file://")).height == table.height
+    commit = store.publish_days(250, SPOT, [DayTable(D2, table)])
+    assert commit.version > (version or 0) and store.feature_days(250, SPOT) == [D1, D2]
+    assert store.read_features(250, SPOT, D2).height == table.height
 
 
 @pytest.fixture
