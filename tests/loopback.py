@@ -45,8 +45,9 @@ class Fault:
             connection (with ``reset``: a TCP RST, "connection reset by peer").
         reset: See ``truncate``.
         times: Apply to the first ``times`` matching requests only (``None``: always).
-        hang: Send nothing until the client closes the connection (its read timeout fired); the
-            request is then logged as ``abandoned``.
+        hang: Send nothing until the client gives up on the request (its read timeout fired: it closes
+            the connection, or sends its next request on it); the request is then logged as
+            ``abandoned``.
         gate: Hold the response until this event is set (then serve it as usual).
     """
 
@@ -216,6 +217,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # quiet
         pass
 
+    def setup(self) -> None:
+        # Blocking sockets whatever socket.setdefaulttimeout() says: an idle keep-alive connection is
+        # closed by the client only, never by a server-side timeout (a client reusing it would see
+        # "Remote end closed connection without response", a fault no test asked for).
+        self.request.settimeout(None)
+        super().setup()
+
     def do_HEAD(self) -> None:
         self._serve(head=True)
 
@@ -235,8 +243,8 @@ class _Handler(BaseHTTPRequestHandler):
             status = 200
         index = owner._record(self.command, path, status, faulted=fault is not None)
         if fault is not None and fault.hang:
-            self._hang_until_closed()
-            owner._abandoned(index)
+            if self._hang_until_abandoned():
+                owner._abandoned(index)
             return
         if fault is not None and fault.gate is not None:
             while not fault.gate.wait(0.1):
@@ -249,17 +257,22 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(status, content, head=head)
 
-    def _hang_until_closed(self) -> None:
-        """Answer nothing until the peer closes the connection (or the server stops)."""
-        self.close_connection = True
+    def _hang_until_abandoned(self) -> bool:
+        """Answer nothing until the client gives up on this request: it closes the connection, or sends
+        its next request on it (then served as usual). False if the server stopped first."""
         while not self.owner._stopping.is_set():
             readable, _, _ = select.select([self.connection], [], [], 0.1)
-            if readable:
-                try:
-                    if not self.connection.recv(65536):  # EOF: the client gave up
-                        return
-                except OSError:
-                    return
+            if not readable:
+                continue
+            try:
+                pending = self.connection.recv(1, socket.MSG_PEEK)
+            except OSError:
+                pending = b""
+            if not pending:  # closed by the client
+                self.close_connection = True
+            return True
+        self.close_connection = True
+        return False
 
     def _send(self, status: int, body: bytes, *, head: bool) -> None:
         try:

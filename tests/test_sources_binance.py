@@ -180,8 +180,9 @@ def _zip_requests(loopback: LoopbackServer) -> list[tuple[bool, bool]]:
 
 def test_a_timeout_is_retried(loopback: LoopbackServer) -> None:
     loopback.fault(SPOT_ZIP, Fault(hang=True, times=1))
-    source = BinanceVision(f"{loopback.url}/binance_vision", client=HttpClient(retry=TIMEOUT_RETRY))
-    fetched = source.fetch_day("spot", "BTCUSDT", DAY)
+    with HttpClient(retry=TIMEOUT_RETRY) as client:
+        source = BinanceVision(f"{loopback.url}/binance_vision", client=client)
+        fetched = source.fetch_day("spot", "BTCUSDT", DAY)
     assert fetched.frame.height == 5798
     loopback.wait_for(lambda log: any(r.abandoned for r in log))  # the server saw the client give up
     assert _zip_requests(loopback) == [(True, True), (False, False)]
@@ -189,10 +190,11 @@ def test_a_timeout_is_retried(loopback: LoopbackServer) -> None:
 
 def test_persistent_timeouts_fail_with_a_download_error(loopback: LoopbackServer) -> None:
     loopback.fault(SPOT_ZIP, Fault(hang=True))
-    source = BinanceVision(f"{loopback.url}/binance_vision", client=HttpClient(retry=TIMEOUT_RETRY))
-    with pytest.raises(DownloadError, match=r"(?i)timeout|timed out"):
-        source.fetch_day("spot", "BTCUSDT", DAY)
-    loopback.wait_for(lambda log: sum(r.abandoned for r in log) == 3)
+    with HttpClient(retry=TIMEOUT_RETRY) as client:
+        source = BinanceVision(f"{loopback.url}/binance_vision", client=client)
+        with pytest.raises(DownloadError, match=r"(?i)timeout|timed out"):
+            source.fetch_day("spot", "BTCUSDT", DAY)
+    loopback.wait_for(lambda log: sum(r.abandoned for r in log) == 3)  # the client is closed by now
     assert _zip_requests(loopback) == [(True, True)] * 3  # each attempt given up by the client, no 4th
 
 
