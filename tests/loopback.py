@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
-import select
+import selectors
 import socket
 import struct
 import threading
@@ -260,19 +260,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _hang_until_abandoned(self) -> bool:
         """Answer nothing until the client gives up on this request: it closes the connection, or sends
         its next request on it (then served as usual). False if the server stopped first."""
-        while not self.owner._stopping.is_set():
-            readable, _, _ = select.select([self.connection], [], [], 0.1)
-            if not readable:
-                continue
-            try:
-                pending = self.connection.recv(1, socket.MSG_PEEK)
-            except OSError:
-                pending = b""
-            if not pending:  # closed by the client
-                self.close_connection = True
-            return True
-        self.close_connection = True
-        return False
+        # selectors (epoll), not select.select: a long test process may hold descriptors >= 1024
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.connection, selectors.EVENT_READ)
+            while not selector.select(0.1):
+                if self.owner._stopping.is_set():
+                    self.close_connection = True
+                    return False
+        try:
+            pending = self.connection.recv(1, socket.MSG_PEEK)
+        except OSError:
+            pending = b""
+        if not pending:  # closed by the client
+            self.close_connection = True
+        return True
 
     def _send(self, status: int, body: bytes, *, head: bool) -> None:
         try:
