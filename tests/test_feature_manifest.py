@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from rangebar_pipeline import _core, manifest
-from rangebar_pipeline.schema import BAR_SCHEMA, FEATURE_COLUMNS, LOOKBACK_SCHEMA, UTC_US
+from rangebar_pipeline.schema import BAR_SCHEMA, FEATURE_COLUMNS, INTRA_SCHEMA, LOOKBACK_SCHEMA, UTC_US
 from rangebar_pipeline.validation.expectations import VALUE_RANGES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,3 +111,22 @@ def test_core_stub_and_binding_list_the_manifest_columns() -> None:
     assert list(_core.BAR_COLUMNS) == [c.name for c in _DEFAULT]
     assert list(_core.LOOKBACK_COLUMNS) == lookback == list(LOOKBACK_SCHEMA)
     assert all(c.nullable for c in manifest.columns_of("lookback")[1:])
+    intra = [c.name for c in manifest.columns_of("intra")]
+    assert _stub_literal(tree, "_IntraColumn") == intra
+    assert list(_core.INTRA_COLUMNS) == intra == list(INTRA_SCHEMA)
+    assert len(intra) == 22
+
+
+def test_the_kernels_nulls_are_the_manifests_nullable_columns() -> None:
+    """The bar batch's Arrow fields: the lookback and intra columns are nullable (validity bitmaps),
+    the core and microstructure ones are not; a column the manifest marks not nullable has no null."""
+    processor = _core.Processor(25, lookback_trades=5, intra_bar=True)
+    timestamp_us = np.arange(1, 6, dtype=np.int64) * 1_000
+    price = np.array([100, 101, 90, 95, 200], dtype=np.int64) * 10**8
+    table = pa.table(processor.process(timestamp_us, price, np.full(5, 10**8, dtype=np.int64)))
+    for column in manifest.COLUMNS:
+        if column.name in table.column_names:
+            field = table.schema.field(column.name)
+            assert field.nullable == (column.group in ("lookback", "intra")), column.name
+            if not column.nullable:
+                assert table.column(column.name).null_count == 0, column.name
