@@ -36,7 +36,7 @@ CONFIG_ENV: Final = "RANGEBAR_PIPELINE_CONFIG"
 #: Lookback window when the ``lookback`` group is on and ``features.lookback_trades`` is not given.
 DEFAULT_LOOKBACK_TRADES: Final = 500
 #: The optional feature groups, in column order (``core`` is always on).
-FEATURE_GROUPS: Final[tuple[Group, ...]] = ("microstructure", "lookback")
+FEATURE_GROUPS: Final[tuple[Group, ...]] = ("microstructure", "lookback", "intra")
 
 
 def _problem(expected: str) -> PydanticCustomError:
@@ -131,7 +131,7 @@ class BarsSection(_Section):
 class FeaturesSection(_Section):
     """``features``: the optional feature groups, the lookback window and the label horizons."""
 
-    groups: list[Literal["microstructure", "lookback"]] = ["microstructure"]
+    groups: list[Literal["microstructure", "lookback", "intra"]] = ["microstructure"]
     lookback_trades: Positive = DEFAULT_LOOKBACK_TRADES
     label_horizons: list[Positive] = [1, 5]
 
@@ -248,7 +248,10 @@ def parse_config(raw: Any, *, origin: str = "<memory>") -> PipelineConfig:
         raise fail("features.lookback_trades", "set only with 'lookback' in features.groups", lookback)
     try:
         options = BarOptions(
-            file.bars.same_timestamp_gate, file.bars.min_duration_us, lookback if "lookback" in groups else 0
+            file.bars.same_timestamp_gate,
+            file.bars.min_duration_us,
+            lookback if "lookback" in groups else 0,
+            "intra" in groups,
         )
     except ValueError as exc:
         raise fail("features.lookback_trades", f"valid ({exc})", lookback) from None

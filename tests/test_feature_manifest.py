@@ -78,14 +78,16 @@ def _sql_bar_columns() -> list[tuple[str, str]]:
 
 def test_storage_schema_sql_follows_the_manifest() -> None:
     """range_bars: every default-on manifest column in order (times as ``*_us`` Int64), the nullable
-    spread statistics of quote sources, then the opt-in lookback group (nullable: null for bars
-    computed without it)."""
+    spread statistics of quote sources, then the opt-in lookback and intra groups (nullable: null
+    for bars computed without them)."""
     stored = _sql_bar_columns()
     expected = [
         (f"{c.name}_us" if c.dtype == "timestamp_us" else c.name, _SQL_TYPES[c.dtype]) for c in _DEFAULT
     ]
     expected += [(name, t) for name, t in stored if name.startswith("spread_")]
-    expected += [(c.name, f"Nullable({_SQL_TYPES[c.dtype]})") for c in manifest.columns_of("lookback")]
+    expected += [
+        (c.name, f"Nullable({_SQL_TYPES[c.dtype]})") for c in manifest.columns_of("lookback", "intra")
+    ]
     assert stored == expected
 
 
