@@ -1,5 +1,6 @@
 """Type stubs of the Rust extension ``rangebar_pipeline._core`` (checked by ``mypy.stubtest``)."""
 
+from collections.abc import Mapping
 from typing import Any, Final, Literal, Protocol, final, type_check_only
 
 import numpy as np
@@ -196,7 +197,10 @@ class Processor:
         is_buyer_maker: npt.NDArray[np.bool_] | None = None,
     ) -> BarBatch: ...
     def process_arrow(
-        self, data: _ArrowStream | _ArrowArray, timestamp_mul: int = 1, timestamp_div: int = 1
+        self,
+        data: _ArrowStream | _ArrowArray | Mapping[str, _ArrowStream | _ArrowArray],
+        timestamp_mul: int = 1,
+        timestamp_div: int = 1,
     ) -> BarBatch | None: ...
     def incomplete_bar(self) -> BarBatch | None: ...
     def checkpoint(self) -> Checkpoint: ...

@@ -340,14 +340,17 @@ def buyer_maker_flags(series: pl.Series) -> npt.NDArray[np.bool_]:
     return np.ascontiguousarray(flags.to_numpy(), dtype=np.bool_)
 
 
-def arrow_trades(frame: pl.DataFrame, unit: TimestampUnit | None) -> tuple[pl.DataFrame, int, int] | None:
+def arrow_trades(
+    frame: pl.DataFrame, unit: TimestampUnit | None
+) -> tuple[dict[str, pl.Series], int, int] | None:
     """The fast path's arguments of ``_core.Processor.process_arrow``: the frame's trade columns
-    under their canonical names (no copies: the kernel reads the Arrow buffers in place) and the
-    timestamp unit of integer timestamps as a multiplier and divisor. None for an empty frame or an
-    unknown unit (the general path). The kernel takes what it can read exactly (Int64 or Datetime
-    timestamps, Float64/Int64/Decimal prices and quantities, Int64 ids, a Boolean side, no nulls)
-    and declines the rest, which the general path converts and diagnoses. Raises what the general
-    path raises for a missing column or a timestamp unit that cannot be inferred."""
+    under their canonical names (polars Series: the kernel reads their Arrow chunks in place, so
+    no column is copied or concatenated) and the timestamp unit of integer timestamps as a
+    multiplier and divisor. None for an empty frame or an unknown unit (the general path). The
+    kernel takes what it can read exactly (Int64 or Datetime timestamps, Float64/Int64/Decimal
+    prices and quantities, Int64 ids, a Boolean side, no nulls) and declines the rest, which the
+    general path converts and diagnoses. Raises what the general path raises for a missing column
+    or a timestamp unit that cannot be inferred."""
     if frame.height == 0:
         return None
     cols = resolve_columns(frame)
@@ -362,8 +365,7 @@ def arrow_trades(frame: pl.DataFrame, unit: TimestampUnit | None) -> tuple[pl.Da
     if unit not in _UNIT_TO_US:
         return None
     mul, div = _UNIT_TO_US[unit]
-    selected = frame.select(pl.col(actual).alias(canonical) for canonical, actual in cols.items())
-    return selected, mul, div
+    return {canonical: frame[actual] for canonical, actual in cols.items()}, mul, div
 
 
 def normalize_trades(trades: TradesLike, *, timestamp_unit: TimestampUnit | None = None) -> TradeArrays:

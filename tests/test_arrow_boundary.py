@@ -104,8 +104,33 @@ def test_aliases_and_optional_columns() -> None:
 
 def test_columns_chunked_at_different_rows() -> None:
     trades = _rechunked_differently(_trades())
-    assert len({tuple(trades[c].chunk_lengths()) for c in trades.columns}) > 1
+    chunks = {c: trades[c].chunk_lengths() for c in trades.columns}
+    assert len({tuple(lengths) for lengths in chunks.values()}) > 1
     assert _fused(trades).equals(_general(trades))
+    assert {c: trades[c].chunk_lengths() for c in trades.columns} == chunks, "nothing concatenated"
+
+
+def test_columns_given_one_by_one() -> None:
+    """A dict of Arrow columns (here polars Series and pyarrow arrays) is read chunk by chunk."""
+    trades = _trades()
+    expected = _general(trades)
+    table = trades.to_arrow()
+    for columns in (
+        {name: trades[name] for name in trades.columns},
+        {name: table.column(name) for name in table.column_names},
+        {name: table.column(name).combine_chunks() for name in table.column_names},
+    ):
+        batch = Processor(25).process_arrow(columns, timestamp_mul=1_000)
+        assert batch is not None and bars_from_batch(batch).equals(expected)
+    short = {
+        "timestamp": trades["timestamp"],
+        "price": trades["price"].head(5),
+        "quantity": trades["quantity"],
+    }
+    with pytest.raises(ValueError, match="column price has 5 rows, expected 50000"):
+        Processor(25).process_arrow(short)
+    with pytest.raises(TypeError, match="expected an Arrow column"):
+        Processor(25).process_arrow({"timestamp": [1, 2]})  # type: ignore[dict-item]
 
 
 def test_decimal_and_integer_prices_are_read_exactly() -> None:

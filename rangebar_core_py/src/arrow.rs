@@ -10,21 +10,24 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
+use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
+use arrow_array::ffi_stream::FFI_ArrowArrayStream;
 use arrow_array::types::{
     Decimal128Type, Float64Type, Int64Type, TimestampMicrosecondType, TimestampMillisecondType,
     TimestampNanosecondType, TimestampSecondType,
 };
 use arrow_array::{
-    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StructArray, TimestampMicrosecondArray,
+    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, RecordBatchIterator, StructArray,
+    TimestampMicrosecondArray,
 };
 use arrow_buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{ArrowError, DataType, Field, Schema, TimeUnit};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyCapsule, PyTuple};
-use pyo3_arrow::error::PyArrowResult;
-use pyo3_arrow::ffi::{
-    to_array_pycapsules, to_schema_pycapsule, to_stream_pycapsule, ArrayIterator,
-};
+use pyo3::types::{PyCapsule, PyDict, PyTuple};
+use pyo3_arrow::input::AnyRecordBatch;
+use pyo3_arrow::{PyArray, PyArrayReader};
 use rangebar_core::{fixed, BarColumns, NULL_I64};
 
 /// The two time columns of a bar (UTC microseconds).
@@ -127,8 +130,16 @@ pub fn bars_to_batch(c: BarColumns, lookback: bool, intra: bool) -> RecordBatch 
         .expect("bar columns have equal lengths and their fields' types")
 }
 
+/// An Arrow error as a Python `ValueError`.
+fn arrow_error(err: ArrowError) -> PyErr {
+    PyValueError::new_err(err.to_string())
+}
+
 /// Bars as an Arrow record batch: pass it to ``polars.DataFrame``, ``pyarrow.record_batch``,
 /// ``pyarrow.table`` or ``pandas.DataFrame.from_arrow`` (the Arrow PyCapsule interface; no copies).
+///
+/// The capsules are made here with arrow-rs's C data interface; a `requested_schema` is not
+/// honoured (the interface lets a producer ignore it): the bars have one layout.
 #[pyclass(module = "rangebar_pipeline._core", name = "BarBatch", frozen)]
 pub struct PyBarBatch {
     batch: RecordBatch,
@@ -138,17 +149,15 @@ impl PyBarBatch {
     pub fn new(batch: RecordBatch) -> Self {
         Self { batch }
     }
-
-    fn struct_field(schema: &SchemaRef) -> Field {
-        Field::new_struct("", schema.fields().clone(), false)
-    }
 }
 
 #[pymethods]
 impl PyBarBatch {
     /// The Arrow C schema of the batch (a struct of the bar columns).
-    fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyArrowResult<Bound<'py, PyCapsule>> {
-        to_schema_pycapsule(py, self.batch.schema_ref().as_ref())
+    fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
+        let schema =
+            FFI_ArrowSchema::try_from(self.batch.schema_ref().as_ref()).map_err(arrow_error)?;
+        PyCapsule::new_with_value(py, schema, c"arrow_schema")
     }
 
     /// The batch as an Arrow C (schema, array) pair: one struct array of the bar columns.
@@ -156,11 +165,15 @@ impl PyBarBatch {
     fn __arrow_c_array__<'py>(
         &self,
         py: Python<'py>,
-        requested_schema: Option<Bound<'py, PyCapsule>>,
-    ) -> PyArrowResult<Bound<'py, PyTuple>> {
-        let field = Self::struct_field(self.batch.schema_ref());
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let _ = requested_schema;
         let array = StructArray::from(self.batch.clone());
-        to_array_pycapsules(py, field.into(), &array, requested_schema)
+        let schema = FFI_ArrowSchema::try_from(array.data_type()).map_err(arrow_error)?;
+        let schema = PyCapsule::new_with_value(py, schema, c"arrow_schema")?;
+        let array =
+            PyCapsule::new_with_value(py, FFI_ArrowArray::new(&array.to_data()), c"arrow_array")?;
+        PyTuple::new(py, [schema, array])
     }
 
     /// The batch as an Arrow C stream of one record batch.
@@ -168,12 +181,12 @@ impl PyBarBatch {
     fn __arrow_c_stream__<'py>(
         &self,
         py: Python<'py>,
-        requested_schema: Option<Bound<'py, PyCapsule>>,
-    ) -> PyArrowResult<Bound<'py, PyCapsule>> {
-        let field = Self::struct_field(self.batch.schema_ref());
-        let array: ArrayRef = Arc::new(StructArray::from(self.batch.clone()));
-        let reader = ArrayIterator::new([Ok(array)], field.into());
-        to_stream_pycapsule(py, Box::new(reader), requested_schema)
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
+        let _ = requested_schema;
+        let reader = RecordBatchIterator::new([Ok(self.batch.clone())], self.batch.schema());
+        let stream = FFI_ArrowArrayStream::new(Box::new(reader));
+        PyCapsule::new_with_value(py, stream, c"arrow_array_stream")
     }
 
     /// Number of bars.
@@ -203,6 +216,92 @@ impl PyBarBatch {
             self.batch.num_rows(),
             self.batch.num_columns()
         )
+    }
+}
+
+/// The chunks of one Arrow column object (`__arrow_c_array__` or `__arrow_c_stream__`).
+fn column_chunks(obj: &Bound<'_, PyAny>) -> PyResult<Vec<ArrayRef>> {
+    let py = obj.py();
+    if obj.hasattr(intern!(py, "__arrow_c_array__"))? {
+        return Ok(vec![obj.extract::<PyArray>()?.into_inner().0]);
+    }
+    if obj.hasattr(intern!(py, "__arrow_c_stream__"))? {
+        return obj
+            .extract::<PyArrayReader>()?
+            .into_reader()?
+            .collect::<Result<_, _>>()
+            .map_err(arrow_error);
+    }
+    Err(PyTypeError::new_err(format!(
+        "expected an Arrow column (__arrow_c_array__ or __arrow_c_stream__), got {}",
+        obj.get_type().name()?
+    )))
+}
+
+/// Record batches of columns given one by one, each in its own chunks: one batch per run of rows
+/// inside one chunk of every column (zero-copy slices), so no column is ever concatenated.
+fn batches_of_columns(columns: &Bound<'_, PyDict>) -> PyResult<Vec<RecordBatch>> {
+    let mut names = Vec::with_capacity(columns.len());
+    let mut chunks = Vec::with_capacity(columns.len());
+    for (name, obj) in columns.iter() {
+        names.push(name.extract::<String>()?);
+        chunks.push(column_chunks(&obj)?);
+    }
+    let length = |c: &[ArrayRef]| c.iter().map(|a| a.len()).sum::<usize>();
+    let rows = chunks.first().map_or(0, |c| length(c));
+    if let Some((name, c)) = names.iter().zip(&chunks).find(|(_, c)| length(c) != rows) {
+        return Err(PyValueError::new_err(format!(
+            "column {name} has {} rows, expected {rows} (the first column's)",
+            length(c)
+        )));
+    }
+    let mut ends: Vec<usize> = chunks
+        .iter()
+        .flat_map(|c| {
+            c.iter().scan(0, |end, a| {
+                *end += a.len();
+                Some(*end)
+            })
+        })
+        .collect();
+    ends.sort_unstable();
+    ends.dedup();
+    let mut cursors = vec![(0_usize, 0_usize); chunks.len()]; // (chunk, its first row)
+    let mut start = 0;
+    let mut batches = Vec::with_capacity(ends.len());
+    for end in ends.into_iter().filter(|&e| e > 0) {
+        let mut fields = Vec::with_capacity(chunks.len());
+        let mut arrays = Vec::with_capacity(chunks.len());
+        for ((name, column), (chunk, first)) in names.iter().zip(&chunks).zip(cursors.iter_mut()) {
+            while start >= *first + column[*chunk].len() {
+                *first += column[*chunk].len();
+                *chunk += 1;
+            }
+            let array = column[*chunk].slice(start - *first, end - start);
+            fields.push(Field::new(name, array.data_type().clone(), true));
+            arrays.push(array);
+        }
+        batches.push(
+            RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(arrow_error)?,
+        );
+        start = end;
+    }
+    Ok(batches)
+}
+
+/// The record batches of a trade input: a dict of Arrow columns (read chunk by chunk), or any
+/// record batch or stream object (read with the GIL held: a stream may call back into Python;
+/// the buffers are shared, not copied).
+pub fn input_batches(data: &Bound<'_, PyAny>) -> PyResult<Vec<RecordBatch>> {
+    if let Ok(columns) = data.cast::<PyDict>() {
+        return batches_of_columns(columns);
+    }
+    match data.extract::<AnyRecordBatch>()? {
+        AnyRecordBatch::RecordBatch(batch) => Ok(vec![batch.into_inner()]),
+        AnyRecordBatch::Stream(stream) => stream
+            .into_reader()?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(arrow_error),
     }
 }
 
@@ -239,6 +338,23 @@ impl ArrowTrades<'_> {
     pub fn len(&self) -> usize {
         self.timestamp.raw.len()
     }
+}
+
+/// Bits `start..start + len` of `bits` as booleans in `out` (eight at a time when byte-aligned).
+pub fn unpack_bits(bits: &BooleanBuffer, start: usize, len: usize, out: &mut Vec<bool>) {
+    out.clear();
+    out.reserve(len);
+    let offset = bits.offset() + start;
+    if offset % 8 != 0 {
+        out.extend(bits.slice(start, len).iter());
+        return;
+    }
+    let bytes = &bits.values()[offset / 8..];
+    let whole = len / 8;
+    for &byte in &bytes[..whole] {
+        out.extend((0..8).map(|k| byte >> k & 1 == 1));
+    }
+    out.extend((whole * 8..len).map(|i| bytes[i / 8] >> (i % 8) & 1 == 1));
 }
 
 /// The column `name` of `batch`, if present and without nulls; `Err(())` when present but

@@ -10,13 +10,14 @@ mod error;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
-use pyo3_arrow::input::AnyRecordBatch;
 use rangebar_core::csv::{AggTradeColumns, AggTradesParser, CsvError};
 use rangebar_core::{
     fixed, BarColumns, Checkpoint, ProcessorConfig, RangeBarProcessor, TradeColumns,
 };
 
-use crate::arrow::{arrow_trades, bars_to_batch, ArrowTrades, PyBarBatch};
+use crate::arrow::{
+    arrow_trades, bars_to_batch, input_batches, unpack_bits, ArrowTrades, PyBarBatch,
+};
 use crate::error::{invalid_trade, to_py};
 
 /// A lossless snapshot of a processor's state.
@@ -170,8 +171,7 @@ fn process_arrow_batches(
                 return None;
             }
             let is_buyer_maker = batch.is_buyer_maker.map(|bits| {
-                side.clear();
-                side.extend(bits.slice(run.start, run.len()).iter());
+                unpack_bits(bits, run.start, run.len(), &mut side);
                 side.as_slice()
             });
             let trades = TradeColumns {
@@ -245,8 +245,9 @@ impl PyProcessor {
     }
 
     /// Trades from any object exporting the Arrow PyCapsule interface (`__arrow_c_stream__` or
-    /// `__arrow_c_array__`: polars, pyarrow, pandas >= 2.2, DuckDB, ...), read in place, with the
-    /// canonical column names: `timestamp` (Int64 as `raw * timestamp_mul` or
+    /// `__arrow_c_array__`: polars, pyarrow, pandas >= 2.2, DuckDB, ...), or a dict of such
+    /// columns (e.g. polars Series: read chunk by chunk, never concatenated), read in place, with
+    /// the canonical column names: `timestamp` (Int64 as `raw * timestamp_mul` or
     /// `raw.div_euclid(timestamp_div)` microseconds, or an Arrow timestamp of any unit), `price`
     /// and `quantity` (Float64, Int64 or Decimal128 of scale <= 8), and the optional Int64
     /// `agg_trade_id`, `first_trade_id`, `last_trade_id` and Boolean `is_buyer_maker`. Converted
@@ -259,7 +260,7 @@ impl PyProcessor {
     fn process_arrow(
         &mut self,
         py: Python<'_>,
-        data: AnyRecordBatch,
+        data: &Bound<'_, PyAny>,
         timestamp_mul: i64,
         timestamp_div: i64,
     ) -> PyResult<Option<PyBarBatch>> {
@@ -269,15 +270,7 @@ impl PyProcessor {
                  and {timestamp_div}"
             )));
         }
-        // Batches are read with the GIL held (a stream may call back into Python); their buffers
-        // are shared, not copied.
-        let batches = match data {
-            AnyRecordBatch::RecordBatch(batch) => vec![batch.into_inner()],
-            AnyRecordBatch::Stream(stream) => stream
-                .into_reader()?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?,
-        };
+        let batches = input_batches(data)?;
         let Some(columns) = batches
             .iter()
             .map(|b| arrow_trades(b, timestamp_mul, timestamp_div))
