@@ -2,21 +2,27 @@
 
 Generates a USD-M aggTrades mirror in the real Binance Vision layout (``--days`` x ``--trades``; a
 random walk in $1 steps around $60,000, random taker side) under ``benchmarks/.data``, stores its
-ticks in Tier 1 once, then measures, each path in its own process with a fresh Tier 2 (embedded
-chDB) and the ticks already local:
+ticks in the tick cache once, then measures, each path in its own process with a fresh bar store
+(embedded chDB) and the ticks already local:
 
 * kernel floor: ``RangeBarProcessor.process_parquet`` over the day files, once per threshold;
-* library: ``precompute_range_bars`` per threshold;
+* library: ``precompute_range_bars`` per threshold, and once with every threshold (one decode a day);
 * Dagster ranged: one single-run backfill of the date range, every ``range_bars_*`` and
   ``features_*`` with all their checks, on a persistent (SQLite) Dagster instance;
 * Dagster per partition: one in-process run per day partition, same selection;
 * one ``dagster asset materialize`` CLI call (one day, whole process: start, code load, run).
 
-``--year-days N`` adds the end-to-end figure: ticks (zip -> Tier 1), bars and feature tables of N
+The ranged run's day completion times are fitted by least squares: the intercept is the run's fixed
+cost, the slope the marginal cost of a day (the figure that decides long backfills).
+``--baseline DIR`` runs every path again with another checkout's package (e.g. the previous commit:
+``git worktree add DIR COMMIT`` and its kernel from ``benchmarks/build_baseline.sh COMMIT`` copied to
+``DIR/rangebar_pipeline/_core.abi3.so``), right after this checkout's, so that both see the same load.
+``--year-days N`` adds the end-to-end figure: ticks (zip -> tick cache), bars and feature tables of N
 days at six thresholds through Dagster in one single-run backfill, with the per-day completion times
 fitted by least squares and extrapolated to 365 days.
 
-Run: ``.venv/bin/python benchmarks/bench_pipeline.py [--days 10] [--trades 1000000] [--year-days 90]``.
+Run: ``.venv/bin/python benchmarks/bench_pipeline.py [--days 10] [--trades 1000000] [--year-days 90]
+[--baseline DIR]``.
 """
 
 from __future__ import annotations
@@ -116,6 +122,15 @@ def run_path(path: str, root: Path, days: list[date], thresholds: list[int]) -> 
         started = time.perf_counter()
         bars = sum(RangeBarProcessor(t).process_parquet(files).height for t in thresholds)
         return {"seconds": time.perf_counter() - started, "bars": bars}
+    if path == "library-all":  # every threshold in one walk: each day decoded once
+        from rangebar_pipeline.api import precompute_range_bars
+
+        started = time.perf_counter()
+        results = precompute_range_bars(
+            SYMBOL, days[0], days[-1], thresholds, market=MARKET, fetch_if_missing=False,
+            cache_dir=root / "cache",
+        )  # fmt: skip
+        return {"seconds": time.perf_counter() - started, "bars": sum(r.total_bars for r in results)}
     if path == "library":
         from rangebar_pipeline.api import precompute_range_bars
 
@@ -199,15 +214,26 @@ def environment(root: Path, mirror: Path, tier2: str) -> dict[str, str]:
     return env
 
 
-def spawn(path: str, root: Path, mirror: Path, days: list[date], thresholds: list[int]) -> dict[str, Any]:
+def spawn(
+    path: str,
+    root: Path,
+    mirror: Path,
+    days: list[date],
+    thresholds: list[int],
+    *,
+    baseline: Path | None = None,
+) -> dict[str, Any]:
+    """Run one path in its own process, with this checkout's package or ``baseline``'s (its own
+    copy of this script, its package first on ``PYTHONPATH``)."""
     tier2 = f"tier2-{path}"
     shutil.rmtree(root / tier2, ignore_errors=True)
     shutil.rmtree(root / f"pipeline-{tier2}", ignore_errors=True)
     shutil.rmtree(root / "dagster", ignore_errors=True)
     (root / "dagster").mkdir()
+    script = Path(__file__) if baseline is None else baseline / "benchmarks" / "bench_pipeline.py"
     argv = [
         sys.executable,
-        __file__,
+        str(script),
         "--run",
         path,
         "--root",
@@ -216,9 +242,10 @@ def spawn(path: str, root: Path, mirror: Path, days: list[date], thresholds: lis
         ",".join(map(str, days)),
     ]
     argv += ["--thresholds", ",".join(map(str, thresholds))]
-    out = subprocess.run(
-        argv, env=environment(root, mirror, tier2), capture_output=True, text=True, check=False
-    )
+    env = environment(root, mirror, tier2)
+    if baseline is not None:
+        env["PYTHONPATH"] = str(baseline)
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if out.returncode:
         raise RuntimeError(f"{path} failed:\n{out.stderr[-4000:]}")
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -267,6 +294,11 @@ def store_ticks(root: Path, mirror: Path, dates: list[date]) -> float:
     return time.perf_counter() - started
 
 
+def _per_day(run: dict[str, Any]) -> float:
+    """Mean seconds a day of a per-partition run."""
+    return float(sum(run["per_day"]) / len(run["per_day"]))
+
+
 def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
     """Least-squares ``y = a + b x``."""
     b, a = np.polyfit(np.array(xs), np.array(ys), 1)
@@ -281,6 +313,9 @@ def main() -> None:
     parser.add_argument("--trades", type=int, default=1_000_000, help="trades per day (default 1 M)")
     parser.add_argument("--thresholds", default="25,100,250", help="thresholds of the table (dbps)")
     parser.add_argument("--year-days", type=int, default=0, help="days of the end-to-end year run (0: skip)")
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout (its kernel built in place): every path run with both"
+    )
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
     parser.add_argument("--days-list", help=argparse.SUPPRESS)
@@ -294,31 +329,55 @@ def main() -> None:
     root, mirror, dates = prepare(args.days, args.trades, thresholds, f"{args.days}x{args.trades}")
     shutil.rmtree(root / "cache", ignore_errors=True)
     tier1 = store_ticks(root, mirror, dates)
-    total = args.days * args.trades
     print(
         f"{args.days} days x {args.trades:,} USD-M trades, thresholds {thresholds}; "
-        f"Tier 1 filled in {tier1:.1f} s"
+        f"tick cache filled in {tier1:.1f} s"
     )
-    rows: list[tuple[str, float, str]] = []
-    kernel = spawn("kernel", root, mirror, dates, thresholds)
-    rows.append(("kernel floor: process_parquet per threshold", kernel["seconds"], ""))
-    library = spawn("library", root, mirror, dates, thresholds)
-    rows.append(("library: precompute_range_bars per threshold", library["seconds"], ""))
-    ranged = spawn("ranged", root, mirror, dates, thresholds)
-    rows.append(("Dagster: one single run over the range (bars + features + checks)", ranged["seconds"], ""))
-    per = spawn("partition", root, mirror, dates, thresholds)
-    per_day = sum(per["per_day"]) / len(per["per_day"])
-    rows.append(("Dagster: one in-process run per day partition (per day)", per_day, "per_day"))
+    base = args.baseline
+    runs: dict[str, dict[str, Any]] = {}
+    for path in ("kernel", "library", "library-all", "ranged", "partition"):
+        runs[path] = spawn(path, root, mirror, dates, thresholds)  # this checkout, then the baseline's
+        if base is not None and path != "library-all":
+            runs[f"{path}@base"] = spawn(path, root, mirror, dates, thresholds, baseline=base)
     cli = cli_call(root, mirror, dates[0], thresholds)
-    rows.append(("one `dagster asset materialize` CLI call (one day)", cli, "per_day"))
-    floor, floor_day = kernel["seconds"], kernel["seconds"] / args.days
-    print(f"{'path':<70} {'time':>9} {'vs kernel':>10}")
-    for label, seconds, unit in rows:
-        base = floor_day if unit else floor
-        suffix = " a day" if unit else ""
-        print(f"{label:<70} {seconds:8.2f} s{suffix:<6} {seconds / base:8.1f}x")
+    floor = runs["kernel"]["seconds"]
+    print(f"{'path':<66} {'time':>11} {'vs kernel':>10} {'target':>10}" + ("  baseline" if base else ""))
+
+    def row(label: str, path: str, seconds: float, per_day: bool, target: str) -> None:
+        unit = floor / args.days if per_day else floor
+        suffix = " a day" if per_day else "      "
+        line = f"{label:<66} {seconds:7.2f} s{suffix} {seconds / unit:8.1f}x {target:>10}"
+        if base is not None and f"{path}@base" in runs:
+            other = runs[f"{path}@base"]
+            other_s = _per_day(other) if per_day else other["seconds"]
+            other_unit = runs["kernel@base"]["seconds"] / (args.days if per_day else 1)
+            line += f"  {other_s:.2f} s ({other_s / other_unit:.1f}x)"
+        print(line)
+
+    row("kernel floor: process_parquet per threshold", "kernel", floor, False, "")
+    row(
+        "library: precompute_range_bars per threshold",
+        "library",
+        runs["library"]["seconds"],
+        False,
+        "<= 1.5x",
+    )
+    row("library: precompute_range_bars of all thresholds, one call", "library-all",
+        runs["library-all"]["seconds"], False, "<= 1.5x")  # fmt: skip
+    row("Dagster: one single run over the range (bars + features + checks)", "ranged",
+        runs["ranged"]["seconds"], False, "<= 4x")  # fmt: skip
+    row("Dagster: one in-process run per day partition", "partition", _per_day(runs["partition"]), True,
+        "<= 1.2 s")  # fmt: skip
+    print(f"{'one `dagster asset materialize` CLI call (one day)':<66} {cli:7.2f} s a day")
+    done = runs["ranged"]["day_done"]
+    fixed, slope = fit_line([float(i + 1) for i in range(len(done))], done)
     print(
-        f"kernel: {total * len(thresholds) / floor / 1e6:.0f} M trade-thresholds/s; bars {kernel['bars']:,}"
+        f"ranged run: day d done at t(d) = {fixed:.2f} s + {slope:.3f} s x d (fixed cost per run, "
+        f"marginal cost per day; the kernel's own per-day time is {floor / args.days:.3f} s)"
+    )
+    print(
+        f"kernel: {args.days * args.trades * len(thresholds) / floor / 1e6:.0f} M trade-thresholds/s; "
+        f"bars {runs['kernel']['bars']:,}"
     )
 
     if args.year_days:
@@ -333,7 +392,7 @@ def main() -> None:
         n = len(year_dates)
         print(
             f"end to end, {n} days x {args.trades:,} trades at {list(YEAR_THRESHOLDS)} dbps "
-            "(ticks zip -> Tier 1, bars, features, all checks; one single-run backfill): "
+            "(ticks zip -> tick cache, bars, features, all checks; one single-run backfill): "
             f"{year['seconds']:.1f} s, of which the ticks step {ticks:.1f} s ({ticks / n:.2f} s a day)"
         )
         print(
@@ -343,7 +402,7 @@ def main() -> None:
         year_s = ticks * 365 / n + (a - ticks) + b * 365
         print(
             f"a year (365 days): ticks {ticks * 365 / n:.0f} s + bar step {a - ticks:.0f} s "
-            f"+ {b:.3f} s x 365 = {year_s:.0f} s ({year_s / 60:.1f} min)"
+            f"+ {b:.3f} s x 365 = {year_s:.0f} s ({year_s / 60:.1f} min; target <= 3 min)"
         )
 
 

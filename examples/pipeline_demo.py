@@ -2,9 +2,12 @@
 
 ``file://`` mirrors of ``../shared/data`` stand in for Binance Vision and Exness; the tick cache, the
 embedded chDB bar store, the feature tables and a persistent Dagster instance live in
-``.rangebar-demo/``. Every fixture series is materialized day by day through the same Dagster
-definitions the UI loads (ticks, range bars, feature tables with their blocking checks, ML datasets and
-the example model), then the bars are read back with ``get_range_bars`` and compared with the
+``.rangebar-demo/``. The pipeline runs as a user runs it: ``dagster-webserver`` and ``dagster-daemon``
+on 127.0.0.1, one backfill of ticks, range bars and feature tables over every fixture day of every
+series (the daemon splits it into bounded runs), then the ``rangebar_datasets`` job per series and
+the ``freshness_checks`` job, all launched through the UI's API, so every run is on the Timeline,
+the job pages and the Backfills page and can be re-executed. It prints every check's status (none
+failed, none skipped), reads the bars back with ``get_range_bars`` and compares them with the
 reference's golden bars. ``--ui`` then starts ``dagster dev`` on the same instance.
 
 Run: ``.venv/bin/python examples/pipeline_demo.py [--ui]`` (``bash scripts/demo.sh`` does it).
@@ -53,46 +56,83 @@ def configure_environment() -> None:
     os.environ.pop("RANGEBAR_CLICKHOUSE_DSN", None)  # the embedded chDB store
 
 
-def materialize() -> None:
-    """Every fixture partition in date order, then the per-series datasets and the example model."""
-    import dagster as dg
+def partitions() -> dict[str, list[str]]:
+    """Per series, every partition from the series' first day to its newest fixture day (the days
+    before a series' first day are not asked for: a user's "missing only" backfill would record them
+    as empty)."""
+    from rangebar_pipeline.config import load_config
+    from rangebar_pipeline.series import Series
+
+    config = load_config()
+    out = {}
+    for series in config.series_keys:
+        last = fixture_days(series)[-1]
+        if series.startswith("exness"):  # the month archive is published whole: its last day
+            last = date(last.year, last.month + 1, 1) - timedelta(days=1)
+        first = config.first_day(Series.from_key(series))
+        out[series] = [f"{first + timedelta(days=i)}|{series}" for i in range((last - first).days + 1)]
+    return out
+
+
+def materialize(timeout: float = 3600.0) -> None:
+    """Through the code location as a user does: a backfill of ticks, bars and feature tables run by the
+    daemon, then the ``rangebar_datasets`` job per series and the ``freshness_checks`` job."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from ui_session import ui_session
 
     from rangebar_pipeline.config import load_config
+
+    config = load_config()
+    assets = ["ticks", *(f"{kind}_{t}" for kind in ("range_bars", "features") for t in config.thresholds)]
+    wanted = partitions()
+    started = time.perf_counter()
+    with ui_session(DEMO / "logs") as ui:
+        keys = [key for keys in wanted.values() for key in keys]
+        backfill = ui.launch_backfill(assets, keys, title="demo: every fixture day of every series")
+        print(f"backfill {backfill}: {len(keys)} partitions x {len(assets)} assets (the daemon runs it)")
+        page = ui.wait_backfill(backfill, timeout)
+        runs = page["runs"]
+        print(f"  {page['status']}: {len(runs)} runs in {time.perf_counter() - started:.0f} s")
+        if page["status"] != "COMPLETED_SUCCESS":
+            raise SystemExit(f"the backfill ended {page['status']}: {runs} (logs in {DEMO / 'logs'})")
+        launched = [ui.launch_run("rangebar_datasets", series) for series in wanted]
+        launched.append(ui.launch_run("freshness_checks"))
+        statuses = ui.wait_runs(launched, timeout)
+        if set(statuses.values()) != {"SUCCESS"}:
+            raise SystemExit(f"job runs failed: {statuses} (logs in {DEMO / 'logs'})")
+        print(f"rangebar_datasets x {len(wanted)} and freshness_checks: SUCCESS")
+    report_checks()
+
+
+def report_checks() -> None:
+    """Every check's current status: the demo ends with none failed and none skipped."""
+    import dagster as dg
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionResolvedStatus
+    from dagster._core.storage.asset_check_state import AssetCheckState, bulk_update_asset_check_state
+
+    from rangebar_pipeline.assets.empty_days import PER_DAY_CHECKS
     from rangebar_pipeline.definitions import build_definitions
 
-    defs = build_definitions()
-    nodes = [*(defs.assets or []), *(defs.asset_checks or [])]
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-    def run(selection: dg.AssetSelection, partition: str) -> None:
-        result = dg.materialize(
-            nodes,  # type: ignore[arg-type]
-            selection=selection,
-            partition_key=partition,
-            resources=dict(defs.resources or {}),
-            instance=instance,
-            run_config=quiet,
-            raise_on_error=False,
-        )
-        if not result.success:
-            steps = [e.step_key for e in result.get_step_failure_events()]
-            blocking = [
-                f"{e.asset_key.to_user_string()}:{e.check_name}"
-                for e in result.get_asset_check_evaluations()
-                if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
-            ]
-            raise SystemExit(f"{partition}: the run failed (steps {steps}, blocking checks {blocking})")
-
+    graph = build_definitions().resolve_asset_graph()
+    counts: dict[str, int] = {}
+    bad: list[str] = []
     with dg.DagsterInstance.get() as instance:
-        for series in load_config().series_keys:
-            started = time.perf_counter()
-            days = fixture_days(series)
-            for day in days:
-                run(
-                    dg.AssetSelection.groups("ticks", "range_bars", "features"), f"{day.isoformat()}|{series}"
-                )
-            run(dg.AssetSelection.groups("datasets", "ml_consumers"), series)
-            print(f"materialized {series:<28} {len(days)} day(s) in {time.perf_counter() - started:5.1f} s")
+        keys = [
+            (k, graph.get(k.asset_key).partitions_def if k.name in PER_DAY_CHECKS else None)
+            for k in graph.asset_check_keys
+        ]
+        states = bulk_update_asset_check_state(instance, keys, {k: AssetCheckState.empty() for k, _ in keys})
+        for key, state in states.items():
+            for status, subset in state.subsets.items():
+                size = subset.size
+                if not size:
+                    continue
+                counts[status.value] = counts.get(status.value, 0) + size
+                if status != AssetCheckExecutionResolvedStatus.SUCCEEDED:
+                    bad.append(f"{key.to_user_string()} {status.value} x {size}")
+    print("checks: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())))
+    if bad:
+        raise SystemExit("checks not passed: " + "; ".join(bad))
 
 
 def verify() -> None:
@@ -131,6 +171,38 @@ def verify() -> None:
     print(f"  exness EURGBP       25 dbps: {len(fx):>4} bars (mid prices, with spread statistics)")
 
 
+def show_datasets() -> None:
+    """Each series' ML dataset (feature table version, rows, labels) and the consumer's fold metrics."""
+    import json
+
+    import polars as pl
+
+    from rangebar_pipeline.config import load_config
+    from rangebar_pipeline.series import Series
+    from rangebar_pipeline.storage.datasets import DatasetStore
+
+    config = load_config()
+    threshold, store = config.model_threshold, DatasetStore()
+    print(f"\nML datasets at {threshold} dbps (labels across days) and the example consumer's folds:")
+    for key in config.series_keys:
+        dataset, provenance = store.read_dataset(threshold, Series.from_key(key))
+        recipe = json.loads(provenance["rangebar.recipe"])
+        labelled = dataset.filter(pl.col("tb_label").is_not_null())
+        counts = dict(labelled.group_by("tb_label").len().sort("tb_label").iter_rows())
+        print(
+            f"  {key:<28} feature table v{recipe['version']}: {dataset.height:>4} bars "
+            f"{recipe['start']}..{recipe['end']}, tb_label -1/0/+1 = "
+            f"{counts.get(-1, 0)}/{counts.get(0, 0)}/{counts.get(1, 0)}"
+        )
+        model = json.loads((store.root / "models" / "forward_return_model" / f"{key}.json").read_text())
+        for fold in model["walk_forward"]:
+            print(
+                f"      fold {fold['fold']}: train {fold['train']:>4}, test {fold['test']:>3}, "
+                f"OOS R2 {fold['oos_r2']:+.3f}, hit rate {fold['hit_rate']:.2f}"
+            )
+    print("  rebuild any of them: read_dataset(threshold, series, start, end, version) (docs/datasets.md)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ui", action="store_true", help="afterwards, start `dagster dev` on this instance")
@@ -142,8 +214,11 @@ def main() -> None:
     done = DEMO / "materialized"
     if not (args.ui and done.exists()):  # --ui after a completed demo only starts the UI
         done.unlink(missing_ok=True)
+        shutil.rmtree(DEMO, ignore_errors=True)  # a fresh instance, cache and store each time
+        configure_environment()
         materialize()
         verify()
+        show_datasets()
         done.touch()
     print(f"\ncache, bar store and Dagster instance: {DEMO}")
     if args.ui:

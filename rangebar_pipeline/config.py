@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from rangebar_pipeline.constants import resolve_threshold
 from rangebar_pipeline.exceptions import InvalidThresholdError, PipelineConfigError
+from rangebar_pipeline.labels import LabelSpec, TripleBarrier
 from rangebar_pipeline.manifest import Group
 from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
 from rangebar_pipeline.series import Series, parse_market, parse_source
@@ -90,6 +91,8 @@ class SeriesEntry(_Section):
     source: str = "binance"
     market: str = "spot"
     symbol: Annotated[str, BeforeValidator(_symbol)]
+    #: The series' first published day (days before it are recorded empty, never fetched).
+    start: Annotated[date | None, BeforeValidator(_day)] = None
 
     @field_validator("source")
     @classmethod
@@ -129,11 +132,31 @@ class BarsSection(_Section):
 
 
 class FeaturesSection(_Section):
-    """``features``: the optional feature groups, the lookback window and the label horizons."""
+    """``features``: the optional feature groups and the lookback window (``label_horizons``: the
+    former place of ``labels.horizons``, still read)."""
 
     groups: list[Literal["microstructure", "lookback", "intra"]] = ["microstructure"]
     lookback_trades: Positive = DEFAULT_LOOKBACK_TRADES
-    label_horizons: list[Positive] = [1, 5]
+    label_horizons: list[Positive] | None = None
+
+
+PositiveMultiple = Annotated[float, Field(gt=0, allow_inf_nan=False, strict=False)]
+
+
+class TripleBarrierSection(_Section):
+    """``labels.triple_barrier``: horizon in bars, barrier multiples of the threshold."""
+
+    horizon_bars: Positive = 20
+    upper: PositiveMultiple = 2.0
+    lower: PositiveMultiple = 2.0
+
+
+class LabelsSection(_Section):
+    """``labels``: forward-return horizons and the triple barrier (``null``: none), computed across
+    days at the dataset level (:mod:`rangebar_pipeline.labels`)."""
+
+    horizons: Annotated[list[Positive], Field(min_length=1)] = [1, 5]
+    triple_barrier: TripleBarrierSection | None = TripleBarrierSection()
 
 
 class DatasetsSection(_Section):
@@ -151,6 +174,7 @@ class AutomationSection(_Section):
     sensor_max_requests: Positive = 20
     sensor_lookback_days: Positive = 3
     automation_lookback_days: Positive = 7
+    max_days_per_run: Positive = 31
 
 
 class ConfigFile(_Section):
@@ -162,6 +186,7 @@ class ConfigFile(_Section):
     bars: BarsSection = BarsSection()
     features: FeaturesSection = FeaturesSection()
     datasets: DatasetsSection = DatasetsSection()
+    labels: LabelsSection = LabelsSection()
     automation: AutomationSection = AutomationSection()
 
 
@@ -172,7 +197,8 @@ class PipelineConfig:
     series: tuple[Series, ...]
     thresholds: tuple[int, ...]
     start_date: date
-    label_horizons: tuple[int, ...] = (1, 5)
+    #: The labels of the ML datasets (forward returns, triple barrier), computed across days.
+    labels: LabelSpec = field(default_factory=LabelSpec)
     last_n_bars: int = 2000
     consumer_threshold: int | None = None
     schedule_cron: str = "30 2 * * *"
@@ -184,12 +210,25 @@ class PipelineConfig:
     bar_options: BarOptions = DEFAULT_OPTIONS
     #: Feature groups of the feature tables (``core`` is always on).
     feature_groups: tuple[Group, ...] = ("core", "microstructure")
+    #: A series' first published day when it is after ``start_date`` (by series key).
+    series_starts: Mapping[str, date] = field(default_factory=dict)
+    #: At most this many days of one series in one run of a backfill (BackfillPolicy.multi_run).
+    max_days_per_run: int = 31
     origin: str = "<memory>"
+
+    def first_day(self, series: Series) -> date:
+        """The first day of ``series`` the pipeline fetches: its own start, else ``start_date``."""
+        return max(self.start_date, self.series_starts.get(series.key, self.start_date))
 
     @property
     def series_keys(self) -> tuple[str, ...]:
         """Partition keys of the series dimension, e.g. ``"binance-spot-BTCUSDT"``."""
         return tuple(s.key for s in self.series)
+
+    @property
+    def label_horizons(self) -> tuple[int, ...]:
+        """The forward-return horizons (bars) of :attr:`labels`."""
+        return self.labels.horizons
 
     @property
     def model_threshold(self) -> int:
@@ -255,12 +294,25 @@ def parse_config(raw: Any, *, origin: str = "<memory>") -> PipelineConfig:
         )
     except ValueError as exc:
         raise fail("features.lookback_trades", f"valid ({exc})", lookback) from None
+    labels = file.labels
+    horizons = labels.horizons
+    if features.label_horizons is not None:
+        if "horizons" in labels.model_fields_set:
+            raise fail("features.label_horizons", "absent when labels.horizons is given", horizons)
+        horizons = features.label_horizons
+    if len(set(horizons)) != len(horizons):
+        raise fail("labels.horizons", "distinct", horizons)
+    barrier = labels.triple_barrier
+    spec = LabelSpec(
+        tuple(horizons),
+        None if barrier is None else TripleBarrier(barrier.horizon_bars, barrier.upper, barrier.lower),
+    )
     automation = file.automation
     return PipelineConfig(
         series=tuple(series),
         thresholds=tuple(thresholds),
         start_date=file.start_date,
-        label_horizons=tuple(features.label_horizons),
+        labels=spec,
         last_n_bars=file.datasets.last_n_bars,
         consumer_threshold=consumer,
         schedule_cron=automation.schedule_cron,
@@ -270,6 +322,12 @@ def parse_config(raw: Any, *, origin: str = "<memory>") -> PipelineConfig:
         automation_lookback_days=automation.automation_lookback_days,
         bar_options=options,
         feature_groups=groups,
+        series_starts={
+            s.key: entry.start
+            for s, entry in zip(series, file.series, strict=True)
+            if entry.start is not None and entry.start > file.start_date
+        },
+        max_days_per_run=automation.max_days_per_run,
         origin=origin,
     )
 

@@ -44,6 +44,11 @@ def build_definitions(
         selection=dg.AssetSelection.assets(TICKS_KEY),
         description="Download and store ticks; bars and features follow by automation.",
     )
+    datasets_job = dg.define_asset_job(
+        "rangebar_datasets",
+        selection=dg.AssetSelection.groups("datasets", "ml_consumers"),
+        description="ML datasets and the example model of series partitions (after their feature tables).",
+    )
     freshness_job = dg.define_asset_job(
         "freshness_checks",
         selection=dg.AssetSelection.checks(*assets.freshness_checks),
@@ -52,7 +57,7 @@ def build_definitions(
     return dg.Definitions(
         assets=assets.all_assets,
         asset_checks=assets.checks,
-        jobs=[daily_job, ticks_job, freshness_job],
+        jobs=[daily_job, ticks_job, datasets_job, freshness_job],
         schedules=[
             build_daily_schedule(pipeline, daily_job),
             dg.ScheduleDefinition(

@@ -22,7 +22,7 @@ from rangebar_pipeline.exceptions import StoreLockedError
 from rangebar_pipeline.sources.binance_vision import BinanceVision
 from rangebar_pipeline.sources.exness import ExnessSource
 from rangebar_pipeline.storage.bars import BarStore, redact_dsn, resolve_dsn
-from rangebar_pipeline.storage.datasets import PIPELINE_DIR_ENV, DatasetStore
+from rangebar_pipeline.storage.datasets import FEATURES_URI_ENV, PIPELINE_DIR_ENV, DatasetStore
 from rangebar_pipeline.storage.ticks import TickStore
 
 __all__ = [
@@ -129,14 +129,20 @@ class BarStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 class DatasetStoreResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Feature tables, ML datasets and model summaries: a :class:`~.storage.datasets.DatasetStore`.
 
-    ``root`` ``None``: ``RANGEBAR_PIPELINE_DIR``, else ``<cache dir>/pipeline``.
+    ``root`` ``None``: ``RANGEBAR_PIPELINE_DIR``, else ``<cache dir>/pipeline``. ``tables_uri``: where
+    the Delta feature tables live (``None``: ``RANGEBAR_FEATURES_URI``, else ``<root>/features``; an
+    object-store URI takes delta-rs ``storage_options``).
     """
 
     root: str | None = None
+    tables_uri: str | None = None
+    storage_options: dict[str, str] | None = None
 
     def store(self) -> DatasetStore:
         """The store under the configured root."""
-        return DatasetStore(self.root or None)
+        return DatasetStore(
+            self.root or None, tables_uri=self.tables_uri or None, storage_options=self.storage_options
+        )
 
 
 def _env_or(name: str, default: Any = None) -> Any:
@@ -154,5 +160,7 @@ def default_resources() -> dict[str, Any]:
         ExnessSource.name: exness,
         "tick_store": TickStoreResource(cache_dir=cache_dir, binance=binance, exness=exness),
         "bar_store": BarStoreResource(dsn=_env_or("RANGEBAR_CLICKHOUSE_DSN"), cache_dir=cache_dir),
-        "datasets": DatasetStoreResource(root=_env_or(PIPELINE_DIR_ENV)),
+        "datasets": DatasetStoreResource(
+            root=_env_or(PIPELINE_DIR_ENV), tables_uri=_env_or(FEATURES_URI_ENV)
+        ),
     }

@@ -227,20 +227,71 @@ def test_a_new_day_flows_to_the_model_with_no_click(env: PipelineEnv) -> None:
 def test_freshness_expects_yesterday_after_the_deadline() -> None:
     assert expected_latest_day(datetime(2024, 8, 10, 7, tzinfo=UTC), 6) == date(2024, 8, 9)
     assert expected_latest_day(datetime(2024, 8, 10, 5, tzinfo=UTC), 6) == date(2024, 8, 8)
+
+
+def test_freshness_is_what_the_source_published_not_the_wall_clock() -> None:
+    published = {(SPOT.key, date(2024, 8, 9)), (UM.key, date(2024, 8, 9)), (EURGBP.key, date(2023, 6, 23))}
+    probed: list[tuple[str, date]] = []
+
+    def probe(series: Series, day: date) -> bool:
+        probed.append((series.key, day))
+        return (series.key, day) in published
+
     keys = [f"2024-08-08|{SPOT.key}", f"2024-08-09|{SPOT.key}", f"2024-08-08|{UM.key}"]
-    verdict = freshness_verdict(keys, [SPOT.key, UM.key, EURGBP.key], date(2024, 8, 9), date(2024, 8, 8))
-    assert verdict.overdue == {UM.key: date(2024, 8, 8), EURGBP.key: None} and not verdict.passed
-    assert freshness_verdict([], [SPOT.key], date(2024, 8, 7), date(2024, 8, 8)).passed  # before the start
-
-
-def test_freshness_check_reports_overdue_series(env: PipelineEnv) -> None:
-    result = env.defs.resolve_job_def("freshness_checks").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    starts = {EURGBP.key: date(2023, 6, 23)}
+    verdict = freshness_verdict(
+        keys,
+        [SPOT, UM, EURGBP],
+        date(2026, 1, 1),  # long after the fixtures: only what is published counts
+        first_day=lambda s: starts.get(s.key, date(2024, 8, 8)),
+        probe=probe,
     )
-    evaluations = {
-        f"{e.asset_key.to_user_string()}:{e.check_name}": e for e in result.get_asset_check_evaluations()
+    # SPOT has 08-09 and 08-10 is not published; UM lacks the published 08-09; EURGBP has nothing.
+    assert verdict.overdue == {
+        UM.key: (date(2024, 8, 8), date(2024, 8, 9)),
+        EURGBP.key: (None, date(2023, 6, 23)),
     }
-    assert set(evaluations) == {"ticks:freshness", "range_bars_10:freshness", "range_bars_25:freshness"}
-    ticks = evaluations["ticks:freshness"]
+    assert probed == [
+        (SPOT.key, date(2024, 8, 10)),
+        (UM.key, date(2024, 8, 9)),
+        (EURGBP.key, date(2023, 6, 23)),
+    ]
+    # Before the deadline of the next day there is nothing to probe.
+    early = freshness_verdict(
+        keys[:2], [SPOT], date(2024, 8, 9), first_day=lambda s: date(2024, 8, 8), probe=probe
+    )
+    assert early.passed and early.probes == 0
+
+
+def test_freshness_checks_fail_on_a_published_day_and_pass_once_it_is_materialized(env: PipelineEnv) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    job = env.defs.resolve_job_def("freshness_checks")
+
+    def evaluations() -> dict[str, dg.AssetCheckEvaluation]:
+        result = job.execute_in_process(instance=instance, raise_on_error=False)
+        return {
+            f"{e.asset_key.to_user_string()}:{e.check_name}": e for e in result.get_asset_check_evaluations()
+        }
+
+    before = evaluations()
+    assert set(before) == {"ticks:freshness", "range_bars_10:freshness", "range_bars_25:freshness"}
+    ticks = before["ticks:freshness"]
     assert not ticks.passed and ticks.severity == dg.AssetCheckSeverity.WARN
-    assert SERIES in (ticks.description or "") and "never" in (ticks.description or "")
+    assert f"{SERIES} (latest never; {DAYS[0]} is published)" in (ticks.description or "")
+    daily = env.defs.resolve_job_def("rangebar_daily")
+    for series in env.config.series_keys:
+        tags = {
+            "dagster/asset_partition_range_start": f"{DAYS[0]}|{series}",
+            "dagster/asset_partition_range_end": f"{DAYS[1]}|{series}",
+        }
+        run = daily.execute_in_process(tags=tags, instance=instance)
+        assert run.success
+        # Every selected check was evaluated in the run (none skipped), freshness included.
+        evaluated = {
+            f"{e.asset_key.to_user_string()}:{e.check_name}" for e in run.get_asset_check_evaluations()
+        }
+        assert {"ticks:freshness", "range_bars_10:freshness", "range_bars_25:freshness"} <= evaluated
+    after = evaluations()
+    # The mirror's newest day is 2024-08-09: materialized, so fresh although the wall clock is later.
+    assert all(e.passed for e in after.values()), {k: e.description for k, e in after.items()}
+    assert "binance-spot-BTCUSDT 2024-08-09" in (after["range_bars_10:freshness"].description or "")

@@ -48,7 +48,8 @@ def test_packaged_definitions_load_and_validate(monkeypatch: pytest.MonkeyPatch)
     }
     assert "range_bars_10" in keys  # the asset the documented `dagster asset materialize` example selects
     bars = graph.get(dg.AssetKey(f"range_bars_{thresholds[0]}"))
-    assert bars.group_name == "range_bars" and bars.backfill_policy == dg.BackfillPolicy.single_run()
+    assert bars.group_name == "range_bars"
+    assert bars.backfill_policy == dg.BackfillPolicy.multi_run(config.max_days_per_run)  # bounded runs
     assert dg.AssetKey(f"range_bars_{thresholds[0]}") in bars.parent_keys  # its own previous day
     assert graph.get(dg.AssetKey("forward_return_model")).group_name == "ml_consumers"
     checks = {f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys}
@@ -57,6 +58,7 @@ def test_packaged_definitions_load_and_validate(monkeypatch: pytest.MonkeyPatch)
         f"features_{thresholds[0]}:expectations",
         f"features_{thresholds[0]}:tier2",
         "ticks:freshness",
+        f"range_bars_{thresholds[0]}:freshness",
     } <= checks
     assert {s.name for s in defs.schedules or []} == {"daily_yesterday", "hourly_freshness"}
     assert {s.name for s in defs.sensors or []} == {

@@ -52,8 +52,12 @@ class PipelineAssets:
         return [self.ticks, self.bars_and_features, *self.datasets.values(), self.consumer]
 
     @property
-    def freshness_checks(self) -> list[dg.AssetChecksDefinition]:
-        return [c for c in self.checks if any(k.name == "freshness" for k in c.check_keys)]
+    def freshness_checks(self) -> list[dg.AssetCheckKey]:
+        """``ticks:freshness`` (an asset check) and ``range_bars_{thr}:freshness`` (in the bar step)."""
+        return [
+            dg.AssetCheckKey(TICKS_KEY, "freshness"),
+            *(dg.AssetCheckKey(range_bars_key(t), "freshness") for t in self.thresholds),
+        ]
 
 
 def build_assets(pipeline: PipelineConfig) -> PipelineAssets:
@@ -67,7 +71,6 @@ def build_assets(pipeline: PipelineConfig) -> PipelineAssets:
 def _build(pipeline: PipelineConfig) -> PipelineAssets:
     thresholds = pipeline.thresholds
     checks: list[dg.AssetChecksDefinition] = [build_freshness_check(pipeline, TICKS_KEY)]
-    checks += [build_freshness_check(pipeline, range_bars_key(thr)) for thr in thresholds]
     return PipelineAssets(
         ticks=build_ticks_asset(pipeline),
         bars_and_features=build_bars_step(pipeline),

@@ -35,17 +35,27 @@ from rangebar_pipeline.assets._common import (
     run_partition_keys,
     timestamp,
 )
-from rangebar_pipeline.assets.charts import bars_chart_markdown
-from rangebar_pipeline.assets.checks import DayCheck, continuity_day, tier1_day
+from rangebar_pipeline.assets.charts import bars_chart_markdown, chart_summary
+from rangebar_pipeline.assets.checks import (
+    DayCheck,
+    continuity_day,
+    freshness_description,
+    freshness_evaluations,
+    gate_evaluation,
+    tier1_day,
+    tier2_evaluation,
+)
+from rangebar_pipeline.assets.empty_days import before_start_events
 from rangebar_pipeline.assets.features import (
     MAX_TIER2_BARS,
-    UNGATED,
     FeatureDay,
     GateVerdict,
+    feature_metadata,
     feature_table,
     features_key,
     gate_tables,
-    tier2_verdict,
+    publish_days,
+    withdrawn_observation,
 )
 from rangebar_pipeline.assets.provenance import KERNEL_CODE_VERSION, Version, latest_version, version_tags
 from rangebar_pipeline.assets.ticks import TICKS_KEY
@@ -77,7 +87,7 @@ from rangebar_pipeline.resources import (
 from rangebar_pipeline.schema import SCHEMA_VERSION
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.bars import KERNEL_VERSION, BarStore
-from rangebar_pipeline.storage.datasets import DatasetStore, Published
+from rangebar_pipeline.storage.datasets import DatasetStore
 from rangebar_pipeline.storage.ticks import TickStore
 from rangebar_pipeline.streaming import prefetch
 from rangebar_pipeline.validation import ConservationTicks
@@ -89,7 +99,7 @@ BARS_STEP: Final = "range_bars_and_features"
 #: Changes with the kernel or the bar schema (what a day's bars are): downstream becomes stale.
 BARS_CODE_VERSION: Final = KERNEL_CODE_VERSION
 #: Bumped when the feature table's construction changes.
-FEATURES_CODE_VERSION: Final = f"features-3-{KERNEL_CODE_VERSION}"
+FEATURES_CODE_VERSION: Final = f"features-4-{KERNEL_CODE_VERSION}"
 
 
 def _groups_text(options: BarOptions) -> str:
@@ -180,6 +190,9 @@ class _StepRun:
     last_tick: int | None = None
     #: The most recent feature rows of the range per threshold (tier-2 statistics at its end).
     recent: dict[int, list[pl.DataFrame]] = field(default_factory=dict)
+    #: The latest feature materialization recorded per asset whose tier2 check is selected (the
+    #: range's tier2 evaluation names it).
+    tier2_targets: dict[dg.AssetKey, Version | None] = field(default_factory=dict)
 
     def run(self, series: Series, first: date, last: date) -> Iterator[Any]:
         """Compute (or load) ``[first, last]`` of ``series`` and record every day's events."""
@@ -196,6 +209,11 @@ class _StepRun:
         before = partition_key(day_before, series)
         self.versions = {t: latest_version(instance, range_bars_key(t), before) for t in computed}
         self.recent = {}
+        self.tier2_targets = {
+            features_key(t): None
+            for t in self.selection.features
+            if self.selection.wants(features_key(t), "tier2")
+        }
         try:
             yield from self._walk(series, first, last, computed, loaded)
         except dg.Failure:  # the days done before the failing one still get their statistics
@@ -206,7 +224,8 @@ class _StepRun:
     def _tier2(self, series: Series, first: date, last: date) -> Iterator[dg.AssetCheckEvaluation]:
         """Tier-2 statistics of the range's most recent bars: once per threshold, not per day."""
         for threshold, tables in self.recent.items():
-            yield _tier2_evaluation(threshold, series, first, last, tables)
+            target = self.tier2_targets.get(features_key(threshold))
+            yield tier2_evaluation(threshold, series, first, last, tables, target=target)
         self.recent = {}
 
     def _walk(
@@ -216,7 +235,7 @@ class _StepRun:
         if computed:
             day_before = first - timedelta(days=1)
             stored = self.store.checkpoints_at(series, computed, day_before, options=options)
-            if day_before >= self.pipeline.start_date and (
+            if day_before >= self.pipeline.first_day(series) and (
                 absent := [t for t in computed if t not in stored]
             ):
                 self.context.log.warning(
@@ -302,34 +321,45 @@ class _StepRun:
                 )
                 recorded = latest_version(self.context.instance, asset, label) or Version(None, sha)
                 self.versions[threshold] = self.recorded[(threshold, day.day)] = recorded
-            if self.selection.wants(asset, "tier1"):
+            wanted = [name for name in ("tier1", "continuity") if self.selection.wants(asset, name)]
+            if not wanted:
+                continue
+            # Each evaluation names the materialization it judged: just recorded, or the stored day's.
+            target = (
+                self.recorded[(threshold, day.day)]
+                if materialized
+                else latest_version(self.context.instance, asset, label)
+            )
+            if "tier1" in wanted:
                 yield day.tier1[threshold].evaluation(
-                    asset, label, blocking=True, severity=dg.AssetCheckSeverity.ERROR
+                    asset, label, blocking=True, severity=dg.AssetCheckSeverity.ERROR, target=target
                 )
-            if self.selection.wants(asset, "continuity"):
+            if "continuity" in wanted:
                 yield day.continuity[threshold].evaluation(
-                    asset, label, blocking=False, severity=dg.AssetCheckSeverity.ERROR
+                    asset, label, blocking=False, severity=dg.AssetCheckSeverity.ERROR, target=target
                 )
 
     def _feature_events(self, chunk: Sequence[_Day]) -> Iterator[Any]:
-        """Feature tables of the chunk's days whose bars passed tier1: gated together, then published."""
+        """Feature tables of the chunk's days, gated together, then one Delta commit per threshold and
+        series: days that passed replace their rows; a failed gate keeps the day's previous rows, bars
+        that failed tier1 withdraw them; every rejection is in the commit info and the metadata."""
         ready: list[FeatureDay] = []
+        withdrawn: list[tuple[FeatureDay, str]] = []
         for threshold in self.selection.features:
             for day in chunk:
                 check = day.tier1[threshold]
+                table = feature_table(
+                    day.results[threshold].bars, day.series, threshold, groups=self.selection.groups
+                )
+                item = FeatureDay(day.series, threshold, day.day, table)
                 if check.passed:
-                    table = feature_table(
-                        day.results[threshold].bars, day.series, threshold, self.selection.horizons,
-                        groups=self.selection.groups,
-                    )  # fmt: skip
-                    ready.append(FeatureDay(day.series, threshold, day.day, table))
+                    ready.append(item)
                     continue
                 self.context.log.warning(
                     f"{partition_key(day.day, day.series)}: features_{threshold} not built, the bars "
                     f"failed their blocking tier1 check ({check.description})"
                 )
-                reason = f"range_bars_{threshold}:tier1 failed: {check.description}"
-                self.datasets.withdraw(day.series, threshold, day.day, [reason])
+                withdrawn.append((item, f"range_bars_{threshold}:tier1 failed: {check.description}"))
         gated = [f for f in ready if self.selection.wants(features_key(f.threshold), "expectations")]
         verdicts = (
             dict(zip(map(id, gated), gate_tables(gated, self.selection.groups), strict=True)) if gated else {}
@@ -342,88 +372,56 @@ class _StepRun:
                     [*self.recent.get(threshold, []), *(f.table for f in mine)], how="diagonal_relaxed"
                 )
                 self.recent[threshold] = [recent.tail(MAX_TIER2_BARS)]
-            for item in mine:
-                label = partition_key(item.day, item.series)
-                verdict = verdicts.get(id(item))
-                published = self.datasets.publish(
-                    item.series, threshold, item.day, item.table, failures=_rejections(verdict or UNGATED)
+            failed = [(f, reason) for f, reason in withdrawn if f.threshold == threshold]
+            for series in dict.fromkeys(f.series for f in [*mine, *(f for f, _ in failed)]):
+                yield from self._publish(
+                    [f for f in mine if f.series == series],
+                    [(f, r) for f, r in failed if f.series == series],
+                    verdicts,
                 )
-                source = self.recorded.get((threshold, item.day)) or latest_version(
-                    self.context.instance, range_bars_key(threshold), label
-                )
-                code_version = features_code_version(self.pipeline)
-                version = _feature_version(source, self.selection.horizons, code_version)
-                yield dg.AssetMaterialization(
-                    asset_key=asset,
-                    partition=label,
-                    metadata=_feature_metadata(item, published, verdict, self.selection.horizons),
-                    tags=version_tags(version, code_version, {range_bars_key(threshold): source}),
-                )
+
+    def _publish(
+        self,
+        built: list[FeatureDay],
+        failed: list[tuple[FeatureDay, str]],
+        verdicts: dict[int, GateVerdict],
+    ) -> Iterator[Any]:
+        """One Delta commit of a threshold's and series' days, then their events: a materialization
+        (and gate evaluation) per built table, an observation per day withdrawn for its bars."""
+        first = (built or [f for f, _ in failed])[0]
+        threshold, series = first.threshold, first.series
+        asset, bars = features_key(threshold), range_bars_key(threshold)
+        instance = self.context.instance
+        sources = {
+            f.day: self.recorded.get((threshold, f.day))
+            or latest_version(instance, bars, partition_key(f.day, series))
+            for f in built
+        }
+        commit = publish_days(self.datasets, built, failed, verdicts, sources)
+        code_version = features_code_version(self.pipeline)
+        for item in built:
+            label = partition_key(item.day, series)
+            verdict = verdicts.get(id(item))
+            version = _feature_version(sources[item.day], self.selection.horizons, code_version)
+            yield dg.AssetMaterialization(
+                asset_key=asset,
+                partition=label,
+                metadata=feature_metadata(item, commit),
+                tags=version_tags(version, code_version, {bars: sources[item.day]}),
+            )
+            if verdict is not None or asset in self.tier2_targets:
+                judged = latest_version(instance, asset, label)
+                self.tier2_targets[asset] = judged
                 if verdict is not None:
-                    yield _gate_evaluation(asset, label, verdict)
-
-
-def _tier2_evaluation(
-    threshold: int, series: Series, first: date, last: date, tables: list[pl.DataFrame]
-) -> dg.AssetCheckEvaluation:
-    passed, description, meta = tier2_verdict(tables, threshold)
-    return dg.AssetCheckEvaluation(
-        asset_key=features_key(threshold),
-        check_name="tier2",
-        passed=passed,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=f"{series} {first}..{last}, the last {MAX_TIER2_BARS} bars at most: {description}",
-        metadata={**meta, "series": series.key, "first_day": str(first), "last_day": str(last)},
-    )
+                    yield gate_evaluation(asset, label, verdict, judged)
+        for item, reason in failed:
+            yield withdrawn_observation(item, reason, commit)
 
 
 def _feature_version(bars: Version | None, horizons: tuple[int, ...], code_version: str) -> str:
     """A feature table is a function of its day's bars, the label horizons and its construction."""
     basis = f"{bars.data_version if bars else 'unrecorded'}|{horizons}|{code_version}"
     return hashlib.sha256(basis.encode()).hexdigest()
-
-
-def _feature_metadata(
-    item: FeatureDay, published: Published, verdict: GateVerdict | None, horizons: tuple[int, ...]
-) -> dict[str, Any]:
-    return {
-        "dagster/partition_row_count": item.table.height,
-        "dagster/uri": published.uri,
-        "dagster/column_schema": column_schema(item.table.schema),
-        "bytes": published.bytes,
-        "promoted": verdict is None or verdict.passed,
-        "labels": ", ".join(f"forward_return_{h}" for h in horizons),
-        "schema_version": SCHEMA_VERSION,
-        "kernel_version": KERNEL_VERSION,
-    }
-
-
-def _rejections(verdict: GateVerdict) -> tuple[str, ...]:
-    """Why a gated table is withdrawn (empty when it passed)."""
-    if verdict.passed:
-        return ()
-    return verdict.failures or ("the great-expectations gate failed",)
-
-
-def _gate_evaluation(asset: dg.AssetKey, label: str, verdict: GateVerdict) -> dg.AssetCheckEvaluation:
-    return dg.AssetCheckEvaluation(
-        asset_key=asset,
-        check_name="expectations",
-        passed=verdict.passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        blocking=True,
-        partition=label,
-        description=(
-            f"{label}: great-expectations suite passed ({verdict.evaluated} expectations)"
-            if verdict.passed
-            else f"{label}: " + "; ".join(verdict.failures[:5])
-        )[:2000],
-        metadata={
-            "evaluated": verdict.evaluated,
-            "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in verdict.failures) or "(none)"),
-            "promoted": verdict.passed,
-        },
-    )
 
 
 def _bar_metadata(
@@ -459,18 +457,16 @@ def _bar_metadata(
             "price_chart": dg.MetadataValue.md(
                 bars_chart_markdown(bars, threshold=result.threshold, title=title)
             ),
+            "chart_summary": chart_summary(bars, threshold=result.threshold),
             "preview": dg.MetadataValue.md(markdown_table(preview.to_dicts())),
         }
     )
 
 
 def _warm_up(selection: _Selection) -> None:
-    """Start the heavy imports the selected checks and charts need, overlapping the first days."""
-    from rangebar_pipeline.assets import charts
+    """Start the heavy imports the selected checks need, overlapping the first days."""
     from rangebar_pipeline.validation import expectations, tier2
 
-    if selection.bars:
-        charts.warm_up()
     if any(c.name == "expectations" for c in selection.checks):
         expectations.warm_up()
     if any(c.name == "tier2" for c in selection.checks):
@@ -486,7 +482,6 @@ def _sha(data: bytes) -> str:
 def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
     """The step computing ``range_bars_{thr}`` and ``features_{thr}`` of every configured threshold."""
     partitions = daily_series_partitions(pipeline)
-    horizons = ", ".join(f"forward_return_{h}" for h in pipeline.label_horizons)
     options = pipeline.bar_options
     bar_schema = column_schema(options.bar_schema)
     groups = " and ".join(g for g in pipeline.feature_groups if g != "core") or "no feature group"
@@ -529,6 +524,9 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
             blocking=True,
         )
         check(bars, "continuity", "The day's first bar follows the previous day's last bar (ids and times)")
+        # Evaluated by this step (an asset check op after it would be skipped: the step records
+        # materializations, not outputs), at the end of each run and in the freshness job.
+        checks.append(dg.AssetCheckSpec("freshness", asset=bars, description=freshness_description(pipeline)))
     for threshold in pipeline.thresholds:
         features = features_key(threshold)
         spec(
@@ -536,9 +534,10 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
             code_version=features_code_version(pipeline),
             description=(
                 f"ML-ready feature table at {threshold} dbps: the day's bars (only when they passed "
-                f"tier1) with the {groups} features and forward-return labels {horizons}, one Parquet "
-                "file per series and day (recording the schema and kernel versions that produced it), "
-                "visible to datasets once its great-expectations gate passed."
+                f"tier1) with the {groups} features, a series-day of the threshold's Delta table "
+                "(recording the bars' data version, schema and kernel versions that produced it), "
+                "committed once its great-expectations gate passed; labels are computed across days "
+                f"by ml_dataset_{threshold}."
             ),
         )  # fmt: skip
         check(
@@ -560,7 +559,9 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         specs=specs,
         check_specs=checks,
         can_subset=True,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        # Bounded runs: a backfill of years runs as runs of at most max_days_per_run days per series
+        # (each continuing the previous run's stored checkpoint), which fail independently.
+        backfill_policy=dg.BackfillPolicy.multi_run(pipeline.max_days_per_run),
         pool=BAR_STORE_POOL,
     )
     def range_bars_and_features(
@@ -575,7 +576,17 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         with bar_store.open() as store:
             walk = _StepRun(context, pipeline, selection, store, ticks, datasets.store())
             for series, days in days_by_series(run_partition_keys(context.op_execution_context)).items():
-                for first, last in contiguous_ranges(days):
+                start = pipeline.first_day(series)
+                if empty := [d for d in days if d < start]:  # before the series' first day: no data
+                    versions = {range_bars_key(t): bars_code_version(options) for t in selection.bars}
+                    versions |= {features_key(t): features_code_version(pipeline) for t in selection.features}
+                    yield from before_start_events(
+                        context.instance, series, empty, first_day=start, checks=selection.checks,
+                        code_versions=versions,
+                    )  # fmt: skip
+                for first, last in contiguous_ranges(d for d in days if d >= start):
                     yield from walk.run(series, first, last)
+        fresh = [k for k in map(range_bars_key, pipeline.thresholds) if selection.wants(k, "freshness")]
+        yield from freshness_evaluations(context.instance, pipeline, fresh, ticks)
 
     return range_bars_and_features

@@ -4,7 +4,7 @@
   exactly (with the bar carried in from the previous day and the unfinished bar carried out). A
   failed day gets no feature table; other days are unaffected.
 - ``continuity``: the first bar of day D follows day D-1's last bar (trade ids and times).
-- ``freshness``: every series has yesterday's partition once the daily deadline has passed.
+- ``freshness``: every day each series' source has published up to the deadline is materialized.
 
 The bar checks run inside the bar step on the bars and ticks it has in memory and are recorded per
 partition (:meth:`DayCheck.evaluation`).
@@ -12,7 +12,7 @@ partition (:meth:`DayCheck.evaluation`).
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at runtime.
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -21,12 +21,16 @@ import dagster as dg
 import polars as pl
 
 from rangebar_pipeline.assets._common import markdown_table
+from rangebar_pipeline.assets.features import MAX_TIER2_BARS, GateVerdict, features_key, tier2_verdict
+from rangebar_pipeline.assets.provenance import Version
 from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.engine import ThresholdDay
 from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
 from rangebar_pipeline.partitions import parse_partition_key, partition_key
+from rangebar_pipeline.resources import TickStoreResource
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.sources.base import source_type
+from rangebar_pipeline.storage.ticks import TickStore
 from rangebar_pipeline.validation import (
     ConservationTicks,
     validate_conservation,
@@ -40,6 +44,8 @@ __all__ = [
     "build_freshness_check",
     "continuity_day",
     "expected_latest_day",
+    "freshness_of",
+    "freshness_outcome",
     "freshness_verdict",
     "tier1_day",
 ]
@@ -55,9 +61,16 @@ class DayCheck:
     metadata: dict[str, Any]
 
     def evaluation(
-        self, asset: dg.AssetKey, partition: str, *, blocking: bool, severity: dg.AssetCheckSeverity
+        self,
+        asset: dg.AssetKey,
+        partition: str,
+        *,
+        blocking: bool,
+        severity: dg.AssetCheckSeverity,
+        target: Version | None,
     ) -> dg.AssetCheckEvaluation:
-        """This outcome as a Dagster evaluation of ``asset``'s check for ``partition``."""
+        """This outcome as a Dagster evaluation of ``asset``'s check for ``partition``, linked to
+        ``target``, the materialization it judged (the partition's check status counts only then)."""
         return dg.AssetCheckEvaluation(
             asset_key=asset,
             check_name=self.name,
@@ -67,6 +80,7 @@ class DayCheck:
             description=self.description[:2000],
             blocking=blocking,
             partition=partition,
+            target_materialization_data=target.target if target is not None else None,
         )
 
 
@@ -173,12 +187,23 @@ def expected_latest_day(now: datetime, deadline_hours: int) -> date:
     return today - timedelta(days=1 if now >= deadline else 2)
 
 
+#: Is a day published at the source? (The new-days probe: one HEAD request, or a file check.)
+Probe = Callable[[Series, date], bool]
+
+
 @dataclass(frozen=True, slots=True)
 class FreshnessVerdict:
-    """Which series lack the expected latest partition (with their latest materialized day)."""
+    """Which series lack a day the source has published by the deadline.
+
+    ``overdue`` maps a series key to (its latest materialized day, the first published day after it
+    that is not materialized).
+    """
 
     expected_day: date
-    overdue: dict[str, date | None]
+    overdue: dict[str, tuple[date | None, date]]
+    #: The newest day known to be materialized per series (None: never).
+    latest: dict[str, date | None]
+    probes: int = 0
 
     @property
     def passed(self) -> bool:
@@ -186,59 +211,171 @@ class FreshnessVerdict:
 
 
 def freshness_verdict(
-    materialized: Iterable[str], series_keys: Iterable[str], expected_day: date, start_date: date
+    materialized: Iterable[str],
+    series: Sequence[Series],
+    expected_day: date,
+    *,
+    first_day: Callable[[Series], date],
+    probe: Probe,
 ) -> FreshnessVerdict:
-    """Compare materialized partition keys with the expected latest day of every series."""
+    """Is everything the source published up to ``expected_day`` materialized, per series?
+
+    A series is fresh when its next day (the day after its latest materialized one, or its first
+    day) is after ``expected_day`` or not published at the source: one probe per series at most, so
+    old fixtures or a source that stopped publishing are fresh, and a published day not yet
+    materialized is overdue.
+    """
     latest: dict[str, date] = {}
     for key in materialized:
-        day, series = parse_partition_key(key)
-        latest[series.key] = max(day, latest.get(series.key, day))
-    if expected_day < start_date:
-        return FreshnessVerdict(expected_day, {})
-    overdue = {k: latest.get(k) for k in series_keys if latest.get(k) is None or latest[k] < expected_day}
-    return FreshnessVerdict(expected_day, overdue)
+        day, item = parse_partition_key(key)
+        latest[item.key] = max(day, latest.get(item.key, day))
+    overdue: dict[str, tuple[date | None, date]] = {}
+    probes = 0
+    for item in series:
+        last = latest.get(item.key)
+        following = last + timedelta(days=1) if last is not None else first_day(item)
+        if following > expected_day:
+            continue
+        probes += 1
+        if probe(item, following):
+            overdue[item.key] = (last, following)
+    return FreshnessVerdict(expected_day, overdue, {s.key: latest.get(s.key) for s in series}, probes)
+
+
+def freshness_outcome(verdict: FreshnessVerdict) -> tuple[bool, str, dict[str, Any]]:
+    """(passed, description, metadata) of a freshness verdict."""
+    rows: list[Mapping[str, Any]] = [
+        {"series": k, "latest_day": str(last) if last else "never", "published_not_materialized": str(day)}
+        for k, (last, day) in verdict.overdue.items()
+    ]
+    latest = ", ".join(f"{k} {v or 'none'}" for k, v in verdict.latest.items())
+    description = (
+        f"every series has every day its source published up to {verdict.expected_day} (latest: {latest})"
+        if verdict.passed
+        else f"{len(rows)} series overdue: "
+        + ", ".join(
+            f"{r['series']} (latest {r['latest_day']}; {r['published_not_materialized']} is published)"
+            for r in rows
+        )
+    )
+    return (
+        verdict.passed,
+        description[:2000],
+        {
+            "expected_day": str(verdict.expected_day),
+            "overdue_series": len(rows),
+            "source_probes": verdict.probes,
+            "overdue": dg.MetadataValue.md(markdown_table(rows)),
+        },
+    )
+
+
+def freshness_of(
+    pipeline: PipelineConfig,
+    instance: dg.DagsterInstance,
+    asset: dg.AssetKey,
+    ticks: TickStore,
+    now: datetime | None = None,
+) -> FreshnessVerdict:
+    """The freshness of ``asset``'s partitions against what each series' source has published."""
+    return freshness_verdict(
+        instance.get_materialized_partitions(asset),
+        pipeline.series,
+        expected_latest_day(now or datetime.now(UTC), pipeline.freshness_deadline_hours),
+        first_day=pipeline.first_day,
+        probe=lambda series, day: ticks.source(series).published(series, day),
+    )
+
+
+def freshness_description(pipeline: PipelineConfig) -> str:
+    return (
+        "Everything each series' source has published is materialized: the day after the latest "
+        "materialized one is not published yet (one probe per series), or is after the deadline "
+        f"(yesterday from {pipeline.freshness_deadline_hours} h after UTC midnight)."
+    )
 
 
 def build_freshness_check(pipeline: PipelineConfig, asset: dg.AssetKey) -> dg.AssetChecksDefinition:
     """A ``freshness`` check of ``asset`` (non-blocking, WARN)."""
 
-    @dg.asset_check(
-        asset=asset,
-        name="freshness",
-        description=(
-            f"Every series has yesterday's partition {pipeline.freshness_deadline_hours} h after UTC "
-            "midnight (the day before yesterday until then)."
-        ),
-    )
-    def freshness(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        verdict = freshness_verdict(
-            context.instance.get_materialized_partitions(asset),
-            pipeline.series_keys,
-            expected_latest_day(datetime.now(UTC), pipeline.freshness_deadline_hours),
-            pipeline.start_date,
+    @dg.asset_check(asset=asset, name="freshness", description=freshness_description(pipeline))
+    def freshness(
+        context: dg.AssetCheckExecutionContext, tick_store: TickStoreResource
+    ) -> dg.AssetCheckResult:
+        verdict = freshness_of(pipeline, context.instance, asset, tick_store.store())
+        passed, description, metadata = freshness_outcome(verdict)
+        return dg.AssetCheckResult(
+            passed=passed, severity=dg.AssetCheckSeverity.WARN, description=description, metadata=metadata
         )
-        return _freshness_result(verdict)
 
     return freshness
 
 
-def _freshness_result(verdict: FreshnessVerdict) -> dg.AssetCheckResult:
-    rows: list[Mapping[str, Any]] = [
-        {"series": k, "latest_day": str(v) if v else "never", "expected": str(verdict.expected_day)}
-        for k, v in verdict.overdue.items()
-    ]
-    return dg.AssetCheckResult(
-        passed=verdict.passed,
+# --- evaluations the bar step yields (per run) -------------------------------------------------
+
+
+def freshness_evaluations(
+    instance: dg.DagsterInstance, pipeline: PipelineConfig, assets: Iterable[dg.AssetKey], ticks: TickStore
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """The ``freshness`` check of each of ``assets``, each naming the asset's latest materialization."""
+    for asset in assets:
+        passed, description, metadata = freshness_outcome(freshness_of(pipeline, instance, asset, ticks))
+        latest = instance.fetch_materializations(asset, limit=1).records
+        yield dg.AssetCheckEvaluation(
+            asset_key=asset,
+            check_name="freshness",
+            passed=passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=description,
+            metadata=metadata,
+            target_materialization_data=(
+                Version(latest[0].storage_id, "", latest[0].run_id, latest[0].timestamp).target
+                if latest
+                else None
+            ),
+        )
+
+
+def tier2_evaluation(
+    threshold: int,
+    series: Series,
+    first: date,
+    last: date,
+    tables: list[pl.DataFrame],
+    *,
+    target: Version | None,
+) -> dg.AssetCheckEvaluation:
+    passed, description, meta = tier2_verdict(tables, threshold)
+    return dg.AssetCheckEvaluation(
+        asset_key=features_key(threshold),
+        check_name="tier2",
+        passed=passed,
         severity=dg.AssetCheckSeverity.WARN,
+        description=f"{series} {first}..{last}, the last {MAX_TIER2_BARS} bars at most: {description}",
+        metadata={**meta, "series": series.key, "first_day": str(first), "last_day": str(last)},
+        target_materialization_data=target.target if target is not None else None,
+    )
+
+
+def gate_evaluation(
+    asset: dg.AssetKey, label: str, verdict: GateVerdict, target: Version | None
+) -> dg.AssetCheckEvaluation:
+    return dg.AssetCheckEvaluation(
+        asset_key=asset,
+        check_name="expectations",
+        passed=verdict.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        blocking=True,
+        partition=label,
         description=(
-            f"every series has {verdict.expected_day}"
+            f"{label}: great-expectations suite passed ({verdict.evaluated} expectations)"
             if verdict.passed
-            else f"{len(rows)} series overdue (expected {verdict.expected_day}): "
-            + ", ".join(f"{r['series']} (latest {r['latest_day']})" for r in rows)
-        ),
+            else f"{label}: " + "; ".join(verdict.failures[:5])
+        )[:2000],
         metadata={
-            "expected_day": str(verdict.expected_day),
-            "overdue_series": len(rows),
-            "overdue": dg.MetadataValue.md(markdown_table(rows)),
+            "evaluated": verdict.evaluated,
+            "failures": dg.MetadataValue.md("\n".join(f"- {f}" for f in verdict.failures) or "(none)"),
+            "promoted": verdict.passed,
         },
+        target_materialization_data=target.target if target is not None else None,
     )

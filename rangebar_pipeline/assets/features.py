@@ -1,13 +1,13 @@
-"""Feature tables: the validated, ML-ready rows of a partition (bars, features, labels) as Parquet.
+"""Feature tables: the validated, ML-ready rows of a partition (bars and features) in Delta tables.
 
 Rows are a day's bars with the feature groups of the pipeline config (the 10 microstructure
-features by default, the lookback and intra groups when on), keyed by series and threshold, plus
-forward-return labels ``forward_return_{h}`` = close h bars ahead / close - 1. Labels stay inside the day (no
-look-ahead into a day that may not exist yet): the last h bars of a day have a null label.
+features by default, the lookback and intra groups when on), keyed by series and threshold. Labels
+are not stored: they need the following days' bars, so the dataset level computes them across days
+(:mod:`rangebar_pipeline.labels`, ``ml_dataset_{thr}``).
 
-The feature/dataset store (:class:`~rangebar_pipeline.storage.datasets.DatasetStore`) stages each
-table and promotes it only once its blocking great-expectations gate passed (a failed day is
-withdrawn with its reasons). The gate runs one great-expectations validation per batch of tables
+The feature/dataset store (:class:`~rangebar_pipeline.storage.datasets.DatasetStore`) commits a day
+into the threshold's Delta table only once its blocking great-expectations gate passed; a rejection
+is recorded in the commit info. The gate runs one great-expectations validation per batch of tables
 (days x thresholds) and goes table by table only when the batch fails, so its cost is not paid per
 day.
 """
@@ -22,8 +22,15 @@ from typing import Any, Final
 import dagster as dg
 import polars as pl
 
+from rangebar_pipeline.assets._common import column_schema
+from rangebar_pipeline.assets.provenance import Version
+from rangebar_pipeline.labels import forward_returns
 from rangebar_pipeline.manifest import Group, columns_of
+from rangebar_pipeline.partitions import partition_key
+from rangebar_pipeline.schema import SCHEMA_VERSION
 from rangebar_pipeline.series import Series
+from rangebar_pipeline.storage.bars import KERNEL_VERSION
+from rangebar_pipeline.storage.datasets import DatasetStore, DayTable, FeatureCommit
 from rangebar_pipeline.validation import validate_expectations, validate_tier2
 from rangebar_pipeline.validation.expectations import REQUIRED_COLUMNS
 
@@ -34,11 +41,15 @@ __all__ = [
     "UNGATED",
     "FeatureDay",
     "GateVerdict",
+    "feature_metadata",
     "feature_table",
     "features_key",
     "gate_tables",
+    "publish_days",
+    "rejections",
     "required_columns",
     "tier2_verdict",
+    "withdrawn_observation",
 ]
 
 #: Columns identifying the series in a feature table (they join the uniqueness key).
@@ -58,12 +69,13 @@ def feature_table(
     bars: pl.DataFrame,
     series: Series,
     threshold: int,
-    horizons: tuple[int, ...],
+    horizons: tuple[int, ...] = (),
     *,
     groups: Sequence[str] = ("core", "microstructure"),
 ) -> pl.DataFrame:
     """Key columns + the bar columns of ``groups`` (plus any source-specific ones, e.g. Exness
-    spreads) + ``forward_return_{h}`` labels (within the frame)."""
+    spreads); with ``horizons``, also ``fwd_return_{h}`` labels within this frame only (the pipeline
+    stores none: the datasets label across days)."""
     optional: tuple[Group, ...] = ("microstructure", "lookback", "intra")
     dropped = {c.name for group in optional if group not in groups for c in columns_of(group)}
     keys = [
@@ -72,11 +84,9 @@ def feature_table(
         pl.lit(series.symbol).alias("symbol"),
         pl.lit(threshold, pl.Int64).alias("threshold_decimal_bps"),
     ]
-    labels = [
-        (pl.col("close").shift(-h) / pl.col("close") - 1.0).alias(f"forward_return_{h}") for h in horizons
-    ]
     columns = [pl.col(c) for c in bars.columns if c not in dropped]
-    return bars.select(*keys, *columns).with_columns(labels)
+    table = bars.select(*keys, *columns)
+    return forward_returns(table, horizons) if horizons else table
 
 
 def required_columns(groups: Sequence[str]) -> tuple[str, ...]:
@@ -134,24 +144,133 @@ def gate_tables(
 
 
 def tier2_verdict(tables: Sequence[pl.DataFrame], threshold: int) -> tuple[bool, str, dict[str, Any]]:
-    """Tier-2 statistics (warning level) over the rows of several days at once (the last
-    :data:`MAX_TIER2_BARS` of them)."""
+    """Tier-2 statistics (warning level) over the rows of several consecutive days at once (the last
+    :data:`MAX_TIER2_BARS` of them), against the next bar's log return across those days.
+
+    The warning fires on what a data defect looks like, each finding naming the statistic, the
+    feature, its value and the threshold (:func:`tier2_findings`). How many features are significant
+    against the forward return is reported, not judged: on days of real bars few are, and that is
+    the market, not a defect.
+    """
     filled = [t for t in tables if t.height]
     rows = pl.concat(filled, how="vertical_relaxed").tail(MAX_TIER2_BARS) if filled else pl.DataFrame()
+    if rows.height:
+        rows = forward_returns(rows, (1,))
     if rows.height < MIN_TIER2_BARS:
         return (
-            False,
-            f"only {rows.height} bars (< {MIN_TIER2_BARS}): statistics skipped",
+            True,
+            f"{rows.height} bars (< {MIN_TIER2_BARS}): too few for the statistics, nothing to judge",
             {"bars": rows.height},
         )
-    result = validate_tier2(rows, target="forward_return_1", threshold_decimal_bps=threshold)
+    result = validate_tier2(rows, target="fwd_return_1", threshold_decimal_bps=threshold)
+    findings = tier2_findings(result.table)
+    significant = ", ".join(result.significant_features) or "none"
+    summary = (
+        f"{rows.height} bars of {len(tables)} day(s); "
+        f"{result.significant_feature_count} feature(s) significant against fwd_return_1 ({significant})"
+    )
+    description = (
+        f"{summary}; no feature leaks the label or is non-stationary by both ADF and KPSS"
+        if not findings
+        else f"{len(findings)} finding(s): " + "; ".join(findings[:5]) + f" ({summary})"
+    )
     return (
-        result.passed,
-        f"{rows.height} bars of {len(tables)} day(s): "
-        f"{result.significant_feature_count} significant feature(s)",
+        not findings,
+        description,
         {
             "bars": rows.height,
             "days": len(tables),
+            "findings": dg.MetadataValue.md("\n".join(f"- {f}" for f in findings) or "(none)"),
+            "significant_features": result.significant_feature_count,
             "feature_table": dg.MetadataValue.md(result.table_markdown()),
         },
     )
+
+
+def rejections(verdict: GateVerdict) -> tuple[str, ...]:
+    """Why a gated table is rejected (empty when it passed)."""
+    if verdict.passed:
+        return ()
+    return verdict.failures or ("the great-expectations gate failed",)
+
+
+def publish_days(
+    store: DatasetStore,
+    built: Sequence[FeatureDay],
+    failed: Sequence[tuple[FeatureDay, str]],
+    verdicts: dict[int, GateVerdict],
+    bars: dict[date, Version | None],
+) -> FeatureCommit:
+    """One Delta commit of one threshold's and series' days: the ``built`` tables that passed their
+    gate (``verdicts`` by ``id``; ungated ones pass) replace their days, the rejected ones keep the
+    previous rows, the ``failed`` ones (bars failed tier1) are withdrawn; ``bars``: their data versions."""
+    first = (list(built) or [f for f, _ in failed])[0]
+    writes = [
+        DayTable(
+            f.day, f.table, rejections(verdicts.get(id(f)) or UNGATED),
+            bars_data_version=v.data_version if (v := bars.get(f.day)) else None,
+        )
+        for f in built
+    ]  # fmt: skip
+    writes += [DayTable(f.day, f.table, (reason,), withdraw=True) for f, reason in failed]
+    return store.publish_days(first.threshold, first.series, writes)
+
+
+def feature_metadata(item: FeatureDay, commit: FeatureCommit) -> dict[str, Any]:
+    """The materialization metadata of a built feature table: its commit, visibility and rejection."""
+    visible = item.day in commit.published
+    return {
+        "dagster/partition_row_count": item.table.height,
+        "dagster/uri": commit.uri,
+        "dagster/column_schema": column_schema(item.table.schema),
+        "delta_version": commit.version,
+        "visible": visible,
+        "rejection": dg.MetadataValue.md(
+            "(none)" if visible else "\n".join(f"- {f}" for f in commit.rejected.get(item.day, ()))
+        ),
+        "compacted_partitions": ", ".join(commit.compacted) or "none",
+        "labels": f"computed across days by ml_dataset_{item.threshold} (rangebar_pipeline.labels)",
+        "schema_version": SCHEMA_VERSION,
+        "kernel_version": KERNEL_VERSION,
+    }
+
+
+def withdrawn_observation(item: FeatureDay, reason: str, commit: FeatureCommit) -> dg.AssetObservation:
+    """The record of a day withdrawn because its bars failed tier1 (no table was materialized)."""
+    return dg.AssetObservation(
+        asset_key=features_key(item.threshold),
+        partition=partition_key(item.day, item.series),
+        metadata={
+            "visible": False,
+            "withdrawn": True,
+            "rejection": reason[:2000],
+            "delta_version": commit.version,
+            "dagster/uri": commit.uri,
+        },
+    )
+
+
+#: A feature whose |Spearman rho| with the next bar's return reaches this sees the label (look-ahead).
+LEAK_RHO: Final = 0.9
+#: Both stationarity tests call a feature non-stationary: ADF p above, KPSS p below this.
+STATIONARITY_P: Final = 0.05
+
+
+def tier2_findings(table: pl.DataFrame) -> list[str]:
+    """What is wrong with the features, one sentence each: statistic, feature, value, threshold."""
+    findings: list[str] = []
+    for row in table.iter_rows(named=True):
+        name = row["feature"]
+        rho = row["spearman_rho"]
+        if rho is not None and abs(rho) >= LEAK_RHO:
+            findings.append(
+                f"|spearman_rho({name}, fwd_return_1)| = {abs(rho):.3f} >= {LEAK_RHO} "
+                "(the feature sees the label: look-ahead)"
+            )
+        adf, kpss = row["adf_p_value"], row["kpss_p_value"]
+        if adf is not None and kpss is not None and adf > STATIONARITY_P and kpss < STATIONARITY_P:
+            findings.append(
+                f"adf_p_value({name}) = {adf:.3g} > {STATIONARITY_P} and kpss_p_value = {kpss:.3g} < "
+                f"{STATIONARITY_P} (non-stationary by both tests)"
+            )
+    return findings

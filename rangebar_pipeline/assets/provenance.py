@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import Final
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 
 from rangebar_pipeline import _core
 from rangebar_pipeline.schema import SCHEMA_VERSION
@@ -32,10 +35,23 @@ _NULL_POINTER: Final = "NULL"
 
 @dataclass(frozen=True, slots=True)
 class Version:
-    """A recorded materialization: its storage id and data version."""
+    """A recorded materialization: its storage id and data version (and its run and time, when read
+    from the instance)."""
 
     storage_id: int | None
     data_version: str
+    run_id: str | None = None
+    timestamp: float | None = None
+
+    @property
+    def target(self) -> AssetCheckEvaluationTargetMaterializationData | None:
+        """The pointer a check evaluation of this materialization carries (Dagster counts a
+        partition's check as current only when it names the partition's latest materialization)."""
+        if self.storage_id is None or self.run_id is None or self.timestamp is None:
+            return None
+        return AssetCheckEvaluationTargetMaterializationData(
+            storage_id=self.storage_id, run_id=self.run_id, timestamp=self.timestamp
+        )
 
 
 def latest_version(instance: dg.DagsterInstance, asset: dg.AssetKey, partition: str) -> Version | None:
@@ -48,7 +64,12 @@ def latest_version(instance: dg.DagsterInstance, asset: dg.AssetKey, partition: 
     record = records[0]
     materialization = record.asset_materialization
     tags = (materialization.tags if materialization is not None else None) or {}
-    return Version(record.storage_id, tags.get(_DATA, f"storage-{record.storage_id}"))
+    return Version(
+        record.storage_id,
+        tags.get(_DATA, f"storage-{record.storage_id}"),
+        run_id=record.run_id,
+        timestamp=record.timestamp,
+    )
 
 
 def version_tags(

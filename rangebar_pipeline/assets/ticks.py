@@ -10,6 +10,7 @@ from typing import Any, Final
 import dagster as dg
 
 from rangebar_pipeline.assets._common import OWNERS, AssetResult, drop_none, run_partition_keys, timestamp
+from rangebar_pipeline.assets.empty_days import EMPTY_DATA_VERSION, before_start_metadata
 from rangebar_pipeline.assets.provenance import version_tags
 from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.partitions import daily_series_partitions, days_by_series, partition_key
@@ -58,7 +59,7 @@ def build_ticks_asset(pipeline: PipelineConfig) -> dg.AssetsDefinition:
     @dg.asset(
         key=TICKS_KEY,
         partitions_def=daily_series_partitions(pipeline),
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=dg.BackfillPolicy.multi_run(pipeline.max_days_per_run),
         code_version=TICKS_CODE_VERSION,
         group_name="ticks",
         # On the Celery executor (deploy/cluster/) downloads go to their own queue; other executors ignore it.
@@ -75,7 +76,15 @@ def build_ticks_asset(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         (timestamp, agg_trade_id) with exact duplicates removed, one zstd Parquet file per day.
         """
         store = tick_store.store()
-        wanted = days_by_series(run_partition_keys(context.op_execution_context))
+        requested = days_by_series(run_partition_keys(context.op_execution_context))
+        empty = {  # before the series' first day: recorded with 0 rows, never fetched
+            partition_key(day, series): before_start_metadata(series, pipeline.first_day(series))
+            for series, days in requested.items()
+            for day in days
+            if day < pipeline.first_day(series)
+        }
+        wanted = {s: [d for d in days if d >= pipeline.first_day(s)] for s, days in requested.items()}
+        wanted = {s: days for s, days in wanted.items() if days}
         jobs = sum(len(days) for days in wanted.values())
         failures: list[str] = []
         results: dict[tuple[Series, date], DayWriteResult] = {}
@@ -91,6 +100,13 @@ def build_ticks_asset(pipeline: PipelineConfig) -> dg.AssetsDefinition:
                 f"stored {partition_key(day, series)}: {result.rows} ticks, {result.bytes} B at {result.path}"
             )
         if failures:  # record each stored day on its own, then fail naming the others
+            for label, metadata in empty.items():
+                yield dg.AssetMaterialization(
+                    asset_key=TICKS_KEY,
+                    partition=label,
+                    metadata=metadata,
+                    tags=version_tags(EMPTY_DATA_VERSION, TICKS_CODE_VERSION, {}),
+                )
             for (series, day), result in ordered:
                 yield dg.AssetMaterialization(
                     asset_key=TICKS_KEY,
@@ -105,11 +121,14 @@ def build_ticks_asset(pipeline: PipelineConfig) -> dg.AssetsDefinition:
                 metadata={"failed_partitions": dg.MetadataValue.md("\n".join(f"- {f}" for f in failures))},
             )
         # All stored: one output (so downstream steps of the run proceed), each day with its own metadata.
+        for label, metadata in empty.items():
+            context.add_asset_metadata(metadata, partition_key=label)
         for (series, day), result in ordered:
             context.add_asset_metadata(_day_metadata(result), partition_key=partition_key(day, series))
-        single = len(ordered) == 1
-        yield dg.MaterializeResult(
-            data_version=dg.DataVersion(_data_version(ordered[0][1])) if single else None
-        )
+        if len(ordered) + len(empty) == 1:
+            version = _data_version(ordered[0][1]) if ordered else EMPTY_DATA_VERSION
+            yield dg.MaterializeResult(data_version=dg.DataVersion(version))
+        else:
+            yield dg.MaterializeResult()
 
     return ticks
