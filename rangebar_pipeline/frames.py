@@ -6,13 +6,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import polars as pl
 
-from rangebar_pipeline import _core
 from rangebar_pipeline._lazy import lazy_module
 from rangebar_pipeline.schema import BAR_SCHEMA, GROUP_SCHEMAS, OHLCV_COLUMNS, bar_schema
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
+
+    from rangebar_pipeline import _core
 else:  # imported on first use
     pd = lazy_module("pandas")
 
