@@ -4,8 +4,9 @@
 //! Out: every column is the kernel's vector handed to Arrow without a copy; the group columns
 //! (lookback, intra) get a validity bitmap from the kernel's null encoding (NaN in float columns,
 //! `NULL_I64` in integer ones), so no sentinel crosses the boundary. In: the record batches of an
-//! `__arrow_c_stream__` / `__arrow_c_array__` object with canonical column names, read in place
-//! (zero-copy) and converted to fixed point run by run.
+//! `__arrow_c_stream__` / `__arrow_c_array__` object, or a dict of such columns cut at their chunk
+//! ends, with canonical column names, read in place (zero-copy) and converted to fixed point run
+//! by run.
 
 use std::sync::Arc;
 
