@@ -191,6 +191,12 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     from rangebar_pipeline.storage.bars import BarStore
     from rangebar_pipeline.storage.ticks import TickStore
 
+    # the symbol is checked before any store is opened (or created)
+    series = (
+        None
+        if args.cache_command == "status" or not args.symbol
+        else Series.of(args.symbol, source=args.source, market=args.market)
+    )
     ticks = TickStore(args.cache_dir)
     with BarStore(cache_dir=args.cache_dir) as store:
         if args.cache_command == "status":
@@ -222,8 +228,7 @@ def _cmd_cache(args: argparse.Namespace) -> int:
                 )
             )
             return 0
-        if args.symbol:
-            series = Series.of(args.symbol, source=args.source, market=args.market)
+        if series is not None:
             from rangebar_pipeline.constants import resolve_threshold
 
             threshold = None if args.threshold is None else resolve_threshold(args.threshold)

@@ -6,7 +6,7 @@ import operator
 from types import MappingProxyType
 from typing import Final, SupportsIndex
 
-from rangebar_pipeline.exceptions import InvalidThresholdError
+from rangebar_pipeline.exceptions import InvalidThresholdError, ThresholdOverflowError
 
 #: Smallest valid threshold in decimal basis points (1 dbps = 0.001 %).
 THRESHOLD_DECIMAL_MIN: Final[int] = 1
@@ -74,7 +74,8 @@ def resolve_threshold(threshold: str | SupportsIndex) -> int:
             f"{threshold!r}"
         ) from None
     if not THRESHOLD_DECIMAL_MIN <= value <= THRESHOLD_DECIMAL_MAX:
-        raise InvalidThresholdError(
+        error = ThresholdOverflowError if not 0 <= value < 2**32 else InvalidThresholdError
+        raise error(
             f"threshold_decimal_bps must be between {THRESHOLD_DECIMAL_MIN} and {THRESHOLD_DECIMAL_MAX} "
             f"(0.001% to 100%), got {value}"
         )

@@ -25,6 +25,11 @@ class InvalidThresholdError(RangeBarError, ValueError):
     """A threshold outside 1..=100_000 decimal basis points, or an unknown preset name."""
 
 
+class ThresholdOverflowError(InvalidThresholdError, OverflowError):
+    """A threshold that is negative or does not fit 32 bits: 7.1.3's kernel raised ``OverflowError``
+    for it, so this is one too (and an :class:`InvalidThresholdError`, a ``ValueError``)."""
+
+
 class InvalidTradeError(RangeBarError, ValueError):
     """An input trade the kernel refuses (bad price, quantity or ids); the message names the row."""
 

@@ -127,7 +127,7 @@ class ExnessRangeBarBuilder:
         try:
             self._processor = RangeBarProcessor(threshold_decimal_bps)
         except InvalidThresholdError as exc:
-            raise InvalidThresholdError(f"Failed to create builder: {exc}") from exc
+            raise type(exc)(f"Failed to create builder: {exc}") from exc  # OverflowError too when negative
         self._instrument = ExnessInstrument(instrument)
         self._strictness = ValidationStrictness(strictness)
         # ticks (agg_trade_id, bid, ask) of the open bar, for its spread statistics

@@ -8,14 +8,22 @@
 Faults match request paths with :func:`fnmatch.fnmatch` patterns; the first matching fault that has
 uses left applies. ``put`` overlays virtual files (e.g. a wrong ``.CHECKSUM``). Every request is logged.
 The server speaks HTTP/1.1 with keep-alive, so connection pools are exercised for real.
+
+Tests synchronise on what the server saw, not on the clock: :meth:`LoopbackServer.wait_for` blocks until
+the request log satisfies a predicate (a faulted request arrived, a client gave up); a ``hang`` fault
+holds its response until the client closes the connection (its read timeout fired) and marks the
+request ``abandoned``; a ``gate`` fault holds it until the test sets the event.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
+import select
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,6 +45,9 @@ class Fault:
             connection (with ``reset``: a TCP RST, "connection reset by peer").
         reset: See ``truncate``.
         times: Apply to the first ``times`` matching requests only (``None``: always).
+        hang: Send nothing until the client closes the connection (its read timeout fired); the
+            request is then logged as ``abandoned``.
+        gate: Hold the response until this event is set (then serve it as usual).
     """
 
     status: int | None = None
@@ -45,16 +56,20 @@ class Fault:
     truncate: int | None = None
     reset: bool = False
     times: int | None = None
+    hang: bool = False
+    gate: threading.Event | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
-    """One request the server saw: method, path, the status sent, and whether a fault applied."""
+    """One request the server saw: method, path, the status sent, whether a fault applied, and whether
+    the client closed the connection before any answer (``hang``)."""
 
     method: str
     path: str
     status: int
     faulted: bool
+    abandoned: bool = False
 
 
 class LoopbackServer:
@@ -70,6 +85,7 @@ class LoopbackServer:
         self._files: dict[str, bytes] = {}
         self._log: list[RequestRecord] = []
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -143,6 +159,22 @@ class LoopbackServer:
         """Number of requests whose path matches ``pattern``."""
         return sum(1 for r in self.requests if fnmatch.fnmatch(r.path, pattern))
 
+    def wait_for(
+        self, predicate: Callable[[list[RequestRecord]], bool], *, timeout: float = 300.0
+    ) -> list[RequestRecord]:
+        """Block until ``predicate(request log)`` holds; return the log. ``timeout`` only bounds a hung
+        test (it raises ``TimeoutError``); nothing is decided by it."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: predicate(self._log), timeout=timeout):
+                raise TimeoutError(f"the loopback server's log never satisfied {predicate!r}: {self._log}")
+            return list(self._log)
+
+    def wait_count(self, pattern: str, n: int, *, timeout: float = 300.0) -> list[RequestRecord]:
+        """Block until at least ``n`` requests matching ``pattern`` arrived; return the log."""
+        return self.wait_for(
+            lambda log: sum(1 for r in log if fnmatch.fnmatch(r.path, pattern)) >= n, timeout=timeout
+        )
+
     # --- used by the handler --------------------------------------------------------------------
 
     def _take_fault(self, path: str) -> Fault | None:
@@ -165,9 +197,16 @@ class LoopbackServer:
             return None
         return target.read_bytes()
 
-    def _record(self, method: str, path: str, status: int, *, faulted: bool) -> None:
-        with self._lock:
+    def _record(self, method: str, path: str, status: int, *, faulted: bool) -> int:
+        with self._changed:
             self._log.append(RequestRecord(method, path, status, faulted))
+            self._changed.notify_all()
+            return len(self._log) - 1
+
+    def _abandoned(self, index: int) -> None:
+        with self._changed:
+            self._log[index] = dataclasses.replace(self._log[index], abandoned=True)
+            self._changed.notify_all()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -194,13 +233,33 @@ class _Handler(BaseHTTPRequestHandler):
             status, content = 404, b"not found\n"
         else:
             status = 200
-        owner._record(self.command, path, status, faulted=fault is not None)
+        index = owner._record(self.command, path, status, faulted=fault is not None)
+        if fault is not None and fault.hang:
+            self._hang_until_closed()
+            owner._abandoned(index)
+            return
+        if fault is not None and fault.gate is not None:
+            while not fault.gate.wait(0.1):
+                if owner._stopping.is_set():
+                    return
         if fault is not None and fault.delay > 0 and owner._stopping.wait(fault.delay):
             return
         if status == 200 and fault is not None and fault.truncate is not None and not head:
             self._send_truncated(content, fault.truncate, reset=fault.reset)
             return
         self._send(status, content, head=head)
+
+    def _hang_until_closed(self) -> None:
+        """Answer nothing until the peer closes the connection (or the server stops)."""
+        self.close_connection = True
+        while not self.owner._stopping.is_set():
+            readable, _, _ = select.select([self.connection], [], [], 0.1)
+            if readable:
+                try:
+                    if not self.connection.recv(65536):  # EOF: the client gave up
+                        return
+                except OSError:
+                    return
 
     def _send(self, status: int, body: bytes, *, head: bool) -> None:
         try:

@@ -106,7 +106,7 @@ def test_get_n_range_bars_returns_exactly_n_with_the_golden_tail(env: tuple[Path
     bars = get_n_range_bars("BTCUSDT", 40, 10, end_date="2024-08-09", include_microstructure=True)
     assert isinstance(bars, pd.DataFrame)
     assert_matches_golden(bars, expected.tail(40))
-    with pytest.warns(UserWarning, match=r"returning 333 bars instead of the requested 5000: no data"):
+    with pytest.warns(UserWarning, match=r"^Returning 333 bars instead of requested 5000\. No data"):
         everything = get_n_range_bars("BTCUSDT", 5_000, 10, end_date="2024-08-10")
     assert len(everything) == expected.height
 

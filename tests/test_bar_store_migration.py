@@ -1,10 +1,18 @@
-"""A Tier 2 store written by a previous schema (version 1, or version 2 before the intra group) opens
-after the upgrade: migrated in place, no bar lost, version-1 days listed as stale; bar options are
-part of the key (gated, ungated, lookback and intra bars never mix)."""
+"""A bar store written by the previous release (0.1.0, schema 1) opens after the upgrade: migrated in
+place, no bar lost, its days listed as stale and recomputed once their ticks are back; so does a store
+of schema 2 from before the intra group (its bars not stale); bar options are part of the key (gated,
+ungated, lookback and intra bars never mix).
+
+The old store is ``tests/fixtures/bar_store_v1/clickhouse``: written by release 0.1.0's own code and
+kernel (commit ea29cfe, ``get_range_bars`` over the shared fixtures; ``make.sh`` beside it re-creates it
+from a git worktree of that commit), not by today's row helpers.
+"""
 
 from __future__ import annotations
 
 import re
+import shutil
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -14,46 +22,25 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from rangebar_pipeline.exceptions import MissingColumnError
+from rangebar_pipeline.api import get_range_bars
+from rangebar_pipeline.exceptions import MissingColumnError, StaleBarsWarning
 from rangebar_pipeline.options import BarOptions
 from rangebar_pipeline.schema import INTRA_SCHEMA, LOOKBACK_SCHEMA, SCHEMA_VERSION
+from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.bars import KERNEL_VERSION, BarStore, DayWrite
 from rangebar_pipeline.storage.bars import records as bar_records
 from rangebar_pipeline.storage.bars import writes as bar_writes
 from rangebar_pipeline.storage.bars.schema import migrate, pending_steps
+from rangebar_pipeline.storage.ticks import TickStore
+from tests.api_support import Mirror, loopback_env
+from tests.pipeline_support import assert_bars_equal_golden, golden
 from tests.test_bar_store import D1, D2, SPOT, make_bars
 
-V1_SCHEMA = Path(__file__).with_name("fixtures") / "bar_store_schema_v1.sql"
+RELEASED = Path(__file__).with_name("fixtures") / "bar_store_v1" / "clickhouse"
 #: Schema 2 as released before the intra group's columns.
 V2_SCHEMA = Path(__file__).with_name("fixtures") / "bar_store_schema_v2.sql"
-_V2_ONLY_COVERAGE = {"options", "schema_version", "kernel_version"}
-
-
-def _statements(database: str, schema: Path = V1_SCHEMA) -> list[str]:
-    text = re.sub(r"--[^\n]*", "", schema.read_text())
-    return [s.replace("{db}", database) for s in text.split(";") if s.strip()]
-
-
-def _write_v1_store(client: Any, database: str, days: dict[date, pl.DataFrame]) -> None:
-    """Create the version-1 tables and store ``days`` the way release 0.1 did (no options, no versions)."""
-    for statement in _statements(database):
-        client.command(statement)
-    parent = b""
-    for day, bars in days.items():
-        write_id = bar_writes.next_write_id()
-        checkpoint = f"cp-{day}".encode()
-        rows = bar_writes.prepare_rows(DayWrite(SPOT, 250, day, bars, checkpoint, 10), 250, write_id)
-        rows = rows.drop(["options", *LOOKBACK_SCHEMA, *INTRA_SCHEMA])
-        client.insert_arrow(f"{database}.range_bars", rows.to_arrow(compat_level=pl.CompatLevel.oldest()))
-        columns = [c for c in bar_records.COVERAGE_COLUMNS if c not in _V2_ONLY_COVERAGE]
-        row = bar_records.coverage_row(
-            SPOT, 250, "", day, write_id, bar_count=bars.height, tick_count=10, checkpoint=checkpoint,
-            checkpoint_sha=bar_records.checkpoint_sha256(checkpoint),
-            parent_sha=bar_records.checkpoint_sha256(parent or None),
-        )  # fmt: skip
-        full = dict(zip(bar_records.COVERAGE_COLUMNS, row, strict=True))
-        client.insert(f"{database}.bar_coverage", [[full[c] for c in columns]], column_names=columns)
-        parent = checkpoint
+#: What release 0.1.0 stored: (series, threshold).
+STORED = [(SPOT, 25), (SPOT, 250), (Series("binance", "cm", "ETHUSD_PERP"), 25)]
 
 
 def _shape(client: Any, database: str) -> dict[str, Any]:
@@ -71,56 +58,83 @@ def _shape(client: Any, database: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def v1_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.delenv("RANGEBAR_CLICKHOUSE_DSN", raising=False)
-    path = (tmp_path / "clickhouse").resolve()
-    client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
-    try:
-        _write_v1_store(client, "rangebar", {D1: make_bars(D1, 50, seed=1), D2: make_bars(D2, 70, seed=2)})
-    finally:
-        client.close()
-    return tmp_path
+def released(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, Mirror]]:
+    """A cache root holding 0.1.0's bar store (a copy) and no ticks; the loopback mirror."""
+    for root, mirror in loopback_env(tmp_path, monkeypatch):
+        shutil.copytree(RELEASED, root / "clickhouse", symlinks=True)
+        yield root, mirror
 
 
-def test_a_v1_store_is_migrated_in_place_without_losing_a_bar(v1_dir: Path) -> None:
-    with BarStore(cache_dir=v1_dir) as store:
+def test_the_released_store_is_migrated_in_place_without_losing_a_bar(released: tuple[Path, Mirror]) -> None:
+    root, _ = released
+    with BarStore(cache_dir=root) as store:
         assert len(store.migrated) == 4
-        assert store.count_bars(SPOT, 250) == 120
-        assert_frame_equal(store.read_bars(SPOT, 250, D1, D1), make_bars(D1, 50, seed=1))
-        assert store.covered_days(SPOT, 250, D1, D2) == {D1, D2}, "the checkpoint chain survives"
-        records = store.coverage(SPOT, 250, D1, D2)
-        assert {(r.schema_version, r.kernel_version, r.stale) for r in records.values()} == {(1, "", True)}
-        assert store.stale_days(SPOT, 250, D1, D2) == [D1, D2]
-        (status,) = store.status().series
-        assert (status.days, status.bars, status.stale_days, status.options) == (2, 120, 2, BarOptions())
-        # a day written now records the running versions and is not stale
-        store.write_day(SPOT, 250, D2, make_bars(D2, 5, seed=3), checkpoint=b"new", tick_count=1)
-        assert store.stale_days(SPOT, 250, D1, D2) == [D1]
-        fresh = store.coverage(SPOT, 250, D2, D2)[D2]
-        assert (fresh.schema_version, fresh.kernel_version) == (SCHEMA_VERSION, KERNEL_VERSION)
-    with BarStore(cache_dir=v1_dir) as again:
+        for series, threshold in STORED:
+            expected = golden(series.market, series.symbol, threshold)
+            assert store.count_bars(series, threshold) == expected.height
+            assert_bars_equal_golden(store.read_bars(series, threshold, D1, D2), expected)
+            assert store.covered_days(series, threshold, D1, D2) == {D1, D2}, "the checkpoint chain survives"
+            records = store.coverage(series, threshold, D1, D2)
+            assert {(r.schema_version, r.kernel_version, r.stale) for r in records.values()} == {
+                (1, "", True)
+            }
+            assert store.stale_days(series, threshold, D1, D2) == [D1, D2]
+        status = {(s.series, s.threshold): (s.days, s.stale_days, s.options) for s in store.status().series}
+        assert status == {key: (2, 2, BarOptions()) for key in STORED}
+    with BarStore(cache_dir=root) as again:
         assert again.migrated == [], "the migration runs once"
-        assert again.count_bars(SPOT, 250) == 55
 
 
-def test_a_migrated_store_has_the_shape_of_a_new_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("RANGEBAR_CLICKHOUSE_DSN", raising=False)
-    with BarStore(cache_dir=tmp_path) as store, store._client() as client:
+def test_stale_released_days_are_served_then_recomputed_when_their_ticks_return(
+    released: tuple[Path, Mirror],
+) -> None:
+    root, mirror = released
+    expected = golden("spot", "BTCUSDT", 25)
+    with pytest.warns(StaleBarsWarning, match="older bar schema or kernel"):  # no ticks cached: as stored
+        served = get_range_bars("BTCUSDT", D1, D2, 25, fetch_if_missing=False, output="polars")
+    assert isinstance(served, pl.DataFrame) and not mirror.requests
+    assert_bars_equal_golden(served, expected)
+    TickStore(root).get_ticks(SPOT, D1, D2)  # the ticks are back: the stale days are recomputed, replaced
+    fresh = get_range_bars("BTCUSDT", D1, D2, 25, output="polars")
+    assert isinstance(fresh, pl.DataFrame)
+    assert_bars_equal_golden(fresh, expected)
+    with BarStore(cache_dir=root) as store:
+        assert store.stale_days(SPOT, 25, D1, D2) == []
+        assert store.count_bars(SPOT, 25) == expected.height, "replaced, not added"
+        versions = {(r.schema_version, r.kernel_version) for r in store.coverage(SPOT, 25, D1, D2).values()}
+        assert versions == {(SCHEMA_VERSION, KERNEL_VERSION)}
+        assert store.stale_days(SPOT, 250, D1, D2) == [D1, D2], "other series untouched"
+
+
+def test_the_migrated_store_has_the_shape_of_a_new_one(released: tuple[Path, Mirror], tmp_path: Path) -> None:
+    root, _ = released
+    with BarStore(cache_dir=root) as store, store._client() as client:
         assert pending_steps(client, "rangebar") == []
-        client.command("CREATE DATABASE legacy")
-        _write_v1_store(client, "legacy", {D1: make_bars(D1, 3)})
-        assert len(pending_steps(client, "legacy")) == 4
-        migrate(client, "legacy")
-        assert pending_steps(client, "legacy") == []
-        legacy, current = _shape(client, "legacy"), _shape(client, "rangebar")
-        client.command("DROP DATABASE legacy")
-    assert legacy["columns"] == current["columns"]
-    assert legacy["tables"] == current["tables"]
+        migrated = _shape(client, "rangebar")
+    with BarStore(cache_dir=tmp_path / "new") as store, store._client() as client:
+        assert pending_steps(client, "rangebar") == []
+        new = _shape(client, "rangebar")
+    assert migrated == new
+
+
+def test_a_day_written_after_the_upgrade_records_the_running_versions(released: tuple[Path, Mirror]) -> None:
+    root, _ = released
+    with BarStore(cache_dir=root) as store:
+        store.write_day(SPOT, 25, D2, make_bars(D2, 5, seed=3), checkpoint=b"new", tick_count=1)
+        assert store.stale_days(SPOT, 25, D1, D2) == [D1]
+        fresh = store.coverage(SPOT, 25, D2, D2)[D2]
+        assert (fresh.schema_version, fresh.kernel_version) == (SCHEMA_VERSION, KERNEL_VERSION)
+        assert store.count_bars(SPOT, 25, D2, D2) == 5
+
+
+def _v2_statements(database: str) -> list[str]:
+    text = re.sub(r"--[^\n]*", "", V2_SCHEMA.read_text())
+    return [s.replace("{db}", database) for s in text.split(";") if s.strip()]
 
 
 def _write_v2_store(client: Any, database: str, day: date, bars: pl.DataFrame, options: BarOptions) -> None:
     """Create the schema-2 tables of the release before the intra group and store one day."""
-    for statement in _statements(database, V2_SCHEMA):
+    for statement in _v2_statements(database):
         client.command(statement)
     write_id = bar_writes.next_write_id()
     rows = bar_writes.prepare_rows(DayWrite(SPOT, 250, day, bars, b"v2", 10, options=options), 250, write_id)

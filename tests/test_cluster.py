@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +23,10 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient
 
 from rangebar_pipeline.cluster.smoke import Backfill, bars_equal_golden, submit_backfill, wait_for_runs
+from rangebar_pipeline.series import Series
+from rangebar_pipeline.storage.ticks import TickStore
 from tests.api_support import SHARED
+from tests.data_paths import fixture_zip, read_fixture_day
 from tests.loopback import Fault, LoopbackServer
 from tests.test_cluster_profile import closed_port
 
@@ -96,7 +100,9 @@ def cluster() -> Iterator[Cluster]:
             RANGEBAR_CLUSTER_REDIS_PORT=str(closed_port()),
             RANGEBAR_CLUSTER_WEB_PORT=str(closed_port()),
             RANGEBAR_BINANCE_BASE_URL=mirror.url,
-            RANGEBAR_CELERY_VISIBILITY_TIMEOUT="15",  # a vanished worker's step is handed on after ~15 s
+            # A vanished worker's step is handed on after ~90 s: longer than any step here, held ones
+            # included (a shorter timeout would start a step still running a second time).
+            RANGEBAR_CELERY_VISIBILITY_TIMEOUT="90",
         )
         running = Cluster(state, env, mirror)
         try:
@@ -120,22 +126,52 @@ def test_smoke_backfills_through_two_workers_and_equals_golden(cluster: Cluster)
 
 
 def executions(instance: dg.DagsterInstance, backfill: Backfill, step: str) -> list[str]:
-    """Celery workers that started executing ``step``, in order, over the runs of ``backfill``."""
+    """Celery workers that started executing ``step``, in order, over the runs of ``backfill`` (each
+    root run and its retries)."""
     workers = []
     for root in backfill.roots:
-        for event in instance.all_logs(root, of_type=dg.DagsterEventType.ENGINE_EVENT):
-            data = event.dagster_event.engine_event_data if event.dagster_event else None
-            if event.step_key == step and data is not None and "Celery worker" in data.metadata:
-                workers.append(str(data.metadata["Celery worker"].value))
+        for run_id in [root, *(r.run_id for r in backfill.runs.get(root, [])[1:])]:
+            for event in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
+                data = event.dagster_event.engine_event_data if event.dagster_event else None
+                if event.step_key == step and data is not None and "Celery worker" in data.metadata:
+                    workers.append(str(data.metadata["Celery worker"].value))
     return workers
 
 
-def wait_for_execution(instance: dg.DagsterInstance, backfill: Backfill, step: str, timeout: float) -> str:
+def step_starts(instance: dg.DagsterInstance, run_ids: list[str], step: str) -> int:
+    """STEP_START events of ``step`` over ``run_ids``."""
+    return sum(
+        record.step_key == step
+        for run_id in run_ids
+        for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)
+    )
+
+
+def wait_status(
+    instance: dg.DagsterInstance, run_id: str, status: dg.DagsterRunStatus, timeout: float
+) -> None:
+    """Until run ``run_id`` has ``status`` (``timeout`` bounds a hung test only)."""
     deadline = time.monotonic() + timeout
-    while not (found := executions(instance, backfill, step)):
-        assert time.monotonic() < deadline, f"no worker started {step} in {timeout:g} s"
-        time.sleep(0.5)
-    return found[0]
+    while (run := instance.get_run_by_id(run_id)) is None or run.status != status:
+        assert time.monotonic() < deadline, f"run {run_id} not {status} in {timeout:g} s: {run}"
+        time.sleep(1)
+
+
+def forget_ticks(series: str) -> None:
+    """Delete the series' tick files (an earlier test stored them): its next ticks step downloads."""
+    s = Series.from_key(series)
+    store = TickStore()
+    for day in store.list_days(s):
+        store.delete_day(s, day)
+
+
+def stored_once(series: str, day: str) -> None:
+    """The day's tick file holds the fixture's rows once, and no temp file of an interrupted write is left."""
+    s = Series.from_key(series)
+    store = TickStore()
+    ticks = store.read_day(s, day, refetch_corrupt=False)
+    assert ticks.height == read_fixture_day(fixture_zip(s.market, s.symbol, day), s.market).height
+    assert not [p for p in store.series_dir(s).iterdir() if p.name.endswith(".tmp")]
 
 
 def test_a_killed_worker_s_step_runs_again_elsewhere_exactly_once(
@@ -143,57 +179,129 @@ def test_a_killed_worker_s_step_runs_again_elsewhere_exactly_once(
 ) -> None:
     cluster.enter(monkeypatch)
     series = "binance-cm-BTCUSD_PERP"
-    # The download of the first day stalls 12 s once: the worker is killed inside the ticks step.
-    cluster.mirror.fault("*/BTCUSD_PERP-aggTrades-2024-08-08.zip", Fault(delay=12.0, times=1))
+    archive = "*/BTCUSD_PERP-aggTrades-2024-08-08.zip"
+    held = threading.Event()  # the first download of day 1 is held until released: the step is mid-way
+    cluster.mirror.fault(archive, Fault(gate=held, times=1))
+    before = cluster.mirror.count(archive)  # the module's mirror: earlier tests' requests are logged too
     with dg.DagsterInstance.get() as instance:
         backfill = submit_backfill(cluster.client(), [series])
-        victim = wait_for_execution(instance, backfill, "ticks", timeout=180)
-        os.killpg(cluster.pid(f"worker{victim.split('@')[0][1:]}"), signal.SIGKILL)
+        try:
+            cluster.mirror.wait_count(archive, before + 1)  # the ticks step itself asked: it is running now
+            [victim] = executions(instance, backfill, "ticks")
+            os.killpg(cluster.pid(f"worker{victim.split('@')[0][1:]}"), signal.SIGKILL)
+        finally:
+            held.set()  # the killed step's connection is answered into the void
         assert wait_for_runs(instance, backfill, timeout=300), "the backfill did not finish"
-        assert backfill.succeeded, [run.status for run in backfill.runs[backfill.roots[0]]]
+        chain = backfill.runs[backfill.roots[0]]
+        assert [run.status for run in chain] == [dg.DagsterRunStatus.SUCCESS]  # recovered inside the run
         ticks_by = executions(instance, backfill, "ticks")
+        starts = step_starts(instance, [chain[0].run_id], "ticks")
         submitted = [
             event.message
             for event in instance.all_logs(backfill.roots[0], of_type=dg.DagsterEventType.ENGINE_EVENT)
             if event.message.startswith("Submitting celery task")
         ]
+    # Celery re-delivered the unacknowledged task to the other worker: exactly two executions, the
+    # killed one and the completed one, and the archive was fetched by each (held, then served).
+    assert len(ticks_by) == 2 and ticks_by[0] == victim and ticks_by[1] != victim, ticks_by
+    assert starts == 2 and cluster.mirror.count(archive) - before == 2
     assert 'step "ticks" to queue "rangebar_downloads"' in submitted[0], submitted
     assert all('queue "dagster"' in message for message in submitted[1:]), submitted
-    assert ticks_by[0] == victim and ticks_by[-1] != victim, ticks_by
-    assert bars_equal_golden([series], THRESHOLDS, GOLDEN)  # stored once per day: counts equal golden
+    assert len([m for m in submitted if 'step "ticks"' in m]) == 1  # submitted once, delivered twice
+    for day in ("2024-08-08", "2024-08-09"):
+        stored_once(series, day)
+    assert bars_equal_golden([series], THRESHOLDS, GOLDEN)  # each day stored once: counts equal golden
     restart = cluster.script("up")  # the killed worker comes back; the rest is left as it runs
     assert restart.returncode == 0, restart.stderr
     assert "worker1: running" in restart.stdout and "worker2: running" in restart.stdout
 
 
-@pytest.mark.parametrize("service", ["redis", "postgres"])
-def test_a_restarted_service_loses_no_run(
-    cluster: Cluster, service: str, monkeypatch: pytest.MonkeyPatch
+def _stop(cluster: Cluster, service: str) -> None:
+    """Stop ``service`` (Redis: SIGTERM, it writes its append-only file; Postgres: a fast shutdown, every
+    connection closed) and wait until its process is gone."""
+    pid = cluster.pid(service)
+    if service == "redis":
+        os.kill(pid, signal.SIGTERM)
+    else:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D",
+             str(cluster.pg_data()), "-m", "fast", "-w", "-t", "60", "stop"],
+            capture_output=True, timeout=120, check=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while alive(pid):
+        assert time.monotonic() < deadline, f"{service} did not stop"
+        time.sleep(0.2)
+
+
+def test_a_broker_restart_fails_the_run_and_dagster_retries_it(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Redis goes away while the ticks step is mid-download: the run's executor loses its broker and the
+    run fails; Redis comes back (its queues from the append-only file) and Dagster's run retry
+    re-executes the run from the failure, which completes."""
     cluster.enter(monkeypatch)
     series = "binance-spot-BTCUSDT"
-    cluster.mirror.fault("*/BTCUSDT-aggTrades-2024-08-09.zip", Fault(delay=8.0, times=1))
+    archive = "*/BTCUSDT-aggTrades-2024-08-09.zip"
+    forget_ticks(series)  # stored by the smoke: downloaded again here
+    held = threading.Event()
+    cluster.mirror.fault(archive, Fault(gate=held, times=1))
+    before = cluster.mirror.count(archive)  # the module's mirror: earlier tests' requests are logged too
     with dg.DagsterInstance.get() as instance:
         backfill = submit_backfill(cluster.client(), [series])
-        wait_for_execution(instance, backfill, "ticks", timeout=180)
-        if service == "redis":  # Redis writes its append-only file and exits
-            os.kill(cluster.pid("redis"), signal.SIGTERM)
-        else:  # all connections are closed, transactions in flight roll back
-            subprocess.run(
-                ["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D",
-                 str(cluster.pg_data()), "-m", "fast", "-w", "-t", "60", "stop"],
-                capture_output=True, timeout=120, check=True,
-            )  # fmt: skip
-        pid = cluster.pid(service)
-        deadline = time.monotonic() + 60
-        while alive(pid):
-            assert time.monotonic() < deadline, f"{service} did not stop"
-            time.sleep(0.2)
-        again = cluster.script("up")  # starts it again, the rest is left as it runs
-        assert again.returncode == 0, again.stderr
-        # The run completes, or fails loudly and the instance re-executes it from the failure.
-        assert wait_for_runs(instance, backfill, timeout=300), "the run was lost"
+        root = backfill.roots[0]
+        try:
+            cluster.mirror.wait_count(archive, before + 1)  # the ticks step is downloading day 2
+            _stop(cluster, "redis")
+            wait_status(instance, root, dg.DagsterRunStatus.FAILURE, timeout=180)  # the outage hit the run
+            again = cluster.script("up")  # Redis again (the rest is left as it runs)
+            assert again.returncode == 0, again.stderr
+        finally:
+            held.set()
+        assert wait_for_runs(instance, backfill, timeout=420), "the run was lost"
+        chain = backfill.runs[root]
+        failure = [
+            e.message
+            for e in instance.all_logs(root, of_type=dg.DagsterEventType.ENGINE_EVENT)
+            if "rror" in e.message
+        ] + [e.message for e in instance.all_logs(root, of_type=dg.DagsterEventType.RUN_FAILURE)]
+    assert [run.status for run in chain] == [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS], chain
+    retry = chain[1]
+    assert (retry.tags["dagster/parent_run_id"], retry.tags["dagster/root_run_id"]) == (root, root)
+    assert retry.tags["dagster/retry_number"] == "1" and failure, failure
+    print(f"redis restarted: {[run.status.value for run in chain]}; root failed with {failure[-1][:200]}")
+    for day in ("2024-08-08", "2024-08-09"):
+        stored_once(series, day)
+    assert bars_equal_golden([series], THRESHOLDS, GOLDEN)
+
+
+def test_a_postgres_restart_under_a_running_step_completes_in_place(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Postgres (runs, events, pool slots) restarts while the ticks step is mid-download: the step
+    then writes its events to the restarted server (dagster-postgres opens a connection per operation),
+    so the same run completes: one run, the step executed once."""
+    cluster.enter(monkeypatch)
+    series = "binance-spot-ETHUSDT"
+    archive = "*/ETHUSDT-aggTrades-2024-08-09.zip"
+    forget_ticks(series)  # stored by the smoke: downloaded again here
+    held = threading.Event()
+    cluster.mirror.fault(archive, Fault(gate=held, times=1))
+    before = cluster.mirror.count(archive)  # the module's mirror: earlier tests' requests are logged too
+    with dg.DagsterInstance.get() as instance:
+        backfill = submit_backfill(cluster.client(), [series])
+        try:
+            cluster.mirror.wait_count(archive, before + 1)  # the ticks step is downloading day 2
+            _stop(cluster, "postgres")
+            again = cluster.script("up")  # Postgres again (the rest is left as it runs)
+            assert again.returncode == 0, again.stderr
+        finally:
+            held.set()  # the step goes on and writes its events to the restarted server
+        assert wait_for_runs(instance, backfill, timeout=420), "the run was lost"
         chain = backfill.runs[backfill.roots[0]]
-        assert backfill.succeeded, [(run.run_id, run.status) for run in chain]
-        print(f"{service} restarted: runs {[run.status.value for run in chain]}")  # shown with -s
+        starts = step_starts(instance, [run.run_id for run in chain], "ticks")
+    assert [run.status for run in chain] == [dg.DagsterRunStatus.SUCCESS], chain  # no retry was needed
+    assert starts == 1 and cluster.mirror.count(archive) - before == 1  # the held download itself completed
+    for day in ("2024-08-08", "2024-08-09"):
+        stored_once(series, day)
     assert bars_equal_golden([series], THRESHOLDS, GOLDEN)

@@ -425,45 +425,44 @@ def test_clickhouse_names_read_the_bar_store(env: tuple[Path, Mirror]) -> None:
         assert not cache.has_range_bars(key) and cache.get_range_bars(key) is None
 
 
-def test_tick_storage_reads_and_writes_the_tick_store(tmp_path: Path) -> None:
+#: 7.1.3's cache symbol of a series: TickStorage reads and writes the tick cache for it (your own symbols
+#: get 7.1.3's month files: tests/test_compat_contracts.py).
+CACHE = "BINANCE_SPOT_BTCUSDT"
+
+
+def test_tick_storage_cache_symbols_read_and_write_the_tick_store(tmp_path: Path) -> None:
     from rangebar_pipeline.storage import TickStorage, get_cache_dir
     from rangebar_pipeline.storage.ticks import TickStore
 
     storage = TickStorage(cache_dir=tmp_path)
     assert storage.cache_dir == tmp_path and storage.ticks_dir == tmp_path / "ticks"
     assert get_cache_dir() == Path(os.environ["RANGEBAR_CACHE_DIR"])
-    assert storage.get_stats("BTCUSDT")["exists"] is False and storage.list_symbols() == []
+    assert storage.get_stats(CACHE)["exists"] is False and storage.list_symbols() == []
     day1, day2 = 1704067200000, 1704153600000  # 2024-01-01 and 2024-01-02, 00:00 UTC
     trades = pl.DataFrame({
         "timestamp": [day1, day1 + 10_000, day2], "price": [42000.0, 42105.5, 42200.0],
         "quantity": [1.5, 2.3, 1.0], "agg_trade_id": [1, 2, 3], "is_buyer_maker": [True, False, True],
     })  # fmt: skip
-    assert storage.write_ticks("BTCUSDT", trades) == 3
-    assert storage.write_ticks("BINANCE_SPOT_BTCUSDT", trades.to_pandas()) == 3  # merged, not doubled
+    assert storage.write_ticks(CACHE, trades) == 3
+    assert storage.write_ticks(CACHE, trades.to_pandas()) == 3  # merged, not doubled
     assert TickStore(tmp_path).list_days(Series("binance", "spot", "BTCUSDT")) == [
         date(2024, 1, 1),
         date(2024, 1, 2),
     ]
-    assert storage.list_symbols() == ["BINANCE_SPOT_BTCUSDT"] and storage.list_months("BTCUSDT") == [
-        "2024-01"
-    ]
-    stats = storage.get_stats("BTCUSDT")
+    assert storage.list_symbols() == ["BINANCE_SPOT_BTCUSDT"] and storage.list_months(CACHE) == ["2024-01"]
+    stats = storage.get_stats(CACHE)
     assert (stats["exists"], stats["file_count"], stats["total_rows"], stats["months"]) == (
         True,
         2,
         3,
         ["2024-01"],
     )
-    first = storage.read_ticks("BTCUSDT", day1, day1 + 10_000)
+    first = storage.read_ticks(CACHE, day1, day1 + 10_000)
     assert first["agg_trade_id"].to_list() == [1, 2] and str(first["price"][1]) == "42105.50000000"
-    assert storage.get_ticks("BTCUSDT", day2, None)["agg_trade_id"].to_list() == [3]
-    assert storage.has_ticks("BTCUSDT", day1, day2) and not storage.has_ticks(
-        "BTCUSDT", day1, day2 + 86_400_000
-    )
-    assert [c.height for c in storage.read_ticks_streaming("BTCUSDT", chunk_size=1)] == [1, 1, 1]
-    assert storage.fetch_month("BTCUSDT", 2024, 1).collect().height == 3
-    assert storage.fetch_month("BTCUSDT", 2024, 2).collect().height == 0
-    assert [f.collect().height for f in storage.fetch_date_range("BTCUSDT", "2023-12-01", "2024-02-01")] == [
-        3
-    ]
-    assert storage.delete_ticks("BTCUSDT", "2024-01") and storage.list_months("BTCUSDT") == []
+    assert storage.get_ticks(CACHE, day2, None)["agg_trade_id"].to_list() == [3]
+    assert storage.has_ticks(CACHE, day1, day2) and not storage.has_ticks(CACHE, day1, day2 + 86_400_000)
+    assert [c.height for c in storage.read_ticks_streaming(CACHE, chunk_size=1)] == [1, 1, 1]
+    assert storage.fetch_month(CACHE, 2024, 1).collect().height == 3
+    assert storage.fetch_month(CACHE, 2024, 2).collect().height == 0
+    assert [f.collect().height for f in storage.fetch_date_range(CACHE, "2023-12-01", "2024-02-01")] == [3]
+    assert storage.delete_ticks(CACHE, "2024-01") and storage.list_months(CACHE) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import zipfile
@@ -30,10 +31,13 @@ FAST_RETRY = RetryPolicy(
     max_attempts=3,
     backoff_initial=0.01,
     backoff_max=0.02,
-    total_timeout=30,
-    connect_timeout=2,
-    read_timeout=1.5,  # a healthy response may stall this long on a loaded machine; faults delay 3 s
+    total_timeout=120,
+    connect_timeout=30,
+    read_timeout=30,  # never reached by a healthy answer, however loaded the machine: counts stay exact
 )
+#: For the timeout faults: the server holds the faulted answer until the client gives up (``hang``) and
+#: logs that request as abandoned, so the counts below come from the server, not from a race of clocks.
+TIMEOUT_RETRY = dataclasses.replace(FAST_RETRY, read_timeout=5)
 FIXTURE_SERIES: list[tuple[Market, str, str]] = [
     ("spot", "BTCUSDT", "2024-08-08"),
     ("spot", "BTCUSDT", "2024-08-09"),
@@ -169,18 +173,27 @@ def test_other_4xx_fail_at_once(loopback: LoopbackServer) -> None:
     assert loopback.count(SPOT_ZIP) == 1
 
 
+def _zip_requests(loopback: LoopbackServer) -> list[tuple[bool, bool]]:
+    """(faulted, abandoned by the client) of each archive request, in arrival order."""
+    return [(r.faulted, r.abandoned) for r in loopback.requests if r.path == SPOT_PATH]
+
+
 def test_a_timeout_is_retried(loopback: LoopbackServer) -> None:
-    loopback.fault(SPOT_ZIP, Fault(delay=3.0, times=1))
-    fetched = source_for(loopback).fetch_day("spot", "BTCUSDT", DAY)
+    loopback.fault(SPOT_ZIP, Fault(hang=True, times=1))
+    source = BinanceVision(f"{loopback.url}/binance_vision", client=HttpClient(retry=TIMEOUT_RETRY))
+    fetched = source.fetch_day("spot", "BTCUSDT", DAY)
     assert fetched.frame.height == 5798
-    assert loopback.count(SPOT_ZIP) == 2
+    loopback.wait_for(lambda log: any(r.abandoned for r in log))  # the server saw the client give up
+    assert _zip_requests(loopback) == [(True, True), (False, False)]
 
 
 def test_persistent_timeouts_fail_with_a_download_error(loopback: LoopbackServer) -> None:
-    loopback.fault(SPOT_ZIP, Fault(delay=3.0))
+    loopback.fault(SPOT_ZIP, Fault(hang=True))
+    source = BinanceVision(f"{loopback.url}/binance_vision", client=HttpClient(retry=TIMEOUT_RETRY))
     with pytest.raises(DownloadError, match=r"(?i)timeout|timed out"):
-        source_for(loopback).fetch_day("spot", "BTCUSDT", DAY)
-    assert loopback.count(SPOT_ZIP) == 3
+        source.fetch_day("spot", "BTCUSDT", DAY)
+    loopback.wait_for(lambda log: sum(r.abandoned for r in log) == 3)
+    assert _zip_requests(loopback) == [(True, True)] * 3  # each attempt given up by the client, no 4th
 
 
 @pytest.mark.parametrize("reset", [True, False], ids=["rst", "fin"])

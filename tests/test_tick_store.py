@@ -36,7 +36,7 @@ from tests.loopback import Fault, LoopbackServer
 from tests.test_sources_binance import expected_frame, publish, zip_bytes
 
 REPO = Path(__file__).resolve().parents[1]
-FAST_RETRY = RetryPolicy(max_attempts=2, backoff_initial=0.01, backoff_max=0.02, read_timeout=1.5)
+FAST_RETRY = RetryPolicy(max_attempts=2, backoff_initial=0.01, backoff_max=0.02, read_timeout=5)
 SERIES = [
     ("spot", "BTCUSDT"),
     ("spot", "ETHUSDT"),
@@ -289,7 +289,7 @@ def test_one_exness_download_stores_every_day_of_the_month(loopback: LoopbackSer
 
 FAULTS: dict[str, tuple[Callable[[LoopbackServer], object], type[SourceError], str]] = {
     "http-500": (lambda s: s.fault("*.zip", Fault(status=500)), DownloadError, "HTTP 500"),
-    "timeout": (lambda s: s.fault("*.zip", Fault(delay=3.0)), DownloadError, "(?i)timed? ?out"),
+    "timeout": (lambda s: s.fault("*.zip", Fault(hang=True)), DownloadError, "(?i)timed? ?out"),
     "http-404": (lambda s: s.fault("*.zip", Fault(status=404)), DataNotFoundError, "no spot aggTrades"),
     "reset-mid-body": (
         lambda s: s.fault("*.zip", Fault(truncate=5000, reset=True)),
@@ -363,6 +363,36 @@ def test_a_corrupt_file_is_detected_and_fetched_again(
         store.read_day(Series("binance", "spot", "BTCUSDT"), DAY, refetch_corrupt=False)
     assert not path.exists()
     assert store.status().days == 0
+
+
+def test_every_flipped_byte_is_refused_naming_the_file_or_changes_nothing(tmp_path: Path) -> None:
+    """One flipped byte anywhere in a day file (data pages, page headers, footer, Arrow schema, the
+    footer entry): the read refuses it with the path named, or the bytes it changed were not data (a
+    statistic, an unused copy) and the ticks read are exactly those written. Never other ticks."""
+    store, series = TickStore(tmp_path), Series("binance", "spot", "BTCUSDT")
+    written = ticks_of(100, DAY)
+    path = store.write_day(series, DAY, written).path
+    good = path.read_bytes()
+    refused = harmless = 0
+    for at in range(len(good)):
+        damaged = bytearray(good)
+        damaged[at] ^= 0xFF
+        for lazy in (False, True) if at % 5 == 0 else (False,):
+            path.write_bytes(bytes(damaged))
+            try:
+                ticks = (
+                    store.get_ticks(series, DAY, DAY, fetch_if_missing=False, lazy=True).collect()
+                    if lazy
+                    else store.read_day(series, DAY, refetch_corrupt=False)
+                )
+            except StoreError as exc:
+                assert f"corrupt tick file {path}" in str(exc), (at, exc)
+                assert not path.exists()  # deleted, not left to be served later
+                refused += 1
+                continue
+            assert ticks.equals(written), f"byte {at} flipped: other ticks served"
+            harmless += 1
+    assert refused > len(good) // 3 and harmless > 0  # both kinds of position exist
 
 
 @pytest.mark.parametrize(

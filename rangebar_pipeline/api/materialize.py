@@ -97,7 +97,7 @@ def materialize_days(
     """
     walk = SeriesWalk(
         series, [threshold], ticks, store, options, fetch_if_missing=fetch_if_missing,
-        recompute=recompute, skip_missing=skip_missing,
+        recompute=recompute, skip_missing=skip_missing, refetch_corrupt=fetch_if_missing,
     )  # fmt: skip
     frames = walk_range(walk, start, end, on_day=on_day)
     run = MaterializedDays(

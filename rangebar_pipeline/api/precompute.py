@@ -31,48 +31,50 @@ __all__ = ["PrecomputeProgress", "PrecomputeResult", "count_bars", "invalidate",
 
 @dataclass(frozen=True, slots=True)
 class PrecomputeProgress:
-    """One progress event of :func:`precompute_range_bars` (one per day; 7.1.3 reported months)."""
+    """One progress event of :func:`precompute_range_bars`: one per UTC day (7.1.3: one per month).
 
-    phase: Literal["cached", "computed", "missing"]
-    current_day: date
-    days_completed: int
-    days_total: int
+    7.1.3's fields first, in its order (``phase`` is this package's: ``cached``, ``computed`` or
+    ``missing``), then the day's.
+    """
+
+    phase: str
+    current_month: str
+    months_completed: int
+    months_total: int
     bars_generated: int
     ticks_processed: int
     elapsed_seconds: float
-    months_completed: int = 0
-    months_total: int = 0
-
-    @property
-    def current_month(self) -> str:
-        """``YYYY-MM`` of :attr:`current_day` (7.1.3's field)."""
-        return self.current_day.strftime("%Y-%m")
+    current_day: date | None = None
+    days_completed: int = 0
+    days_total: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class PrecomputeResult:
-    """What :func:`precompute_range_bars` did."""
+    """What :func:`precompute_range_bars` did: 7.1.3's fields first, in its order, then this package's.
 
-    series: str
+    ``cache_key`` defaults to 7.1.3's ``<symbol>_<threshold>`` and ``series`` to the Binance spot
+    series of ``symbol`` (the store itself keys by series, threshold and day).
+    """
+
+    symbol: str
     threshold_decimal_bps: int
     start_date: date
     end_date: date
-    days_computed: int
-    days_cached: int
     total_bars: int
     total_ticks: int
     elapsed_seconds: float
     continuity_valid: bool | None
+    cache_key: str = ""
+    series: str = ""
+    days_computed: int = 0
+    days_cached: int = 0
 
-    @property
-    def symbol(self) -> str:
-        """The symbol of :attr:`series` (7.1.3's field)."""
-        return Series.from_key(self.series).symbol
-
-    @property
-    def cache_key(self) -> str:
-        """``<symbol>_<threshold>``, 7.1.3's key (the store itself keys by series, threshold and day)."""
-        return f"{self.symbol}_{self.threshold_decimal_bps}"
+    def __post_init__(self) -> None:
+        if not self.cache_key:
+            object.__setattr__(self, "cache_key", f"{self.symbol}_{self.threshold_decimal_bps}")
+        if not self.series:
+            object.__setattr__(self, "series", Series.of(self.symbol).key)
 
 
 @overload
@@ -191,14 +193,15 @@ def precompute_range_bars(
                     store.invalidate(series, threshold, options=options)
                 if invalidate_existing == "none" and store.count_bars(series, threshold, options=options) > 0:
                     results[threshold] = PrecomputeResult(
-                        series.key, threshold, start, end, 0, 0, 0, 0, time.perf_counter() - began, None
-                    )
+                        series.symbol, threshold, start, end, 0, 0, time.perf_counter() - began, None,
+                        series=series.key,
+                    )  # fmt: skip
                 else:
                     todo.append(threshold)
             if todo:
                 walk = SeriesWalk(
                     series, todo, TickStore(cache_dir), store, options, fetch_if_missing=fetch_if_missing,
-                    recompute=invalidate_existing in ("overlap", "full"),
+                    recompute=invalidate_existing in ("overlap", "full"), refetch_corrupt=fetch_if_missing,
                 )  # fmt: skip
                 walk_range(walk, start, end, on_day=progress.day)
             for threshold in todo:
@@ -208,8 +211,9 @@ def precompute_range_bars(
                     valid = check_continuity(bars, series, threshold, tolerance, validate_on_complete)
                 done, cached = progress.computed[threshold], progress.cached[threshold]
                 results[threshold] = PrecomputeResult(
-                    series.key, threshold, start, end, done, cached, bars.height, walk.tick_count,
-                    time.perf_counter() - began, valid,
+                    series.symbol, threshold, start, end, bars.height, walk.tick_count,
+                    time.perf_counter() - began, valid, series=series.key, days_computed=done,
+                    days_cached=cached,
                 )  # fmt: skip
     finally:
         progress.close()
@@ -265,11 +269,11 @@ class _Progress:
         if self.callback is not None:
             day = item.day
             month_done = day == self.end or (day + timedelta(days=1)).day == 1
+            month = day.strftime("%Y-%m")
             self.callback(
                 PrecomputeProgress(
-                    phase, day, self.days, self.total, self.bars, self.ticks,
-                    time.perf_counter() - self.began, self.months.index(day.strftime("%Y-%m")) + month_done,
-                    len(self.months),
+                    phase, month, self.months.index(month) + month_done, len(self.months), self.bars,
+                    self.ticks, time.perf_counter() - self.began, day, self.days, self.total,
                 )
             )  # fmt: skip
 

@@ -32,6 +32,8 @@ from rangebar_pipeline.storage.ticks import TickStore
 
 __all__ = ["get_cached_bars", "get_n_range_bars", "get_range_bars"]
 
+_NO_CACHE_NO_FETCH = "Cache disabled and fetch_if_missing=False."
+
 
 def _unavailable_days(
     store: BarStore,
@@ -108,6 +110,8 @@ def get_range_bars(
                 series, threshold, start, end, store=store, ticks=ticks, fetch_if_missing=fetch_if_missing,
                 options=options,
             )  # fmt: skip
+    elif not fetch_if_missing:  # no store to read and no download allowed: nothing (7.1.3: the same)
+        return output_frame(options.empty_bars(), output, include_microstructure)
     else:
         with tempfile.TemporaryDirectory(prefix="rangebar-no-cache-") as scratch:
             run = materialize_days(
@@ -197,13 +201,10 @@ def get_n_range_bars(
     threshold = resolve_threshold(threshold_decimal_bps)
     options = BarOptions(same_timestamp_gate, min_duration_us, lookback_trades, intra_bar)
     end = parse_day(end_date, name="end_date") if end_date is not None else datetime.now(UTC).date()
-    if max_lookback_days == 0:
+    if max_lookback_days == 0 or not (use_cache or fetch_if_missing):
         if warn_if_fewer:
-            warnings.warn(
-                f"returning 0 bars instead of the requested {n_bars}: max_lookback_days=0",
-                UserWarning,
-                stacklevel=2,
-            )
+            why = "max_lookback_days=0" if max_lookback_days == 0 else _NO_CACHE_NO_FETCH
+            warnings.warn(fewer_bars(0, n_bars, why), UserWarning, stacklevel=2)
         return output_frame(options.empty_bars(), output, include_microstructure)
     bars = _last_n_bars(
         series, threshold, n_bars, end, max_lookback_days, use_cache=use_cache,
@@ -245,10 +246,13 @@ def _last_n_bars(
                 return run.bars.tail(n_bars)
             present = [d for d in days(start, end) if d not in run.missing]
             if present and start in run.missing:
-                reason = f"no data for {series} before {min(present)} (source has no day {start})"
+                reason = f"No data for {series} before {min(present)} (the source has no day {start})."
                 break
             if start == floor:
-                reason = f"max_lookback_days={max_lookback_days} reached (back to {floor})"
+                reason = (
+                    f"Insufficient data available within max_lookback_days={max_lookback_days} "
+                    f"(back to {floor})."
+                )
                 break
             window *= 2
     finally:
@@ -257,9 +261,10 @@ def _last_n_bars(
         if scratch is not None:
             scratch.cleanup()
     if warn_if_fewer:
-        warnings.warn(
-            f"returning {run.bars.height} bars instead of the requested {n_bars}: {reason}",
-            UserWarning,
-            stacklevel=3,
-        )
+        warnings.warn(fewer_bars(run.bars.height, n_bars, reason), UserWarning, stacklevel=3)
     return run.bars
+
+
+def fewer_bars(found: int, n_bars: int, reason: str) -> str:
+    """The "fewer bars" warning, in 7.1.3's words first (code matches ``bars instead of requested``)."""
+    return f"Returning {found} bars instead of requested {n_bars}. {reason}"

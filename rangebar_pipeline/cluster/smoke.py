@@ -161,14 +161,16 @@ def _equal(bars: pl.DataFrame, golden: pl.DataFrame) -> bool:
 def bars_equal_golden(series: Sequence[str], thresholds: Sequence[int], golden_dir: Path) -> bool:
     """Every (series, threshold) is stored for both days, once, and read back equal to its golden bars."""
     from rangebar_pipeline import get_range_bars
-    from rangebar_pipeline.storage.bars import BarStore
+    from rangebar_pipeline.resources import BarStoreResource
 
     start, end = date.fromisoformat(DAYS[0]), date.fromisoformat(DAYS[-1])
     ok = True
     for key in series:
         s = Series.from_key(key)
         for threshold in thresholds:
-            with BarStore() as store:  # stored by the pipeline (never computed here)
+            # stored by the pipeline (never computed here); the embedded store may still be held for a
+            # moment by the process of a step that has just reported success: wait for it, as steps do
+            with BarStoreResource().open() as store:
                 covered = store.is_covered(s, threshold, start, end)
             golden = pl.read_parquet(golden_dir / f"{s.market}_{s.symbol}_{threshold}.parquet")
             bars = get_range_bars(

@@ -104,12 +104,21 @@ class SeriesProcessors:
     """One processor per threshold of a series, each continued day after day from its own state."""
 
     def __init__(
-        self, series: Series, ticks: TickStore, *, options: BarOptions, fetch_if_missing: bool = False
+        self,
+        series: Series,
+        ticks: TickStore,
+        *,
+        options: BarOptions,
+        fetch_if_missing: bool = False,
+        refetch_corrupt: bool = True,
     ) -> None:
         self.series = series
         self.ticks = ticks
         self.options = options
         self.fetch_if_missing = fetch_if_missing
+        #: A corrupt tick file is fetched again (else refused, naming the file): off for callers that
+        #: must not touch the network (``fetch_if_missing=False`` in the library).
+        self.refetch_corrupt = refetch_corrupt or fetch_if_missing
         self._processors: dict[int, RangeBarProcessor] = {}
         self._parents: dict[int, bytes | None] = {}
 
@@ -153,7 +162,7 @@ class SeriesProcessors:
                 "in Dagster)"
             )
         else:
-            frame = self.ticks.read_day(self.series, day)
+            frame = self.ticks.read_day(self.series, day, refetch_corrupt=self.refetch_corrupt)
         return frame, time.perf_counter() - started
 
     def compute(
@@ -183,8 +192,19 @@ class SeriesProcessors:
         if not source.spread_schema:
             return bars
         context = frame
-        if bars.height and bars["open_time"][0].date() < day:
-            earlier = self.ticks.get_ticks(self.series, bars["open_time"][0].date(), day - timedelta(days=1))
+        if bars.height and (opened := bars["open_time"][0].date()) < day:
+            before = days(opened, day - timedelta(days=1))
+            if not self.fetch_if_missing and (
+                absent := [d for d in before if not self.ticks.has_day(self.series, d)]
+            ):
+                raise DataNotFoundError(
+                    f"{self.series} {day}: the bar open since {opened} needs the ticks of "
+                    f"{', '.join(map(str, absent))} for its spreads; they are not in the tick cache "
+                    f"{self.ticks.root} and fetching is off"
+                )
+            earlier = self.ticks.get_ticks(
+                self.series, opened, before[-1], fetch_if_missing=self.fetch_if_missing
+            )
             assert isinstance(earlier, pl.DataFrame)
             context = pl.concat([earlier, frame], how="vertical_relaxed")
         return source.add_spread_stats(bars, context)

@@ -103,6 +103,8 @@ class SeriesWalk:
     fetch_if_missing: bool = False
     recompute: bool = False
     skip_missing: bool = False
+    #: Fetch a corrupt tick file again (else refuse it, naming the file); implied by fetch_if_missing.
+    refetch_corrupt: bool = True
     computed: list[date] = field(default_factory=list)
     cached: list[date] = field(default_factory=list)
     missing: list[date] = field(default_factory=list)
@@ -129,8 +131,9 @@ class SeriesWalk:
         if first > last:
             raise ValueError(f"start day {first} is after end day {last}")
         processors = SeriesProcessors(
-            self.series, self.ticks, options=self.options, fetch_if_missing=self.fetch_if_missing
-        )
+            self.series, self.ticks, options=self.options, fetch_if_missing=self.fetch_if_missing,
+            refetch_corrupt=self.refetch_corrupt,
+        )  # fmt: skip
         stored = self._coverage(first, last)
         before = first - timedelta(days=1)
         self._chains = {

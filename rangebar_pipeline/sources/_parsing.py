@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import zipfile
 import zlib
@@ -83,6 +84,12 @@ def iter_zip_member(
 
 
 def _member_info(archive: zipfile.ZipFile, *, origin: str, member: str | None) -> zipfile.ZipInfo:
+    unsafe = [info.filename for info in archive.infolist() if not _safe_name(info.filename)]
+    if unsafe:  # zip-slip: nothing is extracted by name here, but such an archive is not the source's
+        raise CorruptArchiveError(
+            f"{origin}: unsafe entry name(s) {unsafe} in the zip (absolute, or escaping the archive with "
+            "'..', a drive or a backslash); refused"
+        )
     infos = [info for info in archive.infolist() if not info.is_dir()]
     names = [info.filename for info in infos]
     if member is not None and member in names:
@@ -91,6 +98,13 @@ def _member_info(archive: zipfile.ZipFile, *, origin: str, member: str | None) -
         return infos[0]
     wanted = f"{member!r} or exactly one file" if member else "exactly one file"
     raise CorruptArchiveError(f"{origin}: expected {wanted} in the zip, found {names}")
+
+
+def _safe_name(name: str) -> bool:
+    """A relative entry name that stays inside the archive (no ``..`` part, drive, backslash or NUL)."""
+    if not name or "\x00" in name or "\\" in name or name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        return False
+    return ".." not in name.split("/")
 
 
 def _pieces(

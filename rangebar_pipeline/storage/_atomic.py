@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["TEMP_SUFFIX", "AtomicFile", "atomic_write", "remove_temp_files", "temp_files"]
+from rangebar_pipeline.exceptions import StoreError
+
+__all__ = [
+    "TEMP_SUFFIX",
+    "AtomicFile",
+    "atomic_write",
+    "is_io_error",
+    "remove_temp_files",
+    "temp_files",
+    "write_failed",
+]
 
 #: Temp files are ``.<target name>.<pid>.<random>.tmp``: hidden, and never named like data.
 TEMP_SUFFIX = ".tmp"
@@ -26,15 +37,22 @@ class AtomicFile:
         self._done = False
 
     def commit(self) -> int:
-        """fsync the temp file, rename it to ``path``, fsync the directory; return the file size."""
+        """fsync the temp file, rename it to ``path``, fsync the directory; return the file size.
+
+        Raises:
+            StoreError: The file could not be written (e.g. the disk is full), naming it; the temp
+                file is deleted and ``path`` is unchanged.
+        """
         try:
             self.handle.flush()
             os.fsync(self.handle.fileno())
             self.handle.close()
             size = self.tmp.stat().st_size
             self.tmp.replace(self.path)
-        except BaseException:
+        except BaseException as exc:
             self.discard()
+            if is_io_error(exc):
+                raise write_failed(self.path, exc) from exc
             raise
         self._done = True
         fsync_directory(self.path.parent)
@@ -53,21 +71,40 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> int:
 
     A crash at any point leaves either the previous ``path`` or none, never a torn file (at worst a
     stray temp file, which :func:`remove_temp_files` deletes).
+
+    Raises:
+        StoreError: The file could not be written (a full disk, a read-only directory), naming it;
+            ``path`` is unchanged and the temp file deleted.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with tmp.open("xb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         size = tmp.stat().st_size
         tmp.replace(path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if is_io_error(exc):
+            raise write_failed(path, exc) from exc
         raise
     fsync_directory(path.parent)
     return size
+
+
+def is_io_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the OS refusing a write: an ``OSError``, or a writer library's error that
+    carries one (polars reports ``... (os error 28)``, Arrow ``[errno 28] ...``)."""
+    return isinstance(exc, OSError) or re.search(r"\(os error \d+\)|\[errno \d+\]", str(exc)) is not None
+
+
+def write_failed(path: Path, exc: BaseException) -> StoreError:
+    """The error of a failed write of ``path``: what failed, where (the OS error's text, e.g. ``No space
+    left on device``)."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return StoreError(f"cannot write {path}: {reason} ({type(exc).__name__}); nothing was replaced")
 
 
 def fsync_directory(directory: Path) -> None:

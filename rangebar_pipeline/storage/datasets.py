@@ -36,6 +36,7 @@ from typing import Any, BinaryIO, Final
 import polars as pl
 
 from rangebar_pipeline import _core
+from rangebar_pipeline.exceptions import StoreError
 from rangebar_pipeline.paths import default_cache_dir
 from rangebar_pipeline.schema import SCHEMA_VERSION
 from rangebar_pipeline.series import Series
@@ -174,6 +175,8 @@ class DatasetStore:
 
         Raises:
             ValueError: ``days`` is empty or names a day twice.
+            StoreError: The write failed (e.g. a full disk); the message names the table, and nothing
+                of this commit is visible.
         """
         from deltalake import CommitProperties, write_deltalake
 
@@ -221,9 +224,12 @@ class DatasetStore:
                     )
                 break
             except Exception as exc:  # a concurrent commit delta-rs could not reconcile: write again
-                if type(exc).__name__ != "CommitFailedError" or attempt == _COMMIT_ATTEMPTS:
-                    raise
-                log.info("feature table %s: commit conflict (%s), attempt %d", uri, exc, attempt + 1)
+                if type(exc).__name__ == "CommitFailedError" and attempt < _COMMIT_ATTEMPTS:
+                    log.info("feature table %s: commit conflict (%s), attempt %d", uri, exc, attempt + 1)
+                    continue
+                # nothing was committed: the table's current version is still the previous one (data
+                # files a failed write may leave are in no commit, so no reader sees them)
+                raise StoreError(f"cannot write the feature table {uri}: {exc}") from exc
         version = self._committed_version(threshold, commit_id)
         months = sorted({d.day.strftime("%Y-%m") for d in visible})
         compacted = self.compact(threshold, series=series, months=months)

@@ -21,7 +21,13 @@ import polars as pl
 from rangebar_pipeline._lazy import lazy_module
 from rangebar_pipeline.exceptions import StoreError
 from rangebar_pipeline.sources.base import Fetched
-from rangebar_pipeline.storage._atomic import AtomicFile, atomic_write, remove_temp_files
+from rangebar_pipeline.storage._atomic import (
+    AtomicFile,
+    atomic_write,
+    is_io_error,
+    remove_temp_files,
+    write_failed,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -182,19 +188,28 @@ class StreamedDay:
         self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
 
     def commit(self, meta: dict[str, Any]) -> int:
-        """Write the last rows and the footer, rename the file into place; return its size."""
+        """Write the last rows and the footer, rename the file into place; return its size.
+
+        Raises:
+            StoreError: Writing failed (e.g. the disk is full), naming the file; nothing is in place.
+        """
         self.add(None)
-        for write in self._writes:
-            write.result()
-        self._pool.shutdown()
-        if self._writer is None:
-            raise StoreError(f"no rows were streamed to {self._file.path}")
-        entry = json.dumps(meta, sort_keys=True).encode()
-        schema = _stored_schema(self._writer.schema).with_metadata({_META_KEY: entry})
-        self._writer.add_key_value_metadata(  # in write_table's order
-            {_META_KEY: entry, _ARROW_SCHEMA_KEY: base64.b64encode(schema.serialize().to_pybytes())}
-        )
-        self._writer.close()
+        try:
+            for write in self._writes:
+                write.result()
+            self._pool.shutdown()
+            if self._writer is None:
+                raise StoreError(f"no rows were streamed to {self._file.path}")
+            entry = json.dumps(meta, sort_keys=True).encode()
+            schema = _stored_schema(self._writer.schema).with_metadata({_META_KEY: entry})
+            self._writer.add_key_value_metadata(  # in write_table's order
+                {_META_KEY: entry, _ARROW_SCHEMA_KEY: base64.b64encode(schema.serialize().to_pybytes())}
+            )
+            self._writer.close()
+        except Exception as exc:
+            if is_io_error(exc):
+                raise write_failed(self._file.path, exc) from exc
+            raise
         self._committed = True
         return self._file.commit()
 
@@ -280,15 +295,16 @@ def read_verified(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """Read ``path`` with page-checksum verification and check schema and row count."""
     meta = read_footer(path)
     try:
-        table = pq.read_table(path, page_checksum_verification=True)
-        frame = pl.from_arrow(table)
+        table = pq.read_table(path, page_checksum_verification=True).replace_schema_metadata(None)
     except (OSError, pa.ArrowException, ValueError) as exc:
         raise CorruptFileError(f"corrupt tick file {path}: {exc}") from exc
+    # Checked on the Arrow side first: a flipped byte in the stored Arrow schema (a time zone, the
+    # copy of the footer entry) would make polars panic or fail on conversion instead of raising.
+    expected = pl.DataFrame(schema=schema).to_arrow().schema
+    if not table.schema.equals(expected):
+        raise CorruptFileError(f"corrupt tick file {path}: expected columns {expected}, found {table.schema}")
+    frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
-    if dict(frame.schema) != schema:
-        raise CorruptFileError(
-            f"corrupt tick file {path}: expected columns {schema}, found {dict(frame.schema)}"
-        )
     if frame.height != meta["rows"]:
         raise CorruptFileError(f"corrupt tick file {path}: {frame.height} rows read, {meta['rows']} written")
     return frame

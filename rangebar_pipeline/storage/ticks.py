@@ -40,7 +40,6 @@ from rangebar_pipeline.storage.tick_files import (
     day_meta,
     day_result,
     existing_result,
-    read_footer,
     read_verified,
     write_frame,
 )
@@ -327,7 +326,7 @@ class TickStore:
         """Ticks of the UTC days ``[start 00:00, end+1 00:00)``, sorted by ``(timestamp, agg_trade_id)``.
 
         Missing days are downloaded (several at once) unless ``fetch_if_missing=False``, in which case
-        they are simply absent. ``lazy=True`` returns a ``pl.LazyFrame`` scanning the day files.
+        they are simply absent. ``lazy=True`` returns a ``pl.LazyFrame`` over the verified days.
 
         Raises:
             DataNotFoundError: The source has no data for some missing day (all days that could be
@@ -344,24 +343,13 @@ class TickStore:
             if missing:
                 self.fetch_days(series, missing).raise_for_failures()
         present = [d for d in wanted if self.has_day(series, d)]
-        if lazy:
-            paths = [self._checked_path(series, d, refetch=fetch_if_missing) for d in present]
-            if not paths:
-                return pl.LazyFrame(schema=schema)
-            return pl.scan_parquet(paths, schema=schema)
         frames = [self.read_day(series, d, refetch_corrupt=fetch_if_missing) for d in present]
         if not frames:
-            return pl.DataFrame(schema=schema)
-        return pl.concat(frames, how="vertical", rechunk=False)
-
-    def _checked_path(self, series: Series, day: date, *, refetch: bool) -> Path:
-        """The day's path after a footer check (a truncated or foreign file is replaced or refused)."""
-        path = self.day_path(series, day)
-        try:
-            read_footer(path)
-        except CorruptFileError:
-            self.read_day(series, day, refetch_corrupt=refetch)
-        return path
+            return pl.LazyFrame(schema=schema) if lazy else pl.DataFrame(schema=schema)
+        frame = pl.concat(frames, how="vertical", rechunk=False)
+        # lazy: over the verified frames, never a scan of the files (a scan would parse each file again
+        # with another reader, which a damaged byte the verified read tolerated can still trip)
+        return frame.lazy() if lazy else frame
 
     # --- fetching and writing -------------------------------------------------------------------
 

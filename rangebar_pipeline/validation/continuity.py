@@ -11,8 +11,8 @@ unit: ``threshold_decimal_bps / 100_000`` (the reference divides by 10_000, 10x 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final, Literal, TypeAlias
@@ -186,16 +186,26 @@ class ContinuityResult(CheckedResult):
 
 @dataclass(frozen=True, slots=True)
 class TieredValidationResult(CheckedResult):
-    """Outcome of :func:`validate_continuity_tiered` (the reference's fields, units fixed)."""
+    """Outcome of :func:`validate_continuity_tiered` (the reference's fields, units fixed).
+
+    Built from 7.1.3's fields alone (``TieredValidationResult(is_valid, bar_count, ...)``), its one
+    check is ``is_valid`` itself.
+    """
 
     is_valid: bool
     bar_count: int
     gaps_by_tier: Mapping[GapTier, TierSummary]
-    all_gaps: tuple[GapInfo, ...]
+    all_gaps: Sequence[GapInfo]
     threshold_used_pct: float
     asset_class_detected: AssetClass
     preset_used: str | None
     id_discontinuities: tuple[Discontinuity, ...] = ()
+    checks: tuple[CheckOutcome, ...] = field(default=(), kw_only=True)
+
+    def __post_init__(self) -> None:
+        if not self.checks:
+            outcome = CheckOutcome("is_valid", "passed" if self.is_valid else "failed", "given")
+            object.__setattr__(self, "checks", (outcome,))
 
     @property
     def has_session_breaks(self) -> bool:
@@ -419,8 +429,9 @@ def validate_continuity_tiered(
     empty_tiers = MappingProxyType({t: TierSummary() for t in GapTier})
     if preset.mode == "skip" or (frame.height < 2 and previous_bar is None):
         return TieredValidationResult(
-            (), True, frame.height, empty_tiers, (), fraction, asset_class, preset_used
-        )
+            True, frame.height, empty_tiers, (), fraction, asset_class, preset_used,
+            checks=(CheckOutcome("is_valid", "not_applicable", "mode skip, or fewer than 2 bars"),),
+        )  # fmt: skip
     j = _junctions(frame, previous_bar)
     id_breaks = tuple(_id_and_time_discontinuities(j, check_ids=check_ids))
     gaps = _with_gaps(j)
@@ -461,7 +472,6 @@ def validate_continuity_tiered(
         checked_ids=check_ids and "prev_last_agg_trade_id" in j.columns,
     )
     result = TieredValidationResult(
-        checks,
         not session_breaks and not id_breaks,
         frame.height,
         summaries,
@@ -470,6 +480,7 @@ def validate_continuity_tiered(
         asset_class,
         preset_used,
         id_breaks,
+        checks=checks,
     )
     _apply_mode(preset, all_gaps, id_breaks, summaries)
     return result

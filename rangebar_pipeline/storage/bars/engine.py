@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import re
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import clickhouse_connect
 
@@ -24,6 +26,8 @@ from rangebar_pipeline.exceptions import StoreError, StoreLockedError
 from rangebar_pipeline.storage.bars.dsn import DSN_ENV, chdb_path, is_embedded, redact_dsn, scrub_secrets
 
 __all__ = ["Engine", "acquire", "chdb_lock_holder", "release"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,6 +79,11 @@ def chdb_lock_holder(path: Path) -> str | None:
         os.close(fd)
 
 
+#: Below this much free space a failure to start the embedded engine is reported as a full disk (chDB
+#: itself says only "Error initializing EmbeddedServer").
+_LOW_DISK: Final = 16 << 20
+
+
 def _locked_error(path: Path, holder: str) -> StoreLockedError:
     return StoreLockedError(
         f"the embedded ClickHouse store {path} is held by another process ({holder}); chDB allows one "
@@ -83,14 +92,44 @@ def _locked_error(path: Path, holder: str) -> StoreLockedError:
     )
 
 
+def _prepare_directory(path: Path) -> None:
+    """Refuse to create the embedded store on a full disk, and clear one whose creation a full disk
+    cut short: ClickHouse then leaves its metadata files empty and never starts again (``Empty query
+    in file metadata/...``). Such a store holds no bars (no table has a data part), so it is removed
+    and created anew; with bars in it the store is refused, naming the empty files."""
+    empty = sorted(
+        p for p in [*path.glob("metadata/*.sql"), *path.glob("store/*/*/*.sql")] if not p.stat().st_size
+    )
+    if empty:
+        parts = [d for d in path.glob("store/*/*/*") if d.is_dir() and d.name != "detached"]
+        if parts:
+            raise StoreError(
+                f"the embedded ClickHouse store {path} has empty metadata files "
+                f"({', '.join(map(str, empty))}) and holds data: it cannot start; restore those files"
+            )
+        log.warning(
+            "the embedded store %s was left incomplete by a failed creation (empty %s): created anew",
+            path,
+            empty[0],
+        )
+        shutil.rmtree(path)
+    if not (path / "metadata").is_dir() and (free := shutil.disk_usage(path.parent).free) < _LOW_DISK:
+        raise StoreError(
+            f"cannot create the embedded ClickHouse store {path}: No space left on device "
+            f"({free // 1024} KiB free on its disk; nothing was created)"
+        )
+
+
 def _connect(dsn: str) -> Any:
     path = chdb_path(dsn)
     try:
         if path is not None:
-            path.mkdir(parents=True, exist_ok=True)
-            holder = chdb_lock_holder(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            holder = chdb_lock_holder(path) if path.exists() else None
             if holder is not None:
                 raise _locked_error(path, holder)
+            _prepare_directory(path)
+            path.mkdir(parents=True, exist_ok=True)
             return clickhouse_connect.get_client(dsn=dsn)
         return clickhouse_connect.get_client(dsn=dsn, database="default", connect_timeout=10)
     except StoreError:
@@ -108,6 +147,8 @@ def _connect(dsn: str) -> Any:
                         "its BarStore first"
                     ) from None
         message = scrub_secrets(str(exc), dsn)
+        if path is not None and (free := shutil.disk_usage(path).free) < _LOW_DISK:
+            message += f" (No space left on device: {free // 1024} KiB free on the disk of {path})"
         raise StoreError(f"cannot connect to ClickHouse at {redact_dsn(dsn)}: {message}") from None
 
 
