@@ -104,7 +104,7 @@ def run_kernel(path: Path) -> dict[str, Any]:
         start = time.perf_counter()
         out = processor.process(*arrays.kernel_args())
         best = min(best, time.perf_counter() - start)
-    return {"rows": len(arrays), "bars": len(out["open"]), "wall_s": best, "peak_rss_mb": peak_rss_mb()}
+    return {"rows": len(arrays), "bars": out.num_rows, "wall_s": best, "peak_rss_mb": peak_rss_mb()}
 
 
 def run_reference(path: Path) -> dict[str, Any]:

@@ -23,7 +23,7 @@ def best_of(columns: tuple[Any, ...], threshold: int, lookback: int) -> tuple[fl
         start = time.perf_counter()
         out = processor.process(*columns)
         best = min(best, time.perf_counter() - start)
-        bars = len(out["open"])
+        bars = out.num_rows
     return best, bars
 
 

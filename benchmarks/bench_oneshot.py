@@ -6,14 +6,19 @@ in the same run; wall time is the whole process (interpreter start, imports, rea
 peak RSS is that process's own (``VmHWM``). Baselines measured in the same run: a bare
 interpreter, ``import polars``, ``import rangebar_pipeline``, and ``rangebar --help``.
 
-Run: ``.venv/bin/python benchmarks/bench_oneshot.py [--rows N] [--repeat R] [--skip-reference]``
-(data generated once under ``benchmarks/.data``).
+``--baseline DIR`` runs the scripts of our package also from another checkout (its own
+``_core.abi3.so`` in place, e.g. an export of the previous commit), run for run alternating with
+this one, and prints both with the load averages, so the two builds see the same machine.
+
+Run: ``.venv/bin/python benchmarks/bench_oneshot.py [--rows N] [--repeat R] [--skip-reference]
+[--baseline DIR]`` (data generated once under ``benchmarks/.data``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -90,13 +95,14 @@ class Run:
     stdout: str
 
 
-def run(code: str, *args: str, env: dict[str, str] | None = None) -> Run:
-    """One fresh interpreter running ``code``: wall time of the whole process and its own peak RSS."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+def run(code: str, *args: str, env: dict[str, str] | None = None, root: Path = ROOT) -> Run:
+    """One fresh interpreter running ``code`` with the package of ``root``: wall time of the whole
+    process and its own peak RSS."""
+    env = {**os.environ, "PYTHONPATH": str(root), **(env or {})}
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", code + PEAK, *args],
-        cwd=ROOT,
+        cwd=root,
         env=env,
         capture_output=True,
         text=True,
@@ -137,17 +143,66 @@ def cli_rows(repeat: int) -> list[tuple[str, Run, Run | None, int | None]]:
     ]
 
 
+SCRIPTS = (
+    ("ours: read_parquet", "read_parquet", ""),
+    ("ours: scan_parquet", "scan_parquet", ""),
+    ("ours: read_parquet", "read_parquet", ", output='polars'"),
+)
+
+
+def script_code(scan: str, out: str) -> str:
+    return OURS.format(scan=scan, thr=THRESHOLD).replace(
+        "include_microstructure=True", f"include_microstructure=True{out}"
+    )
+
+
+def against_baseline(baseline: Path, path: Path, repeat: int) -> None:
+    """Our scripts with this checkout's package and the baseline's, run for run alternating."""
+    loads = [os.getloadavg()]
+    print(f"\n{path.name}: this checkout vs {baseline}, alternating, {repeat} runs each\n")
+    print(
+        "| whole process | this checkout (s): best, median | baseline (s): best, median "
+        "| this / baseline (best, median) |"
+    )
+    print("|---|---:|---:|---:|")
+    for label, scan, out in SCRIPTS:
+        code = script_code(scan, out)
+        walls: dict[Path, list[float]] = {ROOT: [], baseline: []}
+        bars = set()
+        for _ in range(repeat):
+            for root in (ROOT, baseline):
+                done = run(code, str(path), root=root)
+                walls[root].append(done.wall_s)
+                bars.add(done.stdout)
+        if len(bars) != 1:
+            raise SystemExit(f"bar counts differ: {bars}")
+        ours, theirs = min(walls[ROOT]), min(walls[baseline])
+        ours_median, theirs_median = statistics.median(walls[ROOT]), statistics.median(walls[baseline])
+        suffix = ", polars output" if out else ""
+        print(
+            f"| {label}{suffix} | {ours:.3f}, {ours_median:.3f} | {theirs:.3f}, {theirs_median:.3f} "
+            f"| {ours / theirs:.2f}, {ours_median / theirs_median:.2f} |"
+        )
+        loads.append(os.getloadavg())
+    print("\nload averages (1, 5, 15 min) before and after each row:")
+    print("; ".join(" ".join(f"{x:.1f}" for x in load) for load in loads))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-reference", action="store_true", help="skip the (slow) 7.1.3 run")
+    parser.add_argument("--baseline", type=Path, help="another checkout to run our scripts from, alternating")
     args = parser.parse_args()
 
     path = DATA_DIR / f"oneshot_{args.rows}.parquet"
     if not path.exists():
         print(f"generating {args.rows:,} trades in {path}", file=sys.stderr)
         make_trades(args.rows, path)
+    if args.baseline is not None:
+        against_baseline(args.baseline.resolve(), path, args.repeat)
+        return
 
     rows: list[tuple[str, Run, Run | None, int | None]] = []
     for label, code in (
@@ -160,14 +215,8 @@ def main() -> None:
         rows.append((label, fast, None, None))
 
     script_rows: dict[str, Run] = {}
-    for label, scan, out in (
-        ("ours: read_parquet", "read_parquet", ""),
-        ("ours: scan_parquet", "scan_parquet", ""),
-        ("ours: read_parquet", "read_parquet", ", output='polars'"),
-    ):
-        code = OURS.format(scan=scan, thr=THRESHOLD).replace(
-            "include_microstructure=True", f"include_microstructure=True{out}"
-        )
+    for label, scan, out in SCRIPTS:
+        code = script_code(scan, out)
         fast, first = best(code, str(path), repeat=args.repeat)
         script_rows[label + out] = fast
         suffix = ", polars output" if out else ""

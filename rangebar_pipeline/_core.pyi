@@ -1,7 +1,7 @@
 """Type stubs of the Rust extension ``rangebar_pipeline._core`` (checked by ``mypy.stubtest``)."""
 
-from collections.abc import Sequence
-from typing import Final, Literal, final
+from collections.abc import Mapping
+from typing import Any, Final, Literal, Protocol, final, type_check_only
 
 import numpy as np
 import numpy.typing as npt
@@ -9,11 +9,13 @@ import numpy.typing as npt
 __all__ = [
     "BAR_COLUMNS",
     "CHECKPOINT_VERSION",
+    "INTRA_COLUMNS",
     "LOOKBACK_COLUMNS",
     "LOOKBACK_TRADES_MAX",
     "THRESHOLD_DECIMAL_MAX",
     "THRESHOLD_DECIMAL_MIN",
     "AggTradesCsvParser",
+    "BarBatch",
     "Checkpoint",
     "Processor",
     "__version__",
@@ -82,8 +84,61 @@ _LookbackColumn = Literal[
 ]
 LOOKBACK_COLUMNS: Final[tuple[_LookbackColumn, ...]]
 LOOKBACK_TRADES_MAX: Final[int]
+#: The opt-in intra columns (``intra_bar=True``), in output order.
+_IntraColumn = Literal[
+    "intra_trade_count",
+    "intra_duration_us",
+    "intra_intensity",
+    "intra_ofi",
+    "intra_count_imbalance",
+    "intra_vwap_position",
+    "intra_kyle_lambda",
+    "intra_burstiness",
+    "intra_volume_skew",
+    "intra_volume_kurt",
+    "intra_kaufman_er",
+    "intra_garman_klass_vol",
+    "intra_hurst",
+    "intra_permutation_entropy",
+    "intra_max_drawdown",
+    "intra_max_runup",
+    "intra_bull_epoch_density",
+    "intra_bull_excess_gain",
+    "intra_bull_cv",
+    "intra_bear_epoch_density",
+    "intra_bear_excess_gain",
+    "intra_bear_cv",
+]
+INTRA_COLUMNS: Final[tuple[_IntraColumn, ...]]
 
 _I64 = npt.NDArray[np.int64]
+
+@type_check_only
+class _ArrowStream(Protocol):
+    """An object exporting an Arrow C stream (polars, pyarrow, pandas >= 2.2, DuckDB, arro3, ...)."""
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
+
+@type_check_only
+class _ArrowArray(Protocol):
+    """An object exporting an Arrow C array (a record batch as a struct array)."""
+
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]: ...
+
+@final
+class BarBatch:
+    """Bars as an Arrow record batch: pass it to ``polars.DataFrame``, ``pyarrow.record_batch``,
+    ``pyarrow.table`` or ``pandas.DataFrame.from_arrow`` (the Arrow PyCapsule interface; no copies).
+    The group columns carry validity bitmaps (nulls), the others none."""
+
+    def __arrow_c_schema__(self) -> Any: ...
+    def __arrow_c_array__(self, requested_schema: Any | None = None) -> tuple[Any, Any]: ...
+    def __arrow_c_stream__(self, requested_schema: Any | None = None) -> Any: ...
+    @property
+    def num_rows(self) -> int: ...
+    @property
+    def column_names(self) -> list[str]: ...
+    def __len__(self) -> int: ...
 
 @final
 class Checkpoint:
@@ -103,6 +158,8 @@ class Checkpoint:
     def min_duration_us(self) -> int: ...
     @property
     def lookback_trades(self) -> int: ...
+    @property
+    def intra_bar(self) -> bool: ...
     @property
     def version(self) -> int: ...
     @property
@@ -127,6 +184,7 @@ class Processor:
         same_timestamp_gate: bool = False,
         min_duration_us: int = 0,
         lookback_trades: int = 0,
+        intra_bar: bool = False,
     ) -> Processor: ...
     def process(
         self,
@@ -137,24 +195,14 @@ class Processor:
         first_trade_id: _I64 | None = None,
         last_trade_id: _I64 | None = None,
         is_buyer_maker: npt.NDArray[np.bool_] | None = None,
-    ) -> dict[str, npt.NDArray[np.int64] | npt.NDArray[np.float64]]: ...
-    def process_float_pieces(
+    ) -> BarBatch: ...
+    def process_arrow(
         self,
-        pieces: Sequence[
-            tuple[
-                _I64,
-                npt.NDArray[np.float64],
-                npt.NDArray[np.float64],
-                _I64 | None,
-                _I64 | None,
-                _I64 | None,
-                npt.NDArray[np.bool_] | None,
-            ]
-        ],
+        data: _ArrowStream | _ArrowArray | Mapping[str, _ArrowStream | _ArrowArray],
         timestamp_mul: int = 1,
         timestamp_div: int = 1,
-    ) -> dict[str, npt.NDArray[np.int64] | npt.NDArray[np.float64]] | None: ...
-    def incomplete_bar(self) -> dict[str, npt.NDArray[np.int64] | npt.NDArray[np.float64]] | None: ...
+    ) -> BarBatch | None: ...
+    def incomplete_bar(self) -> BarBatch | None: ...
     def checkpoint(self) -> Checkpoint: ...
     @staticmethod
     def from_checkpoint(checkpoint: Checkpoint) -> Processor: ...
@@ -166,6 +214,8 @@ class Processor:
     def min_duration_us(self) -> int: ...
     @property
     def lookback_trades(self) -> int: ...
+    @property
+    def intra_bar(self) -> bool: ...
     @property
     def has_incomplete_bar(self) -> bool: ...
     @property

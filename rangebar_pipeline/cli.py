@@ -18,6 +18,7 @@ _EPILOG = """examples:
   rangebar bars BTCUSDT 2024-08-08 2024-08-09 --threshold 250 --market um --out bars.parquet
   rangebar precompute BTCUSDT 2024-01-01 2024-06-30 --threshold medium
   rangebar bars BTCUSDT 2024-08-08 2024-08-08 --threshold 25 --lookback-trades 500 --min-duration-us 1000
+  rangebar bars BTCUSDT 2024-08-08 2024-08-08 --threshold 250 --intra-bar
   rangebar cache status
   rangebar cache clear --symbol BTCUSDT --market spot
 
@@ -66,6 +67,11 @@ def _option_args(parser: argparse.ArgumentParser) -> None:
         "--lookback-trades", type=_non_negative, default=0, metavar="N",
         help="add the lookback_* columns over the N trades before each bar's open (default: 0, off)",
     )  # fmt: skip
+    group.add_argument(
+        "--intra-bar",
+        action="store_true",
+        help="add the intra_* columns: statistics of each bar's own trades (default: off)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,14 +129,14 @@ def _print_bars(frame: pl.DataFrame, *, include_microstructure: bool) -> None:
     import polars as pl
 
     from rangebar_pipeline.frames import MICROSTRUCTURE_COLUMNS
-    from rangebar_pipeline.schema import BAR_SCHEMA, LOOKBACK_SCHEMA, OHLCV_COLUMNS
+    from rangebar_pipeline.schema import BAR_SCHEMA, GROUP_SCHEMAS, OHLCV_COLUMNS
 
     columns = [pl.col("close_time").alias("timestamp")]
     columns += [pl.col(upper.lower()).alias(upper) for upper in OHLCV_COLUMNS]
     if include_microstructure:
         columns += [pl.col(name) for name in MICROSTRUCTURE_COLUMNS]
-        columns += [pl.col(name) for name in frame.columns if name not in BAR_SCHEMA | LOOKBACK_SCHEMA]
-    columns += [pl.col(name) for name in LOOKBACK_SCHEMA if name in frame.columns]
+        columns += [pl.col(name) for name in frame.columns if name not in BAR_SCHEMA | GROUP_SCHEMAS]
+    columns += [pl.col(name) for name in GROUP_SCHEMAS if name in frame.columns]
     with pl.Config(tbl_rows=40, tbl_cols=12, tbl_width_chars=200, tbl_hide_dataframe_shape=True):
         print(frame.select(columns))
 
@@ -146,6 +152,7 @@ def _cmd_bars(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache, fetch_if_missing=not args.no_fetch, cache_dir=args.cache_dir,
         output="polars", same_timestamp_gate=args.same_timestamp_gate,
         min_duration_us=args.min_duration_us, lookback_trades=args.lookback_trades,
+        intra_bar=args.intra_bar,
     )  # fmt: skip
     if not isinstance(frame, pl.DataFrame):
         raise TypeError(f"expected a polars frame, got {type(frame).__name__}")
@@ -170,6 +177,7 @@ def _cmd_precompute(args: argparse.Namespace) -> int:
             invalidate_existing="overlap" if args.recompute else "smart", show_progress=not args.no_progress,
             cache_dir=args.cache_dir, same_timestamp_gate=args.same_timestamp_gate,
         min_duration_us=args.min_duration_us, lookback_trades=args.lookback_trades,
+        intra_bar=args.intra_bar,
         )  # fmt: skip
         print(
             f"{result.series} {result.threshold_decimal_bps} dbps {result.start_date}..{result.end_date}: "

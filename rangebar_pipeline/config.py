@@ -37,7 +37,7 @@ CONFIG_ENV: Final = "RANGEBAR_PIPELINE_CONFIG"
 #: Lookback window when the ``lookback`` group is on and ``features.lookback_trades`` is not given.
 DEFAULT_LOOKBACK_TRADES: Final = 500
 #: The optional feature groups, in column order (``core`` is always on).
-FEATURE_GROUPS: Final[tuple[Group, ...]] = ("microstructure", "lookback")
+FEATURE_GROUPS: Final[tuple[Group, ...]] = ("microstructure", "lookback", "intra")
 
 
 def _problem(expected: str) -> PydanticCustomError:
@@ -135,7 +135,7 @@ class FeaturesSection(_Section):
     """``features``: the optional feature groups and the lookback window (``label_horizons``: the
     former place of ``labels.horizons``, still read)."""
 
-    groups: list[Literal["microstructure", "lookback"]] = ["microstructure"]
+    groups: list[Literal["microstructure", "lookback", "intra"]] = ["microstructure"]
     lookback_trades: Positive = DEFAULT_LOOKBACK_TRADES
     label_horizons: list[Positive] | None = None
 
@@ -287,7 +287,10 @@ def parse_config(raw: Any, *, origin: str = "<memory>") -> PipelineConfig:
         raise fail("features.lookback_trades", "set only with 'lookback' in features.groups", lookback)
     try:
         options = BarOptions(
-            file.bars.same_timestamp_gate, file.bars.min_duration_us, lookback if "lookback" in groups else 0
+            file.bars.same_timestamp_gate,
+            file.bars.min_duration_us,
+            lookback if "lookback" in groups else 0,
+            "intra" in groups,
         )
     except ValueError as exc:
         raise fail("features.lookback_trades", f"valid ({exc})", lookback) from None

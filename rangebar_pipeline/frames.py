@@ -1,19 +1,19 @@
-"""Kernel output (dict of NumPy columns) -> polars, Arrow and backtesting.py-ready pandas frames."""
+"""Kernel output (an Arrow record batch) -> polars, Arrow and backtesting.py-ready pandas frames."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import polars as pl
 
 from rangebar_pipeline._lazy import lazy_module
-from rangebar_pipeline.schema import BAR_SCHEMA, LOOKBACK_SCHEMA, OHLCV_COLUMNS, UTC_US, bar_schema
+from rangebar_pipeline.schema import BAR_SCHEMA, GROUP_SCHEMAS, OHLCV_COLUMNS, bar_schema
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
     import pyarrow as pa
+
+    from rangebar_pipeline import _core
 else:  # imported on first use
     pd = lazy_module("pandas")
 
@@ -27,40 +27,22 @@ MICROSTRUCTURE_COLUMNS: tuple[str, ...] = tuple(
 )
 
 
-#: The kernel's null marker in integer lookback columns (float columns use NaN).
-_NULL_I64 = -(2**63)  # numpy.iinfo(numpy.int64).min
+def empty_bars(*, lookback: bool = False, intra: bool = False) -> pl.DataFrame:
+    """A bar frame with no rows and the full schema (with the lookback and intra groups when asked)."""
+    return pl.DataFrame(schema=bar_schema(lookback=lookback, intra=intra))
 
 
-def empty_bars(*, lookback: bool = False) -> pl.DataFrame:
-    """A bar frame with no rows and the full schema (with the lookback group when asked)."""
-    return pl.DataFrame(schema=bar_schema(lookback=lookback))
-
-
-def _lookback_series(name: str, values: np.ndarray[Any, Any]) -> pl.Series:
-    if values.dtype.kind == "f":
-        return pl.Series(name, values, nan_to_null=True)
-    series = pl.Series(name, values)
-    return series.to_frame().select(pl.when(series != _NULL_I64).then(series).alias(name)).to_series()
-
-
-def bars_from_columns(columns: Mapping[str, np.ndarray[Any, Any]]) -> pl.DataFrame:
-    """Wrap the kernel's NumPy columns as a polars frame (zero-copy for numeric columns); the
-    lookback group, when present, with the kernel's null markers as nulls."""
-    series = []
-    for name, dtype in BAR_SCHEMA.items():
-        s = pl.Series(name, columns[name])
-        series.append(s.cast(UTC_US) if name in _TIME_COLUMNS else s.cast(dtype))
-    if "lookback_trade_count" in columns:
-        series += [
-            _lookback_series(name, columns[name]).cast(dtype) for name, dtype in LOOKBACK_SCHEMA.items()
-        ]
-    return pl.DataFrame(series)
+def bars_from_batch(batch: _core.BarBatch) -> pl.DataFrame:
+    """The kernel's Arrow record batch as a polars frame (no copies: the Arrow PyCapsule
+    interface); the group columns' nulls come as Arrow validity bitmaps."""
+    return pl.DataFrame(batch)
 
 
 def bars_to_pandas(bars: pl.DataFrame, *, include_microstructure: bool = False) -> pd.DataFrame:
     """backtesting.py-ready frame: index ``timestamp`` (close time, tz-aware UTC, microseconds),
     ``Open High Low Close Volume`` (float64), on request the lower-case bar/feature columns, and the
-    lookback group whenever the bars carry it (nullable: ``NaN`` / ``<NA>`` where undefined)."""
+    lookback and intra groups whenever the bars carry them (nullable: ``NaN`` / ``<NA>`` where
+    undefined)."""
     index = pd.DatetimeIndex(
         bars["close_time"].to_numpy().astype("datetime64[us]"), name="timestamp"
     ).tz_localize("UTC")
@@ -75,9 +57,9 @@ def bars_to_pandas(bars: pl.DataFrame, *, include_microstructure: bool = False) 
             else:
                 data[name] = values.to_numpy()
         for name in bars.columns:  # source-specific extras (e.g. Exness spread statistics)
-            if name not in BAR_SCHEMA and name not in LOOKBACK_SCHEMA:
+            if name not in BAR_SCHEMA and name not in GROUP_SCHEMAS:
                 data[name] = bars[name].to_numpy()
-    for name in LOOKBACK_SCHEMA:
+    for name in GROUP_SCHEMAS:
         if name in bars.columns:
             column = bars[name].to_pandas().set_axis(index)
             data[name] = column.astype("Int64") if bars[name].dtype.is_integer() else column

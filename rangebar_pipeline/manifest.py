@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final, Literal, TypeAlias, cast
 
-Group: TypeAlias = Literal["core", "microstructure", "lookback"]
+Group: TypeAlias = Literal["core", "microstructure", "lookback", "intra"]
 Dtype: TypeAlias = Literal["int64", "float64", "timestamp_us"]
 
-GROUPS: Final[tuple[Group, ...]] = ("core", "microstructure", "lookback")
+GROUPS: Final[tuple[Group, ...]] = ("core", "microstructure", "lookback", "intra")
 DTYPES: Final[tuple[Dtype, ...]] = ("int64", "float64", "timestamp_us")
 _KEYS: Final = frozenset(
     {"name", "group", "dtype", "unit", "formula", "min", "max", "strict_min", "nullable", "since"}
@@ -87,6 +87,7 @@ _GROUP_TITLES: Final[dict[Group, str]] = {
         "Microstructure features (on by default, SPEC §3; `include_microstructure`, `features.groups`)"
     ),
     "lookback": "Lookback features (opt-in: `lookback_trades=N`, `--lookback-trades N`, `features.groups`)",
+    "intra": "Intra-bar features (opt-in: `intra_bar=True`, `--intra-bar`, `features.groups: [intra]`)",
 }
 
 

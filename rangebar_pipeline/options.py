@@ -1,10 +1,11 @@
 """Bar options: the opt-in settings that change which bars are cut or which columns they carry.
 
 ``same_timestamp_gate`` and ``min_duration_us`` change the bar rule (docs/bar-options.md);
-``lookback_trades`` adds the lookback group. Bars of different options are different series of
-bars: the bar store keys every stored day by :attr:`BarOptions.key` (``""`` for the defaults, so
-stores written before the options existed keep their meaning), the Dagster code version includes
-it, and a checkpoint carries the same settings, so gated and ungated bars never mix.
+``lookback_trades`` adds the lookback group, ``intra_bar`` the intra group. Bars of different
+options are different series of bars: the bar store keys every stored day by
+:attr:`BarOptions.key` (``""`` for the defaults, so stores written before the options existed keep
+their meaning), the Dagster code version includes it, and a checkpoint carries the same settings,
+so gated and ungated bars never mix.
 
 >>> BarOptions().key
 ''
@@ -12,6 +13,8 @@ it, and a checkpoint carries the same settings, so gated and ungated bars never 
 'min_duration_us=1000,lookback_trades=500'
 >>> BarOptions.from_key('min_duration_us=1000,lookback_trades=500').lookback_trades
 500
+>>> BarOptions(intra_bar=True).key
+'intra_bar'
 """
 
 from __future__ import annotations
@@ -44,10 +47,13 @@ class BarOptions:
     min_duration_us: int = 0
     #: Window of the lookback group in trades (0: the group is off and not computed).
     lookback_trades: int = 0
+    #: The intra group: statistics of each bar's own trades (off: not computed).
+    intra_bar: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.same_timestamp_gate, bool):
-            raise TypeError(f"same_timestamp_gate must be a bool, got {self.same_timestamp_gate!r}")
+        for name in ("same_timestamp_gate", "intra_bar"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         _check_int("min_duration_us", self.min_duration_us, 0, None)
         _check_int("lookback_trades", self.lookback_trades, 0, LOOKBACK_TRADES_MAX)
 
@@ -66,11 +72,17 @@ class BarOptions:
         """Parse :attr:`key` back (``ValueError`` on anything else)."""
         values: dict[str, Any] = {}
         known = {f.name for f in fields(cls)}
+        flags = {f.name for f in fields(cls) if f.type in (bool, "bool")}
         for part in filter(None, key.split(",")):
             name, _, raw = part.partition("=")
             if name not in known or name in values:
                 raise ValueError(f"bad bar options key {key!r}: unknown or repeated {name!r}")
-            values[name] = True if name == "same_timestamp_gate" and not raw else int(raw)
+            try:
+                if name in flags and raw:
+                    raise ValueError
+                values[name] = True if name in flags else int(raw)
+            except ValueError:
+                raise ValueError(f"bad bar options key {key!r}: {part!r} is not a setting") from None
         options = cls(**values)
         if options.key != key:
             raise ValueError(f"bad bar options key {key!r}: not canonical (expected {options.key!r})")
@@ -79,11 +91,11 @@ class BarOptions:
     @property
     def bar_schema(self) -> dict[str, pl.DataType]:
         """Columns and dtypes of a bar frame computed with these options."""
-        return bar_schema(lookback=self.lookback_trades > 0)
+        return bar_schema(lookback=self.lookback_trades > 0, intra=self.intra_bar)
 
     def empty_bars(self) -> pl.DataFrame:
         """A bar frame with no rows and the columns of these options."""
-        return empty_bars(lookback=self.lookback_trades > 0)
+        return empty_bars(lookback=self.lookback_trades > 0, intra=self.intra_bar)
 
     def processor(self, threshold_decimal_bps: int | str, symbol: str | None = None) -> RangeBarProcessor:
         """A fresh processor with these options."""
@@ -95,12 +107,18 @@ class BarOptions:
             same_timestamp_gate=self.same_timestamp_gate,
             min_duration_us=self.min_duration_us,
             lookback_trades=self.lookback_trades,
+            intra_bar=self.intra_bar,
         )
 
     @classmethod
     def of(cls, processor: RangeBarProcessor) -> BarOptions:
         """The options a processor (or a processor restored from a checkpoint) runs with."""
-        return cls(processor.same_timestamp_gate, processor.min_duration_us, processor.lookback_trades)
+        return cls(
+            processor.same_timestamp_gate,
+            processor.min_duration_us,
+            processor.lookback_trades,
+            processor.intra_bar,
+        )
 
     def __str__(self) -> str:
         return self.key or "default options"

@@ -17,7 +17,7 @@ from rangebar_pipeline import _core
 from rangebar_pipeline._lazy import import_ahead, lazy_module
 from rangebar_pipeline.constants import resolve_threshold
 from rangebar_pipeline.exceptions import RangeBarError
-from rangebar_pipeline.frames import OutputFormat, bars_from_columns, convert_bars, empty_bars
+from rangebar_pipeline.frames import OutputFormat, bars_from_batch, convert_bars, empty_bars
 from rangebar_pipeline.streaming import (
     DEFAULT_BATCH_ROWS,
     batches,
@@ -29,9 +29,10 @@ from rangebar_pipeline.streaming import (
 from rangebar_pipeline.trades import (
     TimestampUnit,
     TradesLike,
-    float_pieces,
+    arrow_trades,
     frame_timestamp_unit,
     normalize_trades,
+    to_polars,
 )
 
 if TYPE_CHECKING:
@@ -58,6 +59,10 @@ class RangeBarProcessor:
     docs/features.md), computed for each bar from the N most recent trades with timestamp strictly
     before its open time, across calls and checkpoints; null where undefined. 0 (default) is off.
 
+    ``intra_bar=True`` (opt-in intra group) appends the 22 ``intra_*`` columns (docs/features.md):
+    statistics of each bar's own trades, known at its close; a bar split across calls, days or
+    checkpoints gets identical values. Off (default), the bars are those of a processor without it.
+
     >>> p = RangeBarProcessor(250)
     >>> bars = p.process({"timestamp": [1_700_000_000_000, 1_700_000_001_000],
     ...                   "price": [100.0, 100.25], "quantity": [1.0, 2.0]})
@@ -75,12 +80,16 @@ class RangeBarProcessor:
         same_timestamp_gate: bool = False,
         min_duration_us: int = 0,
         lookback_trades: int = 0,
+        intra_bar: bool = False,
     ) -> None:
+        if not isinstance(intra_bar, bool):
+            raise TypeError(f"intra_bar must be a bool, got {intra_bar!r}")
         self._inner = _core.Processor(
             resolve_threshold(threshold_decimal_bps),
             same_timestamp_gate=same_timestamp_gate,
             min_duration_us=min_duration_us,
             lookback_trades=lookback_trades,
+            intra_bar=intra_bar,
         )
         self.symbol = symbol
 
@@ -115,11 +124,16 @@ class RangeBarProcessor:
         return int(self._inner.lookback_trades)
 
     @property
+    def intra_bar(self) -> bool:
+        """Whether the intra group is on."""
+        return bool(self._inner.intra_bar)
+
+    @property
     def has_incomplete_bar(self) -> bool:
         return bool(self._inner.has_incomplete_bar)
 
     def _empty(self) -> pl.DataFrame:
-        return empty_bars(lookback=self.lookback_trades > 0)
+        return empty_bars(lookback=self.lookback_trades > 0, intra=self.intra_bar)
 
     @property
     def trades_seen(self) -> int:
@@ -142,22 +156,22 @@ class RangeBarProcessor:
         background thread while the kernel works on a plain frame without the GIL (see ``import_ahead``)."""
         if is_stream(trades):
             return self._process_stream(trades, timestamp_unit)
-        if isinstance(trades, pl.DataFrame):
-            pieces = float_pieces(trades, timestamp_unit)
-            columns = None
-            if pieces is not None:
-                with import_ahead(import_meanwhile):
-                    columns = self._inner.process_float_pieces(*pieces)
-            if columns is not None:
-                return bars_from_columns(columns)
-            # Anything else, or a refused trade (state unchanged): the general path, which
-            # converts every dtype and names the offending row.
-        if is_large_frame(trades):
-            return self._process_slices(trades, timestamp_unit)
-        arrays = normalize_trades(trades, timestamp_unit=timestamp_unit)
+        # Columnar inputs (pyarrow, pandas, Arrow PyCapsule objects) become polars without copies.
+        frame = to_polars(trades)
+        arrow = arrow_trades(frame, timestamp_unit)
+        if arrow is not None:
+            with import_ahead(import_meanwhile):
+                batch = self._inner.process_arrow(*arrow)
+            if batch is not None:
+                return bars_from_batch(batch)
+        # Anything else, or a refused trade (state unchanged): the general path, which converts
+        # every dtype and names the offending row.
+        if is_large_frame(frame):
+            return self._process_slices(frame, timestamp_unit)
+        arrays = normalize_trades(frame, timestamp_unit=timestamp_unit)
         if len(arrays) == 0:
             return self._empty()
-        return bars_from_columns(self._inner.process(*arrays.kernel_args()))
+        return bars_from_batch(self._inner.process(*arrays.kernel_args()))
 
     def process_parquet(
         self,
@@ -198,8 +212,8 @@ class RangeBarProcessor:
 
     def incomplete_bar_frame(self) -> pl.DataFrame:
         """The trailing bar (features computed) as a 0- or 1-row frame."""
-        columns = self._inner.incomplete_bar()
-        return self._empty() if columns is None else bars_from_columns(columns)
+        batch = self._inner.incomplete_bar()
+        return self._empty() if batch is None else bars_from_batch(batch)
 
     def incomplete_bar(self) -> dict[str, Any] | None:
         """The trailing bar as a dict (features computed), or None right after a breach."""
@@ -217,6 +231,7 @@ class RangeBarProcessor:
             same_timestamp_gate=self.same_timestamp_gate,
             min_duration_us=self.min_duration_us,
             lookback_trades=self.lookback_trades,
+            intra_bar=self.intra_bar,
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -225,6 +240,7 @@ class RangeBarProcessor:
     def __repr__(self) -> str:
         gate = f"min_duration_us={self.min_duration_us}, " if self.min_duration_us else ""
         gate += f"lookback_trades={self.lookback_trades}, " if self.lookback_trades else ""
+        gate += "intra_bar=True, " if self.intra_bar else ""
         return (
             f"RangeBarProcessor(threshold_decimal_bps={self.threshold_decimal_bps}, "
             f"same_timestamp_gate={self.same_timestamp_gate}, {gate}trades_seen={self.trades_seen}, "
@@ -249,19 +265,22 @@ def process_trades_polars(
     same_timestamp_gate: bool = False,
     min_duration_us: int = 0,
     lookback_trades: int = 0,
+    intra_bar: bool = False,
     output: OutputFormat = "pandas",
 ) -> pd.DataFrame | pl.DataFrame | pa.Table:
     """Trades (polars eager/lazy, pandas, Arrow, ...) -> bars in one call, no per-row Python objects.
 
     Returns, by default, a backtesting.py-ready pandas frame indexed by close time; ``output="polars"``
     or ``"arrow"`` returns every bar column with ``open_time``/``close_time`` as timestamps.
-    ``min_duration_us`` and ``lookback_trades`` are the options of :class:`RangeBarProcessor`.
+    ``min_duration_us``, ``lookback_trades`` and ``intra_bar`` are the options of
+    :class:`RangeBarProcessor`.
     """
     processor = RangeBarProcessor(
         threshold_decimal_bps,
         same_timestamp_gate=same_timestamp_gate,
         min_duration_us=min_duration_us,
         lookback_trades=lookback_trades,
+        intra_bar=intra_bar,
     )
     # The pandas output needs pandas: imported while the kernel works (plain polars frames).
     bars = processor._process(
@@ -282,6 +301,7 @@ def process_trades_to_dataframe(
     same_timestamp_gate: bool = False,
     min_duration_us: int = 0,
     lookback_trades: int = 0,
+    intra_bar: bool = False,
 ) -> pd.DataFrame:
     """Trades -> backtesting.py-ready pandas frame (index: close time, UTC)."""
     frame = process_trades_polars(
@@ -293,6 +313,7 @@ def process_trades_to_dataframe(
         same_timestamp_gate=same_timestamp_gate,
         min_duration_us=min_duration_us,
         lookback_trades=lookback_trades,
+        intra_bar=intra_bar,
         output="pandas",
     )
     assert isinstance(frame, pd.DataFrame)
@@ -322,6 +343,7 @@ def process_trades_chunked(
     same_timestamp_gate: bool = False,
     min_duration_us: int = 0,
     lookback_trades: int = 0,
+    intra_bar: bool = False,
 ) -> Iterator[pd.DataFrame]:
     """Process a stream chunk by chunk with one stateful processor; yields non-empty bar frames.
 
@@ -336,6 +358,7 @@ def process_trades_chunked(
         same_timestamp_gate=same_timestamp_gate,
         min_duration_us=min_duration_us,
         lookback_trades=lookback_trades,
+        intra_bar=intra_bar,
     )
     for chunk in _chunks(trades_iterator, chunk_size):
         bars = processor._process(chunk, timestamp_unit, import_meanwhile="pandas")

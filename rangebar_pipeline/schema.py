@@ -46,12 +46,24 @@ BAR_SCHEMA: Final[dict[str, pl.DataType]] = {
 #: The opt-in lookback group (``lookback_trades=N``), appended after the bar columns; nullable.
 LOOKBACK_SCHEMA: Final[dict[str, pl.DataType]] = {c.name: _DTYPES[c.dtype] for c in columns_of("lookback")}
 
+#: The opt-in intra group (``intra_bar=True``), appended after the lookback group; nullable.
+INTRA_SCHEMA: Final[dict[str, pl.DataType]] = {c.name: _DTYPES[c.dtype] for c in columns_of("intra")}
+
+#: Every opt-in group's columns (lookback, then intra), in output order.
+GROUP_SCHEMAS: Final[dict[str, pl.DataType]] = LOOKBACK_SCHEMA | INTRA_SCHEMA
+
 BAR_COLUMNS: Final[tuple[str, ...]] = tuple(BAR_SCHEMA)
 
 
-def bar_schema(*, lookback: bool) -> dict[str, pl.DataType]:
-    """Columns and dtypes of a kernel bar frame: BAR_SCHEMA, then the lookback group when it is on."""
-    return BAR_SCHEMA | LOOKBACK_SCHEMA if lookback else dict(BAR_SCHEMA)
+def bar_schema(*, lookback: bool, intra: bool = False) -> dict[str, pl.DataType]:
+    """Columns and dtypes of a kernel bar frame: BAR_SCHEMA, then the lookback group and the intra
+    group when they are on."""
+    schema = dict(BAR_SCHEMA)
+    if lookback:
+        schema |= LOOKBACK_SCHEMA
+    if intra:
+        schema |= INTRA_SCHEMA
+    return schema
 
 
 #: Per-bar spread statistics of quote sources (Exness), appended to their bars; nullable in storage.

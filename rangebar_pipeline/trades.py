@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import accumulate, pairwise
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 import numpy as np
@@ -30,8 +29,9 @@ else:  # imported on first use
 
 TimestampUnit: TypeAlias = Literal["s", "ms", "us", "ns"]
 TradesLike: TypeAlias = Any
-"""polars DataFrame/LazyFrame, pandas DataFrame, pyarrow Table/RecordBatch, NumPy structured array,
-a mapping of column name -> array, or a sequence of trade mappings."""
+"""polars DataFrame/LazyFrame, pandas DataFrame, pyarrow Table/RecordBatch, any object exporting the
+Arrow PyCapsule interface (``__arrow_c_stream__``/``__arrow_c_array__``: DuckDB relations, arro3,
+...), a NumPy structured array, a mapping of column name -> array, or a sequence of trade mappings."""
 
 I64: TypeAlias = npt.NDArray[np.int64]
 
@@ -108,8 +108,8 @@ def to_polars(trades: TradesLike) -> pl.DataFrame:
         return pl.DataFrame(trades)
     if isinstance(trades, Mapping):
         return pl.DataFrame(dict(trades))
-    if hasattr(trades, "__arrow_c_stream__"):
-        return pl.DataFrame(trades)
+    if hasattr(trades, "__arrow_c_stream__") or hasattr(trades, "__arrow_c_array__"):
+        return pl.DataFrame(trades)  # the Arrow PyCapsule interface (DuckDB, arro3, ...): no copies
     if isinstance(trades, Sequence) and not isinstance(trades, str | bytes):
         if not trades:
             return pl.DataFrame()
@@ -118,7 +118,8 @@ def to_polars(trades: TradesLike) -> pl.DataFrame:
         return pl.DataFrame(list(trades), infer_schema_length=None)
     raise InvalidTradeError(
         f"unsupported trades type {type(trades).__name__}; expected a polars/pandas/pyarrow frame, "
-        "a NumPy structured array, a dict of columns or a list of trade dicts"
+        "an object exporting the Arrow PyCapsule interface, a NumPy structured array, a dict of "
+        "columns or a list of trade dicts"
     )
 
 
@@ -339,65 +340,32 @@ def buyer_maker_flags(series: pl.Series) -> npt.NDArray[np.bool_]:
     return np.ascontiguousarray(flags.to_numpy(), dtype=np.bool_)
 
 
-#: Pieces of ``_core.Processor.process_float_pieces``: timestamps, price, quantity, ids, side.
-FloatPiece: TypeAlias = tuple[
-    I64,
-    npt.NDArray[np.float64],
-    npt.NDArray[np.float64],
-    I64 | None,
-    I64 | None,
-    I64 | None,
-    npt.NDArray[np.bool_] | None,
-]
-_MAX_PIECES: Final = 4096  # more chunks than this (a pathological frame): the general path
-
-
-def float_pieces(frame: pl.DataFrame, unit: TimestampUnit | None) -> tuple[list[FloatPiece], int, int] | None:
-    """The common case, without copies: a frame of Int64 timestamps (or ``Datetime("us")``),
-    Float64 prices and quantities, Int64 ids and a Boolean side, none null, as the arguments of
-    ``_core.Processor.process_float_pieces`` (zero-copy NumPy views of the frame's chunks, the
-    timestamp unit as a multiplier or divisor). None for any other input (the general path, which
-    also reports errors). Raises what the general path raises for a missing column or a timestamp
-    unit that cannot be inferred."""
+def arrow_trades(
+    frame: pl.DataFrame, unit: TimestampUnit | None
+) -> tuple[dict[str, pl.Series], int, int] | None:
+    """The fast path's arguments of ``_core.Processor.process_arrow``: the frame's trade columns
+    under their canonical names (polars Series: the kernel reads their Arrow chunks in place, so
+    no column is copied or concatenated) and the timestamp unit of integer timestamps as a
+    multiplier and divisor. None for an empty frame or an unknown unit (the general path). The
+    kernel takes what it can read exactly (Int64 or Datetime timestamps, Float64/Int64/Decimal
+    prices and quantities, Int64 ids, a Boolean side, no nulls) and declines the rest, which the
+    general path converts and diagnoses. Raises what the general path raises for a missing column
+    or a timestamp unit that cannot be inferred."""
     if frame.height == 0:
         return None
     cols = resolve_columns(frame)
-    series = {c: frame[cols[c]] for c in COLUMN_ALIASES if c in cols}
-    wanted = {"price": pl.Float64, "quantity": pl.Float64, "is_buyer_maker": pl.Boolean}
-    if any(s.dtype != wanted.get(c, pl.Int64) for c, s in series.items() if c != "timestamp"):
+    timestamp = frame[cols["timestamp"]]
+    if isinstance(timestamp.dtype, pl.Datetime):
+        unit = "us"  # the kernel reads the Arrow timestamp's own unit
+    elif timestamp.dtype == pl.Int64 and timestamp.null_count() == 0:
+        if unit is None:
+            unit = detect_timestamp_unit(timestamp)
+    else:
         return None
-    if any(s.null_count() for s in series.values()):
-        return None
-    timestamp = series["timestamp"]
-    if isinstance(timestamp.dtype, pl.Datetime) and timestamp.dtype.time_unit == "us":
-        timestamp, unit = timestamp.to_physical(), "us"  # naive taken as UTC, as in timestamps_us
-    elif timestamp.dtype != pl.Int64:
-        return None
-    if unit is None:
-        unit = detect_timestamp_unit(timestamp)
     if unit not in _UNIT_TO_US:
         return None
-    series["timestamp"] = timestamp
     mul, div = _UNIT_TO_US[unit]
-    # Piece boundaries: where any column's chunk ends, so that every piece is a view of one chunk.
-    bounds = sorted({0, *(end for s in series.values() for end in accumulate(s.chunk_lengths()))})
-    if len(bounds) > _MAX_PIECES:
-        return None
-    pieces = []
-    for start, end in pairwise(bounds):
-        views = {c: s.slice(start, end - start).to_numpy() for c, s in series.items()}
-        pieces.append(
-            (
-                views["timestamp"],
-                views["price"],
-                views["quantity"],
-                views.get("agg_trade_id"),
-                views.get("first_trade_id"),
-                views.get("last_trade_id"),
-                views.get("is_buyer_maker"),
-            )
-        )
-    return pieces, mul, div
+    return {canonical: frame[actual] for canonical, actual in cols.items()}, mul, div
 
 
 def normalize_trades(trades: TradesLike, *, timestamp_unit: TimestampUnit | None = None) -> TradeArrays:

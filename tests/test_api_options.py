@@ -22,7 +22,7 @@ from rangebar_pipeline.api import (
 from rangebar_pipeline.cli import main
 from rangebar_pipeline.exceptions import StaleBarsWarning
 from rangebar_pipeline.options import BarOptions
-from rangebar_pipeline.schema import BAR_SCHEMA, LOOKBACK_SCHEMA
+from rangebar_pipeline.schema import BAR_SCHEMA, INTRA_SCHEMA, LOOKBACK_SCHEMA
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.bars import BarStore
 from rangebar_pipeline.storage.bars import records as bar_records
@@ -86,6 +86,37 @@ def test_options_flow_through_get_range_bars_and_are_stored_apart(env: tuple[Pat
     assert [c for c in pandas_bars.columns if c.startswith("lookback_")] == list(LOOKBACK_SCHEMA)
     assert invalidate("ETHUSDT", 25, market="um", options=OPTIONS) == 2
     assert count_bars("ETHUSDT", 25, market="um") == plain.height
+
+
+def test_the_intra_group_through_the_api_and_the_cli(
+    env: tuple[Path, Mirror], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``intra_bar=True`` / ``--intra-bar``: computed day by day through the tick cache and the bar
+    store, equal to one processor over both days (bars split across days are unchanged), stored
+    under their own key, served from the store the second time, and in the pandas output."""
+    cache, mirror = env
+    intra = BarOptions(intra_bar=True)
+    bars = _polars_bars(intra_bar=True)
+    assert list(bars.columns) == list(BAR_SCHEMA | INTRA_SCHEMA)
+    assert_frame_equal(bars, _stream_bars(cache, intra))
+    assert_frame_equal(bars.select(list(BAR_SCHEMA)), _polars_bars(), check_exact=True)
+    served = len(mirror.requests)
+    cached = get_cached_bars("ETHUSDT", *DAYS, 25, market="um", output="polars", intra_bar=True)
+    assert isinstance(cached, pl.DataFrame)
+    assert_frame_equal(cached, bars)
+    assert len(mirror.requests) == served
+    assert count_bars("ETHUSDT", 25, market="um", intra_bar=True) == bars.height
+    pandas_bars = get_range_bars("ETHUSDT", *DAYS, 25, market="um", intra_bar=True)
+    assert isinstance(pandas_bars, pd.DataFrame)
+    assert [c for c in pandas_bars.columns if c.startswith("intra_")] == list(INTRA_SCHEMA)
+    assert pandas_bars["intra_trade_count"].dtype == "Int64"
+    out = cache / "intra.parquet"
+    assert main(["bars", "ETHUSDT", *map(str, DAYS), "--threshold", "25", "--market", "um", "--intra-bar",
+                 "--no-fetch", "--out", str(out)]) == 0  # fmt: skip
+    assert_frame_equal(pl.read_parquet(out), bars)
+    capsys.readouterr()
+    assert main(["cache", "status"]) == 0
+    assert "binance-um-ETHUSDT     25 dbps [intra_bar]: 2 days" in capsys.readouterr().out
 
 
 def test_get_n_range_bars_and_precompute_take_the_options(env: tuple[Path, Mirror]) -> None:

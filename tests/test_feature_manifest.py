@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from rangebar_pipeline import _core, manifest
-from rangebar_pipeline.schema import BAR_SCHEMA, FEATURE_COLUMNS, LOOKBACK_SCHEMA, UTC_US
+from rangebar_pipeline.schema import BAR_SCHEMA, FEATURE_COLUMNS, INTRA_SCHEMA, LOOKBACK_SCHEMA, UTC_US
 from rangebar_pipeline.validation.expectations import VALUE_RANGES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,14 +78,16 @@ def _sql_bar_columns() -> list[tuple[str, str]]:
 
 def test_storage_schema_sql_follows_the_manifest() -> None:
     """range_bars: every default-on manifest column in order (times as ``*_us`` Int64), the nullable
-    spread statistics of quote sources, then the opt-in lookback group (nullable: null for bars
-    computed without it)."""
+    spread statistics of quote sources, then the opt-in lookback and intra groups (nullable: null
+    for bars computed without them)."""
     stored = _sql_bar_columns()
     expected = [
         (f"{c.name}_us" if c.dtype == "timestamp_us" else c.name, _SQL_TYPES[c.dtype]) for c in _DEFAULT
     ]
     expected += [(name, t) for name, t in stored if name.startswith("spread_")]
-    expected += [(c.name, f"Nullable({_SQL_TYPES[c.dtype]})") for c in manifest.columns_of("lookback")]
+    expected += [
+        (c.name, f"Nullable({_SQL_TYPES[c.dtype]})") for c in manifest.columns_of("lookback", "intra")
+    ]
     assert stored == expected
 
 
@@ -109,3 +113,22 @@ def test_core_stub_and_binding_list_the_manifest_columns() -> None:
     assert list(_core.BAR_COLUMNS) == [c.name for c in _DEFAULT]
     assert list(_core.LOOKBACK_COLUMNS) == lookback == list(LOOKBACK_SCHEMA)
     assert all(c.nullable for c in manifest.columns_of("lookback")[1:])
+    intra = [c.name for c in manifest.columns_of("intra")]
+    assert _stub_literal(tree, "_IntraColumn") == intra
+    assert list(_core.INTRA_COLUMNS) == intra == list(INTRA_SCHEMA)
+    assert len(intra) == 22
+
+
+def test_the_kernels_nulls_are_the_manifests_nullable_columns() -> None:
+    """The bar batch's Arrow fields: the lookback and intra columns are nullable (validity bitmaps),
+    the core and microstructure ones are not; a column the manifest marks not nullable has no null."""
+    processor = _core.Processor(25, lookback_trades=5, intra_bar=True)
+    timestamp_us = np.arange(1, 6, dtype=np.int64) * 1_000
+    price = np.array([100, 101, 90, 95, 200], dtype=np.int64) * 10**8
+    table = pa.table(processor.process(timestamp_us, price, np.full(5, 10**8, dtype=np.int64)))
+    for column in manifest.COLUMNS:
+        if column.name in table.column_names:
+            field = table.schema.field(column.name)
+            assert field.nullable == (column.group in ("lookback", "intra")), column.name
+            if not column.nullable:
+                assert table.column(column.name).null_count == 0, column.name

@@ -26,7 +26,7 @@ from rangebar_pipeline.config import PipelineConfigError, parse_config
 from rangebar_pipeline.manifest import COLUMNS, columns_of
 from rangebar_pipeline.options import BarOptions
 from rangebar_pipeline.resources import DatasetStoreResource
-from rangebar_pipeline.schema import FEATURE_COLUMNS, LOOKBACK_SCHEMA, SCHEMA_VERSION
+from rangebar_pipeline.schema import FEATURE_COLUMNS, INTRA_SCHEMA, LOOKBACK_SCHEMA, SCHEMA_VERSION
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.bars import KERNEL_VERSION, BarStore
 from rangebar_pipeline.storage.ticks import TickStore
@@ -126,8 +126,76 @@ def test_the_gate_checks_lookback_columns(env: PipelineEnv) -> None:
     assert not gate_tables([FeatureDay(CM, 25, day, missing)], ("core", "lookback"))[0].passed
 
 
+INTRA = BarOptions(intra_bar=True)
+INTRA_CONFIG: dict[str, Any] = TEST_CONFIG | {
+    "thresholds": [25],
+    "features": {"groups": ["microstructure", "intra"]},
+    "datasets": {"last_n_bars": 50},
+}
+
+
+@pytest.fixture
+def intra_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[PipelineEnv]:
+    yield from pipeline_env(tmp_path, monkeypatch, INTRA_CONFIG)
+
+
+def test_the_intra_group_flows_through_the_pipeline(intra_env: PipelineEnv) -> None:
+    """``features.groups: [intra]``: the bar step stores intra bars whose values equal one processor
+    over both days (a bar split across days and partitions is unchanged), the checks pass, the
+    column schema and the feature tables carry the group."""
+    env = intra_env
+    assert env.config.bar_options == INTRA
+    assert env.config.feature_groups == ("core", "microstructure", "intra")
+    tags = {
+        ASSET_PARTITION_RANGE_START_TAG: f"{DAYS[0]}|{CM.key}",
+        ASSET_PARTITION_RANGE_END_TAG: f"{DAYS[1]}|{CM.key}",
+    }
+    instance = dg.DagsterInstance.ephemeral()
+    result = env.defs.resolve_job_def("rangebar_daily").execute_in_process(tags=tags, instance=instance)
+    assert result.success
+    for name in ("range_bars_25:tier1", "range_bars_25:continuity", "features_25:expectations"):
+        assert all(e.passed for e in check_evaluations(result, name).values()), name
+    days = [date.fromisoformat(d) for d in DAYS]
+    stream = pl.concat([TickStore(env.root).read_day(CM, d) for d in days])
+    expected = INTRA.processor(25).process(stream)
+    with BarStore() as store:
+        stored = store.read_bars(CM, 25, *days, options=INTRA)
+    assert_frame_equal(stored, expected)
+    assert stored["intra_trade_count"].sum() > 0 and stored["intra_hurst"].drop_nulls().len() > 0
+    first = materializations(result, "range_bars_25")[0]
+    schema = first.metadata["dagster/column_schema"].value
+    assert isinstance(schema, dg.TableSchema)
+    assert [c.name for c in schema.columns][-22:] == list(INTRA_SCHEMA)
+    assert first.metadata["bar_options"].value == "intra_bar"
+    table = DatasetStoreResource().store().read_features(25, CM, days[1])
+    assert set(INTRA_SCHEMA) | set(FEATURE_COLUMNS) <= set(table.columns)
+    assert not set(LOOKBACK_SCHEMA) & set(table.columns)
+
+
+def test_the_gate_checks_intra_ranges_from_the_manifest(env: PipelineEnv) -> None:
+    del env
+    bars = INTRA.processor(25).process(
+        {
+            "timestamp": [1_700_000_000_000 + i * 500 for i in range(4000)],
+            "price": [100 + 0.05 * ((i * 7919) % 13 - 6) for i in range(4000)],
+            "quantity": [1 + (i % 5) for i in range(4000)],
+        }
+    )
+    groups = ("core", "intra")
+    table = feature_table(bars, CM, 25, (1,), groups=groups)
+    day = date(2023, 11, 14)
+    assert gate_tables([FeatureDay(CM, 25, day, table)], groups)[0].passed
+    for column, value in (("intra_ofi", 1.5), ("intra_max_drawdown", -0.1), ("intra_trade_count", 0)):
+        broken = table.with_columns(
+            pl.when(pl.int_range(pl.len()) == 3).then(value).otherwise(pl.col(column)).alias(column)
+        )
+        verdict = gate_tables([FeatureDay(CM, 25, day, broken)], groups)[0]
+        assert not verdict.passed and any(column in f for f in verdict.failures), column
+    assert not gate_tables([FeatureDay(CM, 25, day, table.drop("intra_hurst"))], groups)[0].passed
+
+
 def test_dagster_table_schema_comes_from_the_manifest() -> None:
-    schema = column_schema(BarOptions(lookback_trades=10).bar_schema)
+    schema = column_schema(BarOptions(lookback_trades=10, intra_bar=True).bar_schema)
     described = {c.name: c for c in COLUMNS}
     assert [c.name for c in schema.columns] == [c.name for c in COLUMNS]
     for column in schema.columns:
@@ -141,6 +209,7 @@ def test_dagster_table_schema_comes_from_the_manifest() -> None:
     ("section", "value", "message"),
     [
         ("features", {"groups": ["volume"]}, "features.groups"),
+        ("features", {"groups": ["intra"], "lookback_trades": 10}, "only with 'lookback'"),
         ("features", {"lookback_trades": 10}, "only with 'lookback'"),
         ("features", {"groups": ["lookback"], "lookback_trades": 0}, "features.lookback_trades"),
         ("features", {"groups": ["lookback"], "lookback_trades": 2_000_000}, "1000000"),
@@ -162,6 +231,9 @@ def test_default_config_keeps_the_plain_options() -> None:
         | {"bars": {"same_timestamp_gate": True}, "features": {"groups": ["microstructure", "lookback"]}}
     )
     assert gated.bar_options == BarOptions(same_timestamp_gate=True, lookback_trades=500)
+    both = parse_config(TEST_CONFIG | {"features": {"groups": ["lookback", "intra"], "lookback_trades": 64}})
+    assert both.bar_options == BarOptions(lookback_trades=64, intra_bar=True)
+    assert both.feature_groups == ("core", "lookback", "intra")
 
 
 def test_the_example_model_uses_the_groups_a_dataset_has() -> None:

@@ -1,8 +1,10 @@
 //! `rangebar_pipeline._core`: the thin PyO3 boundary over `rangebar_core`.
 //!
-//! Only conversions and error mapping live here: NumPy columns in (zero-copy views of Arrow
-//! buffers where the layout allows), NumPy columns out (vectors handed over without copies).
+//! Only conversions and error mapping live here: trades in as NumPy columns or any object
+//! exporting the Arrow PyCapsule interface (read in place), bars out as an Arrow record batch
+//! (the kernel's vectors handed over without copies, nulls as validity bitmaps; see `arrow.rs`).
 
+mod arrow;
 mod error;
 
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
@@ -13,29 +15,10 @@ use rangebar_core::{
     fixed, BarColumns, Checkpoint, ProcessorConfig, RangeBarProcessor, TradeColumns,
 };
 
+use crate::arrow::{
+    arrow_trades, bars_to_batch, input_batches, unpack_bits, ArrowTrades, PyBarBatch,
+};
 use crate::error::{invalid_trade, to_py};
-
-/// Hand every bar column to NumPy as a dict name -> 1-D array (no copies); the lookback columns
-/// too when `lookback` (nulls encoded as NaN / `NULL_I64`, see `LookbackColumns`).
-fn columns_to_dict<'py>(
-    py: Python<'py>,
-    c: BarColumns,
-    lookback: bool,
-) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    macro_rules! put {
-        ($($field:ident),*) => { $( d.set_item(stringify!($field), c.$field.into_pyarray(py))?; )* };
-    }
-    rangebar_core::for_each_bar_column!(put);
-    if lookback {
-        let l = c.lookback;
-        macro_rules! put_lookback {
-            ($($field:ident),*) => { $( d.set_item(stringify!($field), l.$field.into_pyarray(py))?; )* };
-        }
-        rangebar_core::for_each_lookback_column!(put_lookback);
-    }
-    Ok(d)
-}
 
 /// A lossless snapshot of a processor's state.
 #[pyclass(module = "rangebar_pipeline._core", name = "Checkpoint", frozen, eq)]
@@ -93,6 +76,11 @@ impl PyCheckpoint {
     }
 
     #[getter]
+    fn intra_bar(&self) -> bool {
+        self.inner.intra.is_some()
+    }
+
+    #[getter]
     fn version(&self) -> u32 {
         self.inner.version
     }
@@ -144,123 +132,56 @@ struct PyProcessor {
 }
 
 impl PyProcessor {
-    fn has_lookback(&self) -> bool {
-        self.inner.config().lookback_trades > 0
+    /// The kernel's bars as an Arrow record batch with this processor's groups.
+    fn batch(&self, bars: BarColumns) -> PyBarBatch {
+        let config = self.inner.config();
+        PyBarBatch::new(bars_to_batch(
+            bars,
+            config.lookback_trades > 0,
+            config.intra_bar,
+        ))
     }
-}
-
-/// One piece of `Processor.process_float_pieces`: raw timestamps, float price and quantity, and
-/// the optional id and side columns.
-type FloatPiece<'py> = (
-    PyReadonlyArray1<'py, i64>,
-    PyReadonlyArray1<'py, f64>,
-    PyReadonlyArray1<'py, f64>,
-    Option<PyReadonlyArray1<'py, i64>>,
-    Option<PyReadonlyArray1<'py, i64>>,
-    Option<PyReadonlyArray1<'py, i64>>,
-    Option<PyReadonlyArray1<'py, bool>>,
-);
-
-/// The borrowed slices of a [`FloatPiece`].
-struct FloatColumns<'a> {
-    timestamp: &'a [i64],
-    price: &'a [f64],
-    quantity: &'a [f64],
-    agg_trade_id: Option<&'a [i64]>,
-    first_trade_id: Option<&'a [i64]>,
-    last_trade_id: Option<&'a [i64]>,
-    is_buyer_maker: Option<&'a [bool]>,
-}
-
-impl<'a> FloatColumns<'a> {
-    fn of(piece: &'a FloatPiece<'_>) -> PyResult<Self> {
-        let (timestamp, price, quantity, agg, first, last, ibm) = piece;
-        Ok(Self {
-            timestamp: timestamp.as_slice()?,
-            price: price.as_slice()?,
-            quantity: quantity.as_slice()?,
-            agg_trade_id: agg.as_ref().map(|a| a.as_slice()).transpose()?,
-            first_trade_id: first.as_ref().map(|a| a.as_slice()).transpose()?,
-            last_trade_id: last.as_ref().map(|a| a.as_slice()).transpose()?,
-            is_buyer_maker: ibm.as_ref().map(|a| a.as_slice()).transpose()?,
-        })
-    }
-}
-
-/// Raw timestamp -> microseconds: `raw * mul` (checked) or `raw.div_euclid(div)` (floor).
-#[derive(Clone, Copy)]
-struct TimestampScale {
-    mul: i64,
-    div: i64,
 }
 
 /// Trades converted and handed to the kernel per run of this many rows (the three converted
 /// columns, 3 x 256 KiB, stay in cache between the conversion and the kernel).
-const FLOAT_RUN: usize = 1 << 15;
+const RUN: usize = 1 << 15;
 
-/// Fill `out` with `src` converted by `f`; false when any value has no conversion.
-#[inline]
-fn convert_into<T: Copy>(out: &mut Vec<i64>, src: &[T], f: impl Fn(T) -> Option<i64>) -> bool {
-    out.clear();
-    let mut ok = true;
-    // One pass with no early exit (it vectorises); a refused value poisons the whole call.
-    out.extend(src.iter().map(|&v| {
-        let converted = f(v);
-        ok &= converted.is_some();
-        converted.unwrap_or(0)
-    }));
-    ok
-}
-
-/// The bars of every piece in order, or None when a trade is refused (state then partly advanced:
-/// the caller restores it).
-fn process_float_columns(
+/// The bars of every batch in order, or None when a trade is refused (state then partly
+/// advanced: the caller restores it).
+fn process_arrow_batches(
     processor: &mut RangeBarProcessor,
-    pieces: &[FloatColumns<'_>],
-    scale: TimestampScale,
+    batches: &[ArrowTrades<'_>],
 ) -> Option<BarColumns> {
     let mut out = BarColumns::default();
-    let (mut ts, mut price, mut quantity) = (
-        Vec::with_capacity(FLOAT_RUN),
-        Vec::with_capacity(FLOAT_RUN),
-        Vec::with_capacity(FLOAT_RUN),
+    let (mut ts, mut price, mut quantity, mut side) = (
+        Vec::with_capacity(RUN),
+        Vec::with_capacity(RUN),
+        Vec::with_capacity(RUN),
+        Vec::<bool>::new(),
     );
-    for piece in pieces {
-        let n = piece.timestamp.len();
-        let optional_lengths = [
-            piece.agg_trade_id.map(<[i64]>::len),
-            piece.first_trade_id.map(<[i64]>::len),
-            piece.last_trade_id.map(<[i64]>::len),
-            piece.is_buyer_maker.map(<[bool]>::len),
-        ];
-        if piece.price.len() != n
-            || piece.quantity.len() != n
-            || optional_lengths.into_iter().flatten().any(|len| len != n)
-        {
-            return None;
-        }
-        for start in (0..n).step_by(FLOAT_RUN) {
-            let run = start..(start + FLOAT_RUN).min(n);
-            let raw_ts = &piece.timestamp[run.clone()];
-            let ts_ok = if scale.mul == 1 {
-                convert_into(&mut ts, raw_ts, |v| Some(v.div_euclid(scale.div)))
-            } else {
-                convert_into(&mut ts, raw_ts, |v| v.checked_mul(scale.mul))
-            };
-            let price_ok = convert_into(&mut price, &piece.price[run.clone()], fixed::from_f64);
-            let quantity_ok =
-                convert_into(&mut quantity, &piece.quantity[run.clone()], fixed::from_f64);
-            if !(ts_ok && price_ok && quantity_ok) {
+    for batch in batches {
+        let n = batch.len();
+        for start in (0..n).step_by(RUN) {
+            let run = start..(start + RUN).min(n);
+            let price_ok = batch.price.convert(run.clone(), &mut price);
+            let quantity_ok = batch.quantity.convert(run.clone(), &mut quantity);
+            let timestamp_us = batch.timestamp.convert(run.clone(), &mut ts)?;
+            if !(price_ok && quantity_ok) {
                 return None;
             }
+            let is_buyer_maker = batch.is_buyer_maker.map(|bits| {
+                unpack_bits(bits, run.start, run.len(), &mut side);
+                side.as_slice()
+            });
             let trades = TradeColumns {
-                timestamp_us: &ts,
+                timestamp_us,
                 price: &price,
                 quantity: &quantity,
-                agg_trade_id: piece.agg_trade_id.map(|c| &c[run.clone()]),
-                first_trade_id: piece.first_trade_id.map(|c| &c[run.clone()]),
-                last_trade_id: piece.last_trade_id.map(|c| &c[run.clone()]),
-                is_buyer_maker: piece.is_buyer_maker.map(|c| &c[run.clone()]),
+                agg_trade_id: batch.agg_trade_id.map(|c| &c[run.clone()]),
+                first_trade_id: batch.first_trade_id.map(|c| &c[run.clone()]),
+                last_trade_id: batch.last_trade_id.map(|c| &c[run.clone()]),
+                is_buyer_maker,
             };
             processor.process(&trades, &mut out).ok()?;
         }
@@ -272,24 +193,26 @@ fn process_float_columns(
 impl PyProcessor {
     #[new]
     #[pyo3(signature = (threshold_decimal_bps, *, same_timestamp_gate = false, min_duration_us = 0,
-                        lookback_trades = 0))]
+                        lookback_trades = 0, intra_bar = false))]
     fn new(
         threshold_decimal_bps: i64,
         same_timestamp_gate: bool,
         min_duration_us: i64,
         lookback_trades: i64,
+        intra_bar: bool,
     ) -> PyResult<Self> {
         let config = ProcessorConfig::new(threshold_decimal_bps, same_timestamp_gate)
             .and_then(|c| c.with_min_duration_us(min_duration_us))
             .and_then(|c| c.with_lookback_trades(lookback_trades))
-            .map_err(to_py)?;
+            .map_err(to_py)?
+            .with_intra_bar(intra_bar);
         Ok(Self {
             inner: RangeBarProcessor::with_config(config),
         })
     }
 
-    /// Process trade columns (fixed point x1e8, microseconds); returns the closed bars as a dict
-    /// of NumPy columns. All or nothing: on error the state is unchanged.
+    /// Process trade columns (fixed point x1e8, microseconds); returns the closed bars as an
+    /// Arrow record batch. All or nothing: on error the state is unchanged.
     #[pyo3(signature = (timestamp_us, price, quantity, agg_trade_id = None, first_trade_id = None,
                         last_trade_id = None, is_buyer_maker = None))]
     #[allow(clippy::too_many_arguments)]
@@ -303,7 +226,7 @@ impl PyProcessor {
         first_trade_id: Option<PyReadonlyArray1<'py, i64>>,
         last_trade_id: Option<PyReadonlyArray1<'py, i64>>,
         is_buyer_maker: Option<PyReadonlyArray1<'py, bool>>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    ) -> PyResult<PyBarBatch> {
         let trades = TradeColumns {
             timestamp_us: timestamp_us.as_slice()?,
             price: price.as_slice()?,
@@ -318,57 +241,61 @@ impl PyProcessor {
             let mut out = BarColumns::default();
             inner.process(&trades, &mut out).map(|_| out)
         });
-        columns_to_dict(py, bars.map_err(to_py)?, self.has_lookback())
+        Ok(self.batch(bars.map_err(to_py)?))
     }
 
-    /// Trades with float prices and quantities and integer timestamps (`timestamp_us =
-    /// raw * timestamp_mul` or `raw.div_euclid(timestamp_div)`), given as pieces of equal-length
-    /// columns (e.g. the chunks of a polars frame, without copies). Converted and processed run by
-    /// run (cache-sized) with the GIL released for the whole call; returns the closed bars.
+    /// Trades from any object exporting the Arrow PyCapsule interface (`__arrow_c_stream__` or
+    /// `__arrow_c_array__`: polars, pyarrow, pandas >= 2.2, DuckDB, ...), or a dict of such
+    /// columns (e.g. polars Series: read chunk by chunk, never concatenated), read in place, with
+    /// the canonical column names: `timestamp` (Int64 as `raw * timestamp_mul` or
+    /// `raw.div_euclid(timestamp_div)` microseconds, or an Arrow timestamp of any unit), `price`
+    /// and `quantity` (Float64, Int64 or Decimal128 of scale <= 8), and the optional Int64
+    /// `agg_trade_id`, `first_trade_id`, `last_trade_id` and Boolean `is_buyer_maker`. Converted
+    /// and processed run by run (cache-sized) with the GIL released; returns the closed bars.
     ///
-    /// Returns None, with the state unchanged, when any trade is refused (not finite, out of the
-    /// fixed-point or timestamp range, or refused by the kernel): `process` gives the diagnosis.
-    #[pyo3(signature = (pieces, timestamp_mul = 1, timestamp_div = 1))]
-    fn process_float_pieces<'py>(
+    /// Returns None, with the state unchanged, when a column is missing, null or of another type,
+    /// or a trade is refused (not finite, out of the fixed-point or timestamp range, or refused by
+    /// the kernel): `process` gives the diagnosis.
+    #[pyo3(signature = (data, timestamp_mul = 1, timestamp_div = 1))]
+    fn process_arrow(
         &mut self,
-        py: Python<'py>,
-        pieces: Vec<FloatPiece<'py>>,
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
         timestamp_mul: i64,
         timestamp_div: i64,
-    ) -> PyResult<Option<Bound<'py, PyDict>>> {
-        if timestamp_mul < 1 || timestamp_div < 1 {
-            return Err(pyo3::exceptions::PyValueError::new_err(
-                "timestamp_mul and timestamp_div must be >= 1",
-            ));
+    ) -> PyResult<Option<PyBarBatch>> {
+        if timestamp_mul < 1 || timestamp_div < 1 || (timestamp_mul > 1 && timestamp_div > 1) {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "timestamp_mul and timestamp_div must be >= 1 and one of them 1, got {timestamp_mul} \
+                 and {timestamp_div}"
+            )));
         }
-        let columns = pieces
+        let batches = input_batches(data)?;
+        let Some(columns) = batches
             .iter()
-            .map(FloatColumns::of)
-            .collect::<PyResult<Vec<_>>>()?;
-        let scale = TimestampScale {
-            mul: timestamp_mul,
-            div: timestamp_div,
+            .map(|b| arrow_trades(b, timestamp_mul, timestamp_div))
+            .collect::<Option<Vec<_>>>()
+        else {
+            return Ok(None);
         };
         let inner = &mut self.inner;
         let bars = py.detach(|| {
             let saved = inner.clone();
-            let bars = process_float_columns(inner, &columns, scale);
+            let bars = process_arrow_batches(inner, &columns);
             if bars.is_none() {
                 *inner = saved;
             }
             bars
         });
-        bars.map(|b| columns_to_dict(py, b, self.has_lookback()))
-            .transpose()
+        Ok(bars.map(|b| self.batch(b)))
     }
 
-    /// The trailing bar (features computed) as a dict of 1-row columns, or None.
-    fn incomplete_bar<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+    /// The trailing bar (features computed) as a 1-row record batch, or None.
+    fn incomplete_bar(&self) -> Option<PyBarBatch> {
         let mut out = BarColumns::default();
-        if !self.inner.push_incomplete_bar(&mut out) {
-            return Ok(None);
-        }
-        columns_to_dict(py, out, self.has_lookback()).map(Some)
+        self.inner
+            .push_incomplete_bar(&mut out)
+            .then(|| self.batch(out))
     }
 
     /// A lossless snapshot of the state.
@@ -404,6 +331,11 @@ impl PyProcessor {
     #[getter]
     fn lookback_trades(&self) -> u32 {
         self.inner.config().lookback_trades
+    }
+
+    #[getter]
+    fn intra_bar(&self) -> bool {
+        self.inner.config().intra_bar
     }
 
     #[getter]
@@ -615,6 +547,7 @@ fn decimal128_to_fixed_point<'py>(
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyProcessor>()?;
     m.add_class::<PyCheckpoint>()?;
+    m.add_class::<PyBarBatch>()?;
     m.add_class::<PyAggTradesParser>()?;
     m.add_function(wrap_pyfunction!(to_fixed_point, m)?)?;
     m.add_function(wrap_pyfunction!(decimal128_to_fixed_point, m)?)?;
@@ -637,6 +570,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add(
         "LOOKBACK_COLUMNS",
         PyTuple::new(m.py(), rangebar_core::for_each_lookback_column!(names))?,
+    )?;
+    m.add(
+        "INTRA_COLUMNS",
+        PyTuple::new(m.py(), rangebar_core::for_each_intra_column!(names))?,
     )?;
     m.add("LOOKBACK_TRADES_MAX", rangebar_core::LOOKBACK_TRADES_MAX)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -99,6 +99,7 @@ def precompute_range_bars(
     same_timestamp_gate: bool = ...,
     min_duration_us: int = ...,
     lookback_trades: int = ...,
+    intra_bar: bool = ...,
 ) -> PrecomputeResult: ...
 @overload
 def precompute_range_bars(
@@ -122,6 +123,7 @@ def precompute_range_bars(
     same_timestamp_gate: bool = ...,
     min_duration_us: int = ...,
     lookback_trades: int = ...,
+    intra_bar: bool = ...,
 ) -> list[PrecomputeResult]: ...
 def precompute_range_bars(
     symbol: str,
@@ -144,6 +146,7 @@ def precompute_range_bars(
     same_timestamp_gate: bool = False,
     min_duration_us: int = 0,
     lookback_trades: int = 0,
+    intra_bar: bool = False,
 ) -> PrecomputeResult | list[PrecomputeResult]:
     """Compute and store the bars of ``[start_date, end_date]`` day by day (resumable).
 
@@ -178,7 +181,7 @@ def precompute_range_bars(
     series = Series.of(symbol, source=source, market=market)
     thresholds, many = thresholds_of(threshold_decimal_bps)
     start, end = day_span(start_date, end_date)
-    options = BarOptions(same_timestamp_gate, min_duration_us, lookback_trades)
+    options = BarOptions(same_timestamp_gate, min_duration_us, lookback_trades, intra_bar)
     began = time.perf_counter()
     progress = _Progress(series, thresholds, (start, end), callback=progress_callback, show=show_progress)
     results: dict[int, PrecomputeResult] = {}
@@ -291,11 +294,12 @@ def count_bars(
     same_timestamp_gate: bool = False,
     min_duration_us: int = 0,
     lookback_trades: int = 0,
+    intra_bar: bool = False,
 ) -> int:
     """Number of cached bars of a series, threshold and bar options (optionally within UTC days)."""
     series = Series.of(symbol, source=source, market=market)
     threshold = resolve_threshold(threshold_decimal_bps)
-    options = BarOptions(same_timestamp_gate, min_duration_us, lookback_trades)
+    options = BarOptions(same_timestamp_gate, min_duration_us, lookback_trades, intra_bar)
     start = parse_day(start_date, name="start_date") if start_date is not None else None
     end = parse_day(end_date, name="end_date") if end_date is not None else None
     with BarStore(cache_dir=cache_dir) as store:

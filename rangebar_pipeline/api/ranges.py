@@ -68,6 +68,7 @@ def get_range_bars(
     same_timestamp_gate: bool = False,
     min_duration_us: int = 0,
     lookback_trades: int = 0,
+    intra_bar: bool = False,
 ) -> Frame:
     """Range bars of ``symbol`` closed during the UTC days ``[start_date, end_date]``.
 
@@ -79,8 +80,9 @@ def get_range_bars(
     processor. ``validation`` is the Exness quote check (``permissive``/``strict``/``paranoid``).
     ``include_incomplete`` appends the trailing unfinished bar (features computed). Output: a
     backtesting.py-ready pandas frame (``output="polars"``/``"arrow"`` for every column).
-    ``same_timestamp_gate``, ``min_duration_us`` and ``lookback_trades`` are the bar options of
-    :class:`RangeBarProcessor` (docs/bar-options.md); bars of each combination are stored apart.
+    ``same_timestamp_gate``, ``min_duration_us``, ``lookback_trades`` and ``intra_bar`` are the bar
+    options of :class:`RangeBarProcessor` (docs/bar-options.md); bars of each combination are
+    stored apart.
     Stored days produced by an older bar schema or kernel are recomputed when their ticks are
     cached (else served with a :class:`StaleBarsWarning`).
 
@@ -90,7 +92,7 @@ def get_range_bars(
     threshold = resolve_threshold(threshold_decimal_bps)
     start, end = day_span(start_date, end_date)
     exness = exness_source(validation)
-    options = BarOptions(same_timestamp_gate, min_duration_us, lookback_trades)
+    options = BarOptions(same_timestamp_gate, min_duration_us, lookback_trades, intra_bar)
     if use_cache:
         ticks = TickStore(cache_dir, exness=exness)
         with BarStore(cache_dir=cache_dir) as store:
@@ -136,12 +138,13 @@ def get_cached_bars(
     same_timestamp_gate: bool = False,
     min_duration_us: int = 0,
     lookback_trades: int = 0,
+    intra_bar: bool = False,
 ) -> Frame | None:
     """Bars from the bar cache only: the full answer when the range is covered, else None."""
     series = Series.of(symbol, source=source, market=market)
     threshold = resolve_threshold(threshold_decimal_bps)
     start, end = day_span(start_date, end_date)
-    options = BarOptions(same_timestamp_gate, min_duration_us, lookback_trades)
+    options = BarOptions(same_timestamp_gate, min_duration_us, lookback_trades, intra_bar)
     with BarStore(cache_dir=cache_dir) as store:
         if not store.is_covered(series, threshold, start, end, options=options):
             return None
@@ -170,6 +173,7 @@ def get_n_range_bars(
     same_timestamp_gate: bool = False,
     min_duration_us: int = 0,
     lookback_trades: int = 0,
+    intra_bar: bool = False,
 ) -> Frame:
     """Exactly ``n_bars`` most recent bars closed at or before ``end_date`` (default: today, UTC).
 
@@ -195,7 +199,7 @@ def get_n_range_bars(
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     series = Series.of(symbol, source=source, market=market)
     threshold = resolve_threshold(threshold_decimal_bps)
-    options = BarOptions(same_timestamp_gate, min_duration_us, lookback_trades)
+    options = BarOptions(same_timestamp_gate, min_duration_us, lookback_trades, intra_bar)
     end = parse_day(end_date, name="end_date") if end_date is not None else datetime.now(UTC).date()
     if max_lookback_days == 0 or not (use_cache or fetch_if_missing):
         if warn_if_fewer:

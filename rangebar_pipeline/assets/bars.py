@@ -102,6 +102,14 @@ BARS_CODE_VERSION: Final = KERNEL_CODE_VERSION
 FEATURES_CODE_VERSION: Final = f"features-4-{KERNEL_CODE_VERSION}"
 
 
+def _groups_text(options: BarOptions) -> str:
+    """`` and the lookback group``, ... : the opt-in groups the bars of ``options`` carry."""
+    groups = [
+        name for name, on in (("lookback", options.lookback_trades), ("intra", options.intra_bar)) if on
+    ]
+    return f" and the {' and '.join(groups)} group{'s' if len(groups) > 1 else ''}" if groups else ""
+
+
 def bars_code_version(options: BarOptions) -> str:
     """The bar assets' code version: the kernel and schema, and the bar options when any is on."""
     return BARS_CODE_VERSION + (f"-options-{options.key}" if options.key else "")
@@ -504,7 +512,7 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
             metadata={"dagster/column_schema": bar_schema, "bar_options": options.key or "default"},
             description=(
                 f"Range bars at {threshold} dbps ({threshold / 1000:g} %) with the 10 microstructure "
-                f"features{' and the lookback group' if options.lookback_trades else ''}, one UTC day of "
+                f"features{_groups_text(options)}, one UTC day of "
                 "one series, stored in the Tier 2 bar store (the day is replaced). The day continues the "
                 f"previous day's unfinished bar from its checkpoint. Bar options: {options}."
             ),

@@ -1,8 +1,8 @@
 """Feature tables: the validated, ML-ready rows of a partition (bars and features) in Delta tables.
 
 Rows are a day's bars with the feature groups of the pipeline config (the 10 microstructure
-features by default, the lookback group when on), keyed by series and threshold. Labels are not
-stored: they need the following days' bars, so the dataset level computes them across days
+features by default, the lookback and intra groups when on), keyed by series and threshold. Labels
+are not stored: they need the following days' bars, so the dataset level computes them across days
 (:mod:`rangebar_pipeline.labels`, ``ml_dataset_{thr}``).
 
 The feature/dataset store (:class:`~rangebar_pipeline.storage.datasets.DatasetStore`) commits a day
@@ -76,7 +76,7 @@ def feature_table(
     """Key columns + the bar columns of ``groups`` (plus any source-specific ones, e.g. Exness
     spreads); with ``horizons``, also ``fwd_return_{h}`` labels within this frame only (the pipeline
     stores none: the datasets label across days)."""
-    optional: tuple[Group, ...] = ("microstructure", "lookback")
+    optional: tuple[Group, ...] = ("microstructure", "lookback", "intra")
     dropped = {c.name for group in optional if group not in groups for c in columns_of(group)}
     keys = [
         pl.lit(series.source).alias("source"),
@@ -91,11 +91,12 @@ def feature_table(
 
 def required_columns(groups: Sequence[str]) -> tuple[str, ...]:
     """Columns the great-expectations gate requires in a feature table of ``groups``."""
-    optional: tuple[Group, ...] = ("microstructure", "lookback")
+    optional: tuple[Group, ...] = ("microstructure", "lookback", "intra")
     chosen = [g for g in optional if g in groups]
     wanted = {c.name for c in columns_of("core", *chosen)}
-    lookback = [c.name for c in columns_of("lookback")] if "lookback" in groups else []
-    return (*(c for c in REQUIRED_COLUMNS if c in wanted), *lookback)
+    opt_in_groups: tuple[Group, ...] = ("lookback", "intra")
+    opt_in = [c.name for c in columns_of(*(g for g in opt_in_groups if g in groups))]
+    return (*(c for c in REQUIRED_COLUMNS if c in wanted), *opt_in)
 
 
 @dataclass(frozen=True, slots=True)

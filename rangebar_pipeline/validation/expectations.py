@@ -16,7 +16,7 @@ from typing import Any, Final
 import polars as pl
 
 from rangebar_pipeline.manifest import COLUMNS
-from rangebar_pipeline.schema import BAR_SCHEMA, FEATURE_COLUMNS, LOOKBACK_SCHEMA
+from rangebar_pipeline.schema import BAR_SCHEMA, FEATURE_COLUMNS, GROUP_SCHEMAS
 from rangebar_pipeline.validation._frames import as_bar_frame
 from rangebar_pipeline.validation.results import CheckedResult, CheckOutcome, JSONValue, json_safe
 
@@ -94,8 +94,8 @@ def build_expectations(
 ) -> list[Any]:
     """The expectations for a feature table with ``columns`` (GX expectation objects).
 
-    Column set (``required_columns`` present); for every manifest column present (bar, feature and
-    lookback columns): its dtype and no nulls (columns the manifest marks nullable: neither, their
+    Column set (``required_columns`` present); for every manifest column present (bar, feature,
+    lookback and intra columns): its dtype and no nulls (columns the manifest marks nullable: neither, their
     nulls are legitimate) and its value range; ``high >= low``, uniqueness of (series, close_time,
     first id) - or (series, open_time, close_time) without ids - and the row count in
     ``[min_rows, max_rows]``.
@@ -103,7 +103,7 @@ def build_expectations(
     # GX's package does not re-export its expectation classes for type checkers; look them up.
     gxe: Any = importlib.import_module("great_expectations.expectations")
 
-    dtypes = BAR_SCHEMA | LOOKBACK_SCHEMA
+    dtypes = BAR_SCHEMA | GROUP_SCHEMAS
     present = [c for c in BAR_SCHEMA if c in columns]
     out: list[Any] = [
         gxe.ExpectTableColumnsToMatchSet(column_set=list(required_columns), exact_match=False),

@@ -15,7 +15,7 @@ from typing import Any, Final
 import polars as pl
 
 from rangebar_pipeline.options import BarOptions
-from rangebar_pipeline.schema import BAR_COLUMNS, BAR_SCHEMA, LOOKBACK_SCHEMA, SCHEMA_VERSION
+from rangebar_pipeline.schema import BAR_COLUMNS, BAR_SCHEMA, INTRA_SCHEMA, LOOKBACK_SCHEMA, SCHEMA_VERSION
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.sources.base import source_type
 from rangebar_pipeline.storage.bars import records
@@ -161,6 +161,8 @@ def select_bars(client: Any, database: str, key: BarKey, selection: Selection, o
     columns += list(source_type(series).spread_schema)
     if options.lookback_trades:
         columns += list(LOOKBACK_SCHEMA)
+    if options.intra_bar:
+        columns += list(INTRA_SCHEMA)
     sql = (
         f"SELECT {', '.join(columns)} FROM {database}.range_bars WHERE {selection.visible(database)} {order}"
     )
@@ -206,15 +208,17 @@ def status_rows(client: Any, database: str) -> list[SeriesStatus]:
 
 
 def _to_bar_frame(raw: pl.DataFrame, series: Series, options: BarOptions) -> pl.DataFrame:
-    """ClickHouse rows -> bar frame in the kernel's order: BAR_SCHEMA, the lookback group (when
-    ``options`` has it), then the spread columns (Exness)."""
+    """ClickHouse rows -> bar frame in the kernel's order: BAR_SCHEMA, the lookback and intra groups
+    (when ``options`` has them), then the spread columns (Exness)."""
     extra = dict(source_type(series).spread_schema)
-    lookback = LOOKBACK_SCHEMA if options.lookback_trades else {}
+    groups = (LOOKBACK_SCHEMA if options.lookback_trades else {}) | (
+        INTRA_SCHEMA if options.intra_bar else {}
+    )
     if raw.is_empty() and not raw.columns:
-        return pl.DataFrame(schema=BAR_SCHEMA | lookback | extra)
+        return pl.DataFrame(schema=BAR_SCHEMA | groups | extra)
     return raw.select(
         pl.col("open_time_us").cast(pl.Int64).cast(BAR_SCHEMA["open_time"]).alias("open_time"),
         pl.col("close_time_us").cast(pl.Int64).cast(BAR_SCHEMA["close_time"]).alias("close_time"),
         *(pl.col(c).cast(BAR_SCHEMA[c]) for c in VALUE_COLUMNS),
-        *(pl.col(c).cast(dtype) for c, dtype in (lookback | extra).items()),
+        *(pl.col(c).cast(dtype) for c, dtype in (groups | extra).items()),
     )

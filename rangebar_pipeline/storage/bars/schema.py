@@ -9,7 +9,9 @@ migration read as the plain options (``options = ''``), schema version 1 and an 
 (``kernel_version = ''``), so they are listed as stale until recomputed.
 
 Version history: 1 (release 0.1: bars, coverage); 2 (bar options in the key, the lookback group's
-columns, per-day schema and kernel versions).
+columns, per-day schema and kernel versions; later the intra group's columns, added in place
+without a version change: they are null in rows written before them, whose bars keep their meaning,
+and intra bars have their own options key, ``intra_bar``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any, Final
 
-from rangebar_pipeline.manifest import columns_of
+from rangebar_pipeline.manifest import Group, columns_of
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +34,10 @@ TABLES: Final = ("range_bars", "bar_coverage")
 _SQL_TYPES: Final = {"float64": "Float64", "int64": "Int64"}
 
 
-def _lookback_columns() -> str:
-    previous = "spread_tick_count"
+def _group_columns(group: Group, previous: str) -> str:
+    """The ALTER body adding ``group``'s columns (nullable) after the column ``previous``."""
     parts = []
-    for column in columns_of("lookback"):
+    for column in columns_of(group):
         parts.append(
             f"ADD COLUMN IF NOT EXISTS {column.name} Nullable({_SQL_TYPES[column.dtype]}) AFTER {previous}"
         )
@@ -50,7 +52,7 @@ _STEPS: Final[tuple[tuple[str, str, str], ...]] = (
         "options",
         "ADD COLUMN IF NOT EXISTS options LowCardinality(String) AFTER threshold_decimal_bps",
     ),
-    ("range_bars", columns_of("lookback")[-1].name, _lookback_columns()),
+    ("range_bars", columns_of("lookback")[-1].name, _group_columns("lookback", "spread_tick_count")),
     (
         "bar_coverage",
         "options",
@@ -60,6 +62,11 @@ _STEPS: Final[tuple[tuple[str, str, str], ...]] = (
         "ADD COLUMN IF NOT EXISTS schema_version UInt16 DEFAULT 1, "
         "ADD COLUMN IF NOT EXISTS kernel_version LowCardinality(String) DEFAULT '', "
         "MODIFY ORDER BY (source, market, symbol, threshold_decimal_bps, day, options)",
+    ),
+    (
+        "range_bars",
+        columns_of("intra")[-1].name,
+        _group_columns("intra", columns_of("lookback")[-1].name),
     ),
 )
 

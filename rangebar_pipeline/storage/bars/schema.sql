@@ -9,10 +9,11 @@ CREATE DATABASE IF NOT EXISTS {db};
 -- Logical key: (source, market, symbol, threshold_decimal_bps, options, close_time_us,
 -- first_agg_trade_id); plain MergeTree, so bars closing in the same microsecond are never collapsed.
 -- `options` is BarOptions.key: '' for the plain rule, e.g. 'min_duration_us=1000,lookback_trades=500'
--- otherwise, so bars of different gates or groups never mix. The lookback group's columns are null
--- for bars computed without it.
--- Schema version 2 (schema.SCHEMA_VERSION). A version-1 store is migrated in place when opened
--- (storage/bars/schema.py adds the new columns where this file has them; no row is rewritten).
+-- otherwise, so bars of different gates or groups never mix. The lookback and intra groups' columns
+-- are null for bars computed without them.
+-- Schema version 2 (schema.SCHEMA_VERSION). A version-1 store, or a version-2 store from before the
+-- intra group, is migrated in place when opened (storage/bars/schema.py adds the new columns where
+-- this file has them; no row is rewritten).
 CREATE TABLE IF NOT EXISTS {db}.range_bars
 (
     source                 LowCardinality(String),
@@ -73,6 +74,28 @@ CREATE TABLE IF NOT EXISTS {db}.range_bars
     lookback_volume_kurt         Nullable(Float64),
     lookback_hurst               Nullable(Float64),
     lookback_permutation_entropy Nullable(Float64),
+    intra_trade_count            Nullable(Int64),
+    intra_duration_us            Nullable(Int64),
+    intra_intensity              Nullable(Float64),
+    intra_ofi                    Nullable(Float64),
+    intra_count_imbalance        Nullable(Float64),
+    intra_vwap_position          Nullable(Float64),
+    intra_kyle_lambda            Nullable(Float64),
+    intra_burstiness             Nullable(Float64),
+    intra_volume_skew            Nullable(Float64),
+    intra_volume_kurt            Nullable(Float64),
+    intra_kaufman_er             Nullable(Float64),
+    intra_garman_klass_vol       Nullable(Float64),
+    intra_hurst                  Nullable(Float64),
+    intra_permutation_entropy    Nullable(Float64),
+    intra_max_drawdown           Nullable(Float64),
+    intra_max_runup              Nullable(Float64),
+    intra_bull_epoch_density     Nullable(Float64),
+    intra_bull_excess_gain       Nullable(Float64),
+    intra_bull_cv                Nullable(Float64),
+    intra_bear_epoch_density     Nullable(Float64),
+    intra_bear_excess_gain       Nullable(Float64),
+    intra_bear_cv                Nullable(Float64),
     open_time              DateTime64(6, 'UTC') ALIAS fromUnixTimestamp64Micro(open_time_us, 'UTC'),
     close_time             DateTime64(6, 'UTC') ALIAS fromUnixTimestamp64Micro(close_time_us, 'UTC')
 )

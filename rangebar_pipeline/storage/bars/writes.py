@@ -20,7 +20,7 @@ import polars as pl
 from rangebar_pipeline.calendar import US_PER_DAY, day_start_us
 from rangebar_pipeline.exceptions import MissingColumnError, StoreError
 from rangebar_pipeline.options import BarOptions
-from rangebar_pipeline.schema import BAR_SCHEMA, LOOKBACK_SCHEMA, SPREAD_SCHEMA
+from rangebar_pipeline.schema import BAR_SCHEMA, INTRA_SCHEMA, LOOKBACK_SCHEMA, SPREAD_SCHEMA
 from rangebar_pipeline.storage.bars.reads import VALUE_COLUMNS, Selection, stored_days
 from rangebar_pipeline.storage.bars.records import (
     COVERAGE_COLUMNS,
@@ -50,6 +50,7 @@ TABLE_COLUMNS: Final = (
     *VALUE_COLUMNS,
     *SPREAD_SCHEMA,
     *LOOKBACK_SCHEMA,
+    *INTRA_SCHEMA,
 )
 _WRITE_ID_LOCK = threading.Lock()
 _last_write_id = 0
@@ -178,6 +179,10 @@ def prepare_rows(item: DayWrite, threshold: int, write_id: int) -> pl.DataFrame:
         *(
             (pl.col(c) if options.lookback_trades else pl.lit(None)).cast(dtype).alias(c)
             for c, dtype in LOOKBACK_SCHEMA.items()
+        ),
+        *(
+            (pl.col(c) if options.intra_bar else pl.lit(None)).cast(dtype).alias(c)
+            for c, dtype in INTRA_SCHEMA.items()
         ),
     )
     day_start = day_start_us(day)
