@@ -10,6 +10,7 @@
 
 mod dfa;
 mod path;
+mod simd;
 
 use std::cell::RefCell;
 
@@ -220,7 +221,7 @@ impl IntraFeatures {
             kaufman_er,
             garman_klass_vol,
             hurst: (n >= MIN_HURST)
-                .then(|| SCRATCH.with(|sc| sc.borrow_mut().hurst(price, bar.high)))
+                .then(|| SCRATCH.with(|sc| sc.borrow_mut().hurst(price, bar.high, bar.low)))
                 .flatten(),
             permutation_entropy: (n >= MIN_ENTROPY)
                 .then(|| permutation_entropy_of(n, |i| price[i]))
