@@ -11,6 +11,7 @@
 mod dfa;
 mod path;
 mod simd;
+mod stats;
 
 use std::cell::RefCell;
 
@@ -18,9 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::bar::BarState;
 use crate::fixed;
-use crate::lookback::{finite, permutation_entropy_of, ratio};
+use crate::lookback::{finite, ratio};
 use dfa::DfaScratch;
 use path::{drawdown_runup, epochs, Nav};
+use stats::{burstiness, permutation_entropy, price_pass, volume_moments};
 
 /// Fewest records for burstiness, skewness and kurtosis.
 const MIN_MOMENTS: usize = 3;
@@ -186,13 +188,10 @@ impl IntraFeatures {
         .or(Some(0.0));
         let (o, c) = (fixed::to_f64(price[0]), fixed::to_f64(price[n - 1]));
         let (h, l) = (fixed::to_f64(bar.high), fixed::to_f64(bar.low));
-        let path: u128 = price
-            .windows(2)
-            .map(|w| u128::from(w[1].abs_diff(w[0])))
-            .sum();
+        let pass = price_pass(price, bar.high, bar.low);
         let kaufman_er = ratio(
             price[n - 1].abs_diff(price[0]) as f64,
-            fixed::i128_to_f64(path as i128),
+            fixed::i128_to_f64(pass.path as i128),
         );
         let garman_klass_vol = finite(
             (0.5 * (h / l).ln().powi(2) - (2.0 * 2f64.ln() - 1.0) * (c / o).ln().powi(2))
@@ -200,7 +199,7 @@ impl IntraFeatures {
                 .sqrt(),
         );
         let (volume_skew, volume_kurt) = if n >= MIN_MOMENTS {
-            volume_moments(qty)
+            volume_moments(qty, bar.volume())
         } else {
             (None, None)
         };
@@ -224,7 +223,7 @@ impl IntraFeatures {
                 .then(|| SCRATCH.with(|sc| sc.borrow_mut().hurst(price, bar.high, bar.low)))
                 .flatten(),
             permutation_entropy: (n >= MIN_ENTROPY)
-                .then(|| permutation_entropy_of(n, |i| price[i]))
+                .then(|| permutation_entropy(&pass.by_key, n - 2))
                 .flatten(),
             max_drawdown: finite(drawdown),
             max_runup: finite(runup),
@@ -263,63 +262,4 @@ fn vwap_position(bar: &BarState) -> Option<f64> {
         }
     };
     finite(position.clamp(0.0, 1.0))
-}
-
-/// `(s - m) / (s + m)` of the m = n - 1 inter-arrival times (population std); None when s = 0.
-/// With S their sum (the duration) and Q the sum of their squares, s / m = sqrt(m Q - S^2) / S,
-/// whose radicand is an exact integer.
-fn burstiness(ts: &[i64]) -> Option<f64> {
-    let m = (ts.len() - 1) as u128;
-    let sum = ts[ts.len() - 1].abs_diff(ts[0]) as u128;
-    let squares: Option<u128> = ts.windows(2).try_fold(0_u128, |acc, w| {
-        let g = u128::from(w[1].abs_diff(w[0]));
-        acc.checked_add(g * g)
-    });
-    let spread = squares
-        .and_then(|q| m.checked_mul(q))
-        .and_then(|mq| mq.checked_sub(sum * sum))
-        .map(|r| (r as f64).sqrt())?;
-    if spread == 0.0 {
-        return None;
-    }
-    let sum = sum as f64;
-    ratio(spread - sum, spread + sum)
-}
-
-/// Skewness `m3 / m2^1.5` and excess kurtosis `m4 / m2^2 - 3` of the quantities; None when
-/// `m2 = 0`. Both are scale-free, so the raw fixed-point values serve (exact below 2^53).
-fn volume_moments(qty: &[i64]) -> (Option<f64>, Option<f64>) {
-    // Four lanes per sum, so that the loops vectorise.
-    let n = qty.len() as f64;
-    let (chunks, rest) = (qty.chunks_exact(4), qty.chunks_exact(4).remainder());
-    let mut sums = [0.0; 4];
-    for c in chunks.clone() {
-        for (s, &q) in sums.iter_mut().zip(c) {
-            *s += q as f64;
-        }
-    }
-    let tail: f64 = rest.iter().map(|&q| q as f64).sum();
-    let mean = ((sums[0] + sums[1]) + (sums[2] + sums[3]) + tail) / n;
-    let (mut s2, mut s3, mut s4) = ([0.0; 4], [0.0; 4], [0.0; 4]);
-    let mut add = |lane: usize, q: i64| {
-        let d = q as f64 - mean;
-        let d2 = d * d;
-        s2[lane] += d2;
-        s3[lane] += d2 * d;
-        s4[lane] += d2 * d2;
-    };
-    for c in chunks {
-        for (lane, &q) in c.iter().enumerate() {
-            add(lane, q);
-        }
-    }
-    for &q in rest {
-        add(0, q);
-    }
-    let total = |s: [f64; 4]| (s[0] + s[1]) + (s[2] + s[3]);
-    let (m2, m3, m4) = (total(s2) / n, total(s3) / n, total(s4) / n);
-    if m2 == 0.0 {
-        return (None, None);
-    }
-    (finite(m3 / m2.powf(1.5)), finite(m4 / (m2 * m2) - 3.0))
 }

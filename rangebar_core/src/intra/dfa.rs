@@ -58,7 +58,7 @@ const TWO_52: f64 = 4_503_599_627_370_496.0;
 
 /// `v as f64` for `0 <= v < 2^52` (exact), in a form that vectorises without AVX-512.
 #[inline(always)]
-fn exact_f64(v: i64) -> f64 {
+pub(super) fn exact_f64(v: i64) -> f64 {
     f64::from_bits(TWO_52.to_bits() | v as u64) - TWO_52
 }
 
@@ -234,14 +234,14 @@ fn walk_ln(price: &[i64], y: &mut Vec<f64>) -> f64 {
 kernel! {
     /// Exact prefix sums over `Y_j = round(y_j * scale)` (see [`Prefix`]).
     fn prefix_sums(y: &[f64], scale: f64, prefix: &mut Vec<Prefix>, s0_high: &mut Vec<i64>) {
-        // Rounds to nearest (|v| < 2^51) without a libm call.
-        const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52
+        // Rounds to nearest (|v| < 2^51): the integer sits in the low bits of `v + 1.5 * 2^52`.
+        const MAGIC: f64 = 6_755_399_441_055_744.0;
         let n = y.len();
         prefix.resize(n + 1, Prefix::default());
         s0_high.resize(n + 1, 0);
         let (mut a0, mut a1, mut a2) = (0_i64, 0_i128, 0_u128);
         for ((&v, out), high) in y.iter().zip(&mut prefix[1..]).zip(&mut s0_high[1..]) {
-            let y = ((v * scale + MAGIC) - MAGIC) as i64;
+            let y = (v * scale + MAGIC).to_bits().wrapping_sub(MAGIC.to_bits()) as i64;
             a1 += i128::from(a0);
             a0 += y;
             a2 += (i128::from(y) * i128::from(y)) as u128;
