@@ -9,7 +9,9 @@
 //! count 1, duration 0, intensity 0, ofi 0 and every other feature null.
 
 mod dfa;
+mod direct;
 mod path;
+mod segments;
 mod simd;
 mod stats;
 

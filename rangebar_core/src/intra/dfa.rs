@@ -19,6 +19,8 @@
 
 use std::sync::OnceLock;
 
+use super::direct;
+use super::segments::{fluctuation, prefix_sums, Prefix};
 use super::simd::kernel;
 use crate::lookback::{dfa, finite, linear_regression};
 
@@ -32,25 +34,6 @@ pub(super) struct DfaScratch {
     s0_high: Vec<i64>,
     log_sizes: Vec<f64>,
     log_fluctuations: Vec<f64>,
-}
-
-/// Exact prefix sums at one index of the grid walk `Y`: `P0 = sum_{k<j} Y_k`, the low word of
-/// `S0 = sum_{k<j} P0_k` and `P2 = sum_{k<j} Y_k^2` (one record, so that a segment reads one
-/// place per end).
-#[derive(Debug, Default, Clone, Copy)]
-#[repr(C)]
-struct Prefix {
-    p0: i64,
-    s0: u64,
-    p2_low: u64,
-    p2_high: u64,
-}
-
-impl Prefix {
-    #[inline(always)]
-    fn p2(&self) -> u128 {
-        (u128::from(self.p2_high) << 64) | u128::from(self.p2_low)
-    }
 }
 
 /// `2^52` as f64; `f64::from_bits(TWO_52_BITS | v) - TWO_52` is `v` for `0 <= v < 2^52`.
@@ -151,22 +134,28 @@ impl DfaScratch {
             // A walk beyond the f64 exponent range.
             return dfa(&returns(price));
         }
-        prefix_sums(&self.y, pow2(shift), &mut self.prefix, &mut self.s0_high);
         let sizes = sizes();
         let max_i = ((0.1 * n as f64 / 4.0).ln() / sizes.ln_factor).floor();
         let count = sizes.entries.iter().take_while(|e| e.1 <= max_i).count();
+        let sizes = &sizes.entries[..count];
+        if sizes.iter().any(|e| e.0 > direct::LARGEST) {
+            prefix_sums(&self.y, pow2(shift), &mut self.prefix, &mut self.s0_high);
+        }
         self.log_sizes.clear();
         self.log_fluctuations.clear();
-        fluctuations(
-            &self.prefix,
-            &self.s0_high,
-            &sizes.entries[..count],
-            bits as u32,
-            // ln F = ln(F^2) / 2 - ln(scale): F^2 comes in grid units.
-            f64::from(shift) * std::f64::consts::LN_2,
-            &mut self.log_sizes,
-            &mut self.log_fluctuations,
-        );
+        for &(size, _, ln_size) in sizes {
+            // F^2 in the walk's units, or on the grid (scale^2 times larger).
+            let (f2, ln_scale) = if size <= direct::LARGEST {
+                (direct::fluctuation(&self.y, size), 0.0)
+            } else {
+                let f2 = fluctuation(&self.prefix, &self.s0_high, size, bits as u32);
+                (f2, f64::from(shift) * std::f64::consts::LN_2)
+            };
+            if f2 != 0.0 {
+                self.log_sizes.push(ln_size);
+                self.log_fluctuations.push(0.5 * f2.ln() - ln_scale);
+            }
+        }
         if self.log_fluctuations.is_empty() {
             return None;
         }
@@ -231,125 +220,6 @@ fn walk_ln(price: &[i64], y: &mut Vec<f64>) -> f64 {
     y.iter().fold(0.0, |a: f64, &b| a.max(b.abs()))
 }
 
-kernel! {
-    /// Exact prefix sums over `Y_j = round(y_j * scale)` (see [`Prefix`]).
-    fn prefix_sums(y: &[f64], scale: f64, prefix: &mut Vec<Prefix>, s0_high: &mut Vec<i64>) {
-        // Rounds to nearest (|v| < 2^51): the integer sits in the low bits of `v + 1.5 * 2^52`.
-        const MAGIC: f64 = 6_755_399_441_055_744.0;
-        let n = y.len();
-        prefix.resize(n + 1, Prefix::default());
-        s0_high.resize(n + 1, 0);
-        let (mut a0, mut a1, mut a2) = (0_i64, 0_i128, 0_u128);
-        for ((&v, out), high) in y.iter().zip(&mut prefix[1..]).zip(&mut s0_high[1..]) {
-            let y = (v * scale + MAGIC).to_bits().wrapping_sub(MAGIC.to_bits()) as i64;
-            a1 += i128::from(a0);
-            a0 += y;
-            a2 += (i128::from(y) * i128::from(y)) as u128;
-            *out = Prefix {
-                p0: a0,
-                s0: a1 as u64,
-                p2_low: a2 as u64,
-                p2_high: (a2 >> 64) as u64,
-            };
-            *high = (a1 >> 64) as i64;
-        }
-    }
-}
-
-kernel! {
-    /// `ln F(s)` for each window size `s` of `sizes` whose fluctuation is not 0, with `ln s`, as
-    /// `0.5 ln F^2 - ln_scale` ([`fluctuation`] gives `F^2` on the grid).
-    fn fluctuations(
-        prefix: &[Prefix],
-        s0_high: &[i64],
-        sizes: &[(usize, f64, f64)],
-        bits: u32,
-        ln_scale: f64,
-        log_sizes: &mut Vec<f64>,
-        log_fluctuations: &mut Vec<f64>,
-    ) {
-        for &(size, _, ln_size) in sizes {
-            let log_s = usize::BITS - (size - 1).leading_zeros(); // s <= 2^log_s
-            let f2 = if 2 * log_s + bits <= 63 {
-                fluctuation::<false>(prefix, s0_high, size, log_s, bits)
-            } else {
-                fluctuation::<true>(prefix, s0_high, size, log_s, bits)
-            };
-            if f2 != 0.0 {
-                log_sizes.push(ln_size);
-                log_fluctuations.push(0.5 * f2.ln() - ln_scale);
-            }
-        }
-    }
-}
-
-/// antropy's squared fluctuation for window `size` (on the grid): the mean, over the
-/// `n / size` whole segments, of the mean squared residual around each segment's line.
-///
-/// Per segment (`s` rows from `a` to `e = a + s`, `r = j - a`): with `Sy`, `Sry`, `Syy` the
-/// sums of `Y`, `r Y`, `Y^2`, the residual is `(T1 - T2^2 / D) / s` with `T1 = s Syy - Sy^2`,
-/// `T2 = s Sry - Sx Sy` and `D = s Sxx - Sx^2 = s^2 (s^2 - 1) / 12`. (antropy's `+ 1e-9` in
-/// `D` changes that by under 1e-16 relative.) `T1 = s (P2_e - P2_a) - (P0_e - P0_a)^2`, and
-/// `Sry = (s - 1) P0_e - sum_{a<k<e} P0_k` gives `T2 = s U / 2` with
-/// `U = s (P0_e + P0_a) - Sy - 2 (S0_e - S0_a)`, exact integers.
-///
-/// Bounds, with `|Y| <= 2^b`, `n < 2^w`, `b + w <= 62`, `s <= 2^l`: `|P0| < 2^62`,
-/// `0 <= T1 <= s Syy <= 2^(2l+2b) < 2^128`, `|U| = 2 |T2| / s <= 2^(2l+b-1)`: within 64 bits
-/// (so from the low words alone, wrapping) when `2l + b <= 63`, as for all but the largest
-/// sizes (`WIDE` otherwise). `T1` is converted to float from its top 62 bits (of its bound),
-/// `U` likewise when wide: what is dropped is below 2^-61 of the bound, far below the rounding
-/// of the sums.
-#[inline(always)]
-fn fluctuation<const WIDE: bool>(
-    prefix: &[Prefix],
-    s0_high: &[i64],
-    size: usize,
-    log_s: u32,
-    bits: u32,
-) -> f64 {
-    let segments = (prefix.len() - 1) / size;
-    // k1 <= 2 (w - 3) + 2 b - 62 <= 56 and k2 <= w - 6 (`s <= 0.1 n`, so l <= w - 3).
-    let k1 = (2 * log_s + 2 * bits).saturating_sub(62) & 63;
-    let k2 = if WIDE {
-        (2 * log_s + bits - 1).saturating_sub(61) & 63
-    } else {
-        0
-    };
-    let s = size as f64;
-    // T2^2 / D = 3 U^2 / (s^2 - 1), in units of 2^k1 with U in units of 2^k2.
-    let c = 3.0 * pow2(2 * k2 as i32 - k1 as i32) / (s * s - 1.0);
-    let end = segments * size + 1;
-    let (prefix, s0_high) = (&prefix[..end], &s0_high[..end]);
-    let mut a = prefix[0];
-    let mut a_high = 0;
-    let mut total = 0.0;
-    for e in (size..end).step_by(size) {
-        let b = prefix[e];
-        let sy = b.p0 - a.p0;
-        let t1 = (b.p2() - a.p2())
-            .wrapping_mul(size as u128)
-            .wrapping_sub((i128::from(sy) * i128::from(sy)) as u128);
-        let u = if WIDE {
-            let b_high = s0_high[e];
-            let ds0 = ((i128::from(b_high) << 64) | i128::from(b.s0))
-                - ((i128::from(a_high) << 64) | i128::from(a.s0));
-            a_high = b_high;
-            let u = i128::from(size as i64) * i128::from(b.p0 + a.p0) - i128::from(sy) - 2 * ds0;
-            (u >> k2) as i64
-        } else {
-            (size as i64)
-                .wrapping_mul(b.p0 + a.p0)
-                .wrapping_sub(sy)
-                .wrapping_sub(b.s0.wrapping_sub(a.s0).wrapping_mul(2) as i64)
-        };
-        let (t1, u) = ((t1 >> k1) as i64 as f64, u as f64);
-        total += (t1 - u * u * c).max(0.0);
-        a = b;
-    }
-    // mean over segments of (residual / s) = total * 2^k1 / s^2 / segments
-    total * pow2(k1 as i32) / (s * s) / segments as f64
-}
-
 /// The log returns `ln(p_{k+1} / p_k)` (antropy's input), for the general fallback.
 fn returns(price: &[i64]) -> Vec<f64> {
     price
@@ -360,7 +230,7 @@ fn returns(price: &[i64]) -> Vec<f64> {
 
 /// `2^e` for `-1022 <= e <= 1023`, exact.
 #[inline(always)]
-fn pow2(e: i32) -> f64 {
+pub(super) fn pow2(e: i32) -> f64 {
     f64::from_bits(((1023 + e) as u64) << 52)
 }
 
