@@ -114,7 +114,8 @@ impl DfaScratch {
         let z =
             ((high - p1) as f64 / (high + p1) as f64).max((p1 - low) as f64 / (p1 + low) as f64);
         let exact = high < 1 << 52 && n < 1 << 31;
-        let y = &mut self.y;
+        grow(&mut self.y, n);
+        let y = &mut self.y[..n];
         let largest = match SERIES.iter().find(|&&(_, e)| z <= pow2(e)) {
             Some(&(4, _)) if exact => walk::<4>(price, y),
             Some(&(6, _)) if exact => walk::<6>(price, y),
@@ -139,16 +140,28 @@ impl DfaScratch {
         let count = sizes.entries.iter().take_while(|e| e.1 <= max_i).count();
         let sizes = &sizes.entries[..count];
         if sizes.iter().any(|e| e.0 > direct::LARGEST) {
-            prefix_sums(&self.y, pow2(shift), &mut self.prefix, &mut self.s0_high);
+            grow(&mut self.prefix, n + 1);
+            grow(&mut self.s0_high, n + 1);
+            prefix_sums(
+                &self.y[..n],
+                pow2(shift),
+                &mut self.prefix[..n + 1],
+                &mut self.s0_high[..n + 1],
+            );
         }
         self.log_sizes.clear();
         self.log_fluctuations.clear();
         for &(size, _, ln_size) in sizes {
             // F^2 in the walk's units, or on the grid (scale^2 times larger).
             let (f2, ln_scale) = if size <= direct::LARGEST {
-                (direct::fluctuation(&self.y, size), 0.0)
+                (direct::fluctuation(&self.y[..n], size), 0.0)
             } else {
-                let f2 = fluctuation(&self.prefix, &self.s0_high, size, bits as u32);
+                let f2 = fluctuation(
+                    &self.prefix[..n + 1],
+                    &self.s0_high[..n + 1],
+                    size,
+                    bits as u32,
+                );
                 (f2, f64::from(shift) * std::f64::consts::LN_2)
             };
             if f2 != 0.0 {
@@ -166,11 +179,10 @@ impl DfaScratch {
 kernel! {
     /// The walk `y_j = ln(p_{j+1} / p_1) - (j + 1) mean` (mean of the returns `ln(p_n / p_1) / n`)
     /// by the series of [`ln_ratio`]; returns the largest |y_j|.
-    fn walk<const TERMS: usize>(price: &[i64], y: &mut Vec<f64>) -> f64 {
+    fn walk<const TERMS: usize>(price: &[i64], y: &mut [f64]) -> f64 {
         let n = price.len() - 1;
         let f1 = exact_f64(price[0]);
         let mean = ln_ratio::<TERMS>(exact_f64(price[n]), f1) / n as f64;
-        y.resize(n, 0.0);
         // Eight lanes (j as f64 kept in a lane vector, exact), so that the loop vectorises.
         const L: usize = 8;
         let mut lanes = [0.0_f64; L];
@@ -199,7 +211,7 @@ kernel! {
 
 /// [`walk`] for any prices (libm: `ln_1p` of the relative change within a factor 2, `ln` of the
 /// quotient beyond); rare.
-fn walk_ln(price: &[i64], y: &mut Vec<f64>) -> f64 {
+fn walk_ln(price: &[i64], y: &mut [f64]) -> f64 {
     let n = price.len() - 1;
     let p1 = price[0];
     let ln_ratio = |p: i64| {
@@ -210,14 +222,17 @@ fn walk_ln(price: &[i64], y: &mut Vec<f64>) -> f64 {
         }
     };
     let mean = ln_ratio(price[n]) / n as f64;
-    y.clear();
-    y.extend(
-        price[1..]
-            .iter()
-            .enumerate()
-            .map(|(j, &p)| ln_ratio(p) - (j + 1) as f64 * mean),
-    );
+    for (j, (out, &p)) in y.iter_mut().zip(&price[1..]).enumerate() {
+        *out = ln_ratio(p) - (j + 1) as f64 * mean;
+    }
     y.iter().fold(0.0, |a: f64, &b| a.max(b.abs()))
+}
+
+/// Make `v` at least `n` long (never shorter, so that no bar refills what an earlier one wrote).
+fn grow<T: Default + Clone>(v: &mut Vec<T>, n: usize) {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
 }
 
 /// The log returns `ln(p_{k+1} / p_k)` (antropy's input), for the general fallback.

@@ -41,13 +41,10 @@ impl Prefix {
 
 kernel! {
     /// Exact prefix sums over `Y_j = round(y_j * scale)` (`|Y_j| < 2^51`; see [`Prefix`]), and
-    /// the high words of `S0`.
-    pub(super) fn prefix_sums(y: &[f64], scale: f64, prefix: &mut Vec<Prefix>, s0_high: &mut Vec<i64>) {
+    /// the high words of `S0` (`y.len() + 1` of each).
+    pub(super) fn prefix_sums(y: &[f64], scale: f64, prefix: &mut [Prefix], s0_high: &mut [i64]) {
         // Rounds to nearest: the integer sits in the low bits of `v + 1.5 * 2^52`.
         const MAGIC: f64 = 6_755_399_441_055_744.0;
-        let n = y.len();
-        prefix.resize(n + 1, Prefix::default());
-        s0_high.resize(n + 1, 0);
         (prefix[0], s0_high[0]) = (Prefix::default(), 0);
         let (mut a0, mut a1, mut a2) = (0_i64, 0_i128, 0_u128);
         for ((&v, out), high) in y.iter().zip(&mut prefix[1..]).zip(&mut s0_high[1..]) {
@@ -197,7 +194,7 @@ mod tests {
         let largest = walk.iter().map(|v| v.unsigned_abs()).max().unwrap().max(1);
         let scale = ((1_u64 << bits) - 1) as f64 / largest as f64;
         let y: Vec<f64> = walk.iter().map(|&v| v as f64 * scale).collect();
-        let (mut prefix, mut high) = (Vec::new(), Vec::new());
+        let (mut prefix, mut high) = (vec![Prefix::default(); y.len() + 1], vec![0; y.len() + 1]);
         prefix_sums(&y, 1.0, &mut prefix, &mut high);
         let values = prefix.windows(2).map(|w| w[1].p0 - w[0].p0).collect();
         (values, prefix, high)
