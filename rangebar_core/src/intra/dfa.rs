@@ -74,7 +74,7 @@ fn ln_ratio<const TERMS: usize>(f: f64, f1: f64) -> f64 {
 
 /// `(TERMS, e)`: [`ln_ratio`] with `TERMS` terms serves `|z| <= 2^e`, where the first term left
 /// out, `z^(2 TERMS) / (2 TERMS + 1)`, is below 2^-56 relative.
-const SERIES: [(usize, i32); 3] = [(4, -7), (6, -5), (10, -3)];
+const SERIES: [(usize, i32); 5] = [(4, -7), (5, -6), (6, -5), (8, -4), (10, -3)];
 
 /// The distinct window sizes `floor(4 * 1.2^i)` of antropy's `_log_n(4, 0.1 n, 1.2)` (as
 /// `lookback::log_n` computes them), each with the `i` where it first appears and its log.
@@ -118,7 +118,9 @@ impl DfaScratch {
         let y = &mut self.y[..n];
         let largest = match SERIES.iter().find(|&&(_, e)| z <= pow2(e)) {
             Some(&(4, _)) if exact => walk::<4>(price, y),
+            Some(&(5, _)) if exact => walk::<5>(price, y),
             Some(&(6, _)) if exact => walk::<6>(price, y),
+            Some(&(8, _)) if exact => walk::<8>(price, y),
             Some(&(10, _)) if exact => walk::<10>(price, y),
             _ if n < 1 << 31 => walk_ln(price, y),
             _ => return dfa(&returns(price)),
@@ -355,7 +357,9 @@ mod tests {
         for (terms, limit) in SERIES {
             match terms {
                 4 => check::<4>(limit),
+                5 => check::<5>(limit),
                 6 => check::<6>(limit),
+                8 => check::<8>(limit),
                 10 => check::<10>(limit),
                 _ => unreachable!(),
             }

@@ -76,6 +76,10 @@ mod avx2 {
         let (w0, s, c) = constants(size);
         let (s, c) = (_mm256_set1_pd(s), _mm256_set1_pd(c));
         let zero = _mm256_setzero_pd();
+        let mut weights = [zero; super::LARGEST];
+        for (r, w) in weights.iter_mut().enumerate().take(size) {
+            *w = _mm256_set1_pd(w0 + r as f64);
+        }
         let mut lanes = zero;
         for g in 0..groups {
             // SAFETY (all loads): rows 0..size of segments 4g..4g + 4, below segments * size.
@@ -93,7 +97,7 @@ mod avx2 {
                 let u = _mm256_sub_pd(v, v0);
                 su = _mm256_add_pd(su, u);
                 sq = _mm256_fmadd_pd(u, u, sq);
-                sw = _mm256_fmadd_pd(_mm256_set1_pd(w0 + r as f64), u, sw);
+                sw = _mm256_fmadd_pd(weights[r], u, sw);
             };
             add(v1, 1);
             let mut r = 2;

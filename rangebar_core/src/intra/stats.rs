@@ -136,7 +136,19 @@ pub(super) fn volume_moments(qty: &[i64], volume: i128) -> (Option<f64>, Option<
     let n = qty.len() as f64;
     let mean = crate::fixed::i128_to_f64(volume) / n;
     // Every quantity is at most the total: exact as f64 below 2^52.
-    let [s2, s3, s4] = central_moments(qty, mean, volume < 1 << 52);
+    let [s2, s3, s4] = if volume >= 1 << 52 {
+        central_moments::<false>(qty, mean)
+    } else {
+        #[cfg(target_arch = "x86_64")]
+        if super::simd::has_avx2() {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { avx2::central_moments(qty, mean) }
+        } else {
+            central_moments::<true>(qty, mean)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        central_moments::<true>(qty, mean)
+    };
     let (m2, m3, m4) = (s2 / n, s3 / n, s4 / n);
     if m2 == 0.0 {
         return (None, None);
@@ -145,31 +157,126 @@ pub(super) fn volume_moments(qty: &[i64], volume: i128) -> (Option<f64>, Option<
 }
 
 kernel! {
-    /// Sums of `d^2`, `d^3`, `d^4` with `d = q - mean`, in eight lanes (`small`: every q below
-    /// 2^52, converted without a 64-bit conversion instruction).
-    fn central_moments(qty: &[i64], mean: f64, small: bool) -> [f64; 3] {
-        const L: usize = 8;
-        let to_f64 = |q: i64| if small { super::dfa::exact_f64(q) } else { q as f64 };
-        let (mut s2, mut s3, mut s4) = ([0.0; L], [0.0; L], [0.0; L]);
-        let chunks = qty.chunks_exact(L);
+    /// Sums of `d^2`, `d^3`, `d^4` with `d = q - mean`, in two sets of four lanes (`SMALL`:
+    /// every q below 2^52, converted without a 64-bit conversion instruction).
+    fn central_moments<const SMALL: bool>(qty: &[i64], mean: f64) -> [f64; 3] {
+        const L: usize = 4;
+        let to_f64 = |q: i64| if SMALL { super::dfa::exact_f64(q) } else { q as f64 };
+        // Lane l of set k takes the quantities at i with i % 8 = 4 k + l.
+        #[inline(always)]
+        fn add(d: [f64; L], s2: &mut [f64; L], s3: &mut [f64; L], s4: &mut [f64; L]) {
+            let d2: [f64; L] = std::array::from_fn(|l| d[l] * d[l]);
+            *s2 = std::array::from_fn(|l| s2[l] + d2[l]);
+            *s3 = std::array::from_fn(|l| s3[l] + d2[l] * d[l]);
+            *s4 = std::array::from_fn(|l| s4[l] + d2[l] * d2[l]);
+        }
+        let (mut a2, mut a3, mut a4) = ([0.0; L], [0.0; L], [0.0; L]);
+        let (mut b2, mut b3, mut b4) = ([0.0; L], [0.0; L], [0.0; L]);
+        let chunks = qty.chunks_exact(2 * L);
         let rest = chunks.remainder();
         for c in chunks {
-            for l in 0..L {
-                let d = to_f64(c[l]) - mean;
-                let d2 = d * d;
-                s2[l] += d2;
-                s3[l] += d2 * d;
-                s4[l] += d2 * d2;
+            add(std::array::from_fn(|l| to_f64(c[l]) - mean), &mut a2, &mut a3, &mut a4);
+            add(std::array::from_fn(|l| to_f64(c[L + l]) - mean), &mut b2, &mut b3, &mut b4);
+        }
+        for (i, &q) in rest.iter().enumerate() {
+            let (l, d) = (i % L, to_f64(q) - mean);
+            let (s2, s3, s4) = if i < L {
+                (&mut a2, &mut a3, &mut a4)
+            } else {
+                (&mut b2, &mut b3, &mut b4)
+            };
+            s2[l] += d * d;
+            s3[l] += d * d * d;
+            s4[l] += d * d * (d * d);
+        }
+        let total = |a: [f64; L], b: [f64; L]| {
+            ((a[0] + b[0]) + (a[1] + b[1])) + ((a[2] + b[2]) + (a[3] + b[3]))
+        };
+        [total(a2, b2), total(a3, b3), total(a4, b4)]
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    /// [`super::central_moments`] for quantities below 2^52: the same lanes and operations,
+    /// written out (the compiler pairs the sums otherwise), so the same bits.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn central_moments(qty: &[i64], mean: f64) -> [f64; 3] {
+        let magic = _mm256_set1_epi64x(0x4330_0000_0000_0000); // 2^52
+        let (two_52, mean_v) = (_mm256_castsi256_pd(magic), _mm256_set1_pd(mean));
+        let d = |p: *const i64| {
+            let q = _mm256_loadu_si256(p.cast());
+            let f = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(q, magic)), two_52);
+            _mm256_sub_pd(f, mean_v)
+        };
+        let zero = _mm256_setzero_pd();
+        let (mut a2, mut a3, mut a4, mut b2, mut b3, mut b4) = (zero, zero, zero, zero, zero, zero);
+        let chunks = qty.chunks_exact(8);
+        let rest = chunks.remainder();
+        for c in chunks {
+            let (da, db) = (d(c.as_ptr()), d(c.as_ptr().add(4)));
+            let (da2, db2) = (_mm256_mul_pd(da, da), _mm256_mul_pd(db, db));
+            a2 = _mm256_add_pd(a2, da2);
+            b2 = _mm256_add_pd(b2, db2);
+            a3 = _mm256_add_pd(a3, _mm256_mul_pd(da2, da));
+            b3 = _mm256_add_pd(b3, _mm256_mul_pd(db2, db));
+            a4 = _mm256_add_pd(a4, _mm256_mul_pd(da2, da2));
+            b4 = _mm256_add_pd(b4, _mm256_mul_pd(db2, db2));
+        }
+        let lanes = |v: __m256d| {
+            let mut out = [0.0; 4];
+            _mm256_storeu_pd(out.as_mut_ptr(), v);
+            out
+        };
+        let (mut a2, mut a3, mut a4) = (lanes(a2), lanes(a3), lanes(a4));
+        let (mut b2, mut b3, mut b4) = (lanes(b2), lanes(b3), lanes(b4));
+        for (i, &q) in rest.iter().enumerate() {
+            let (l, d) = (i % 4, super::super::dfa::exact_f64(q) - mean);
+            let (s2, s3, s4) = if i < 4 {
+                (&mut a2, &mut a3, &mut a4)
+            } else {
+                (&mut b2, &mut b3, &mut b4)
+            };
+            s2[l] += d * d;
+            s3[l] += d * d * d;
+            s4[l] += d * d * (d * d);
+        }
+        let total = |a: [f64; 4], b: [f64; 4]| {
+            ((a[0] + b[0]) + (a[1] + b[1])) + ((a[2] + b[2]) + (a[3] + b[3]))
+        };
+        [total(a2, b2), total(a3, b3), total(a4, b4)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The AVX2 moments bit for bit as the portable ones, and both near a plain two-pass
+        /// computation.
+        #[test]
+        fn moments_agree(qty in prop::collection::vec(0_i64..(1 << 40), 3..200)) {
+            let volume: i128 = qty.iter().map(|&q| i128::from(q)).sum();
+            let mean = crate::fixed::i128_to_f64(volume) / qty.len() as f64;
+            let portable = central_moments::<true>(&qty, mean);
+            #[cfg(target_arch = "x86_64")]
+            if crate::intra::simd::has_avx2() {
+                // SAFETY: checked just above.
+                let lanes = unsafe { avx2::central_moments(&qty, mean) };
+                prop_assert_eq!(portable.map(f64::to_bits), lanes.map(f64::to_bits));
             }
+            let n = qty.len() as f64;
+            let m = qty.iter().map(|&q| q as f64).sum::<f64>() / n;
+            let central = |k: i32| qty.iter().map(|&q| (q as f64 - m).powi(k)).sum::<f64>();
+            let (got_m2, want_m2) = (portable[0], central(2));
+            prop_assert!((got_m2 - want_m2).abs() <= 1e-9 * want_m2.abs() + 1e-6);
         }
-        for &q in rest {
-            let d = to_f64(q) - mean;
-            let d2 = d * d;
-            s2[0] += d2;
-            s3[0] += d2 * d;
-            s4[0] += d2 * d2;
-        }
-        let total = |s: [f64; L]| ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-        [total(s2), total(s3), total(s4)]
     }
 }
