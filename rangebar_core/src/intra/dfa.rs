@@ -20,18 +20,19 @@
 use std::sync::OnceLock;
 
 use super::direct;
-use super::segments::{fluctuation, prefix_sums, Prefix};
+use super::segments::{integer_fluctuations, Prefix, Window, CHUNK};
 use super::simd::kernel;
 use crate::lookback::{dfa, finite, linear_regression};
 
-/// Scratch buffers reused across bars (a bar of N records needs ~48 N bytes).
+/// Scratch buffers reused across bars (a bar of N records needs ~8 N bytes and ~20 KB).
 #[derive(Debug, Default)]
 pub(super) struct DfaScratch {
     y: Vec<f64>,
-    /// The prefix sums at each index (`n + 1` records).
-    prefix: Vec<Prefix>,
-    /// The high words of `S0` (read only by the largest window sizes).
-    s0_high: Vec<i64>,
+    /// A chunk of prefix sums and of the high words of `S0`.
+    records: Vec<Prefix>,
+    high: Vec<i64>,
+    /// The window sizes taken on the grid.
+    windows: Vec<Window>,
     log_sizes: Vec<f64>,
     log_fluctuations: Vec<f64>,
 }
@@ -141,31 +142,40 @@ impl DfaScratch {
         let max_i = ((0.1 * n as f64 / 4.0).ln() / sizes.ln_factor).floor();
         let count = sizes.entries.iter().take_while(|e| e.1 <= max_i).count();
         let sizes = &sizes.entries[..count];
-        if sizes.iter().any(|e| e.0 > direct::LARGEST) {
-            grow(&mut self.prefix, n + 1);
-            grow(&mut self.s0_high, n + 1);
-            prefix_sums(
+        self.windows.clear();
+        self.windows.extend(
+            sizes
+                .iter()
+                .filter(|e| e.0 > direct::LARGEST)
+                .map(|e| Window::new(e.0, n, bits as u32)),
+        );
+        if !self.windows.is_empty() {
+            grow(&mut self.records, CHUNK);
+            grow(&mut self.high, CHUNK);
+            integer_fluctuations(
                 &self.y[..n],
                 pow2(shift),
-                &mut self.prefix[..n + 1],
-                &mut self.s0_high[..n + 1],
+                &mut self.windows,
+                &mut self.records,
+                &mut self.high,
             );
         }
         self.log_sizes.clear();
         self.log_fluctuations.clear();
-        for &(size, _, ln_size) in sizes {
+        // The sizes ascend: the direct ones, then the windows on the grid.
+        let direct = sizes.len() - self.windows.len();
+        let ln_scale = f64::from(shift) * std::f64::consts::LN_2;
+        let fluctuations = sizes[..direct]
+            .iter()
+            .map(|e| (e.2, direct::fluctuation(&self.y[..n], e.0), 0.0))
+            .chain(
+                sizes[direct..]
+                    .iter()
+                    .zip(&self.windows)
+                    .map(|(e, w)| (e.2, w.fluctuation(), ln_scale)),
+            );
+        for (ln_size, f2, ln_scale) in fluctuations {
             // F^2 in the walk's units, or on the grid (scale^2 times larger).
-            let (f2, ln_scale) = if size <= direct::LARGEST {
-                (direct::fluctuation(&self.y[..n], size), 0.0)
-            } else {
-                let f2 = fluctuation(
-                    &self.prefix[..n + 1],
-                    &self.s0_high[..n + 1],
-                    size,
-                    bits as u32,
-                );
-                (f2, f64::from(shift) * std::f64::consts::LN_2)
-            };
             if f2 != 0.0 {
                 self.log_sizes.push(ln_size);
                 self.log_fluctuations.push(0.5 * f2.ln() - ln_scale);

@@ -1,5 +1,6 @@
 //! The DFA's segments: exact prefix sums of the grid walk and, per window size, the mean squared
-//! residual of the segments' least-squares lines from them, one step per segment.
+//! residual of the segments' least-squares lines from them, one step per segment (the prefix
+//! sums a chunk at a time, every size taking its segments from the chunk).
 //!
 //! Per segment (`s` rows from `a` to `e = a + s`, `r = j - a`): with `Sy`, `Sry`, `Syy` the sums
 //! of `Y`, `r Y`, `Y^2`, the residual is `(T1 - T2^2 / D) / s` with `T1 = s Syy - Sy^2`,
@@ -39,82 +40,75 @@ impl Prefix {
     }
 }
 
-kernel! {
-    /// Exact prefix sums over `Y_j = round(y_j * scale)` (`|Y_j| < 2^51`; see [`Prefix`]), and
-    /// the high words of `S0` (`y.len() + 1` of each).
-    pub(super) fn prefix_sums(y: &[f64], scale: f64, prefix: &mut [Prefix], s0_high: &mut [i64]) {
-        // Rounds to nearest: the integer sits in the low bits of `v + 1.5 * 2^52`.
-        const MAGIC: f64 = 6_755_399_441_055_744.0;
-        (prefix[0], s0_high[0]) = (Prefix::default(), 0);
-        let (mut a0, mut a1, mut a2) = (0_i64, 0_i128, 0_u128);
-        for ((&v, out), high) in y.iter().zip(&mut prefix[1..]).zip(&mut s0_high[1..]) {
-            let y = (v * scale + MAGIC).to_bits().wrapping_sub(MAGIC.to_bits()) as i64;
-            a1 += i128::from(a0);
-            a0 += y;
-            a2 += (i128::from(y) * i128::from(y)) as u128;
-            *out = Prefix {
-                p0: a0,
-                s0: a1 as u64,
-                p2_low: a2 as u64,
-                p2_high: (a2 >> 64) as u64,
-            };
-            *high = (a1 >> 64) as i64;
+/// Records per chunk: the prefix sums are made a chunk at a time and every window size takes the
+/// segment ends that fall in it, so they are read from L1 (a whole bar's records would not fit
+/// even in L2).
+pub(super) const CHUNK: usize = 1024;
+
+/// One window size's progress through the walk: the record at the start of its next segment
+/// (with the high word of `S0`), the next end, the last end (`n / s` whole segments) and the
+/// sum of the residuals so far (in units of `2^k1`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Window {
+    size: usize,
+    wide: bool,
+    k1: u32,
+    k2: u32,
+    c: f64,
+    next: usize,
+    last: usize,
+    start: Prefix,
+    start_high: i64,
+    total: f64,
+}
+
+impl Window {
+    /// Window `size` over a walk of `n` values on a grid of `bits` bits (see the module
+    /// documentation).
+    pub(super) fn new(size: usize, n: usize, bits: u32) -> Self {
+        let log_s = usize::BITS - (size - 1).leading_zeros(); // s <= 2^log_s
+        let wide = 2 * log_s + bits > 63;
+        // k1 <= 2 (w - 3) + 2 b - 62 <= 56 and k2 <= w - 6 (`s <= 0.1 n`, so l <= w - 3).
+        let k1 = (2 * log_s + 2 * bits).saturating_sub(62) & 63;
+        let k2 = if wide {
+            (2 * log_s + bits - 1).saturating_sub(61) & 63
+        } else {
+            0
+        };
+        let s = size as f64;
+        Self {
+            size,
+            wide,
+            k1,
+            k2,
+            // T2^2 / D = 3 U^2 / (s^2 - 1), in units of 2^k1 with U in units of 2^k2.
+            c: 3.0 * pow2(2 * k2 as i32 - k1 as i32) / (s * s - 1.0),
+            next: size,
+            last: n / size * size,
+            start: Prefix::default(),
+            start_high: 0,
+            total: 0.0,
         }
     }
-}
 
-/// antropy's squared fluctuation for window `size` (on the grid of `bits` bits, see the module
-/// documentation): the mean, over the `n / size` whole segments, of the mean squared residual
-/// around each segment's line.
-pub(super) fn fluctuation(prefix: &[Prefix], s0_high: &[i64], size: usize, bits: u32) -> f64 {
-    let log_s = usize::BITS - (size - 1).leading_zeros(); // s <= 2^log_s
-    if 2 * log_s + bits > 63 {
-        fluctuation_with::<true>(prefix, s0_high, size, log_s, bits)
-    } else {
-        fluctuation_with::<false>(prefix, s0_high, size, log_s, bits)
+    /// antropy's squared fluctuation (on the grid): the mean, over the `n / size` whole
+    /// segments, of the mean squared residual around each segment's line.
+    pub(super) fn fluctuation(&self) -> f64 {
+        let s = self.size as f64;
+        self.total * pow2(self.k1 as i32) / (s * s) / (self.last / self.size) as f64
     }
-}
 
-/// The shifts and the factor of one window size: `T1` in units of `2^k1`, `U` in units of
-/// `2^k2` and `T2^2 / D = c U^2` in units of `2^k1`.
-#[inline(always)]
-fn constants<const WIDE: bool>(size: usize, log_s: u32, bits: u32) -> (u32, u32, f64) {
-    // k1 <= 2 (w - 3) + 2 b - 62 <= 56 and k2 <= w - 6 (`s <= 0.1 n`, so l <= w - 3).
-    let k1 = (2 * log_s + 2 * bits).saturating_sub(62) & 63;
-    let k2 = if WIDE {
-        (2 * log_s + bits - 1).saturating_sub(61) & 63
-    } else {
-        0
-    };
-    let s = size as f64;
-    // T2^2 / D = 3 U^2 / (s^2 - 1).
-    (
-        k1,
-        k2,
-        3.0 * pow2(2 * k2 as i32 - k1 as i32) / (s * s - 1.0),
-    )
-}
-
-kernel! {
-    /// [`fluctuation`] with `U` in 64 bits (narrow) or 128 (`WIDE`).
-    fn fluctuation_with<const WIDE: bool>(
-        prefix: &[Prefix],
-        s0_high: &[i64],
-        size: usize,
-        log_s: u32,
-        bits: u32,
-    ) -> f64 {
-        let segments = (prefix.len() - 1) / size;
-        let (k1, k2, c) = constants::<WIDE>(size, log_s, bits);
-        let end = segments * size + 1;
-        let (prefix, s0_high) = (&prefix[..end], &s0_high[..end]);
-        let mut a = prefix[0];
-        let mut a_high = 0;
-        let mut total = 0.0;
-        for e in (size..end).step_by(size) {
-            let b = prefix[e];
+    /// Takes the segments ending at prefix indices `first..first + records.len()`.
+    #[inline(always)]
+    fn advance<const WIDE: bool>(&mut self, records: &[Prefix], high: &[i64], first: usize) {
+        let end = self.last.min(first + records.len() - 1);
+        let (size, k1, k2, c) = (self.size, self.k1, self.k2, self.c);
+        let (mut a, mut a_high, mut total) = (self.start, self.start_high, self.total);
+        let mut e = self.next;
+        while e <= end {
+            let b = records[e - first];
             let u = if WIDE {
-                let b_high = s0_high[e];
+                let b_high = high[e - first];
                 let ds0 = ((i128::from(b_high) << 64) | i128::from(b.s0))
                     - ((i128::from(a_high) << 64) | i128::from(a.s0));
                 a_high = b_high;
@@ -127,10 +121,55 @@ kernel! {
             let (t1, u) = (t1_shifted(&a, &b, size, k1) as f64, u as f64);
             total += (t1 - u * u * c).max(0.0);
             a = b;
+            e += size;
         }
-        // mean over segments of (residual / s) = total * 2^k1 / s^2 / segments
-        let s = size as f64;
-        total * pow2(k1 as i32) / (s * s) / segments as f64
+        (self.start, self.start_high, self.total, self.next) = (a, a_high, total, e);
+    }
+}
+
+kernel! {
+    /// Every window of `windows` over the walk `y` on the grid `Y_j = round(y_j * scale)`
+    /// (`|Y_j| < 2^51`): the exact prefix sums (see [`Prefix`]) a chunk at a time into
+    /// `records` and `high` (the high words of `S0`; at least [`CHUNK`] long each), each window
+    /// taking its segments from the chunk.
+    pub(super) fn integer_fluctuations(
+        y: &[f64],
+        scale: f64,
+        windows: &mut [Window],
+        records: &mut [Prefix],
+        high: &mut [i64],
+    ) {
+        // Rounds to nearest: the integer sits in the low bits of `v + 1.5 * 2^52`.
+        const MAGIC: f64 = 6_755_399_441_055_744.0;
+        let (records, high) = (&mut records[..CHUNK], &mut high[..CHUNK]);
+        let wide = windows.iter().any(|w| w.wide);
+        let (mut a0, mut a1, mut a2) = (0_i64, 0_i128, 0_u128);
+        for (k, chunk) in y.chunks(CHUNK).enumerate() {
+            for ((&v, out), out_high) in chunk.iter().zip(records.iter_mut()).zip(high.iter_mut()) {
+                let q = (v * scale + MAGIC).to_bits().wrapping_sub(MAGIC.to_bits()) as i64;
+                a1 += i128::from(a0);
+                a0 += q;
+                a2 += (i128::from(q) * i128::from(q)) as u128;
+                *out = Prefix {
+                    p0: a0,
+                    s0: a1 as u64,
+                    p2_low: a2 as u64,
+                    p2_high: (a2 >> 64) as u64,
+                };
+                if wide {
+                    *out_high = (a1 >> 64) as i64;
+                }
+            }
+            // Record i of the chunk is prefix index k CHUNK + 1 + i.
+            let (records, high) = (&records[..chunk.len()], &high[..chunk.len()]);
+            for w in windows.iter_mut() {
+                if w.wide {
+                    w.advance::<true>(records, high, k * CHUNK + 1);
+                } else {
+                    w.advance::<false>(records, high, k * CHUNK + 1);
+                }
+            }
+        }
     }
 }
 
@@ -181,29 +220,10 @@ mod tests {
         total / segments as f64
     }
 
-    fn grid(steps: &[i64], bits: u32) -> (Vec<i64>, Vec<Prefix>, Vec<i64>) {
-        // A walk scaled so that its largest |value| is just below 2^bits.
-        let mut acc = 0_i64;
-        let walk: Vec<i64> = steps
-            .iter()
-            .map(|d| {
-                acc += d;
-                acc
-            })
-            .collect();
-        let largest = walk.iter().map(|v| v.unsigned_abs()).max().unwrap().max(1);
-        let scale = ((1_u64 << bits) - 1) as f64 / largest as f64;
-        let y: Vec<f64> = walk.iter().map(|&v| v as f64 * scale).collect();
-        let (mut prefix, mut high) = (vec![Prefix::default(); y.len() + 1], vec![0; y.len() + 1]);
-        prefix_sums(&y, 1.0, &mut prefix, &mut high);
-        let values = prefix.windows(2).map(|w| w[1].p0 - w[0].p0).collect();
-        (values, prefix, high)
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
 
-        /// Every size, narrow or wide: the segments' own sums.
+        /// Every size, narrow or wide, across chunks: the segments' own sums.
         #[test]
         fn fluctuations_match_the_segments_sums(
             steps in prop::collection::vec(prop_oneof![3 => -3_i64..=3, 1 => -1000_i64..=1000], 40..3_000),
@@ -212,10 +232,22 @@ mod tests {
             let n = steps.len();
             let width = usize::BITS - n.leading_zeros();
             let bits = if wide_grid { 50.min(62 - width) } else { 30 };
-            let (y, prefix, high) = grid(&steps, bits);
-            for size in [4, 5, 6, 7, 8, 9, 11, 14, 17, 33, 64, 65, 129, 300].into_iter().filter(|&s| s <= n / 4) {
-                let want = direct(&y, size);
-                let got = fluctuation(&prefix, &high, size, bits);
+            // A walk scaled so that its largest |value| is just below 2^bits.
+            let mut acc = 0_i64;
+            let walk: Vec<i64> = steps.iter().map(|d| { acc += d; acc }).collect();
+            let largest = walk.iter().map(|v| v.unsigned_abs()).max().unwrap().max(1);
+            let scale = ((1_u64 << bits) - 1) as f64 / largest as f64;
+            let grid: Vec<i64> = walk.iter().map(|&v| (v as f64 * scale).round() as i64).collect();
+            let y: Vec<f64> = grid.iter().map(|&v| v as f64).collect();
+            let sizes: Vec<usize> = [4, 5, 17, 33, 64, 65, 129, 300, 700]
+                .into_iter()
+                .filter(|&s| s <= n / 4)
+                .collect();
+            let mut windows: Vec<Window> = sizes.iter().map(|&s| Window::new(s, n, bits)).collect();
+            let (mut records, mut high) = (vec![Prefix::default(); CHUNK], vec![0; CHUNK]);
+            integer_fluctuations(&y, 1.0, &mut windows, &mut records, &mut high);
+            for (w, &size) in windows.iter().zip(&sizes) {
+                let (got, want) = (w.fluctuation(), direct(&grid, size));
                 prop_assert!((got - want).abs() <= 1e-12 * want.abs() + 1e-300, "size {}: {} vs {}", size, got, want);
             }
         }
