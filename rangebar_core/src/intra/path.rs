@@ -29,29 +29,105 @@ impl Nav {
     }
 }
 
+/// `(D, U)`: `D = max_k (1 - nav_k / max_{j<=k} nav_j)`, `U = max_k (1 - min_{j<=k} nav_j / nav_k)`.
+///
+/// While the running peak stays the same float, `1 - nav / peak` is largest at the lowest price
+/// since the peak was set; likewise `1 - trough / nav` at the highest price since the trough. So
+/// a stretch of prices with no new peak or trough only lowers the lowest and raises the highest
+/// price: long bars on AVX2 take blocks of [`BLOCK`] prices so (vector minimum and maximum), and
+/// step record by record only the blocks with a new peak or trough; the result is the same.
+pub(super) fn drawdown_runup(price: &[i64], nav: Nav) -> (f64, f64) {
+    #[cfg(target_arch = "x86_64")]
+    if price.len() >= SCAN_FROM && super::simd::has_avx2() {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { avx2::drawdown_runup(price, nav) };
+    }
+    drawdown_runup_steps(price, nav)
+}
+
 kernel! {
-    /// `(D, U)`: `D = max_k (1 - nav_k / max_{j<=k} nav_j)`,
-    /// `U = max_k (1 - min_{j<=k} nav_j / nav_k)`.
-    ///
-    /// While the running peak stays the same float, `1 - nav / peak` is largest at the lowest
-    /// price since the peak was set; likewise `1 - trough / nav` at the highest price since the
-    /// trough. A price within the lowest and the highest changes neither (they lie between the
-    /// trough and the peak), so in long bars, where such prices are most, only the others are
-    /// stepped ([`first_outside`] finds them); short bars are stepped record by record.
-    pub(super) fn drawdown_runup(price: &[i64], nav: Nav) -> (f64, f64) {
+    /// [`drawdown_runup`] record by record.
+    fn drawdown_runup_steps(price: &[i64], nav: Nav) -> (f64, f64) {
         let mut path = PathExtremes::new(price[0]);
-        if price.len() < SCAN_FROM {
-            price[1..].iter().for_each(|&p| path.step(p, nav));
-            return path.finish(nav);
-        }
-        let mut k = 1;
-        while k < price.len() {
-            k += first_outside(&price[k..], path.lowest, path.highest);
-            if let Some(&p) = price.get(k) {
-                path.step(p, nav);
-                k += 1;
+        price[1..].iter().for_each(|&p| path.step(p, nav));
+        path.finish(nav)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{Nav, PathExtremes, BLOCK};
+    use std::arch::x86_64::*;
+
+    /// Lane-wise minimum of signed 64-bit lanes.
+    #[inline(always)]
+    unsafe fn min(a: __m256i, b: __m256i) -> __m256i {
+        _mm256_blendv_epi8(a, b, _mm256_cmpgt_epi64(a, b))
+    }
+
+    /// Lane-wise maximum of signed 64-bit lanes.
+    #[inline(always)]
+    unsafe fn max(a: __m256i, b: __m256i) -> __m256i {
+        _mm256_blendv_epi8(a, b, _mm256_cmpgt_epi64(b, a))
+    }
+
+    /// `f` over the four lanes.
+    #[inline(always)]
+    unsafe fn fold(v: __m256i, f: unsafe fn(__m256i, __m256i) -> __m256i) -> i64 {
+        let v = f(v, _mm256_permute4x64_epi64::<0b01_00_11_10>(v));
+        let v = f(v, _mm256_shuffle_epi32::<0b01_00_11_10>(v));
+        _mm256_extract_epi64::<0>(v)
+    }
+
+    /// [`super::drawdown_runup`] in blocks (see there).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn drawdown_runup(price: &[i64], nav: Nav) -> (f64, f64) {
+        let mut path = PathExtremes::new(price[0]);
+        let blocks = price[1..].chunks_exact(BLOCK);
+        let rest = blocks.remainder();
+        // Lane-wise minimum and maximum of the blocks taken whole since `path` was last updated.
+        let (mut low, mut high) = (
+            _mm256_set1_epi64x(path.lowest),
+            _mm256_set1_epi64x(path.highest),
+        );
+
+        for block in blocks {
+            let p = block.as_ptr().cast::<__m256i>();
+            let v = [
+                _mm256_loadu_si256(p),
+                _mm256_loadu_si256(p.add(1)),
+                _mm256_loadu_si256(p.add(2)),
+                _mm256_loadu_si256(p.add(3)),
+            ];
+            let block_high = max(max(v[0], v[1]), max(v[2], v[3]));
+            let block_low = min(min(v[0], v[1]), min(v[2], v[3]));
+            let (peak, trough) = (
+                _mm256_set1_epi64x(path.peak_p),
+                _mm256_set1_epi64x(path.trough_p),
+            );
+            let beyond = _mm256_or_si256(
+                _mm256_cmpgt_epi64(block_high, peak),
+                _mm256_cmpgt_epi64(trough, block_low),
+            );
+            if _mm256_testz_si256(beyond, beyond) == 1 {
+                low = min(low, block_low);
+                high = max(high, block_high);
+            } else {
+                path.lowest = path.lowest.min(fold(low, min));
+                path.highest = path.highest.max(fold(high, max));
+                block.iter().for_each(|&q| path.step(q, nav));
+                (low, high) = (
+                    _mm256_set1_epi64x(path.lowest),
+                    _mm256_set1_epi64x(path.highest),
+                );
             }
         }
+        path.lowest = path.lowest.min(fold(low, min));
+        path.highest = path.highest.max(fold(high, max));
+        rest.iter().for_each(|&q| path.step(q, nav));
         path.finish(nav)
     }
 }
@@ -363,7 +439,7 @@ mod tests {
         /// and large prices and ticks.
         #[test]
         fn path_features_follow_the_definitions(
-            steps in prop::collection::vec(prop_oneof![6 => -3_i64..=3, 1 => -60_i64..=60], 1..700),
+            steps in prop::collection::vec(prop_oneof![6 => -3_i64..=3, 1 => -60_i64..=60], 1..2_000),
             start in prop_oneof![Just(6_000_000_000_000_i64), Just(1_i64 << 54), 1_000_i64..1_000_000],
             tick in prop_oneof![Just(100_000_000_i64), Just(1_i64), Just(7_i64)],
         ) {
@@ -376,6 +452,12 @@ mod tests {
             let (d, u) = drawdown_runup(&price, nav);
             let (want_d, want_u) = literal_extremes(&navs);
             prop_assert_eq!((d.to_bits(), u.to_bits()), (want_d.to_bits(), want_u.to_bits()));
+            #[cfg(target_arch = "x86_64")]
+            if crate::intra::simd::has_avx2() {
+                // SAFETY: checked just above. (Bars of any length, not only the long ones.)
+                let (d, u) = unsafe { avx2::drawdown_runup(&price, nav) };
+                prop_assert_eq!((d.to_bits(), u.to_bits()), (want_d.to_bits(), want_u.to_bits()));
+            }
             let (bull, bear) = epochs(&price, nav, d, u);
             for (side, h, up) in [(bull, d, true), (bear, u, false)] {
                 let (count, sum_g, positions) = literal_epochs(&navs, h, up);
