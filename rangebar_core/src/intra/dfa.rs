@@ -111,9 +111,10 @@ impl DfaScratch {
     pub(super) fn hurst(&mut self, price: &[i64], high: i64, low: i64) -> Option<f64> {
         let n = price.len() - 1;
         let p1 = price[0];
-        // Largest |z| = |p - p1| / (p + p1) over the bar, at its high or its low.
-        let z =
-            ((high - p1) as f64 / (high + p1) as f64).max((p1 - low) as f64 / (p1 + low) as f64);
+        // Largest |z| = |p - p1| / (p + p1) over the bar, at its high or its low (in floats:
+        // the sums could leave the i64 range).
+        let (h, l, f1) = (high as f64, low as f64, p1 as f64);
+        let z = ((h - f1) / (h + f1)).max((f1 - l) / (f1 + l));
         let exact = high < 1 << 52 && n < 1 << 31;
         grow(&mut self.y, n);
         let y = &mut self.y[..n];
@@ -391,6 +392,7 @@ mod tests {
             (1_i64 << 53, 1 << 30, &steps),
             (1 << 40, 1, &steps),
             (37_701_035_560, 100_000_000, &crash),
+            (i64::MAX / 2 + (1 << 60), 1 << 50, &steps),
         ] {
             let price = walk(start, tick, steps);
             let got = hurst_of(&price);
