@@ -49,7 +49,8 @@ kernel! {
                 ab |= u64::from(x[i] <= y[i]) << i;
                 ac |= u64::from(x[i] <= z[i]) << i;
                 bc |= u64::from(y[i] <= z[i]) << i;
-                block_path += y[i].abs_diff(z[i]);
+                // Wrapping: exact below a range of 2^57 (else the caller sums in 128 bits).
+                block_path = block_path.wrapping_add(y[i].abs_diff(z[i]));
             }
             let valid = u64::MAX >> (B - len);
             let (nab, nac, nbc) = (!ab & valid, !ac & valid, !bc & valid);
@@ -60,7 +61,7 @@ kernel! {
             by_key[4] += u64::from((ab & nac & nbc).count_ones());
             by_key[6] += u64::from((ab & ac & nbc).count_ones());
             by_key[7] += u64::from((ab & ac & bc).count_ones());
-            path += u128::from(block_path);
+            path = path.wrapping_add(u128::from(block_path));
             j += len;
         }
         PricePass { by_key, path }
