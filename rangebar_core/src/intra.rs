@@ -7,6 +7,10 @@
 //! so a bar split across calls, days or checkpoints gets identical values. Moments are population
 //! moments; `None` is a null (the features are never NaN or infinite). A bar of one record has
 //! count 1, duration 0, intensity 0, ofi 0 and every other feature null.
+//!
+//! The per-record work is a handful of passes (`stats`, `path`, `dfa` with `direct` and
+//! `segments`), each a kernel also compiled for AVX2 and chosen at run time (`simd`); both
+//! builds give the same bits.
 
 mod dfa;
 mod direct;

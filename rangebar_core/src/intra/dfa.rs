@@ -8,12 +8,10 @@
 //!   `ln(p_{j+1} / p_1) - (j + 1) mean`, so each value is computed directly (no running sum, no
 //!   error growing along the bar), as `2 atanh(z)` with `z = (p - p_1) / (p + p_1)` (difference and
 //!   sum exact) by its series, branch-free so that it vectorises.
-//! - The walk is put on an integer grid once (48-50 significant bits of its largest value), with
-//!   exact prefix sums `P0` of `Y`, `S0` of `P0` and `P2` of `Y^2`. Each segment's least-squares
-//!   residual follows from `T1 = s Syy - Sy^2` and `T2 = s Sry - Sx Sy`, both exact integers (no
-//!   cancellation); by summation by parts `2 T2 = s U` with
-//!   `U = s (P0_e + P0_a) - Sy - 2 (S0_e - S0_a)`, so a segment costs four integer multiplies and
-//!   a window size one step per segment.
+//! - Window sizes up to 16, which hold most segments, sum each segment straight from the walk
+//!   relative to its first value (`intra/direct.rs`).
+//! - Larger sizes put the walk on an integer grid (48-50 significant bits of its largest value)
+//!   and take each segment's residual from exact prefix sums in one step (`intra/segments.rs`).
 //!
 //! The result agrees with antropy's to ~1e-12 (floats), not bit for bit.
 
@@ -24,7 +22,7 @@ use super::segments::{integer_fluctuations, Prefix, Window, CHUNK};
 use super::simd::kernel;
 use crate::lookback::{dfa, finite, linear_regression};
 
-/// Scratch buffers reused across bars (a bar of N records needs ~8 N bytes and ~20 KB).
+/// Scratch buffers reused across bars (a bar of N records needs ~8 N bytes and ~40 KB).
 #[derive(Debug, Default)]
 pub(super) struct DfaScratch {
     y: Vec<f64>,
@@ -130,7 +128,7 @@ impl DfaScratch {
         if largest == 0.0 {
             return None; // every fluctuation is 0
         }
-        // Grid: |Y| <= 2^bits, with bits such that every sum below fits (see `fluctuation`).
+        // Grid: |Y| <= 2^bits, with bits such that every sum below fits (see `intra/segments.rs`).
         let width = usize::BITS - n.leading_zeros(); // n < 2^width
         let bits = 50.min(62 - width as i32);
         let exponent = ((largest.to_bits() >> 52) & 0x7ff) as i32 - 1023; // 2^e <= largest
