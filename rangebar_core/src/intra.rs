@@ -269,3 +269,98 @@ fn vwap_position(bar: &BarState) -> Option<f64> {
     };
     finite(position.clamp(0.0, 1.0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bar::Trade;
+    use proptest::prelude::*;
+
+    /// The bars of a random walk at `threshold` with their records (the last one open).
+    fn bars(steps: &[(i64, i64, i64)], threshold: u32, tick: i64) -> Vec<(BarState, IntraState)> {
+        let (mut price, mut ts) = (6_000_000_000_000_i64, 1_700_000_000_000_000_i64);
+        let mut out: Vec<(BarState, IntraState)> = Vec::new();
+        let mut open: Option<(BarState, IntraState)> = None;
+        for (row, &(dp, dt, qty)) in steps.iter().enumerate() {
+            price = (price + dp * tick).max(1);
+            ts += dt;
+            let t = Trade {
+                timestamp_us: ts,
+                price,
+                quantity: qty,
+                agg_trade_id: row as i64,
+                first_trade_id: row as i64,
+                last_trade_id: row as i64,
+                is_buyer_maker: dp % 2 == 0,
+            };
+            match open.as_mut() {
+                None => {
+                    let mut s = IntraState::default();
+                    s.push(ts, price, qty);
+                    open = Some((BarState::open(&t, threshold, row).unwrap(), s));
+                }
+                Some((b, s)) => {
+                    b.add(&t, row).unwrap();
+                    s.push(ts, price, qty);
+                    if b.breaches(price) {
+                        out.extend(open.take());
+                    }
+                }
+            }
+        }
+        out.extend(open);
+        out
+    }
+
+    fn bits(f: &IntraFeatures) -> Vec<u64> {
+        let o = |v: Option<f64>| v.map_or(u64::MAX, f64::to_bits);
+        vec![
+            f.trade_count as u64,
+            f.duration_us as u64,
+            f.intensity.to_bits(),
+            f.ofi.to_bits(),
+            o(f.count_imbalance),
+            o(f.vwap_position),
+            o(f.kyle_lambda),
+            o(f.burstiness),
+            o(f.volume_skew),
+            o(f.volume_kurt),
+            o(f.kaufman_er),
+            o(f.garman_klass_vol),
+            o(f.hurst),
+            o(f.permutation_entropy),
+            o(f.max_drawdown),
+            o(f.max_runup),
+            o(f.bull_epoch_density),
+            o(f.bull_excess_gain),
+            o(f.bull_cv),
+            o(f.bear_epoch_density),
+            o(f.bear_excess_gain),
+            o(f.bear_cv),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// The portable builds of every kernel give the AVX2 builds' bits (bars of a few records
+        /// to a few thousand, so every path: direct and grid DFA sizes, blocks and steps).
+        #[test]
+        fn portable_and_avx2_builds_agree(
+            steps in prop::collection::vec(
+                (prop_oneof![4 => -2_i64..=2, 1 => -30_i64..=30], 0_i64..5_000, 0_i64..300_000_000),
+                1..6_000,
+            ),
+            threshold in prop_oneof![Just(25_u32), Just(250), Just(2_500)],
+            tick in prop_oneof![Just(100_000_000_i64), Just(1_000_000)],
+        ) {
+            for (bar, records) in bars(&steps, threshold, tick) {
+                let fast = IntraFeatures::compute(&bar, &records);
+                simd::PORTABLE.with(|p| p.set(true));
+                let portable = IntraFeatures::compute(&bar, &records);
+                simd::PORTABLE.with(|p| p.set(false));
+                prop_assert_eq!(bits(&fast), bits(&portable), "{} records", records.len());
+            }
+        }
+    }
+}

@@ -2,10 +2,20 @@
 //! (chosen at run time, once per call). The AVX2 build only widens what the compiler vectorises;
 //! no fused multiply-add is written, so both builds give the same bits.
 
+#[cfg(test)]
+thread_local! {
+    /// Tests set this to run the portable builds on an AVX2 machine.
+    pub(super) static PORTABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Does the CPU have what the AVX2 builds need?
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub(super) fn has_avx2() -> bool {
+    #[cfg(test)]
+    if PORTABLE.with(std::cell::Cell::get) {
+        return false;
+    }
     std::is_x86_feature_detected!("avx2")
         && std::is_x86_feature_detected!("fma")
         && std::is_x86_feature_detected!("bmi1")
