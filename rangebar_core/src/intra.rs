@@ -7,9 +7,17 @@
 //! so a bar split across calls, days or checkpoints gets identical values. Moments are population
 //! moments; `None` is a null (the features are never NaN or infinite). A bar of one record has
 //! count 1, duration 0, intensity 0, ofi 0 and every other feature null.
+//!
+//! The per-record work is a handful of passes (`stats`, `path`, `dfa` with `direct` and
+//! `segments`), each a kernel also compiled for AVX2 and chosen at run time (`simd`); both
+//! builds give the same bits.
 
 mod dfa;
+mod direct;
 mod path;
+mod segments;
+mod simd;
+mod stats;
 
 use std::cell::RefCell;
 
@@ -17,9 +25,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::bar::BarState;
 use crate::fixed;
-use crate::lookback::{finite, permutation_entropy_of, ratio};
+use crate::lookback::{finite, ratio};
 use dfa::DfaScratch;
 use path::{drawdown_runup, epochs, Nav};
+use stats::{burstiness, permutation_entropy, price_pass, volume_moments};
 
 /// Fewest records for burstiness, skewness and kurtosis.
 const MIN_MOMENTS: usize = 3;
@@ -185,13 +194,10 @@ impl IntraFeatures {
         .or(Some(0.0));
         let (o, c) = (fixed::to_f64(price[0]), fixed::to_f64(price[n - 1]));
         let (h, l) = (fixed::to_f64(bar.high), fixed::to_f64(bar.low));
-        let path: u128 = price
-            .windows(2)
-            .map(|w| u128::from(w[1].abs_diff(w[0])))
-            .sum();
+        let pass = price_pass(price, bar.high, bar.low);
         let kaufman_er = ratio(
             price[n - 1].abs_diff(price[0]) as f64,
-            fixed::i128_to_f64(path as i128),
+            fixed::i128_to_f64(pass.path as i128),
         );
         let garman_klass_vol = finite(
             (0.5 * (h / l).ln().powi(2) - (2.0 * 2f64.ln() - 1.0) * (c / o).ln().powi(2))
@@ -199,7 +205,7 @@ impl IntraFeatures {
                 .sqrt(),
         );
         let (volume_skew, volume_kurt) = if n >= MIN_MOMENTS {
-            volume_moments(qty)
+            volume_moments(qty, bar.volume())
         } else {
             (None, None)
         };
@@ -220,10 +226,10 @@ impl IntraFeatures {
             kaufman_er,
             garman_klass_vol,
             hurst: (n >= MIN_HURST)
-                .then(|| SCRATCH.with(|sc| sc.borrow_mut().hurst(price, bar.high)))
+                .then(|| SCRATCH.with(|sc| sc.borrow_mut().hurst(price, bar.high, bar.low)))
                 .flatten(),
             permutation_entropy: (n >= MIN_ENTROPY)
-                .then(|| permutation_entropy_of(n, |i| price[i]))
+                .then(|| permutation_entropy(&pass.by_key, n - 2))
                 .flatten(),
             max_drawdown: finite(drawdown),
             max_runup: finite(runup),
@@ -264,61 +270,97 @@ fn vwap_position(bar: &BarState) -> Option<f64> {
     finite(position.clamp(0.0, 1.0))
 }
 
-/// `(s - m) / (s + m)` of the m = n - 1 inter-arrival times (population std); None when s = 0.
-/// With S their sum (the duration) and Q the sum of their squares, s / m = sqrt(m Q - S^2) / S,
-/// whose radicand is an exact integer.
-fn burstiness(ts: &[i64]) -> Option<f64> {
-    let m = (ts.len() - 1) as u128;
-    let sum = ts[ts.len() - 1].abs_diff(ts[0]) as u128;
-    let squares: Option<u128> = ts.windows(2).try_fold(0_u128, |acc, w| {
-        let g = u128::from(w[1].abs_diff(w[0]));
-        acc.checked_add(g * g)
-    });
-    let spread = squares
-        .and_then(|q| m.checked_mul(q))
-        .and_then(|mq| mq.checked_sub(sum * sum))
-        .map(|r| (r as f64).sqrt())?;
-    if spread == 0.0 {
-        return None;
-    }
-    let sum = sum as f64;
-    ratio(spread - sum, spread + sum)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bar::Trade;
+    use proptest::prelude::*;
 
-/// Skewness `m3 / m2^1.5` and excess kurtosis `m4 / m2^2 - 3` of the quantities; None when
-/// `m2 = 0`. Both are scale-free, so the raw fixed-point values serve (exact below 2^53).
-fn volume_moments(qty: &[i64]) -> (Option<f64>, Option<f64>) {
-    // Four lanes per sum, so that the loops vectorise.
-    let n = qty.len() as f64;
-    let (chunks, rest) = (qty.chunks_exact(4), qty.chunks_exact(4).remainder());
-    let mut sums = [0.0; 4];
-    for c in chunks.clone() {
-        for (s, &q) in sums.iter_mut().zip(c) {
-            *s += q as f64;
+    /// The bars of a random walk at `threshold` with their records (the last one open).
+    fn bars(steps: &[(i64, i64, i64)], threshold: u32, tick: i64) -> Vec<(BarState, IntraState)> {
+        let (mut price, mut ts) = (6_000_000_000_000_i64, 1_700_000_000_000_000_i64);
+        let mut out: Vec<(BarState, IntraState)> = Vec::new();
+        let mut open: Option<(BarState, IntraState)> = None;
+        for (row, &(dp, dt, qty)) in steps.iter().enumerate() {
+            price = (price + dp * tick).max(1);
+            ts += dt;
+            let t = Trade {
+                timestamp_us: ts,
+                price,
+                quantity: qty,
+                agg_trade_id: row as i64,
+                first_trade_id: row as i64,
+                last_trade_id: row as i64,
+                is_buyer_maker: dp % 2 == 0,
+            };
+            match open.as_mut() {
+                None => {
+                    let mut s = IntraState::default();
+                    s.push(ts, price, qty);
+                    open = Some((BarState::open(&t, threshold, row).unwrap(), s));
+                }
+                Some((b, s)) => {
+                    b.add(&t, row).unwrap();
+                    s.push(ts, price, qty);
+                    if b.breaches(price) {
+                        out.extend(open.take());
+                    }
+                }
+            }
+        }
+        out.extend(open);
+        out
+    }
+
+    fn bits(f: &IntraFeatures) -> Vec<u64> {
+        let o = |v: Option<f64>| v.map_or(u64::MAX, f64::to_bits);
+        vec![
+            f.trade_count as u64,
+            f.duration_us as u64,
+            f.intensity.to_bits(),
+            f.ofi.to_bits(),
+            o(f.count_imbalance),
+            o(f.vwap_position),
+            o(f.kyle_lambda),
+            o(f.burstiness),
+            o(f.volume_skew),
+            o(f.volume_kurt),
+            o(f.kaufman_er),
+            o(f.garman_klass_vol),
+            o(f.hurst),
+            o(f.permutation_entropy),
+            o(f.max_drawdown),
+            o(f.max_runup),
+            o(f.bull_epoch_density),
+            o(f.bull_excess_gain),
+            o(f.bull_cv),
+            o(f.bear_epoch_density),
+            o(f.bear_excess_gain),
+            o(f.bear_cv),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// The portable builds of every kernel give the AVX2 builds' bits (bars of a few records
+        /// to a few thousand, so every path: direct and grid DFA sizes, blocks and steps).
+        #[test]
+        fn portable_and_avx2_builds_agree(
+            steps in prop::collection::vec(
+                (prop_oneof![4 => -2_i64..=2, 1 => -30_i64..=30], 0_i64..5_000, 0_i64..300_000_000),
+                1..6_000,
+            ),
+            threshold in prop_oneof![Just(25_u32), Just(250), Just(2_500)],
+            tick in prop_oneof![Just(100_000_000_i64), Just(1_000_000)],
+        ) {
+            for (bar, records) in bars(&steps, threshold, tick) {
+                let fast = IntraFeatures::compute(&bar, &records);
+                simd::PORTABLE.with(|p| p.set(true));
+                let portable = IntraFeatures::compute(&bar, &records);
+                simd::PORTABLE.with(|p| p.set(false));
+                prop_assert_eq!(bits(&fast), bits(&portable), "{} records", records.len());
+            }
         }
     }
-    let tail: f64 = rest.iter().map(|&q| q as f64).sum();
-    let mean = ((sums[0] + sums[1]) + (sums[2] + sums[3]) + tail) / n;
-    let (mut s2, mut s3, mut s4) = ([0.0; 4], [0.0; 4], [0.0; 4]);
-    let mut add = |lane: usize, q: i64| {
-        let d = q as f64 - mean;
-        let d2 = d * d;
-        s2[lane] += d2;
-        s3[lane] += d2 * d;
-        s4[lane] += d2 * d2;
-    };
-    for c in chunks {
-        for (lane, &q) in c.iter().enumerate() {
-            add(lane, q);
-        }
-    }
-    for &q in rest {
-        add(0, q);
-    }
-    let total = |s: [f64; 4]| (s[0] + s[1]) + (s[2] + s[3]);
-    let (m2, m3, m4) = (total(s2) / n, total(s3) / n, total(s4) / n);
-    if m2 == 0.0 {
-        return (None, None);
-    }
-    (finite(m3 / m2.powf(1.5)), finite(m4 / (m2 * m2) - 3.0))
 }
