@@ -10,14 +10,18 @@ libraries that look there, as polars does for pandas, are not misled).
 
 :func:`import_ahead` imports a module in a background thread while the caller works outside the
 GIL (the kernel), for a call that needs the module afterwards: the two overlap.
+:func:`in_background` runs warm-ups (imports of seconds, a context to build) one after another in
+one background thread; :func:`background_settled` waits for those queued so far.
 """
 
 from __future__ import annotations
 
 import importlib
+import queue
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from types import ModuleType
 from typing import Any, cast
@@ -66,3 +70,38 @@ def import_ahead(name: str | None) -> Iterator[None]:
         yield
     finally:
         worker.join()
+
+
+#: One thread for every warm-up: two threads importing at once can deadlock on a circular import
+#: (``_DeadlockError`` on narwhals, imported by both scikit-learn and great-expectations). A daemon
+#: thread: a process that ends does not wait for a warm-up it no longer needs.
+_QUEUE: queue.SimpleQueue[tuple[Callable[[], object], Future[object]]] = queue.SimpleQueue()
+_WORKER: list[threading.Thread] = []
+_WORKER_LOCK = threading.Lock()
+
+
+def _work() -> None:
+    while True:
+        step, future = _QUEUE.get()
+        try:
+            future.set_result(step())
+        except BaseException as exc:  # kept in the future: the caller repeats the work
+            future.set_exception(exc)
+
+
+def in_background(step: Callable[[], object]) -> Future[object]:
+    """Queue ``step`` (a warm-up) on the background thread; its errors stay in the returned future:
+    whoever needs the result repeats the work and reports the error in its own thread."""
+    future: Future[object] = Future()
+    with _WORKER_LOCK:
+        if not _WORKER:
+            _WORKER.append(threading.Thread(target=_work, name="rangebar-warm-up", daemon=True))
+            _WORKER[0].start()
+        _QUEUE.put((step, future))
+    return future
+
+
+def background_settled() -> None:
+    """Wait until the warm-ups queued so far are done (before importing what they import)."""
+    if _WORKER and threading.current_thread() is not _WORKER[0]:
+        in_background(lambda: None).exception()

@@ -10,11 +10,13 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Final
 
 import polars as pl
 
+from rangebar_pipeline._lazy import background_settled, in_background
 from rangebar_pipeline.manifest import COLUMNS
 from rangebar_pipeline.schema import BAR_SCHEMA, FEATURE_COLUMNS, GROUP_SCHEMAS
 from rangebar_pipeline.validation._frames import as_bar_frame
@@ -157,17 +159,15 @@ def _batch_definition() -> Any:
     return _STATE["batch_definition"]
 
 
-def warm_up() -> threading.Thread:
-    """Import great-expectations and build its context in a daemon thread, so that the seconds the
-    first validation of a process would pay overlap other work (a later call waits for it)."""
+def _prepare() -> None:
+    with _LOCK:
+        _batch_definition()
 
-    def prepare() -> None:
-        with _LOCK:
-            _batch_definition()
 
-    thread = threading.Thread(target=prepare, name="rangebar-gx-warm-up", daemon=True)
-    thread.start()
-    return thread
+def warm_up() -> Future[object]:
+    """Import great-expectations and build its context on the background thread, so that the
+    seconds the first validation of a process would pay overlap other work."""
+    return in_background(_prepare)
 
 
 def _suite(columns: Sequence[str], options: Mapping[str, Any]) -> Any:
@@ -204,6 +204,7 @@ def validate_expectations(
         "max_rows": max_rows,
     }
     pandas_frame = _to_pandas(frame)
+    background_settled()  # a warm-up importing right now (great-expectations or another): after it
     with _LOCK:
         batch_definition = _batch_definition()
         suite = _suite(frame.columns, options)

@@ -9,15 +9,16 @@ pairs. The pass rule is the reference's: the invariant checks passed and at leas
 from __future__ import annotations
 
 import math
-import threading
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 import polars as pl
 
+from rangebar_pipeline._lazy import background_settled, in_background
 from rangebar_pipeline.exceptions import MissingColumnError
 from rangebar_pipeline.schema import FEATURE_COLUMNS
 from rangebar_pipeline.validation._frames import as_bar_frame
@@ -127,18 +128,16 @@ class Tier2Result(CheckedResult):
         return meta
 
 
-def warm_up() -> threading.Thread:
-    """Import statsmodels, scipy and scikit-learn in a daemon thread (seconds of imports the first
-    :func:`validate_tier2` of a process would pay, overlapped with other work)."""
+def _load() -> None:
+    import scipy.stats  # noqa: F401
+    import sklearn.feature_selection  # noqa: F401
+    import statsmodels.tsa.stattools  # noqa: F401
 
-    def load() -> None:
-        import scipy.stats  # noqa: F401
-        import sklearn.feature_selection  # noqa: F401
-        import statsmodels.tsa.stattools  # noqa: F401
 
-    thread = threading.Thread(target=load, name="rangebar-tier2-warm-up", daemon=True)
-    thread.start()
-    return thread
+def warm_up() -> Future[object]:
+    """Import statsmodels, scipy and scikit-learn on the background thread (seconds of imports the
+    first :func:`validate_tier2` of a process would pay, overlapped with other work)."""
+    return in_background(_load)
 
 
 def _fmt(value: Any) -> str:
@@ -163,6 +162,7 @@ def validate_tier2(
     Passes when the invariant checks pass and at least ``min_significant`` features are significant.
     ``target_col`` is rangebar 7.1.3's name for ``target``.
     """
+    background_settled()  # a warm-up importing statsmodels or scikit-learn right now: after it
     if target_col is not None:
         target = target_col
     frame = as_bar_frame(df)
