@@ -261,10 +261,12 @@ def day_result(path: Path, meta: dict[str, Any], size: int) -> DayWriteResult:
     )
 
 
-def read_footer(path: Path) -> dict[str, Any]:
-    """The store's footer entry of ``path``, checked against the file's row count."""
+def read_footer(path: Path, metadata: pq.FileMetaData | None = None) -> dict[str, Any]:
+    """The store's footer entry of ``path`` (``metadata``: its Parquet footer, when already read),
+    checked against the file's row count."""
     try:
-        metadata = pq.read_metadata(path)
+        if metadata is None:
+            metadata = pq.read_metadata(path)
         raw = (metadata.metadata or {}).get(_META_KEY)
         meta: dict[str, Any] = json.loads(raw) if raw else {}
     except (OSError, pa.ArrowException, ValueError) as exc:
@@ -293,11 +295,18 @@ def existing_result(path: Path, day: date) -> DayWriteResult | None:
 
 def read_verified(path: Path, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """Read ``path`` with page-checksum verification and check schema and row count."""
-    meta = read_footer(path)
+    # One open and one footer parse for the store's entry and the data; a ParquetFile reads without
+    # pyarrow.dataset (whose import alone is 0.2 s) and in about half the time of read_table.
     try:
-        table = pq.read_table(path, page_checksum_verification=True).replace_schema_metadata(None)
+        file = pq.ParquetFile(path, page_checksum_verification=True)
     except (OSError, pa.ArrowException, ValueError) as exc:
         raise CorruptFileError(f"corrupt tick file {path}: {exc}") from exc
+    with file:
+        meta = read_footer(path, file.metadata)
+        try:
+            table = file.read().replace_schema_metadata(None)
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            raise CorruptFileError(f"corrupt tick file {path}: {exc}") from exc
     # Checked on the Arrow side first: a flipped byte in the stored Arrow schema (a time zone, the
     # copy of the footer entry) would make polars panic or fail on conversion instead of raising.
     expected = pl.DataFrame(schema=schema).to_arrow().schema
