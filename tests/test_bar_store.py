@@ -66,6 +66,10 @@ def test_round_trip_is_exact_and_ordered(store: BarStore) -> None:
     got = store.read_bars(SPOT, 250, D1, D1)
     assert got.columns == list(BAR_COLUMNS)
     assert_frame_equal(got, bars.sort("close_time", "first_agg_trade_id"), check_exact=True)
+    some = ["close", "open_time", "last_agg_trade_id"]  # only these, in this order, times converted
+    assert_frame_equal(store.read_bars(SPOT, 250, D1, D1, columns=some), got.select(some), check_exact=True)
+    with pytest.raises(ValueError, match=r"unknown bar columns \['nope'\]"):
+        store.read_bars(SPOT, 250, D1, D1, columns=["open", "nope"])
 
 
 def test_rewriting_a_day_leaves_exactly_the_new_version(store: BarStore) -> None:

@@ -205,13 +205,20 @@ def precompute_range_bars(
                 )  # fmt: skip
                 walk_range(walk, start, end, on_day=progress.day)
             for threshold in todo:
-                bars = store.read_bars(series, threshold, start, end, options=options)
                 valid: bool | None = None
-                if validate_on_complete != "skip":
+                if validate_on_complete == "skip":
+                    total = store.count_bars(series, threshold, start, end, options=options)
+                else:
+                    from rangebar_pipeline.validation.continuity import JUNCTION_COLUMNS
+
+                    bars = store.read_bars(
+                        series, threshold, start, end, options=options, columns=JUNCTION_COLUMNS
+                    )
+                    total = bars.height
                     valid = check_continuity(bars, series, threshold, tolerance, validate_on_complete)
                 done, cached = progress.computed[threshold], progress.cached[threshold]
                 results[threshold] = PrecomputeResult(
-                    series.symbol, threshold, start, end, bars.height, walk.tick_count,
+                    series.symbol, threshold, start, end, total, walk.tick_count,
                     time.perf_counter() - began, valid, series=series.key, days_computed=done,
                     days_cached=cached,
                 )  # fmt: skip

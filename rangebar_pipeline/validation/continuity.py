@@ -265,7 +265,8 @@ class TieredValidationResult(CheckedResult):
 
 # --- junction frame -----------------------------------------------------------------------------
 
-_JUNCTION_COLUMNS: Final[tuple[str, ...]] = (
+#: The bar columns continuity reads (a caller may read only these from a store).
+JUNCTION_COLUMNS: Final[tuple[str, ...]] = (
     "open",
     "close",
     "open_time",
@@ -282,7 +283,7 @@ def _junctions(frame: pl.DataFrame, previous_bar: Any) -> pl.DataFrame:
             f"continuity needs columns 'open' and 'close' (or 'Open'/'Close'); missing {missing}, "
             f"found {frame.columns}"
         )
-    cols = [c for c in _JUNCTION_COLUMNS if c in frame.columns]
+    cols = [c for c in JUNCTION_COLUMNS if c in frame.columns]
     body = frame.select(cols).with_row_index("bar_index").with_columns(pl.col("bar_index").cast(pl.Int64))
     if previous_bar is not None:
         prev = _previous_row(previous_bar, cols, body.schema)
@@ -528,6 +529,7 @@ __all__ = [
     "ASSET_CLASS_MULTIPLIERS",
     "CONTINUITY_TOLERANCE_PCT",
     "DEFAULT_CONTINUITY_TOLERANCE",
+    "JUNCTION_COLUMNS",
     "VALIDATION_PRESETS",
     "AssetClass",
     "ContinuityResult",

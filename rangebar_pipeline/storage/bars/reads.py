@@ -154,20 +154,26 @@ def checkpoints_at(
     return {int(t): bytes(cp) for t, cp in result.result_rows}
 
 
-def select_bars(client: Any, database: str, key: BarKey, selection: Selection, order: str) -> pl.DataFrame:
-    """The visible bars of ``selection`` in the order (and limit) of the ``order`` clause."""
-    series, options = key.series, key.options
-    columns = ["open_time_us", "close_time_us", *VALUE_COLUMNS]
-    columns += list(source_type(series).spread_schema)
-    if options.lookback_trades:
-        columns += list(LOOKBACK_SCHEMA)
-    if options.intra_bar:
-        columns += list(INTRA_SCHEMA)
-    sql = (
-        f"SELECT {', '.join(columns)} FROM {database}.range_bars WHERE {selection.visible(database)} {order}"
-    )
+def select_bars(
+    client: Any,
+    database: str,
+    key: BarKey,
+    selection: Selection,
+    order: str,
+    *,
+    columns: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """The visible bars of ``selection`` in the order (and limit) of the ``order`` clause: every
+    column of the bar frame, or only ``columns`` (bar-frame names, in that order)."""
+    schema = bar_frame_schema(key.series, key.options)
+    if columns is not None:
+        if unknown := [c for c in columns if c not in schema]:
+            raise ValueError(f"unknown bar columns {unknown}; the bars of {key} have {list(schema)}")
+        schema = {c: schema[c] for c in columns}
+    stored = [f"{c}_us" if c in _TIME_COLUMNS else c for c in schema]
+    sql = f"SELECT {', '.join(stored)} FROM {database}.range_bars WHERE {selection.visible(database)} {order}"
     table = client.query_arrow(sql, parameters=selection.params, use_strings=True)
-    return _to_bar_frame(pl.DataFrame(pl.from_arrow(table)), series, options)
+    return _to_bar_frame(pl.DataFrame(pl.from_arrow(table)), schema)
 
 
 def count_bars(client: Any, database: str, selection: Selection) -> int:
@@ -207,18 +213,20 @@ def status_rows(client: Any, database: str) -> list[SeriesStatus]:
     ]
 
 
-def _to_bar_frame(raw: pl.DataFrame, series: Series, options: BarOptions) -> pl.DataFrame:
-    """ClickHouse rows -> bar frame in the kernel's order: BAR_SCHEMA, the lookback and intra groups
+def bar_frame_schema(series: Series, options: BarOptions) -> dict[str, pl.DataType]:
+    """The bar frame's columns in the kernel's order: BAR_SCHEMA, the lookback and intra groups
     (when ``options`` has them), then the spread columns (Exness)."""
-    extra = dict(source_type(series).spread_schema)
     groups = (LOOKBACK_SCHEMA if options.lookback_trades else {}) | (
         INTRA_SCHEMA if options.intra_bar else {}
     )
+    return dict(BAR_SCHEMA) | groups | dict(source_type(series).spread_schema)
+
+
+def _to_bar_frame(raw: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """ClickHouse rows -> the bar frame of ``schema`` (times stored as microseconds)."""
     if raw.is_empty() and not raw.columns:
-        return pl.DataFrame(schema=BAR_SCHEMA | groups | extra)
+        return pl.DataFrame(schema=schema)
     return raw.select(
-        pl.col("open_time_us").cast(pl.Int64).cast(BAR_SCHEMA["open_time"]).alias("open_time"),
-        pl.col("close_time_us").cast(pl.Int64).cast(BAR_SCHEMA["close_time"]).alias("close_time"),
-        *(pl.col(c).cast(BAR_SCHEMA[c]) for c in VALUE_COLUMNS),
-        *(pl.col(c).cast(dtype) for c, dtype in (groups | extra).items()),
+        (pl.col(f"{c}_us").cast(pl.Int64) if c in _TIME_COLUMNS else pl.col(c)).cast(dtype).alias(c)
+        for c, dtype in schema.items()
     )

@@ -248,18 +248,27 @@ class BarStore:
     # -- reading
 
     def read_bars(
-        self, series: Series, threshold: int, start: date, end: date, *, options: BarOptions = DEFAULT_OPTIONS
+        self,
+        series: Series,
+        threshold: int,
+        start: date,
+        end: date,
+        *,
+        options: BarOptions = DEFAULT_OPTIONS,
+        columns: Sequence[str] | None = None,
     ) -> pl.DataFrame:
         """Stored bars of the days in ``[start, end]``, ascending by (close_time, first_agg_trade_id).
 
         Only stored days contribute: check :meth:`is_covered` first for a complete answer. Bars
-        carry the columns of ``options`` (the lookback group when it is on).
+        carry the columns of ``options`` (the lookback and intra groups when on), or only ``columns``.
         """
         key = BarKey(series, threshold, options)
         check_range(start, end)
         order = "ORDER BY close_time_us, first_agg_trade_id"
         with self._client() as client:
-            return reads.select_bars(client, self.database, key, Selection.of(key, start, end), order)
+            return reads.select_bars(
+                client, self.database, key, Selection.of(key, start, end), order, columns=columns
+            )
 
     def last_n_bars(
         self, series: Series, threshold: int, n: int, end: date, *, options: BarOptions = DEFAULT_OPTIONS
