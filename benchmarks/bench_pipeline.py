@@ -369,12 +369,21 @@ def main() -> None:
     row("Dagster: one in-process run per day partition", "partition", _per_day(runs["partition"]), True,
         "<= 1.2 s")  # fmt: skip
     print(f"{'one `dagster asset materialize` CLI call (one day)':<66} {cli:7.2f} s a day")
+    from rangebar_pipeline.engine import BATCH_DAYS
+
     done = runs["ranged"]["day_done"]
-    fixed, slope = fit_line([float(i + 1) for i in range(len(done))], done)
-    print(
-        f"ranged run: day d done at t(d) = {fixed:.2f} s + {slope:.3f} s x d (fixed cost per run, "
-        f"marginal cost per day; the kernel's own per-day time is {floor / args.days:.3f} s)"
-    )
+    if len(done) > 2 * BATCH_DAYS:  # days complete a batch at a time: a slope needs several batches
+        fixed, slope = fit_line([float(i + 1) for i in range(len(done))], done)
+        print(
+            f"ranged run: day d done at t(d) = {fixed:.2f} s + {slope:.3f} s x d (fixed cost per run, "
+            f"marginal cost per day; the kernel's own per-day time is {floor / args.days:.3f} s)"
+        )
+    else:
+        print(
+            f"ranged run: its {len(done)} days are one or two batches of the engine ({BATCH_DAYS} days): "
+            f"all done at {min(done):.2f}-{max(done):.2f} s; the marginal cost per day is fitted in the "
+            "year run (--year-days 90)"
+        )
     print(
         f"kernel: {args.days * args.trades * len(thresholds) / floor / 1e6:.0f} M trade-thresholds/s; "
         f"bars {runs['kernel']['bars']:,}"
@@ -398,6 +407,11 @@ def main() -> None:
         print(
             f"bar step: day d done at t(d) = {a:.2f} s + {b:.3f} s x d (least squares over {n} days; "
             f"the intercept includes the ticks step)"
+        )
+        kernel = spawn("kernel", year_root, year_mirror, year_dates, list(YEAR_THRESHOLDS))["seconds"] / n
+        print(
+            f"the kernel floor of those days (process_parquet, six thresholds): {kernel:.3f} s a day; "
+            f"the bar step's marginal cost is {b / kernel:.1f}x it"
         )
         year_s = ticks * 365 / n + (a - ticks) + b * 365
         print(
