@@ -57,7 +57,13 @@ from rangebar_pipeline.assets.features import (
     publish_days,
     withdrawn_observation,
 )
-from rangebar_pipeline.assets.provenance import KERNEL_CODE_VERSION, Version, latest_version, version_tags
+from rangebar_pipeline.assets.provenance import (
+    KERNEL_CODE_VERSION,
+    Version,
+    latest_version,
+    latest_versions,
+    version_tags,
+)
 from rangebar_pipeline.assets.ticks import TICKS_KEY
 from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.engine import (
@@ -86,7 +92,7 @@ from rangebar_pipeline.resources import (
 )
 from rangebar_pipeline.schema import SCHEMA_VERSION
 from rangebar_pipeline.series import Series
-from rangebar_pipeline.storage.bars import KERNEL_VERSION, BarStore
+from rangebar_pipeline.storage.bars import KERNEL_VERSION, BarStore, checkpoint_sha256
 from rangebar_pipeline.storage.datasets import DatasetStore
 from rangebar_pipeline.storage.ticks import TickStore
 from rangebar_pipeline.streaming import prefetch
@@ -293,8 +299,12 @@ class _StepRun:
     def _flush(self, chunk: Sequence[_Day], write_seconds: float, *, store_bars: bool) -> Iterator[Any]:
         if not chunk:
             return
-        for day in chunk:
-            yield from self._bar_events(day, write_seconds / len(chunk), materialized=store_bars)
+        labels = [partition_key(d.day, d.series) for d in chunk]
+        ticks = latest_versions(self.context.instance, TICKS_KEY, labels) if store_bars else {}
+        for day, label in zip(chunk, labels, strict=True):
+            yield from self._bar_events(
+                day, write_seconds / len(chunk), materialized=store_bars, ticks_version=ticks.get(label)
+            )
             summary = ", ".join(
                 f"{t} dbps {r.bars.height} bars{'' if day.tier1[t].passed else ' (tier1 FAILED)'}"
                 for t, r in day.results.items()
@@ -304,10 +314,11 @@ class _StepRun:
             )
         yield from self._feature_events(chunk)
 
-    def _bar_events(self, day: _Day, write_seconds: float, *, materialized: bool) -> Iterator[Any]:
+    def _bar_events(
+        self, day: _Day, write_seconds: float, *, materialized: bool, ticks_version: Version | None
+    ) -> Iterator[Any]:
         """The day's bar materializations (when computed here) and the selected bar checks."""
         label = partition_key(day.day, day.series)
-        ticks_version = latest_version(self.context.instance, TICKS_KEY, label) if materialized else None
         for threshold, result in day.results.items():
             asset = range_bars_key(threshold)
             if materialized:
@@ -399,9 +410,8 @@ class _StepRun:
         }
         commit = publish_days(self.datasets, built, failed, verdicts, sources)
         code_version = features_code_version(self.pipeline)
-        for item in built:
-            label = partition_key(item.day, series)
-            verdict = verdicts.get(id(item))
+        labels = [partition_key(item.day, series) for item in built]
+        for item, label in zip(built, labels, strict=True):
             version = _feature_version(sources[item.day], self.selection.horizons, code_version)
             yield dg.AssetMaterialization(
                 asset_key=asset,
@@ -409,11 +419,12 @@ class _StepRun:
                 metadata=feature_metadata(item, commit),
                 tags=version_tags(version, code_version, {bars: sources[item.day]}),
             )
-            if verdict is not None or asset in self.tier2_targets:
-                judged = latest_version(instance, asset, label)
-                self.tier2_targets[asset] = judged
-                if verdict is not None:
-                    yield gate_evaluation(asset, label, verdict, judged)
+        gated = [(item, label) for item, label in zip(built, labels, strict=True) if id(item) in verdicts]
+        if built and (gated or asset in self.tier2_targets):  # the materializations just recorded
+            judged = latest_versions(instance, asset, labels)
+            self.tier2_targets[asset] = judged.get(labels[-1])
+            for item, label in gated:
+                yield gate_evaluation(asset, label, verdicts[id(item)], judged.get(label))
         for item, reason in failed:
             yield withdrawn_observation(item, reason, commit)
 
@@ -446,7 +457,7 @@ def _bar_metadata(
             "carried_over_bar": carried is not None,
             "carried_over_bar_opened": timestamp(carried),
             "continued_from_checkpoint": result.parent_checkpoint is not None,
-            "checkpoint_sha256": _sha(result.checkpoint),
+            "checkpoint_sha256": checkpoint_sha256(result.checkpoint),
             "bars_sha256": sha,
             "compute_seconds": round(result.seconds, 4),
             "read_ticks_seconds": round(day.read_seconds, 4),
@@ -471,12 +482,6 @@ def _warm_up(selection: _Selection) -> None:
         expectations.warm_up()
     if any(c.name == "tier2" for c in selection.checks):
         tier2.warm_up()
-
-
-def _sha(data: bytes) -> str:
-    from rangebar_pipeline.storage.bars import checkpoint_sha256
-
-    return checkpoint_sha256(data)
 
 
 def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:

@@ -9,11 +9,12 @@ fresh, while a new code version (kernel or schema change) makes it stale.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import dagster as dg
+from dagster import DagsterEventType
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
@@ -21,7 +22,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from rangebar_pipeline import _core
 from rangebar_pipeline.schema import SCHEMA_VERSION
 
-__all__ = ["KERNEL_CODE_VERSION", "Version", "latest_version", "version_tags"]
+__all__ = ["KERNEL_CODE_VERSION", "Version", "latest_version", "latest_versions", "version_tags"]
 
 #: Code version of everything the kernel computes: a new kernel or bar schema makes it stale.
 KERNEL_CODE_VERSION: Final = f"kernel-{_core.__version__}-schema-{SCHEMA_VERSION}"
@@ -59,9 +60,29 @@ def latest_version(instance: dg.DagsterInstance, asset: dg.AssetKey, partition: 
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[partition]), limit=1
     ).records
-    if not records:
-        return None
-    record = records[0]
+    return _version(records[0]) if records else None
+
+
+def latest_versions(
+    instance: dg.DagsterInstance, asset: dg.AssetKey, partitions: Sequence[str]
+) -> dict[str, Version]:
+    """:func:`latest_version` of many partitions in two queries (partitions never materialized are
+    absent)."""
+    if not partitions:
+        return {}
+    ids = instance.event_log_storage.get_latest_storage_id_by_partition(
+        asset, DagsterEventType.ASSET_MATERIALIZATION, set(partitions)
+    )
+    if not ids:
+        return {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset, storage_ids=list(ids.values())), limit=len(ids)
+    ).records
+    by_id = {r.storage_id: _version(r) for r in records}
+    return {p: by_id[i] for p, i in ids.items() if i in by_id}
+
+
+def _version(record: dg.EventLogRecord) -> Version:
     materialization = record.asset_materialization
     tags = (materialization.tags if materialization is not None else None) or {}
     return Version(
