@@ -28,14 +28,11 @@ import polars as pl
 from rangebar_pipeline.assets._common import (
     OWNERS,
     column_schema,
-    drop_none,
     follow_upstream,
     frame_sha256,
-    markdown_table,
     run_partition_keys,
-    timestamp,
 )
-from rangebar_pipeline.assets.charts import bars_chart_markdown, chart_summary
+from rangebar_pipeline.assets.bar_metadata import bar_metadata
 from rangebar_pipeline.assets.checks import (
     DayCheck,
     continuity_day,
@@ -90,9 +87,8 @@ from rangebar_pipeline.resources import (
     DatasetStoreResource,
     TickStoreResource,
 )
-from rangebar_pipeline.schema import SCHEMA_VERSION
 from rangebar_pipeline.series import Series
-from rangebar_pipeline.storage.bars import KERNEL_VERSION, BarStore, checkpoint_sha256
+from rangebar_pipeline.storage.bars import BarStore
 from rangebar_pipeline.storage.datasets import DatasetStore
 from rangebar_pipeline.storage.ticks import TickStore
 from rangebar_pipeline.streaming import prefetch
@@ -175,6 +171,9 @@ class _Day:
     results: dict[int, ThresholdDay]
     tier1: dict[int, DayCheck]
     continuity: dict[int, DayCheck]
+    #: Per threshold: the bars' content hash and the metadata that needs no instance, built on the
+    #: worker thread (the recording thread is the step's bottleneck); empty for stored days.
+    prepared: dict[int, tuple[str, dict[str, Any]]]
 
 
 @dataclass
@@ -255,7 +254,7 @@ class _StepRun:
             days = stored_days(
                 series, loaded, first, last, store=self.store, ticks=self.ticks, options=options
             )
-            walked = (WalkedDay(series, d.day, d, {}, note=self._checked(d)) for d in days)
+            walked = (WalkedDay(series, d.day, d, {}, note=self._checked(d, stored=True)) for d in days)
             yield from self._recorded(batched(prefetch(walked, depth=2), None, options), store_bars=False)
 
     def _recorded(self, batches: Iterable[Batch[_Day]], *, store_bars: bool) -> Iterator[Any]:
@@ -278,7 +277,7 @@ class _StepRun:
                 metadata={"failed_partition": partition_key(exc.day, exc.series)},
             ) from exc
 
-    def _checked(self, item: SeriesDay) -> _Day:
+    def _checked(self, item: SeriesDay, *, stored: bool = False) -> _Day:
         prepared = ConservationTicks.of(item.ticks)
         tier1: dict[int, DayCheck] = {}
         continuity: dict[int, DayCheck] = {}
@@ -292,9 +291,17 @@ class _StepRun:
             self.previous[threshold] = result.bars
         if last_id is not None:
             self.last_tick = last_id
+        metadata = {}
+        schema, options = self.selection.bar_schema, self.selection.options
+        for threshold, result in ({} if stored else item.thresholds).items():
+            sha = frame_sha256(result.bars)
+            uri = self.store.uri(item.series, threshold, item.day, options=options)
+            meta = bar_metadata(item, result, sha, schema=schema, options=options, uri=uri)
+            metadata[threshold] = (sha, meta)
         return _Day(
-            item.series, item.day, item.tick_count, item.read_seconds, item.thresholds, tier1, continuity
-        )
+            item.series, item.day, item.tick_count, item.read_seconds, item.thresholds, tier1, continuity,
+            metadata,
+        )  # fmt: skip
 
     def _flush(self, chunk: Sequence[_Day], write_seconds: float, *, store_bars: bool) -> Iterator[Any]:
         if not chunk:
@@ -319,15 +326,15 @@ class _StepRun:
     ) -> Iterator[Any]:
         """The day's bar materializations (when computed here) and the selected bar checks."""
         label = partition_key(day.day, day.series)
-        for threshold, result in day.results.items():
+        for threshold in day.results:
             asset = range_bars_key(threshold)
             if materialized:
-                sha = frame_sha256(result.bars)
+                sha, metadata = day.prepared[threshold]
                 inputs = {TICKS_KEY: ticks_version, asset: self.versions.get(threshold)}
                 yield dg.AssetMaterialization(
                     asset_key=asset,
                     partition=label,
-                    metadata=_bar_metadata(self, day, result, sha, write_seconds),
+                    metadata=metadata | {"write_seconds": round(write_seconds, 4)},
                     tags=version_tags(sha, bars_code_version(self.selection.options), inputs),
                 )
                 recorded = latest_version(self.context.instance, asset, label) or Version(None, sha)
@@ -433,45 +440,6 @@ def _feature_version(bars: Version | None, horizons: tuple[int, ...], code_versi
     """A feature table is a function of its day's bars, the label horizons and its construction."""
     basis = f"{bars.data_version if bars else 'unrecorded'}|{horizons}|{code_version}"
     return hashlib.sha256(basis.encode()).hexdigest()
-
-
-def _bar_metadata(
-    walk: _StepRun, day: _Day, result: ThresholdDay, sha: str, write_seconds: float
-) -> dict[str, Any]:
-    bars = result.bars
-    carried = bars["open_time"][0] if bars.height and bars["open_time"][0].date() < day.day else None
-    preview = bars.head(5).select("open_time", "close_time", "open", "high", "low", "close", "volume")
-    title = f"{day.series} {day.day} @ {result.threshold} dbps"
-    return drop_none(
-        {
-            "dagster/partition_row_count": bars.height,
-            "dagster/column_schema": walk.selection.bar_schema,
-            "bar_options": walk.selection.options.key or "default",
-            "schema_version": SCHEMA_VERSION,
-            "kernel_version": KERNEL_VERSION,
-            "dagster/uri": walk.store.uri(
-                day.series, result.threshold, day.day, options=walk.selection.options
-            ),
-            "bars": bars.height,
-            "ticks": day.tick_count,
-            "carried_over_bar": carried is not None,
-            "carried_over_bar_opened": timestamp(carried),
-            "continued_from_checkpoint": result.parent_checkpoint is not None,
-            "checkpoint_sha256": checkpoint_sha256(result.checkpoint),
-            "bars_sha256": sha,
-            "compute_seconds": round(result.seconds, 4),
-            "read_ticks_seconds": round(day.read_seconds, 4),
-            "write_seconds": round(write_seconds, 4),
-            "ticks_per_second": round(day.tick_count / result.seconds) if result.seconds > 0 else None,
-            "first_close_time": timestamp(bars["close_time"][0]) if bars.height else None,
-            "last_close_time": timestamp(bars["close_time"][-1]) if bars.height else None,
-            "price_chart": dg.MetadataValue.md(
-                bars_chart_markdown(bars, threshold=result.threshold, title=title)
-            ),
-            "chart_summary": chart_summary(bars, threshold=result.threshold),
-            "preview": dg.MetadataValue.md(markdown_table(preview.to_dicts())),
-        }
-    )
 
 
 def _warm_up(selection: _Selection) -> None:
