@@ -195,9 +195,11 @@ def _out_of_range(column: str, dtype: pl.DataType, kwargs: Mapping[str, Any]) ->
 
 
 def _range_error(dtype: pl.DataType) -> str:
+    # GX's own message for strings; for other types GX relays the Python comparison that failed
+    # (same verdict and count, other wording).
     if dtype in (pl.String, pl.Categorical, pl.Enum):
         return _STRING_RANGE_ERROR
-    return f"a {pandas_dtype(dtype, has_nulls=False)} column cannot be compared with a numeric range"
+    return f"{pandas_dtype(dtype, has_nulls=False)} values cannot be compared with a numeric range"
 
 
 def _pandas_values(values: list[Any], dtype: pl.DataType, *, has_nulls: bool) -> list[Any]:
