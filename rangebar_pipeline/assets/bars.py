@@ -509,14 +509,16 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
                 f"ML-ready feature table at {threshold} dbps: the day's bars (only when they passed "
                 f"tier1) with the {groups} features, a series-day of the threshold's Delta table "
                 "(recording the bars' data version, schema and kernel versions that produced it), "
-                "committed once its great-expectations gate passed; labels are computed across days "
+                "committed once its expectations gate passed; labels are computed across days "
                 f"by ml_dataset_{threshold}."
             ),
         )  # fmt: skip
         check(
             features,
             "expectations",
-            "Blocking: great-expectations suite; a failing day is not promoted",
+            "Blocking: the manifest's column rules (dtype, no null or NaN, value range) in one "
+            "vectorised polars pass and the table suite (column set, row count, high >= low, "
+            "unique bars) in great-expectations; a failing day is not promoted",
             blocking=True,
         )
         checks.append(  # a property of a window of bars, not of one day: one evaluation per run and series

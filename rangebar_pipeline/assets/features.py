@@ -90,7 +90,7 @@ def feature_table(
 
 
 def required_columns(groups: Sequence[str]) -> tuple[str, ...]:
-    """Columns the great-expectations gate requires in a feature table of ``groups``."""
+    """Columns the expectations gate requires in a feature table of ``groups``."""
     optional: tuple[Group, ...] = ("microstructure", "lookback", "intra")
     chosen = [g for g in optional if g in groups]
     wanted = {c.name for c in columns_of("core", *chosen)}
@@ -111,7 +111,7 @@ class FeatureDay:
 
 @dataclass(frozen=True, slots=True)
 class GateVerdict:
-    """The great-expectations gate of one feature table."""
+    """The expectations gate of one feature table (:func:`validate_expectations`)."""
 
     passed: bool
     evaluated: int

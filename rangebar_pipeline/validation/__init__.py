@@ -6,7 +6,8 @@
 - :func:`validate_continuity` / :func:`validate_continuity_tiered` - junctions between bars
   (trade ids contiguous, times ordered, price gaps classified with the threshold in dbps / 100_000).
 - :func:`validate_tier2` - statistical checks (ADF, KPSS, Spearman, mutual information).
-- :func:`validate_expectations` - the great-expectations suite of the feature table.
+- :func:`validate_expectations` - the feature-table gate: the manifest's column rules (one polars
+  pass) and the table-level great-expectations suite.
 
 Every result has ``passed``, ``failures``, ``to_dict()`` and ``to_metadata()``.
 """

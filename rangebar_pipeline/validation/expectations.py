@@ -1,8 +1,16 @@
-"""A great-expectations suite for the feature table, run in memory on an ephemeral context.
+"""The feature-table gate: the manifest's column rules in polars, the table suite in great-expectations.
+
+The suite has one expectation per rule (:func:`build_expectations` returns it whole, as GX objects,
+for export). :func:`validate_expectations` splits it: the per-column rules of the manifest (dtype,
+no nulls or NaN, value range) are judged in one vectorised polars pass
+(:mod:`~rangebar_pipeline.validation.column_rules`, GX's semantics on the pandas frame), and GX
+validates the table-level expectations (column set, row count, ``high >= low``, unique bars) in
+memory on an ephemeral context. GX's cost per expectation (building its metric graph) is what the
+split saves: a validation costs tens of milliseconds, however many manifest columns the table has.
 
 Great Expectations is imported lazily (the import costs seconds); the context, the pandas data
-asset and each suite are built once per process and reused, so one validation of a day's bars
-costs tens of milliseconds. The result is summarised in one :class:`ExpectationsResult`.
+asset and each suite are built once per process and reused. The result is summarised in one
+:class:`ExpectationsResult`, one check per expectation, in the suite's order.
 """
 
 from __future__ import annotations
@@ -14,12 +22,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Final
 
-import polars as pl
-
 from rangebar_pipeline._lazy import background_settled, in_background
-from rangebar_pipeline.manifest import COLUMNS
-from rangebar_pipeline.schema import BAR_SCHEMA, FEATURE_COLUMNS, GROUP_SCHEMAS
+from rangebar_pipeline.schema import BAR_SCHEMA, FEATURE_COLUMNS
 from rangebar_pipeline.validation._frames import as_bar_frame
+from rangebar_pipeline.validation.column_rules import VALUE_RANGES, column_rules, evaluate_rules
 from rangebar_pipeline.validation.results import CheckedResult, CheckOutcome, JSONValue, json_safe
 
 #: Columns a feature table must have (the golden reference series have exactly these and more).
@@ -35,16 +41,6 @@ REQUIRED_COLUMNS: Final[tuple[str, ...]] = (
 )
 #: Columns that identify a series in a multi-series feature table (used in the uniqueness key).
 SERIES_COLUMNS: Final[tuple[str, ...]] = ("source", "market", "symbol", "threshold_decimal_bps")
-
-#: Inclusive value ranges per column: (min, max, strict_min), from ``features.toml``.
-VALUE_RANGES: Final[Mapping[str, tuple[float | None, float | None, bool]]] = {
-    c.name: c.value_range for c in COLUMNS if c.value_range is not None
-}
-_PANDAS_TYPES: Final[Mapping[str, str]] = {
-    "Float64": "float64",
-    "Int64": "int64",
-    "Datetime(time_unit='us', time_zone='UTC')": "datetime64[us, UTC]",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,44 +89,54 @@ def build_expectations(
     series_columns: Sequence[str] = (),
     min_rows: int = 0,
     max_rows: int | None = None,
+    table_only: bool = False,
 ) -> list[Any]:
-    """The expectations for a feature table with ``columns`` (GX expectation objects).
+    """The expectations for a feature table with ``columns`` (GX expectation objects), in order.
 
-    Column set (``required_columns`` present); for every manifest column present (bar, feature,
-    lookback and intra columns): its dtype and no nulls (columns the manifest marks nullable: neither, their
-    nulls are legitimate) and its value range; ``high >= low``, uniqueness of (series, close_time,
-    first id) - or (series, open_time, close_time) without ids - and the row count in
-    ``[min_rows, max_rows]``.
+    Column set (``required_columns`` present) and the row count in ``[min_rows, max_rows]``; for
+    every manifest column present (bar, feature, lookback and intra columns): its dtype and no
+    nulls (columns the manifest marks nullable: neither, their nulls are legitimate) and its value
+    range (:func:`~rangebar_pipeline.validation.column_rules.column_rules`); ``high >= low`` and
+    uniqueness of (series, close_time, first id) - or of the whole bar without ids.
+
+    ``table_only`` leaves the per-column rules out: the part :func:`validate_expectations` runs
+    through GX (it judges the column rules in polars).
     """
-    # GX's package does not re-export its expectation classes for type checkers; look them up.
     gxe: Any = importlib.import_module("great_expectations.expectations")
+    head, tail = _table_expectations(
+        gxe,
+        columns,
+        required_columns=required_columns,
+        series_columns=series_columns,
+        min_rows=min_rows,
+        max_rows=max_rows,
+    )
+    rules = [] if table_only else [r.expectation() for r in column_rules(columns)]
+    return [*head, *rules, *tail]
 
-    dtypes = BAR_SCHEMA | GROUP_SCHEMAS
-    present = [c for c in BAR_SCHEMA if c in columns]
-    out: list[Any] = [
+
+def _table_expectations(
+    gxe: Any,
+    columns: Sequence[str],
+    *,
+    required_columns: Sequence[str],
+    series_columns: Sequence[str],
+    min_rows: int,
+    max_rows: int | None,
+) -> tuple[list[Any], list[Any]]:
+    """The table-level expectations that precede the column rules and those that follow them."""
+    head = [
         gxe.ExpectTableColumnsToMatchSet(column_set=list(required_columns), exact_match=False),
         gxe.ExpectTableRowCountToBeBetween(min_value=min_rows, max_value=max_rows),
     ]
-    for entry in COLUMNS:
-        column = entry.name
-        if column not in columns:
-            continue
-        if not entry.nullable:
-            out.append(gxe.ExpectColumnTypeToBe(column=column, type_=_PANDAS_TYPES[repr(dtypes[column])]))
-            out.append(gxe.ExpectColumnValuesToNotBeNull(column=column))
-        if column in VALUE_RANGES:
-            low, high, strict = VALUE_RANGES[column]
-            out.append(
-                gxe.ExpectColumnValuesToBeBetween(
-                    column=column, min_value=low, max_value=high, strict_min=strict
-                )
-            )
+    tail = []
     if {"high", "low"} <= set(columns):
-        out.append(
+        tail.append(
             gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="high", column_B="low", or_equal=True)
         )
     # Without trade ids no column pair is a key (zero-duration bars share close and open times), so
     # the whole bar is: a duplicated row is caught either way.
+    present = [c for c in BAR_SCHEMA if c in columns]
     ident = (
         ["first_agg_trade_id"]
         if "first_agg_trade_id" in columns
@@ -138,8 +144,8 @@ def build_expectations(
     )
     key = [*series_columns, "close_time", *ident]
     if set(key) <= set(columns):
-        out.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=key))
-    return out
+        tail.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=key))
+    return head, tail
 
 
 _LOCK = threading.Lock()
@@ -170,16 +176,29 @@ def warm_up() -> Future[object]:
     return in_background(_prepare)
 
 
-def _suite(columns: Sequence[str], options: Mapping[str, Any]) -> Any:
+@dataclass(frozen=True, slots=True)
+class _TableSuite:
+    """The GX suite of the table-level expectations, with their check names in suite order and how
+    many of them precede the column rules."""
+
+    suite: Any
+    names: tuple[str, ...]
+    head: int
+
+
+def _suite(columns: Sequence[str], options: Mapping[str, Any]) -> _TableSuite:
     key = repr((tuple(columns), sorted(options.items())))
-    suites: dict[str, Any] = _STATE.setdefault("suites", {})
+    suites: dict[str, _TableSuite] = _STATE.setdefault("suites", {})
     if key not in suites:
         import great_expectations as gx
 
+        gxe: Any = importlib.import_module("great_expectations.expectations")
+        head, tail = _table_expectations(gxe, columns, **options)
         suite = gx.ExpectationSuite(name=f"rangebar_feature_table_{len(suites)}")
-        for expectation in build_expectations(columns, **options):
+        for expectation in (*head, *tail):
             suite.add_expectation(expectation)
-        suites[key] = _STATE["context"].suites.add(suite)
+        names = tuple(_check_name(e.configuration) for e in (*head, *tail))
+        suites[key] = _TableSuite(_STATE["context"].suites.add(suite), names, len(head))
     return suites[key]
 
 
@@ -193,6 +212,8 @@ def validate_expectations(
 ) -> ExpectationsResult:
     """Run the feature-table suite on ``bars`` (polars or pandas) in memory.
 
+    The manifest's column rules are judged in one polars pass, the table-level expectations by GX
+    (see the module docstring); the checks come in :func:`build_expectations`' order.
     ``series_columns`` (e.g. ``("symbol", "threshold_decimal_bps")``) join the uniqueness key of a
     multi-series table. Thread-safe; the first call in a process pays the GX import (seconds).
     """
@@ -203,43 +224,46 @@ def validate_expectations(
         "min_rows": min_rows,
         "max_rows": max_rows,
     }
-    pandas_frame = _to_pandas(frame)
+    column_checks = evaluate_rules(frame, column_rules(frame.columns))
+    pandas_frame = frame.to_pandas()
     background_settled()  # a warm-up importing right now (great-expectations or another): after it
     with _LOCK:
         batch_definition = _batch_definition()
-        suite = _suite(frame.columns, options)
+        table = _suite(frame.columns, options)
         batch = batch_definition.get_batch(batch_parameters={"dataframe": pandas_frame})
         # A boolean pass is ~2x cheaper than a summary; only failed expectations are re-run for details.
-        validation = batch.validate(suite, result_format="BOOLEAN_ONLY")
+        validation = batch.validate(table.suite, result_format="BOOLEAN_ONLY")
         results = [
             r if r.success else batch.validate(r.expectation_config.to_domain_obj(), result_format="SUMMARY")
             for r in validation.results
         ]
-    checks = tuple(_outcome(r) for r in results)
+    by_name = {o.name: o for o in map(_outcome, results)}
+    table_checks = [by_name[name] for name in table.names]
     stats = validation.statistics
     return ExpectationsResult(
-        checks,
-        suite.name,
-        int(stats["evaluated_expectations"]),
-        int(stats["successful_expectations"]),
+        (*table_checks[: table.head], *column_checks, *table_checks[table.head :]),
+        table.suite.name,
+        int(stats["evaluated_expectations"]) + len(column_checks),
+        int(stats["successful_expectations"]) + sum(c.passed for c in column_checks),
         frame.height,
     )
 
 
-def _to_pandas(frame: pl.DataFrame) -> Any:
-    # Float columns: NaN and null both become NaN in pandas; the not-null expectations catch both.
-    return frame.to_pandas()
-
-
-def _outcome(result: Any) -> CheckOutcome:
-    config = result.expectation_config
+def _check_name(config: Any) -> str:
+    """``type:target`` of a GX expectation configuration (the column, columns or ``table``)."""
     kwargs = config.kwargs
     target = (
         kwargs.get("column")
         or _short_list(kwargs.get("column_list"))
         or (f"{kwargs['column_A']}>{kwargs['column_B']}" if "column_A" in kwargs else "table")
     )
-    name = f"{config.type}:{target}"
+    return f"{config.type}:{target}"
+
+
+def _outcome(result: Any) -> CheckOutcome:
+    config = result.expectation_config
+    kwargs = config.kwargs
+    name = _check_name(config)
     if result.success:
         return CheckOutcome(name, "passed")
     info = result.exception_info or {}
