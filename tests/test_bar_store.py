@@ -336,3 +336,28 @@ def socket_port() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     yield port
+
+
+def test_one_batch_of_days_with_and_without_a_group(store: BarStore) -> None:
+    """A day's insert carries only its own columns (the groups it lacks are stored as NULL without
+    being sent); a batch mixing bar options stores each day as it came."""
+    from rangebar_pipeline.options import BarOptions
+    from rangebar_pipeline.schema import LOOKBACK_SCHEMA
+
+    lookback = BarOptions(lookback_trades=50)
+    plain = make_bars(D1, 30, seed=4)
+    rng = np.random.default_rng(5)
+    grouped = make_bars(D2, 20, seed=6).with_columns(
+        pl.Series(c, rng.integers(1, 9, 20) if t == pl.Int64 else rng.random(20), dtype=t)
+        for c, t in LOOKBACK_SCHEMA.items()
+    )
+    store.write_days(
+        [
+            DayWrite(SPOT, 250, D1, plain, b"a", 10),
+            DayWrite(SPOT, 250, D2, grouped, b"b", 10, options=lookback),
+        ]
+    )
+    assert_frame_equal(store.read_bars(SPOT, 250, D1, D1), plain.sort("close_time"), check_exact=True)
+    got = store.read_bars(SPOT, 250, D2, D2, options=lookback)
+    assert_frame_equal(got, grouped.sort("close_time"), check_exact=True)
+    assert store.read_bars(SPOT, 250, D2, D2).is_empty(), "the default options store nothing on D2"

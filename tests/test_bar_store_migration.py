@@ -138,7 +138,7 @@ def _write_v2_store(client: Any, database: str, day: date, bars: pl.DataFrame, o
         client.command(statement)
     write_id = bar_writes.next_write_id()
     rows = bar_writes.prepare_rows(DayWrite(SPOT, 250, day, bars, b"v2", 10, options=options), 250, write_id)
-    rows = rows.drop(list(INTRA_SCHEMA))
+    rows = rows.drop(list(INTRA_SCHEMA), strict=False)  # present only for bars of the intra group
     client.insert_arrow(f"{database}.range_bars", rows.to_arrow(compat_level=pl.CompatLevel.oldest()))
     row = bar_records.coverage_row(
         SPOT, 250, options.key, day, write_id, bar_count=bars.height, tick_count=10, checkpoint=b"v2",

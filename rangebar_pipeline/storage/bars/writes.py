@@ -108,7 +108,7 @@ def write_days(client: Any, database: str, writes: Sequence[DayWrite]) -> list[C
     for record in records:
         groups.setdefault(record.key, []).append(record)
     if frames:
-        rows = pl.concat(frames, how="vertical")
+        rows = pl.concat(frames, how="diagonal")  # days of other bar options: other columns
         summary = client.insert_arrow(
             f"{database}.range_bars", rows.to_arrow(compat_level=pl.CompatLevel.oldest())
         )
@@ -168,22 +168,18 @@ def prepare_rows(item: DayWrite, threshold: int, write_id: int) -> pl.DataFrame:
             f"bars for {series} {day} ({options}) lack columns {missing}; expected the columns of "
             "BarOptions.bar_schema"
         )
+    # Only the columns these bars have: ClickHouse stores NULL in the nullable columns an insert
+    # omits (spread, lookback, intra), so no all-null arrays are built, serialised and parsed.
+    groups = (
+        {c: t for c, t in SPREAD_SCHEMA.items() if c in bars.columns}
+        | (LOOKBACK_SCHEMA if options.lookback_trades else {})
+        | (INTRA_SCHEMA if options.intra_bar else {})
+    )
     frame = bars.select(
         pl.col("open_time").dt.epoch("us").alias("open_time_us"),
         pl.col("close_time").dt.epoch("us").alias("close_time_us"),
         *(pl.col(c).cast(BAR_SCHEMA[c], strict=True) for c in VALUE_COLUMNS),
-        *(
-            (pl.col(c) if c in bars.columns else pl.lit(None)).cast(dtype).alias(c)
-            for c, dtype in SPREAD_SCHEMA.items()
-        ),
-        *(
-            (pl.col(c) if options.lookback_trades else pl.lit(None)).cast(dtype).alias(c)
-            for c, dtype in LOOKBACK_SCHEMA.items()
-        ),
-        *(
-            (pl.col(c) if options.intra_bar else pl.lit(None)).cast(dtype).alias(c)
-            for c, dtype in INTRA_SCHEMA.items()
-        ),
+        *(pl.col(c).cast(dtype) for c, dtype in groups.items()),
     )
     day_start = day_start_us(day)
     outside = frame.with_row_index("row").filter(
@@ -214,4 +210,6 @@ def prepare_rows(item: DayWrite, threshold: int, write_id: int) -> pl.DataFrame:
             "write_id": pl.Series([write_id], dtype=pl.UInt64),
         }
     )
-    return head.join(frame.sort(key), how="cross").select(TABLE_COLUMNS)
+    return head.join(frame.sort(key), how="cross").select(
+        c for c in TABLE_COLUMNS if c in frame.columns or c in head.columns
+    )
