@@ -22,6 +22,7 @@ from rangebar_pipeline.series import Series
 
 __all__ = [
     "COVERAGE_COLUMNS",
+    "COVERAGE_SCHEMA",
     "KERNEL_VERSION",
     "BarKey",
     "Coverage",
@@ -32,6 +33,7 @@ __all__ = [
     "check_threshold",
     "checkpoint_sha256",
     "coverage_row",
+    "coverage_table",
     "write_time",
 ]
 
@@ -174,26 +176,28 @@ class StoreStatus:
 
 
 #: Columns of a ``bar_coverage`` row as :func:`coverage_row` lays them out.
-COVERAGE_COLUMNS: Final = (
-    "source",
-    "market",
-    "symbol",
-    "threshold_decimal_bps",
-    "options",
-    "day",
-    "write_id",
-    "bar_count",
-    "tick_count",
-    "first_agg_trade_id",
-    "last_agg_trade_id",
-    "checkpoint",
-    "checkpoint_sha256",
-    "parent_checkpoint_sha256",
-    "created_at",
-    "is_deleted",
-    "schema_version",
-    "kernel_version",
-)
+#: The ``bar_coverage`` columns a write sends, with the types it sends them as.
+COVERAGE_SCHEMA: Final[dict[str, pl.DataType]] = {
+    "source": pl.String(),
+    "market": pl.String(),
+    "symbol": pl.String(),
+    "threshold_decimal_bps": pl.UInt32(),
+    "options": pl.String(),
+    "day": pl.Date(),
+    "write_id": pl.UInt64(),
+    "bar_count": pl.UInt64(),
+    "tick_count": pl.UInt64(),
+    "first_agg_trade_id": pl.Int64(),
+    "last_agg_trade_id": pl.Int64(),
+    "checkpoint": pl.Binary(),
+    "checkpoint_sha256": pl.String(),
+    "parent_checkpoint_sha256": pl.String(),
+    "created_at": pl.Datetime("ms", "UTC"),
+    "is_deleted": pl.UInt8(),
+    "schema_version": pl.UInt16(),
+    "kernel_version": pl.String(),
+}
+COVERAGE_COLUMNS: Final = tuple(COVERAGE_SCHEMA)
 
 
 def coverage_row(
@@ -233,3 +237,11 @@ def coverage_row(
         SCHEMA_VERSION,
         KERNEL_VERSION,
     ]
+
+
+def coverage_table(rows: list[list[Any]]) -> Any:
+    """``bar_coverage`` rows (from :func:`coverage_row`) as the Arrow table an insert sends (a plain
+    row insert would make the ClickHouse client import pandas: 0.35 s of a short script)."""
+    return pl.DataFrame(rows, schema=COVERAGE_SCHEMA, orient="row").to_arrow(
+        compat_level=pl.CompatLevel.oldest()
+    )

@@ -23,12 +23,12 @@ from rangebar_pipeline.options import BarOptions
 from rangebar_pipeline.schema import BAR_SCHEMA, INTRA_SCHEMA, LOOKBACK_SCHEMA, SPREAD_SCHEMA
 from rangebar_pipeline.storage.bars.reads import VALUE_COLUMNS, Selection, stored_days
 from rangebar_pipeline.storage.bars.records import (
-    COVERAGE_COLUMNS,
     BarKey,
     Coverage,
     DayWrite,
     checkpoint_sha256,
     coverage_row,
+    coverage_table,
     write_time,
 )
 
@@ -118,7 +118,7 @@ def write_days(client: Any, database: str, writes: Sequence[DayWrite]) -> list[C
                 f"{rows.height} bars, ClickHouse wrote {summary.written_rows}; the previous "
                 "versions of those days stay current"
             )
-    client.insert(f"{database}.bar_coverage", coverage_rows, column_names=COVERAGE_COLUMNS)
+    client.insert_arrow(f"{database}.bar_coverage", coverage_table(coverage_rows))
     for key, group in groups.items():
         span = (min(r.day for r in group), max(r.day for r in group))
         delete_older(client, database, key, span, write_id=min(r.write_id for r in group))
@@ -150,7 +150,7 @@ def invalidate(client: Any, database: str, selection: Selection) -> int:
     write_id = next_write_id()
     tombstones = [coverage_row(series, thr, opts, day, write_id, is_deleted=True) for thr, opts, day in found]
     span = (selection.start or date.min, selection.end or date.max)
-    client.insert(f"{database}.bar_coverage", tombstones, column_names=COVERAGE_COLUMNS)
+    client.insert_arrow(f"{database}.bar_coverage", coverage_table(tombstones))
     for thr, opts in sorted({(thr, opts) for thr, opts, _ in found}):
         delete_older(
             client, database, BarKey(series, thr, BarOptions.from_key(opts)), span, write_id=write_id
