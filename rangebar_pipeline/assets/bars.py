@@ -16,15 +16,17 @@ identically: same ticks, same checkpoint, same bars and data version).
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at runtime.
 
-import hashlib
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any, Final
+from functools import partial
+from typing import Any, Final, cast
 
 import dagster as dg
 import polars as pl
 
+from rangebar_pipeline._lazy import in_background
 from rangebar_pipeline.assets._common import (
     OWNERS,
     column_schema,
@@ -47,16 +49,19 @@ from rangebar_pipeline.assets.features import (
     MAX_TIER2_BARS,
     FeatureDay,
     GateVerdict,
+    Tier2Verdict,
     feature_metadata,
     feature_table,
     features_key,
     gate_tables,
     publish_days,
+    tier2_verdict,
     withdrawn_observation,
 )
 from rangebar_pipeline.assets.provenance import (
     KERNEL_CODE_VERSION,
     Version,
+    feature_version,
     latest_version,
     latest_versions,
     version_tags,
@@ -174,6 +179,8 @@ class _Day:
     #: Per threshold: the bars' content hash and the metadata that needs no instance, built on the
     #: worker thread (the recording thread is the step's bottleneck); empty for stored days.
     prepared: dict[int, tuple[str, dict[str, Any]]]
+    #: The feature table of each selected features threshold (built on the worker thread too).
+    tables: dict[int, pl.DataFrame]
 
 
 @dataclass
@@ -198,6 +205,9 @@ class _StepRun:
     #: The latest feature materialization recorded per asset whose tier2 check is selected (the
     #: range's tier2 evaluation names it).
     tier2_targets: dict[dg.AssetKey, Version | None] = field(default_factory=dict)
+    #: Tier-2 statistics started on the background thread when the range's last batch is ready,
+    #: with the rows they judge, so that they overlap the batch's recording.
+    tier2_pending: dict[int, tuple[list[pl.DataFrame], Future[object]]] = field(default_factory=dict)
 
     def run(self, series: Series, first: date, last: date) -> Iterator[Any]:
         """Compute (or load) ``[first, last]`` of ``series`` and record every day's events."""
@@ -230,8 +240,14 @@ class _StepRun:
         """Tier-2 statistics of the range's most recent bars: once per threshold, not per day."""
         for threshold, tables in self.recent.items():
             target = self.tier2_targets.get(features_key(threshold))
-            yield tier2_evaluation(threshold, series, first, last, tables, target=target)
-        self.recent = {}
+            started, pending = self.tier2_pending.pop(threshold, (None, None))
+            verdict = (
+                cast(Tier2Verdict, pending.result())
+                if pending is not None and started is tables
+                else tier2_verdict(tables, threshold)
+            )
+            yield tier2_evaluation(threshold, series, first, last, verdict, target=target)
+        self.recent, self.tier2_pending = {}, {}
 
     def _walk(
         self, series: Series, first: date, last: date, computed: tuple[int, ...], loaded: tuple[int, ...]
@@ -249,15 +265,17 @@ class _StepRun:
                     "day boundary)"
                 )
             walk = SeriesWalk(series, computed, self.ticks, self.store, options, recompute=True)
-            yield from self._recorded(walk.batches(first, last, annotate=self._checked), store_bars=True)
+            batches = walk.batches(first, last, annotate=self._checked)
+            yield from self._recorded(batches, last, store_bars=True)
         if loaded:
             days = stored_days(
                 series, loaded, first, last, store=self.store, ticks=self.ticks, options=options
             )
             walked = (WalkedDay(series, d.day, d, {}, note=self._checked(d, stored=True)) for d in days)
-            yield from self._recorded(batched(prefetch(walked, depth=2), None, options), store_bars=False)
+            stored_batches = batched(prefetch(walked, depth=2), None, options)
+            yield from self._recorded(stored_batches, last, store_bars=False)
 
-    def _recorded(self, batches: Iterable[Batch[_Day]], *, store_bars: bool) -> Iterator[Any]:
+    def _recorded(self, batches: Iterable[Batch[_Day]], last: date, *, store_bars: bool) -> Iterator[Any]:
         """Each batch's events (the engine stored its days first, when they were computed here).
 
         Days are read, computed and checked in a background thread up to two days ahead (the
@@ -266,7 +284,8 @@ class _StepRun:
         try:
             for batch in batches:
                 checked = [d.note for d in batch.days if d.note is not None]
-                yield from self._flush(checked, batch.write_seconds, store_bars=store_bars)
+                final = bool(batch.days) and batch.days[-1].day == last
+                yield from self._flush(checked, batch.write_seconds, store_bars=store_bars, final=final)
         except DayFailedError as exc:
             raise dg.Failure(
                 description=(
@@ -298,14 +317,31 @@ class _StepRun:
             uri = self.store.uri(item.series, threshold, item.day, options=options)
             meta = bar_metadata(item, result, sha, schema=schema, options=options, uri=uri)
             metadata[threshold] = (sha, meta)
+        tables = {
+            t: feature_table(result.bars, item.series, t, groups=self.selection.groups)
+            for t, result in item.thresholds.items()
+            if t in self.selection.features
+        }
         return _Day(
             item.series, item.day, item.tick_count, item.read_seconds, item.thresholds, tier1, continuity,
-            metadata,
+            metadata, tables,
         )  # fmt: skip
 
-    def _flush(self, chunk: Sequence[_Day], write_seconds: float, *, store_bars: bool) -> Iterator[Any]:
+    def _flush(
+        self, chunk: Sequence[_Day], write_seconds: float, *, store_bars: bool, final: bool
+    ) -> Iterator[Any]:
         if not chunk:
             return
+        ready = [
+            FeatureDay(day.series, t, day.day, table)
+            for t in self.selection.features
+            for day in chunk
+            if (table := day.tables.get(t)) is not None and day.tier1[t].passed
+        ]
+        self._keep_recent(ready)
+        if final:  # the range's statistics, computed while this batch is recorded
+            for t, tables in self.recent.items():
+                self.tier2_pending[t] = (tables, in_background(partial(tier2_verdict, tables, t)))
         labels = [partition_key(d.day, d.series) for d in chunk]
         ticks = latest_versions(self.context.instance, TICKS_KEY, labels) if store_bars else {}
         for day, label in zip(chunk, labels, strict=True):
@@ -319,7 +355,15 @@ class _StepRun:
             self.context.log.info(
                 f"{partition_key(day.day, day.series)}: {day.tick_count} ticks -> {summary}"
             )
-        yield from self._feature_events(chunk)
+        yield from self._feature_events(chunk, ready)
+
+    def _keep_recent(self, ready: Sequence[FeatureDay]) -> None:
+        """The range's most recent feature rows per threshold whose tier2 check is selected."""
+        for threshold in self.selection.features:
+            mine = [f.table for f in ready if f.threshold == threshold]
+            if mine and self.selection.wants(features_key(threshold), "tier2"):
+                recent = pl.concat([*self.recent.get(threshold, []), *mine], how="diagonal_relaxed")
+                self.recent[threshold] = [recent.tail(MAX_TIER2_BARS)]
 
     def _bar_events(
         self, day: _Day, write_seconds: float, *, materialized: bool, ticks_version: Version | None
@@ -357,22 +401,18 @@ class _StepRun:
                     asset, label, blocking=False, severity=dg.AssetCheckSeverity.ERROR, target=target
                 )
 
-    def _feature_events(self, chunk: Sequence[_Day]) -> Iterator[Any]:
-        """Feature tables of the chunk's days, gated together, then one Delta commit per threshold and
-        series: days that passed replace their rows; a failed gate keeps the day's previous rows, bars
-        that failed tier1 withdraw them; every rejection is in the commit info and the metadata."""
-        ready: list[FeatureDay] = []
+    def _feature_events(self, chunk: Sequence[_Day], ready: list[FeatureDay]) -> Iterator[Any]:
+        """Feature tables of the chunk's days (``ready``: those whose bars passed tier1), gated
+        together, then one Delta commit per threshold and series: days that passed replace their rows;
+        a failed gate keeps the day's previous rows, bars that failed tier1 withdraw them; every
+        rejection is in the commit info and the metadata."""
         withdrawn: list[tuple[FeatureDay, str]] = []
         for threshold in self.selection.features:
             for day in chunk:
-                check = day.tier1[threshold]
-                table = feature_table(
-                    day.results[threshold].bars, day.series, threshold, groups=self.selection.groups
-                )
-                item = FeatureDay(day.series, threshold, day.day, table)
-                if check.passed:
-                    ready.append(item)
+                check = day.tier1.get(threshold)
+                if check is None or check.passed:
                     continue
+                item = FeatureDay(day.series, threshold, day.day, day.tables[threshold])
                 self.context.log.warning(
                     f"{partition_key(day.day, day.series)}: features_{threshold} not built, the bars "
                     f"failed their blocking tier1 check ({check.description})"
@@ -384,12 +424,6 @@ class _StepRun:
         )
         for threshold in self.selection.features:
             mine = [f for f in ready if f.threshold == threshold]
-            asset = features_key(threshold)
-            if mine and self.selection.wants(asset, "tier2"):  # the recent rows, for the range's statistics
-                recent = pl.concat(
-                    [*self.recent.get(threshold, []), *(f.table for f in mine)], how="diagonal_relaxed"
-                )
-                self.recent[threshold] = [recent.tail(MAX_TIER2_BARS)]
             failed = [(f, reason) for f, reason in withdrawn if f.threshold == threshold]
             for series in dict.fromkeys(f.series for f in [*mine, *(f for f, _ in failed)]):
                 yield from self._publish(
@@ -419,7 +453,7 @@ class _StepRun:
         code_version = features_code_version(self.pipeline)
         labels = [partition_key(item.day, series) for item in built]
         for item, label in zip(built, labels, strict=True):
-            version = _feature_version(sources[item.day], self.selection.horizons, code_version)
+            version = feature_version(sources[item.day], self.selection.horizons, code_version)
             yield dg.AssetMaterialization(
                 asset_key=asset,
                 partition=label,
@@ -434,12 +468,6 @@ class _StepRun:
                 yield gate_evaluation(asset, label, verdicts[id(item)], judged.get(label))
         for item, reason in failed:
             yield withdrawn_observation(item, reason, commit)
-
-
-def _feature_version(bars: Version | None, horizons: tuple[int, ...], code_version: str) -> str:
-    """A feature table is a function of its day's bars, the label horizons and its construction."""
-    basis = f"{bars.data_version if bars else 'unrecorded'}|{horizons}|{code_version}"
-    return hashlib.sha256(basis.encode()).hexdigest()
 
 
 def _warm_up(selection: _Selection) -> None:

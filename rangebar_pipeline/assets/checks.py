@@ -21,7 +21,7 @@ import dagster as dg
 import polars as pl
 
 from rangebar_pipeline.assets._common import markdown_table
-from rangebar_pipeline.assets.features import MAX_TIER2_BARS, GateVerdict, features_key, tier2_verdict
+from rangebar_pipeline.assets.features import MAX_TIER2_BARS, GateVerdict, Tier2Verdict, features_key
 from rangebar_pipeline.assets.provenance import Version
 from rangebar_pipeline.config import PipelineConfig
 from rangebar_pipeline.engine import ThresholdDay
@@ -341,11 +341,12 @@ def tier2_evaluation(
     series: Series,
     first: date,
     last: date,
-    tables: list[pl.DataFrame],
+    verdict: Tier2Verdict,
     *,
     target: Version | None,
 ) -> dg.AssetCheckEvaluation:
-    passed, description, meta = tier2_verdict(tables, threshold)
+    """The range's tier-2 evaluation of ``features_{threshold}`` (``verdict``: :func:`tier2_verdict`)."""
+    passed, description, meta = verdict
     return dg.AssetCheckEvaluation(
         asset_key=features_key(threshold),
         check_name="tier2",

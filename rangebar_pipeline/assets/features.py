@@ -41,6 +41,7 @@ __all__ = [
     "UNGATED",
     "FeatureDay",
     "GateVerdict",
+    "Tier2Verdict",
     "feature_metadata",
     "feature_table",
     "features_key",
@@ -52,6 +53,8 @@ __all__ = [
     "withdrawn_observation",
 ]
 
+#: A tier-2 outcome: passed, its description and its metadata.
+Tier2Verdict = tuple[bool, str, dict[str, Any]]
 #: Columns identifying the series in a feature table (they join the uniqueness key).
 KEY_COLUMNS: Final = ("source", "market", "symbol", "threshold_decimal_bps")
 #: Below this many bars the tier-2 statistics are not meaningful (reported as a warning).
@@ -143,7 +146,7 @@ def gate_tables(
     return verdicts
 
 
-def tier2_verdict(tables: Sequence[pl.DataFrame], threshold: int) -> tuple[bool, str, dict[str, Any]]:
+def tier2_verdict(tables: Sequence[pl.DataFrame], threshold: int) -> Tier2Verdict:
     """Tier-2 statistics (warning level) over the rows of several consecutive days at once (the last
     :data:`MAX_TIER2_BARS` of them), against the next bar's log return across those days.
 

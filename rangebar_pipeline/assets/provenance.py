@@ -9,6 +9,7 @@ fresh, while a new code version (kernel or schema change) makes it stale.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -22,7 +23,14 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
 from rangebar_pipeline import _core
 from rangebar_pipeline.schema import SCHEMA_VERSION
 
-__all__ = ["KERNEL_CODE_VERSION", "Version", "latest_version", "latest_versions", "version_tags"]
+__all__ = [
+    "KERNEL_CODE_VERSION",
+    "Version",
+    "feature_version",
+    "latest_version",
+    "latest_versions",
+    "version_tags",
+]
 
 #: Code version of everything the kernel computes: a new kernel or bar schema makes it stale.
 KERNEL_CODE_VERSION: Final = f"kernel-{_core.__version__}-schema-{SCHEMA_VERSION}"
@@ -91,6 +99,13 @@ def _version(record: dg.EventLogRecord) -> Version:
         run_id=record.run_id,
         timestamp=record.timestamp,
     )
+
+
+def feature_version(bars: Version | None, horizons: tuple[int, ...], code_version: str) -> str:
+    """A feature table's data version: a function of its day's bars, the label horizons and its
+    construction."""
+    basis = f"{bars.data_version if bars else 'unrecorded'}|{horizons}|{code_version}"
+    return hashlib.sha256(basis.encode()).hexdigest()
 
 
 def version_tags(
