@@ -172,6 +172,21 @@ def test_a_failed_day_blocks_only_its_own_feature_table_and_the_dataset_names_it
     assert meta["dagster/row_count"] == features.read_features(10, SPOT, date(2024, 8, 9)).height
 
 
+def test_a_subset_computing_one_threshold_and_reading_another(env: PipelineEnv) -> None:
+    """range_bars_10 recomputed while features_25 is built from the stored bars of 25 dbps: each
+    walk's days carry only their own thresholds (the computed chunk has no 25 dbps checks)."""
+    instance = dg.DagsterInstance.ephemeral()
+    job = env.defs.resolve_job_def("rangebar_daily")
+    assert job.execute_in_process(tags=_range_tags(SPOT), instance=instance).success
+    selection = dg.AssetSelection.assets("range_bars_10", "features_10", "features_25")
+    result = env.run_range(selection, f"{DAYS[0]}|{SERIES}", f"{DAYS[1]}|{SERIES}", instance=instance)
+    assert result.success
+    days = {f"{d}|{SERIES}" for d in DAYS}
+    for asset in ("range_bars_10", "features_10", "features_25"):
+        assert {m.partition for m in materializations(result, asset)} == days, asset
+    assert not materializations(result, "range_bars_25")
+
+
 def test_single_run_backfill_records_each_partition_with_its_own_metadata_and_checks(
     env: PipelineEnv,
 ) -> None:
