@@ -10,8 +10,8 @@ libraries that look there, as polars does for pandas, are not misled).
 
 :func:`import_ahead` imports a module in a background thread while the caller works outside the
 GIL (the kernel), for a call that needs the module afterwards: the two overlap.
-:func:`in_background` runs warm-ups (imports of seconds, a context to build) one after another in
-one background thread; :func:`background_settled` waits for those queued so far.
+:func:`in_background` runs work (warm-ups: imports of seconds, a context to build) one item after
+another on one background thread; :func:`warm_up` queues a named warm-up, :func:`warmed` waits for it.
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ def _work() -> None:
 
 
 def in_background(step: Callable[[], object]) -> Future[object]:
-    """Queue ``step`` (a warm-up) on the background thread; its errors stay in the returned future:
-    whoever needs the result repeats the work and reports the error in its own thread."""
+    """Queue ``step`` (a warm-up, or work whose result is needed later) on the background thread;
+    its errors stay in the returned future (a warm-up's caller repeats the work and reports them)."""
     future: Future[object] = Future()
     with _WORKER_LOCK:
         if not _WORKER:
@@ -101,7 +101,21 @@ def in_background(step: Callable[[], object]) -> Future[object]:
     return future
 
 
-def background_settled() -> None:
-    """Wait until the warm-ups queued so far are done (before importing what they import)."""
-    if _WORKER and threading.current_thread() is not _WORKER[0]:
-        in_background(lambda: None).exception()
+_WARM_UPS: dict[str, Future[object]] = {}
+_WARM_UPS_LOCK = threading.Lock()
+
+
+def warm_up(name: str, step: Callable[[], object]) -> Future[object]:
+    """Queue the warm-up ``name``, once per process."""
+    with _WARM_UPS_LOCK:
+        if name not in _WARM_UPS:
+            _WARM_UPS[name] = in_background(step)
+        return _WARM_UPS[name]
+
+
+def warmed(name: str) -> None:
+    """Wait for the warm-up ``name`` if one was queued (and every warm-up queued before it), so
+    that the caller never imports what the background thread is importing."""
+    pending = _WARM_UPS.get(name)
+    if pending is not None and threading.current_thread() is not _WORKER[0]:
+        pending.exception()

@@ -141,18 +141,20 @@ assert [t.name for t in threading.enumerate()] == ["MainThread"]
 
 def test_warm_ups_run_one_after_another_on_one_thread() -> None:
     """Both step warm-ups (great-expectations, the tier-2 statistics stack) import narwhals; from two
-    threads at once that raised ``_DeadlockError`` in one of them. They now share one thread, and a
-    validator waits for the queue before importing itself."""
+    threads at once that raised ``_DeadlockError`` in one of them. They now share one thread, once
+    per process, and a validator waits for its own warm-up (and those before it) before importing."""
     code = """
 import threading
-from rangebar_pipeline._lazy import background_settled, in_background
+from rangebar_pipeline import _lazy
 from rangebar_pipeline.validation import expectations, tier2
 seen = []
 gx, stats = expectations.warm_up(), tier2.warm_up()
-failing = in_background(lambda: 1 / 0)
-last = in_background(lambda: seen.append(threading.current_thread().name))
-background_settled()
-assert gx.done() and stats.done() and last.done(), "settled before the queue ran"
+assert expectations.warm_up() is gx, "a second step in the process queues nothing"
+failing = _lazy.in_background(lambda: 1 / 0)
+last = _lazy.in_background(lambda: seen.append(threading.current_thread().name))
+_lazy.warmed("tier2")
+assert gx.done() and stats.done(), "waited for the tier-2 warm-up and the one queued before it"
+last.result()
 assert gx.exception() is None and stats.exception() is None, (gx.exception(), stats.exception())
 assert isinstance(failing.exception(), ZeroDivisionError)
 assert seen == ["rangebar-warm-up"]

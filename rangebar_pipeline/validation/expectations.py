@@ -22,7 +22,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Final
 
-from rangebar_pipeline._lazy import background_settled, in_background
+from rangebar_pipeline._lazy import warm_up as warm_up_in_background
+from rangebar_pipeline._lazy import warmed
 from rangebar_pipeline.schema import BAR_SCHEMA, FEATURE_COLUMNS
 from rangebar_pipeline.validation._frames import as_bar_frame
 from rangebar_pipeline.validation.column_rules import VALUE_RANGES, column_rules, evaluate_rules
@@ -173,7 +174,7 @@ def _prepare() -> None:
 def warm_up() -> Future[object]:
     """Import great-expectations and build its context on the background thread, so that the
     seconds the first validation of a process would pay overlap other work."""
-    return in_background(_prepare)
+    return warm_up_in_background("great_expectations", _prepare)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +227,7 @@ def validate_expectations(
     }
     column_checks = evaluate_rules(frame, column_rules(frame.columns))
     pandas_frame = frame.to_pandas()
-    background_settled()  # a warm-up importing right now (great-expectations or another): after it
+    warmed("great_expectations")  # the warm-up importing it right now: after it
     with _LOCK:
         batch_definition = _batch_definition()
         table = _suite(frame.columns, options)

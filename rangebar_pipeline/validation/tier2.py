@@ -18,7 +18,8 @@ from typing import Any, Final
 import numpy as np
 import polars as pl
 
-from rangebar_pipeline._lazy import background_settled, in_background
+from rangebar_pipeline._lazy import warm_up as warm_up_in_background
+from rangebar_pipeline._lazy import warmed
 from rangebar_pipeline.exceptions import MissingColumnError
 from rangebar_pipeline.schema import FEATURE_COLUMNS
 from rangebar_pipeline.validation._frames import as_bar_frame
@@ -137,7 +138,7 @@ def _load() -> None:
 def warm_up() -> Future[object]:
     """Import statsmodels, scipy and scikit-learn on the background thread (seconds of imports the
     first :func:`validate_tier2` of a process would pay, overlapped with other work)."""
-    return in_background(_load)
+    return warm_up_in_background("tier2", _load)
 
 
 def _fmt(value: Any) -> str:
@@ -162,7 +163,7 @@ def validate_tier2(
     Passes when the invariant checks pass and at least ``min_significant`` features are significant.
     ``target_col`` is rangebar 7.1.3's name for ``target``.
     """
-    background_settled()  # a warm-up importing statsmodels or scikit-learn right now: after it
+    warmed("tier2")  # the warm-up importing statsmodels or scikit-learn right now: after it
     if target_col is not None:
         target = target_col
     frame = as_bar_frame(df)
