@@ -471,13 +471,11 @@ class _StepRun:
 
 
 def _warm_up(selection: _Selection) -> None:
-    """Start the heavy imports the selected checks need, overlapping the first days."""
-    from rangebar_pipeline.validation import expectations, tier2
+    """Start the validators the selected checks need (seconds of imports)."""
+    from rangebar_pipeline.validation import worker
 
-    if any(c.name == "expectations" for c in selection.checks):
-        expectations.warm_up()
-    if any(c.name == "tier2" for c in selection.checks):
-        tier2.warm_up()
+    names = {c.name for c in selection.checks}
+    worker.warm_up(gate="expectations" in names, statistics="tier2" in names)
 
 
 def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:

@@ -31,8 +31,8 @@ from rangebar_pipeline.schema import SCHEMA_VERSION
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.bars import KERNEL_VERSION
 from rangebar_pipeline.storage.datasets import DatasetStore, DayTable, FeatureCommit
-from rangebar_pipeline.validation import validate_expectations, validate_tier2
 from rangebar_pipeline.validation.expectations import REQUIRED_COLUMNS
+from rangebar_pipeline.validation.worker import validate_expectations, validate_tier2
 
 __all__ = [
     "KEY_COLUMNS",

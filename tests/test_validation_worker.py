@@ -1,0 +1,74 @@
+"""The validation worker process: same results as in this process, errors raised here, and a
+worker killed between calls costs nothing but a recomputation here (counted)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+
+import polars as pl
+import pytest
+
+from rangebar_pipeline.validation import expectations, tier2, worker
+from tests.data_paths import GOLDEN_SERIES, load_golden
+from tests.test_validation_tier2 import synthetic_bars
+
+
+@pytest.fixture
+def running_worker() -> Iterator[None]:
+    worker.stop()
+    worker.start()
+    assert worker.running()
+    yield
+    worker.stop()
+
+
+def _frame() -> pl.DataFrame:
+    market, symbol, dbps = GOLDEN_SERIES[0]
+    return load_golden(market, symbol, dbps)
+
+
+def test_the_worker_gives_the_results_of_this_process(running_worker: None) -> None:
+    frame = _frame()
+    out_of_range = pl.when(pl.int_range(pl.len()) == 3).then(5.0).otherwise(pl.col("ofi"))
+    broken = frame.with_columns(out_of_range.alias("ofi"))
+    for bars in (frame, broken):
+        there, here = worker.validate_expectations(bars), expectations.validate_expectations(bars)
+        assert there == here
+    assert not worker.validate_expectations(broken).passed
+    bars = synthetic_bars(predictive=True)
+    there_t2, here_t2 = worker.validate_tier2(bars), tier2.validate_tier2(bars)
+    assert there_t2.to_dict() == here_t2.to_dict()
+    assert worker.running() and not worker.FALLBACKS, "everything was answered by the worker"
+
+
+def test_an_error_in_the_worker_is_raised_here(running_worker: None) -> None:
+    with pytest.raises(TypeError, match="found int") as there:
+        worker.validate_expectations(42)
+    with pytest.raises(TypeError, match="found int") as here:
+        expectations.validate_expectations(42)
+    assert type(there.value) is type(here.value) and str(there.value) == str(here.value)
+    assert worker.running(), "a validator's error does not end the worker"
+
+
+def test_a_killed_worker_is_replaced_by_this_process(running_worker: None) -> None:
+    frame = _frame()
+    assert worker.validate_expectations(frame).passed  # answered by the worker: it is up
+    before = len(worker.FALLBACKS)
+    os.kill(worker._PROCESS[0].pid, signal.SIGKILL)
+    worker._PROCESS[0].wait()
+    result = worker.validate_expectations(frame)  # the call that meets the dead worker
+    assert result == expectations.validate_expectations(frame)
+    assert worker.FALLBACKS[before:] == ["validate_expectations"], "one recomputation here, counted"
+    assert not worker.running()
+    worker.validate_expectations(frame)  # no worker now: computed here, not a fault
+    assert worker.FALLBACKS[before:] == ["validate_expectations"]
+
+
+def test_switched_off_no_process_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    worker.stop()
+    monkeypatch.setenv("RANGEBAR_VALIDATION_WORKER", "0")
+    worker.start()
+    assert not worker.running()
+    assert worker.validate_expectations(_frame()).passed
