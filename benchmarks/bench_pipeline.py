@@ -402,31 +402,30 @@ def main() -> None:
         year_root, year_mirror, year_dates = prepare(
             args.year_days, args.trades, list(YEAR_THRESHOLDS), f"year-{args.year_days}x{args.trades}"
         )
-        shutil.rmtree(year_root / "cache", ignore_errors=True)
-        year = spawn("year", year_root, year_mirror, year_dates, list(YEAR_THRESHOLDS))
-        xs = [float(i + 1) for i in range(len(year_dates))]
-        a, b = fit_line(xs, year["day_done"])
-        ticks = year["ticks_done"]
-        n = len(year_dates)
+        for checkout in (None, base) if base is not None else (None,):
+            shutil.rmtree(year_root / "cache", ignore_errors=True)
+            year = spawn("year", year_root, year_mirror, year_dates, list(YEAR_THRESHOLDS), baseline=checkout)
+            print(("baseline " if checkout else "") + _year_report(year, len(year_dates), args.trades))
+        kernel = spawn("kernel", year_root, year_mirror, year_dates, list(YEAR_THRESHOLDS))["seconds"]
         print(
-            f"end to end, {n} days x {args.trades:,} trades at {list(YEAR_THRESHOLDS)} dbps "
-            "(ticks zip -> tick cache, bars, features, all checks; one single-run backfill): "
-            f"{year['seconds']:.1f} s, of which the ticks step {ticks:.1f} s ({ticks / n:.2f} s a day)"
+            "the kernel floor of those days (process_parquet, six thresholds): "
+            f"{kernel / len(year_dates):.3f} s a day"
         )
-        print(
-            f"bar step: day d done at t(d) = {a:.2f} s + {b:.3f} s x d (least squares over {n} days; "
-            f"the intercept includes the ticks step)"
-        )
-        kernel = spawn("kernel", year_root, year_mirror, year_dates, list(YEAR_THRESHOLDS))["seconds"] / n
-        print(
-            f"the kernel floor of those days (process_parquet, six thresholds): {kernel:.3f} s a day; "
-            f"the bar step's marginal cost is {b / kernel:.1f}x it"
-        )
-        year_s = ticks * 365 / n + (a - ticks) + b * 365
-        print(
-            f"a year (365 days): ticks {ticks * 365 / n:.0f} s + bar step {a - ticks:.0f} s "
-            f"+ {b:.3f} s x 365 = {year_s:.0f} s ({year_s / 60:.1f} min; target <= 3 min)"
-        )
+
+
+def _year_report(year: dict[str, Any], n: int, trades: int) -> str:
+    """The end-to-end run's figures: total, ticks step, the fit of day completions, a year."""
+    a, b = fit_line([float(i + 1) for i in range(n)], year["day_done"])
+    ticks = year["ticks_done"]
+    year_s = ticks * 365 / n + (a - ticks) + b * 365
+    return (
+        f"end to end, {n} days x {trades:,} trades at {list(YEAR_THRESHOLDS)} dbps (ticks zip -> tick "
+        f"cache, bars, features, all checks; one single-run backfill): {year['seconds']:.1f} s, of which "
+        f"the ticks step {ticks:.1f} s ({ticks / n:.2f} s a day); bar step: day d done at t(d) = {a:.2f} s "
+        f"+ {b:.3f} s x d (least squares; the intercept includes the ticks step); a year (365 days): "
+        f"ticks {ticks * 365 / n:.0f} s + bar step {a - ticks:.0f} s + {b:.3f} s x 365 = {year_s:.0f} s "
+        f"({year_s / 60:.1f} min; target <= 3 min)"
+    )
 
 
 if __name__ == "__main__":
