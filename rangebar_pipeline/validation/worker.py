@@ -58,14 +58,17 @@ def start() -> None:
     with _LOCK:
         if not _enabled() or (_PROCESS and _PROCESS[0].poll() is None):
             return
-        _PROCESS[:] = [
-            subprocess.Popen(
+        try:
+            process = subprocess.Popen(
                 [sys.executable, "-m", "rangebar_pipeline.validation.worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 env=os.environ | {"PYTHONUNBUFFERED": "1"},
             )
-        ]
+        except OSError as exc:  # no process to be had: everything runs here, as without a worker
+            log.warning("cannot start the validation worker (%s): validating in this process", exc)
+            return
+        _PROCESS[:] = [process]
 
 
 def warm_up(*, gate: bool, statistics: bool) -> None:
