@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from collections.abc import Iterator
 
 import polars as pl
@@ -72,3 +74,33 @@ def test_switched_off_no_process_starts(monkeypatch: pytest.MonkeyPatch) -> None
     worker.start()
     assert not worker.running()
     assert worker.validate_expectations(_frame()).passed
+
+
+def test_a_worker_killed_during_a_call_is_replaced_by_this_process() -> None:
+    """The kill hits a call in flight: a fresh worker answers its first call only after importing
+    great-expectations and the statistics stack (seconds), and the kill comes while the caller waits."""
+    worker.stop()
+    worker.start()
+    process = worker._PROCESS[0]
+    killed = threading.Event()
+
+    def kill_while_waiting() -> None:
+        while not worker._LOCK.locked():  # the caller holds the lock while it waits for the reply
+            time.sleep(0.01)
+        time.sleep(0.5)
+        assert process.poll() is None, "the worker answered before the fault: no fault was tested"
+        os.kill(process.pid, signal.SIGKILL)
+        killed.set()
+
+    killer = threading.Thread(target=kill_while_waiting)
+    killer.start()
+    before = len(worker.FALLBACKS)
+    bars = synthetic_bars(predictive=True)
+    try:
+        result = worker.validate_tier2(bars)
+    finally:
+        killer.join()
+        worker.stop()
+    assert killed.is_set()
+    assert worker.FALLBACKS[before:] == ["validate_tier2"], "the call in flight was recomputed here, once"
+    assert result.to_dict() == tier2.validate_tier2(bars).to_dict()
