@@ -104,3 +104,12 @@ def test_a_worker_killed_during_a_call_is_replaced_by_this_process() -> None:
     assert killed.is_set()
     assert worker.FALLBACKS[before:] == ["validate_tier2"], "the call in flight was recomputed here, once"
     assert result.to_dict() == tier2.validate_tier2(bars).to_dict()
+
+
+def test_a_forked_child_does_not_use_its_parents_worker(running_worker: None) -> None:
+    pid = os.fork()
+    if pid == 0:  # the child: no worker of its own, the parent's pipes untouched
+        os._exit(0 if not worker.running() and not worker._PROCESS else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert worker.running() and worker.validate_expectations(_frame()).passed, "the parent's still answers"

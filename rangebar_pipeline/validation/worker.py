@@ -48,6 +48,16 @@ _LOCK = threading.Lock()
 _PROCESS: list[subprocess.Popen[bytes]] = []
 
 
+def _forget() -> None:
+    """In a forked child: the parent's worker, pipes and lock are not this process's."""
+    global _LOCK  # noqa: PLW0603
+    _LOCK = threading.Lock()
+    _PROCESS.clear()
+
+
+os.register_at_fork(after_in_child=_forget)
+
+
 def _enabled() -> bool:
     return os.environ.get("RANGEBAR_VALIDATION_WORKER", "1") != "0"
 
