@@ -146,6 +146,11 @@ def gate_tables(
     return verdicts
 
 
+def _days(rows: pl.DataFrame) -> int:
+    """The UTC days the bars close on (the range's statistics keep one frame of recent rows)."""
+    return int(rows.select(pl.col("close_time").dt.date().n_unique()).item())
+
+
 def tier2_verdict(tables: Sequence[pl.DataFrame], threshold: int) -> Tier2Verdict:
     """Tier-2 statistics (warning level) over the rows of several consecutive days at once (the last
     :data:`MAX_TIER2_BARS` of them), against the next bar's log return across those days.
@@ -169,7 +174,7 @@ def tier2_verdict(tables: Sequence[pl.DataFrame], threshold: int) -> Tier2Verdic
     findings = tier2_findings(result.table)
     significant = ", ".join(result.significant_features) or "none"
     summary = (
-        f"{rows.height} bars of {len(tables)} day(s); "
+        f"{rows.height} bars of {_days(rows)} day(s); "
         f"{result.significant_feature_count} feature(s) significant against fwd_return_1 ({significant})"
     )
     description = (
