@@ -9,7 +9,8 @@ ticks in the tick cache once, then measures, each path in its own process with a
   of three runs);
 * library: ``precompute_range_bars`` per threshold, and once with every threshold (one decode a day);
 * Dagster ranged: one single-run backfill of the date range, every ``range_bars_*`` and
-  ``features_*`` with all their checks, on a persistent (SQLite) Dagster instance;
+  ``features_*`` with all their checks, on a persistent (SQLite) Dagster instance configured by the
+  checkout's ``deploy/dagster.yaml``;
 * Dagster per partition: one in-process run per day partition, same selection;
 * one ``dagster asset materialize`` CLI call (one day, whole process: start, code load, run).
 
@@ -231,7 +232,10 @@ def spawn(
     shutil.rmtree(root / f"pipeline-{tier2}", ignore_errors=True)
     shutil.rmtree(root / "dagster", ignore_errors=True)
     (root / "dagster").mkdir()
-    script = Path(__file__) if baseline is None else baseline / "benchmarks" / "bench_pipeline.py"
+    checkout = Path(__file__).resolve().parents[1] if baseline is None else baseline
+    # the instance as deployed: the checkout's dagster.yaml (storage, pools), read by local_temp
+    shutil.copy(checkout / "deploy" / "dagster.yaml", root / "dagster" / "dagster.yaml")
+    script = checkout / "benchmarks" / "bench_pipeline.py"
     argv = [
         sys.executable,
         str(script),
