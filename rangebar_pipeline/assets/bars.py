@@ -98,6 +98,7 @@ from rangebar_pipeline.storage.datasets import DatasetStore
 from rangebar_pipeline.storage.ticks import TickStore
 from rangebar_pipeline.streaming import prefetch
 from rangebar_pipeline.validation import ConservationTicks
+from rangebar_pipeline.validation.continuity import JUNCTION_COLUMNS
 
 __all__ = ["BARS_CODE_VERSION", "BARS_STEP", "build_bars_step", "range_bars_key"]
 
@@ -215,8 +216,10 @@ class _StepRun:
         computed = self.selection.bars
         loaded = tuple(t for t in self.selection.features if t not in computed)
         options = self.selection.options
-        self.previous = {
-            t: self.store.read_bars(series, t, day_before, day_before, options=options)
+        self.previous = {  # continuity reads the previous day's last bar, of these columns
+            t: self.store.read_bars(
+                series, t, day_before, day_before, options=options, columns=JUNCTION_COLUMNS
+            )
             for t in (*computed, *loaded)
         }
         self.last_tick = self.ticks.last_tick_id(series, day_before)
