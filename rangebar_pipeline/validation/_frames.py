@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import polars as pl
 
@@ -137,12 +138,54 @@ def violation_check(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """A :func:`violation_check` to evaluate later, with others of its frame (:func:`resolve`)."""
+
+    frame: pl.DataFrame
+    name: str
+    violated: pl.Expr
+    rule: str
+    show: Sequence[str]
+    blocking: bool = True
+
+
+def resolve(items: Sequence[CheckOutcome | Violation]) -> list[CheckOutcome]:
+    """``items`` with each :class:`Violation` evaluated: the violations of one frame are counted in
+    one polars pass, and only those with offending rows are evaluated again (:func:`violation_check`)
+    for their details. The outcomes are the ones :func:`violation_check` gives, in ``items``' order.
+    """
+    out: list[CheckOutcome | Violation] = list(items)
+    by_frame: dict[int, list[int]] = {}
+    for i, item in enumerate(items):
+        if isinstance(item, Violation):
+            by_frame.setdefault(id(item.frame), []).append(i)
+    for positions in by_frame.values():
+        group = [cast(Violation, items[i]) for i in positions]
+        counts = (
+            group[0]
+            .frame.select(
+                v.violated.fill_null(value=False).sum().alias(f"__{j}") for j, v in enumerate(group)
+            )
+            .row(0)
+        )
+        for i, v, count in zip(positions, group, counts, strict=True):
+            out[i] = (
+                violation_check(v.frame, v.name, v.violated, v.rule, v.show, blocking=v.blocking)
+                if count
+                else passed_check(v.name, blocking=v.blocking)
+            )
+    return cast(list[CheckOutcome], out)
+
+
 __all__ = [
     "SHOWN_ROWS",
+    "Violation",
     "as_bar_frame",
     "float_columns",
     "missing",
     "raw_tolerance",
+    "resolve",
     "row_label",
     "to_raw",
     "violation_check",

@@ -17,10 +17,12 @@ from rangebar_pipeline.exceptions import InvalidThresholdError
 from rangebar_pipeline.manifest import COLUMNS
 from rangebar_pipeline.schema import BASIS_POINTS_SCALE, FEATURE_COLUMNS
 from rangebar_pipeline.validation._frames import (
+    Violation,
     as_bar_frame,
     float_columns,
     missing,
     raw_tolerance,
+    resolve,
     to_raw,
     violation_check,
 )
@@ -120,21 +122,23 @@ def validate_tier1(
             "columns_present", f"missing required columns: {absent}; found {frame.columns}"
         )
         return Tier1Result((present, columns), frame.height, features, {}, threshold_decimal_bps)
-    checks: list[CheckOutcome] = [
-        present,
-        *_value_checks(frame),
-        *_ohlc_checks(frame),
-        *_breach_checks(
-            frame,
-            threshold_decimal_bps,
-            same_timestamp_gate=same_timestamp_gate,
-            min_duration_us=min_duration_us,
-        ),
-        *_count_and_time_checks(frame),
-        *_feature_bound_checks(frame),
-        *_conservation_checks(frame),
-        *_order_checks(frame),
-    ]
+    checks = resolve(
+        [  # every row rule of a frame in one polars pass
+            present,
+            *_value_checks(frame),
+            *_ohlc_checks(frame),
+            *_breach_checks(
+                frame,
+                threshold_decimal_bps,
+                same_timestamp_gate=same_timestamp_gate,
+                min_duration_us=min_duration_us,
+            ),
+            *_count_and_time_checks(frame),
+            *_feature_bound_checks(frame),
+            *_conservation_checks(frame),
+            *_order_checks(frame),
+        ]
+    )
     statistics = _statistics(frame)
     checks.extend(_informational_checks(statistics))
     return Tier1Result(
@@ -188,7 +192,7 @@ def _value_checks(frame: pl.DataFrame) -> list[CheckOutcome]:
     return out
 
 
-def _ohlc_checks(frame: pl.DataFrame) -> list[CheckOutcome]:
+def _ohlc_checks(frame: pl.DataFrame) -> list[CheckOutcome | Violation]:
     h, lo, o, c = pl.col("high"), pl.col("low"), pl.col("open"), pl.col("close")
     specs: list[tuple[str, list[str], pl.Expr, str]] = [
         (
@@ -210,16 +214,18 @@ def _ohlc_checks(frame: pl.DataFrame) -> list[CheckOutcome]:
     return [_guarded(frame, *spec) for spec in specs]
 
 
-def _guarded(frame: pl.DataFrame, name: str, needs: list[str], violated: pl.Expr, rule: str) -> CheckOutcome:
+def _guarded(
+    frame: pl.DataFrame, name: str, needs: list[str], violated: pl.Expr, rule: str
+) -> CheckOutcome | Violation:
     absent = missing(frame, needs)
     if absent:
         return not_applicable(name, f"column(s) {absent} not in the frame")
-    return violation_check(frame, name, violated, rule, needs)
+    return Violation(frame, name, violated, rule, needs)
 
 
 def _breach_checks(
     frame: pl.DataFrame, threshold: int | None, *, same_timestamp_gate: bool, min_duration_us: int = 0
-) -> list[CheckOutcome]:
+) -> list[CheckOutcome | Violation]:
     names = ("threshold_reached", "breach_consistent")
     if threshold is None:
         return [not_applicable(n, "threshold_decimal_bps not given") for n in names]
@@ -240,8 +246,8 @@ def _breach_checks(
     up = pl.col("__c") >= pl.col("__upper")
     down = pl.col("__c") <= pl.col("__lower")
     shown = ["open", "high", "low", "close", "__upper", "__lower"]
-    out = [
-        violation_check(
+    out: list[CheckOutcome | Violation] = [
+        Violation(
             raw,
             "threshold_reached",
             ~(up | down),
@@ -263,7 +269,7 @@ def _breach_checks(
         down & ((pl.col("__c") != pl.col("__l")) | (pl.col("__h") >= pl.col("__upper")))
     )
     out.append(
-        violation_check(
+        Violation(
             raw,
             "breach_consistent",
             inconsistent,
@@ -275,7 +281,7 @@ def _breach_checks(
     return out
 
 
-def _count_and_time_checks(frame: pl.DataFrame) -> list[CheckOutcome]:
+def _count_and_time_checks(frame: pl.DataFrame) -> list[CheckOutcome | Violation]:
     out = [
         _guarded(
             frame, "duration_nonnegative", ["duration_us"], pl.col("duration_us") < 0, "duration_us >= 0"
@@ -298,7 +304,7 @@ def _count_and_time_checks(frame: pl.DataFrame) -> list[CheckOutcome]:
     counts = [c for c in ("individual_trade_count", "agg_record_count") if c in frame.columns]
     if counts:
         out.append(
-            violation_check(
+            Violation(
                 frame,
                 "counts_positive",
                 pl.any_horizontal(pl.col(c) < 1 for c in counts),
@@ -320,7 +326,7 @@ def _count_and_time_checks(frame: pl.DataFrame) -> list[CheckOutcome]:
     return out
 
 
-def _feature_bound_checks(frame: pl.DataFrame) -> list[CheckOutcome]:
+def _feature_bound_checks(frame: pl.DataFrame) -> list[CheckOutcome | Violation]:
     return [
         # NaN is reported by no_nan only (polars orders NaN above every number)
         _guarded(
@@ -334,7 +340,7 @@ def _feature_bound_checks(frame: pl.DataFrame) -> list[CheckOutcome]:
     ]
 
 
-def _conservation_checks(frame: pl.DataFrame) -> list[CheckOutcome]:
+def _conservation_checks(frame: pl.DataFrame) -> list[CheckOutcome | Violation]:
     split = to_raw("buy_volume") + to_raw("sell_volume") - to_raw("volume")
     out = [
         _guarded(
@@ -358,7 +364,7 @@ def _conservation_checks(frame: pl.DataFrame) -> list[CheckOutcome]:
     return out
 
 
-def _order_checks(frame: pl.DataFrame) -> list[CheckOutcome]:
+def _order_checks(frame: pl.DataFrame) -> list[CheckOutcome | Violation]:
     out = [
         _guarded(
             frame,
@@ -383,7 +389,7 @@ def _order_checks(frame: pl.DataFrame) -> list[CheckOutcome]:
         key = frame.columns
         dup = pl.struct(key).is_duplicated()
         rule = "no two identical bars (no trade ids to key on)"
-    out.append(violation_check(frame, "no_duplicate_bars", dup, rule, key[:4]))
+    out.append(Violation(frame, "no_duplicate_bars", dup, rule, key[:4]))
     return out
 
 
