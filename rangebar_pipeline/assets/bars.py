@@ -342,7 +342,11 @@ class _StepRun:
             if (table := day.tables.get(t)) is not None and day.tier1[t].passed
         ]
         self._keep_recent(ready)
-        if final:  # the range's statistics, computed while this batch is recorded
+        # run while this batch is recorded: its gate (the feature tables wait for it), then at the
+        # range's end the range's statistics
+        gated = [f for f in ready if self.selection.wants(features_key(f.threshold), "expectations")]
+        gate = in_background(partial(gate_tables, gated, self.selection.groups)) if gated else None
+        if final:
             for t, tables in self.recent.items():
                 self.tier2_pending[t] = (tables, in_background(partial(tier2_verdict, tables, t)))
         labels = [partition_key(d.day, d.series) for d in chunk]
@@ -355,10 +359,11 @@ class _StepRun:
                 f"{t} dbps {r.bars.height} bars{'' if day.tier1[t].passed else ' (tier1 FAILED)'}"
                 for t, r in day.results.items()
             )
-            self.context.log.info(
-                f"{partition_key(day.day, day.series)}: {day.tick_count} ticks -> {summary}"
-            )
-        yield from self._feature_events(chunk, ready)
+            self.context.log.info(f"{label}: {day.tick_count} ticks -> {summary}")
+        verdicts = (
+            dict(zip(map(id, gated), cast(list[GateVerdict], gate.result()), strict=True)) if gate else {}
+        )
+        yield from self._feature_events(chunk, ready, verdicts)
 
     def _keep_recent(self, ready: Sequence[FeatureDay]) -> None:
         """The range's most recent feature rows per threshold whose tier2 check is selected."""
@@ -404,10 +409,12 @@ class _StepRun:
                     asset, label, blocking=False, severity=dg.AssetCheckSeverity.ERROR, target=target
                 )
 
-    def _feature_events(self, chunk: Sequence[_Day], ready: list[FeatureDay]) -> Iterator[Any]:
-        """Feature tables of the chunk's days (``ready``: those whose bars passed tier1), gated
-        together, then one Delta commit per threshold and series: days that passed replace their rows;
-        a failed gate keeps the day's previous rows, bars that failed tier1 withdraw them; every
+    def _feature_events(
+        self, chunk: Sequence[_Day], ready: list[FeatureDay], verdicts: dict[int, GateVerdict]
+    ) -> Iterator[Any]:
+        """Feature tables of the chunk's days (``ready``: whose bars passed tier1; ``verdicts``: the
+        gate's, by table), one Delta commit per threshold and series: days that passed replace their
+        rows; a failed gate keeps the day's previous rows, bars that failed tier1 withdraw them; every
         rejection is in the commit info and the metadata."""
         withdrawn: list[tuple[FeatureDay, str]] = []
         for threshold in self.selection.features:
@@ -421,10 +428,6 @@ class _StepRun:
                     f"failed their blocking tier1 check ({check.description})"
                 )
                 withdrawn.append((item, f"range_bars_{threshold}:tier1 failed: {check.description}"))
-        gated = [f for f in ready if self.selection.wants(features_key(f.threshold), "expectations")]
-        verdicts = (
-            dict(zip(map(id, gated), gate_tables(gated, self.selection.groups), strict=True)) if gated else {}
-        )
         for threshold in self.selection.features:
             mine = [f for f in ready if f.threshold == threshold]
             failed = [(f, reason) for f, reason in withdrawn if f.threshold == threshold]
