@@ -17,6 +17,7 @@ another on one background thread; :func:`warm_up` queues a named warm-up, :func:
 from __future__ import annotations
 
 import importlib
+import os
 import queue
 import sys
 import threading
@@ -72,50 +73,66 @@ def import_ahead(name: str | None) -> Iterator[None]:
         worker.join()
 
 
-#: One thread for every warm-up: two threads importing at once can deadlock on a circular import
-#: (``_DeadlockError`` on narwhals, imported by both scikit-learn and great-expectations). A daemon
-#: thread: a process that ends does not wait for a warm-up it no longer needs.
-_QUEUE: queue.SimpleQueue[tuple[Callable[[], object], Future[object]]] = queue.SimpleQueue()
-_WORKER: list[threading.Thread] = []
-_WORKER_LOCK = threading.Lock()
+class _Background:
+    """One daemon thread running queued work in order, and the named warm-ups queued on it.
+
+    One thread for every warm-up: two threads importing at once can deadlock on a circular import
+    (``_DeadlockError`` on narwhals, imported by both scikit-learn and great-expectations). A daemon
+    thread: a process that ends does not wait for a warm-up it no longer needs. A forked child has
+    none of its parent's thread: it starts afresh (:meth:`reset`), else its work would wait forever.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.lock, self.naming = threading.Lock(), threading.Lock()
+        self.queue: queue.SimpleQueue[tuple[Callable[[], object], Future[object]]] = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+        self.warm_ups: dict[str, Future[object]] = {}
+
+    def submit(self, step: Callable[[], object]) -> Future[object]:
+        future: Future[object] = Future()
+        with self.lock:
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._work, args=(self.queue,), name="rangebar-warm-up", daemon=True
+                )
+                self.thread.start()
+            self.queue.put((step, future))
+        return future
+
+    @staticmethod
+    def _work(steps: queue.SimpleQueue[tuple[Callable[[], object], Future[object]]]) -> None:
+        while True:
+            step, future = steps.get()
+            try:
+                future.set_result(step())
+            except BaseException as exc:  # kept in the future: the caller repeats the work
+                future.set_exception(exc)
 
 
-def _work() -> None:
-    while True:
-        step, future = _QUEUE.get()
-        try:
-            future.set_result(step())
-        except BaseException as exc:  # kept in the future: the caller repeats the work
-            future.set_exception(exc)
+_BACKGROUND = _Background()
+os.register_at_fork(after_in_child=_BACKGROUND.reset)
 
 
 def in_background(step: Callable[[], object]) -> Future[object]:
     """Queue ``step`` (a warm-up, or work whose result is needed later) on the background thread;
     its errors stay in the returned future (a warm-up's caller repeats the work and reports them)."""
-    future: Future[object] = Future()
-    with _WORKER_LOCK:
-        if not _WORKER:
-            _WORKER.append(threading.Thread(target=_work, name="rangebar-warm-up", daemon=True))
-            _WORKER[0].start()
-        _QUEUE.put((step, future))
-    return future
-
-
-_WARM_UPS: dict[str, Future[object]] = {}
-_WARM_UPS_LOCK = threading.Lock()
+    return _BACKGROUND.submit(step)
 
 
 def warm_up(name: str, step: Callable[[], object]) -> Future[object]:
     """Queue the warm-up ``name``, once per process."""
-    with _WARM_UPS_LOCK:
-        if name not in _WARM_UPS:
-            _WARM_UPS[name] = in_background(step)
-        return _WARM_UPS[name]
+    with _BACKGROUND.naming:
+        if name not in _BACKGROUND.warm_ups:
+            _BACKGROUND.warm_ups[name] = in_background(step)
+        return _BACKGROUND.warm_ups[name]
 
 
 def warmed(name: str) -> None:
     """Wait for the warm-up ``name`` if one was queued (and every warm-up queued before it), so
     that the caller never imports what the background thread is importing."""
-    pending = _WARM_UPS.get(name)
-    if pending is not None and threading.current_thread() is not _WORKER[0]:
+    pending = _BACKGROUND.warm_ups.get(name)
+    if pending is not None and threading.current_thread() is not _BACKGROUND.thread:
         pending.exception()

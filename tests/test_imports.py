@@ -161,3 +161,24 @@ assert seen == ["rangebar-warm-up"]
 assert [t.name for t in threading.enumerate()] == ["MainThread", "rangebar-warm-up"]
 """
     assert {"great_expectations", "sklearn", "statsmodels"} <= set(_loaded_after(code))
+
+
+def test_background_work_runs_in_a_forked_child() -> None:
+    """A child forked after the parent started its background thread (a prefork Celery worker, a
+    forked executor) has no such thread: its work goes to a thread of its own instead of a queue
+    nobody reads (which would hang the step that waits for it)."""
+    code = """
+import os, threading
+from rangebar_pipeline import _lazy
+assert _lazy.in_background(lambda: 1).result(timeout=60) == 1  # the parent's thread runs
+pid = os.fork()
+if pid == 0:
+    try:
+        name = _lazy.in_background(lambda: threading.current_thread().name).result(timeout=60)
+        os._exit(0 if name == "rangebar-warm-up" else 3)
+    except BaseException:
+        os._exit(4)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, os.waitstatus_to_exitcode(status)
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=180)
