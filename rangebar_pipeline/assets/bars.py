@@ -47,6 +47,7 @@ from rangebar_pipeline.assets.checks import (
 from rangebar_pipeline.assets.empty_days import before_start_events
 from rangebar_pipeline.assets.features import (
     MAX_TIER2_BARS,
+    CommitGroup,
     FeatureDay,
     GateVerdict,
     Tier2Verdict,
@@ -54,7 +55,7 @@ from rangebar_pipeline.assets.features import (
     feature_table,
     features_key,
     gate_tables,
-    publish_days,
+    publish_groups,
     tier2_verdict,
     withdrawn_observation,
 )
@@ -94,7 +95,7 @@ from rangebar_pipeline.resources import (
 )
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.bars import BarStore
-from rangebar_pipeline.storage.datasets import DatasetStore
+from rangebar_pipeline.storage.datasets import DatasetStore, FeatureCommit
 from rangebar_pipeline.storage.ticks import TickStore
 from rangebar_pipeline.streaming import prefetch
 from rangebar_pipeline.validation import ConservationTicks
@@ -428,34 +429,33 @@ class _StepRun:
                     f"failed their blocking tier1 check ({check.description})"
                 )
                 withdrawn.append((item, f"range_bars_{threshold}:tier1 failed: {check.description}"))
+        groups: list[CommitGroup] = []
         for threshold in self.selection.features:
             mine = [f for f in ready if f.threshold == threshold]
             failed = [(f, reason) for f, reason in withdrawn if f.threshold == threshold]
             for series in dict.fromkeys(f.series for f in [*mine, *(f for f, _ in failed)]):
-                yield from self._publish(
-                    [f for f in mine if f.series == series],
-                    [(f, r) for f, r in failed if f.series == series],
-                    verdicts,
-                )
+                built = [f for f in mine if f.series == series]
+                sources = {  # the bars' versions: recorded in this run, else the latest
+                    f.day: self.recorded.get((threshold, f.day))
+                    or latest_version(
+                        self.context.instance, range_bars_key(threshold), partition_key(f.day, series)
+                    )
+                    for f in built
+                }
+                groups.append((built, [(f, r) for f, r in failed if f.series == series], sources))
+        for group, commit in publish_groups(self.datasets, groups, verdicts):
+            yield from self._published(group, verdicts, commit)
 
-    def _publish(
-        self,
-        built: list[FeatureDay],
-        failed: list[tuple[FeatureDay, str]],
-        verdicts: dict[int, GateVerdict],
+    def _published(
+        self, group: CommitGroup, verdicts: dict[int, GateVerdict], commit: FeatureCommit
     ) -> Iterator[Any]:
-        """One Delta commit of a threshold's and series' days, then their events: a materialization
-        (and gate evaluation) per built table, an observation per day withdrawn for its bars."""
+        """The events of a threshold's and series' Delta commit: a materialization (and gate
+        evaluation) per built table, an observation per day withdrawn for its bars."""
+        built, failed, sources = group
         first = (built or [f for f, _ in failed])[0]
         threshold, series = first.threshold, first.series
         asset, bars = features_key(threshold), range_bars_key(threshold)
         instance = self.context.instance
-        sources = {
-            f.day: self.recorded.get((threshold, f.day))
-            or latest_version(instance, bars, partition_key(f.day, series))
-            for f in built
-        }
-        commit = publish_days(self.datasets, built, failed, verdicts, sources)
         code_version = features_code_version(self.pipeline)
         labels = [partition_key(item.day, series) for item in built]
         for item, label in zip(built, labels, strict=True):

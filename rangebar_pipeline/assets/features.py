@@ -14,7 +14,8 @@ day.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final
@@ -39,6 +40,7 @@ __all__ = [
     "MAX_TIER2_BARS",
     "MIN_TIER2_BARS",
     "UNGATED",
+    "CommitGroup",
     "FeatureDay",
     "GateVerdict",
     "Tier2Verdict",
@@ -47,6 +49,7 @@ __all__ = [
     "features_key",
     "gate_tables",
     "publish_days",
+    "publish_groups",
     "rejections",
     "required_columns",
     "tier2_verdict",
@@ -222,6 +225,31 @@ def publish_days(
     ]  # fmt: skip
     writes += [DayTable(f.day, f.table, (reason,), withdraw=True) for f, reason in failed]
     return store.publish_days(first.threshold, first.series, writes)
+
+
+#: A threshold's and series' days for one Delta commit: the built tables, the withdrawn ones (with
+#: the reason), and the data versions of the built tables' bars.
+CommitGroup = tuple[list[FeatureDay], list[tuple[FeatureDay, str]], dict[date, Version | None]]
+
+
+def publish_groups(
+    store: DatasetStore, groups: Sequence[CommitGroup], verdicts: dict[int, GateVerdict]
+) -> Iterator[tuple[CommitGroup, FeatureCommit]]:
+    """:func:`publish_days` of every group at once (each group is a table of its own, and delta-rs
+    writes outside the GIL), yielded in the groups' order; every commit that succeeded is yielded
+    before the first error is raised, so that each one is recorded."""
+    error: Exception | None = None
+    with ThreadPoolExecutor(max(1, len(groups)), thread_name_prefix="rangebar-commit") as pool:
+        commits = [pool.submit(publish_days, store, *group[:2], verdicts, group[2]) for group in groups]
+        for group, pending in zip(groups, commits, strict=True):
+            try:
+                commit = pending.result()
+            except Exception as exc:
+                error = error or exc
+                continue
+            yield group, commit
+    if error is not None:
+        raise error
 
 
 def feature_metadata(item: FeatureDay, commit: FeatureCommit) -> dict[str, Any]:
