@@ -240,7 +240,10 @@ def publish_groups(
     before the first error is raised, so that each one is recorded."""
     error: Exception | None = None
     with ThreadPoolExecutor(max(1, len(groups)), thread_name_prefix="rangebar-commit") as pool:
-        commits = [pool.submit(publish_days, store, *group[:2], verdicts, group[2]) for group in groups]
+        commits = [
+            pool.submit(publish_days, store, built, failed, verdicts, sources)
+            for built, failed, sources in groups
+        ]
         for group, pending in zip(groups, commits, strict=True):
             try:
                 commit = pending.result()
