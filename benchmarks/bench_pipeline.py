@@ -14,6 +14,12 @@ ticks in the tick cache once, then measures, each path in its own process with a
 * Dagster per partition: one in-process run per day partition, same selection;
 * one ``dagster asset materialize`` CLI call (one day, whole process: start, code load, run).
 
+The Dagster paths run as deployed: with the validation service (``python -m
+rangebar_pipeline.validation.service``, started once for the whole benchmark, as a deployment starts
+it beside the daemon), so a run process connects to validators already imported; the ranged run is
+also measured without it (each run process imports great-expectations and statsmodels itself). The
+baseline ignores the service if it predates it.
+
 The ranged run's day completion times are fitted by least squares: the intercept is the run's fixed
 cost, the slope the marginal cost of a day (the figure that decides long backfills).
 ``--baseline DIR`` runs every path again with another checkout's package (e.g. the previous commit:
@@ -36,6 +42,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from datetime import date, timedelta
@@ -203,8 +210,10 @@ def _dagster_path(path: str, root: Path, days: list[date], thresholds: list[int]
 # --- orchestration ------------------------------------------------------------------------------------
 
 
-def environment(root: Path, mirror: Path, tier2: str) -> dict[str, str]:
+def environment(root: Path, mirror: Path, tier2: str, *, service: bool = True) -> dict[str, str]:
     env = dict(os.environ)
+    if not service:
+        env.pop("RANGEBAR_VALIDATION_SOCKET", None)
     env.update(
         RANGEBAR_CACHE_DIR=str(root / "cache"),
         RANGEBAR_CLICKHOUSE_DSN=f"chdb://{root / tier2}",
@@ -224,9 +233,10 @@ def spawn(
     thresholds: list[int],
     *,
     baseline: Path | None = None,
+    service: bool = True,
 ) -> dict[str, Any]:
     """Run one path in its own process, with this checkout's package or ``baseline``'s (its own
-    copy of this script, its package first on ``PYTHONPATH``)."""
+    copy of this script, its package first on ``PYTHONPATH``), with the validation service or not."""
     tier2 = f"tier2-{path}"
     shutil.rmtree(root / tier2, ignore_errors=True)
     shutil.rmtree(root / f"pipeline-{tier2}", ignore_errors=True)
@@ -247,7 +257,7 @@ def spawn(
         ",".join(map(str, days)),
     ]
     argv += ["--thresholds", ",".join(map(str, thresholds))]
-    env = environment(root, mirror, tier2)
+    env = environment(root, mirror, tier2, service=service)
     if baseline is not None:
         env["PYTHONPATH"] = str(baseline)
     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
@@ -330,7 +340,19 @@ def main() -> None:
         days = [date.fromisoformat(d) for d in args.days_list.split(",")]
         print(json.dumps(run_path(args.run, Path(args.root), days, thresholds)))
         return
+    from rangebar_pipeline.validation import service
 
+    folder = Path(tempfile.mkdtemp(prefix="rb-bench-"))  # short: a socket's path has <= 107 bytes
+    try:
+        with service.started(folder / "validation.sock", DATA / "validation-service.log"):
+            os.environ["RANGEBAR_VALIDATION_SOCKET"] = str(folder / "validation.sock")
+            compare(args, thresholds)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def compare(args: argparse.Namespace, thresholds: list[int]) -> None:
+    """Every path with this checkout (and the baseline's), the table, and the year run."""
     root, mirror, dates = prepare(args.days, args.trades, thresholds, f"{args.days}x{args.trades}")
     shutil.rmtree(root / "cache", ignore_errors=True)
     tier1 = store_ticks(root, mirror, dates)
@@ -352,6 +374,7 @@ def main() -> None:
         runs[path] = spawn(path, root, mirror, dates, thresholds)  # this checkout, then the baseline's
         if base is not None and path != "library-all":
             runs[f"{path}@base"] = spawn(path, root, mirror, dates, thresholds, baseline=base)
+    runs["ranged-alone"] = spawn("ranged", root, mirror, dates, thresholds, service=False)
     cli = cli_call(root, mirror, dates[0], thresholds)
     floor = runs["kernel"]["seconds"]
     print(f"{'path':<66} {'time':>11} {'vs kernel':>10} {'target':>10}" + ("  baseline" if base else ""))
@@ -379,6 +402,8 @@ def main() -> None:
         runs["library-all"]["seconds"], False, "<= 1.5x")  # fmt: skip
     row("Dagster: one single run over the range (bars + features + checks)", "ranged",
         runs["ranged"]["seconds"], False, "<= 4x")  # fmt: skip
+    row("Dagster: the same, without the validation service (imports in the run)", "ranged-alone",
+        runs["ranged-alone"]["seconds"], False, "")  # fmt: skip
     row("Dagster: one in-process run per day partition", "partition", _per_day(runs["partition"]), True,
         "<= 1.2 s")  # fmt: skip
     first, *later = runs["partition"]["per_day"]

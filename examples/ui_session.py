@@ -1,18 +1,23 @@
 """A running code location as a user has it: ``dagster-webserver`` and ``dagster-daemon`` on 127.0.0.1,
 driven through the UI's own GraphQL API (the calls its Backfill and Launch buttons make).
 
-Used by the demo (``examples/pipeline_demo.py``) and the browser test. Both processes run in their
-own process groups (their code servers and run workers join them) and are stopped by those ids.
+Used by the demo (``examples/pipeline_demo.py``) and the browser test. With the daemon, the
+validation service runs beside them (``rangebar_pipeline.validation.service``, its socket given to both
+as ``RANGEBAR_VALIDATION_SOCKET``), so that run processes do not import the validators each. Every
+process runs in its own process group (code servers, run workers and the service's connection processes
+join them) and is stopped by those ids.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -61,11 +66,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def process(args: Sequence[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    args: Sequence[str], log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``args`` in a new process group; on exit stop it by pid, then its group by the group id."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            list(args), cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            list(args), cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
         yield proc
@@ -179,15 +186,26 @@ def ui_session(logs: Path, *, port: int | None = None, daemon: bool = True) -> I
     workspace = ["-w", str(REPO / "workspace.yaml")]
     web_log, daemon_log = logs / "webserver.log", logs / "daemon.log"
     webserver = [str(bin_dir / "dagster-webserver"), *workspace, "-h", "127.0.0.1", "-p", str(port)]
-    with process(webserver, web_log) as server:
-        if not daemon:
+    if not daemon:
+        with process(webserver, web_log):
             session = UISession(f"http://127.0.0.1:{port}", [web_log])
             session.wait_loaded()
             yield session
-            return
-        with process([str(bin_dir / "dagster-daemon"), "run", *workspace], daemon_log):
+        return
+    folder = Path(tempfile.mkdtemp(prefix="rb-ui-"))  # short: a socket's path has <= 107 bytes
+    socket_path = str(folder / "validation.sock")
+    env = os.environ | {"RANGEBAR_VALIDATION_SOCKET": socket_path}
+    service = [sys.executable, "-m", "rangebar_pipeline.validation.service", socket_path]
+    try:
+        with (
+            process(service, logs / "validation-service.log"),
+            process(webserver, web_log, env) as server,
+            process([str(bin_dir / "dagster-daemon"), "run", *workspace], daemon_log, env),
+        ):
             session = UISession(f"http://127.0.0.1:{port}", [web_log, daemon_log])
             session.wait_loaded()
             if server.poll() is not None:
                 raise RuntimeError(f"the webserver exited: {tail(web_log)}")
             yield session
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

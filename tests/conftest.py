@@ -20,6 +20,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyt
     monkeypatch.setenv("RANGEBAR_CACHE_DIR", str(tmp_path_factory.mktemp("rangebar-cache")))
     monkeypatch.setenv("RANGEBAR_BINANCE_BASE_URL", UNREACHABLE_URL)
     monkeypatch.setenv("RANGEBAR_EXNESS_BASE_URL", UNREACHABLE_URL)
+    monkeypatch.delenv("RANGEBAR_VALIDATION_SOCKET", raising=False)  # a test asks for the service
 
 
 @pytest.fixture

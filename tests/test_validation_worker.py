@@ -58,8 +58,10 @@ def test_a_killed_worker_is_replaced_by_this_process(running_worker: None) -> No
     frame = _frame()
     assert worker.validate_expectations(frame).passed  # answered by the worker: it is up
     before = len(worker.FALLBACKS)
-    os.kill(worker._PROCESS[0].pid, signal.SIGKILL)
-    worker._PROCESS[0].wait()
+    process = worker._PROCESS[0].process
+    assert process is not None, "this process's own worker"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
     result = worker.validate_expectations(frame)  # the call that meets the dead worker
     assert result == expectations.validate_expectations(frame)
     assert worker.FALLBACKS[before:] == ["validate_expectations"], "one recomputation here, counted"
@@ -81,7 +83,8 @@ def test_a_worker_killed_during_a_call_is_replaced_by_this_process() -> None:
     great-expectations and the statistics stack (seconds), and the kill comes while the caller waits."""
     worker.stop()
     worker.start()
-    process = worker._PROCESS[0]
+    process = worker._PROCESS[0].process
+    assert process is not None
     killed = threading.Event()
 
     def kill_while_waiting() -> None:

@@ -166,7 +166,8 @@ def _batch_definition() -> Any:
     return _STATE["batch_definition"]
 
 
-def _prepare() -> None:
+def prepare() -> None:
+    """Import great-expectations and build its context (seconds, once per process)."""
     with _LOCK:
         _batch_definition()
 
@@ -174,7 +175,7 @@ def _prepare() -> None:
 def warm_up() -> Future[object]:
     """Import great-expectations and build its context on the background thread, so that the
     seconds the first validation of a process would pay overlap other work."""
-    return warm_up_in_background("great_expectations", _prepare)
+    return warm_up_in_background("great_expectations", prepare)
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +304,7 @@ __all__ = [
     "VALUE_RANGES",
     "ExpectationsResult",
     "build_expectations",
+    "prepare",
     "validate_expectations",
     "warm_up",
 ]

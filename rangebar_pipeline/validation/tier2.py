@@ -129,7 +129,8 @@ class Tier2Result(CheckedResult):
         return meta
 
 
-def _load() -> None:
+def prepare() -> None:
+    """Import statsmodels, scipy and scikit-learn (seconds, once per process)."""
     import scipy.stats  # noqa: F401
     import sklearn.feature_selection  # noqa: F401
     import statsmodels.tsa.stattools  # noqa: F401
@@ -138,7 +139,7 @@ def _load() -> None:
 def warm_up() -> Future[object]:
     """Import statsmodels, scipy and scikit-learn on the background thread (seconds of imports the
     first :func:`validate_tier2` of a process would pay, overlapped with other work)."""
-    return warm_up_in_background("tier2", _load)
+    return warm_up_in_background("tier2", prepare)
 
 
 def _fmt(value: Any) -> str:
@@ -312,4 +313,4 @@ def _high_correlation_pairs(numeric: pl.DataFrame, names: list[str]) -> list[tup
     ]
 
 
-__all__ = ["TABLE_SCHEMA", "Tier2Result", "validate_tier2"]
+__all__ = ["TABLE_SCHEMA", "Tier2Result", "prepare", "validate_tier2", "warm_up"]

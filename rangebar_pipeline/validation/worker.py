@@ -8,18 +8,29 @@ on the other core; :func:`validate_expectations` and :func:`validate_tier2` here
 arguments to it (pickled; polars frames travel as Arrow IPC) and return its result, or compute in
 this process when no worker was started, after one has died (counted in :data:`FALLBACKS`, logged),
 or with ``RANGEBAR_VALIDATION_WORKER=0``. Errors raised by a validator are raised here as they are.
+
+With ``RANGEBAR_VALIDATION_SOCKET`` naming a running :mod:`~rangebar_pipeline.validation.service`
+(prepared once per machine), :func:`start` connects to it instead, and a process pays no imports;
+when none listens there, or it runs other code, the process starts its own worker as above.
 """
 
 from __future__ import annotations
 
 import atexit
+import hashlib
+import importlib.metadata
 import logging
 import os
 import pickle
+import select
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import IO, Any, Final
 
 from rangebar_pipeline.validation import expectations, tier2
@@ -28,7 +39,9 @@ from rangebar_pipeline.validation.tier2 import Tier2Result
 
 __all__ = [
     "FALLBACKS",
+    "fingerprint",
     "running",
+    "serve",
     "start",
     "stop",
     "validate_expectations",
@@ -44,8 +57,61 @@ _VALIDATORS: Final[dict[str, Callable[..., Any]]] = {
 }
 #: Calls computed in this process because the worker had died (a fault test counts them).
 FALLBACKS: list[str] = []
+#: The libraries whose versions decide the validators' results, with this package's code.
+_LIBRARIES: Final = (
+    "great_expectations",
+    "numpy",
+    "pandas",
+    "polars",
+    "scikit-learn",
+    "scipy",
+    "statsmodels",
+)
 _LOCK = threading.Lock()
-_PROCESS: list[subprocess.Popen[bytes]] = []
+
+
+@dataclass(frozen=True, slots=True)
+class _Worker:
+    """Where this process's validation calls go: its own worker process, or a connection to the
+    service (``process`` None), served there by the process ``pid``."""
+
+    pid: int
+    requests: IO[bytes]
+    replies: IO[bytes]
+    process: subprocess.Popen[bytes] | None = None
+    connection: socket.socket | None = None
+
+    def alive(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        assert self.connection is not None
+        if self.connection.fileno() < 0:
+            return False
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        return not readable  # between calls the service sends nothing: readable means closed
+
+    def close(self) -> None:
+        """Close the requests: the worker (or the service's process for this connection) exits."""
+        for stream in (self.requests, self.replies):
+            stream.close()
+        if self.connection is not None:
+            self.connection.close()
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+        else:
+            self.close()
+
+
+_PROCESS: list[_Worker] = []
 
 
 def _forget() -> None:
@@ -53,6 +119,20 @@ def _forget() -> None:
     global _LOCK  # noqa: PLW0603
     _LOCK = threading.Lock()
     _PROCESS.clear()
+
+
+@cache
+def fingerprint() -> str:
+    """This process's validation code: the package's sources, Python and the libraries' versions.
+    A service answers only clients of the same code (its results are theirs)."""
+    digest = hashlib.sha256(sys.version.encode())
+    for library in _LIBRARIES:
+        digest.update(f"{library}=={importlib.metadata.version(library)}".encode())
+    package = Path(__file__).resolve().parents[1]
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 os.register_at_fork(after_in_child=_forget)
@@ -63,22 +143,55 @@ def _enabled() -> bool:
 
 
 def start() -> None:
-    """Start this process's worker (it imports and prepares the validators at once); a no-op when
-    one runs or the worker is switched off."""
+    """Connect to the validation service, or else start this process's worker (it imports and
+    prepares the validators at once); a no-op when one serves or the worker is switched off."""
     with _LOCK:
-        if not _enabled() or (_PROCESS and _PROCESS[0].poll() is None):
+        if not _enabled() or (_PROCESS and _PROCESS[0].alive()):
             return
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "rangebar_pipeline.validation.worker"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                env=os.environ | {"PYTHONUNBUFFERED": "1"},
-            )
-        except OSError as exc:  # no process to be had: everything runs here, as without a worker
-            log.warning("cannot start the validation worker (%s): validating in this process", exc)
-            return
-        _PROCESS[:] = [process]
+        if _PROCESS:
+            _PROCESS.pop().kill()
+        found = _connect(os.environ.get("RANGEBAR_VALIDATION_SOCKET")) or _spawn()
+        if found is not None:
+            _PROCESS[:] = [found]
+
+
+def _connect(path: str | None) -> _Worker | None:
+    """A connection to the service at ``path`` that agreed to serve this code, or None (logged)."""
+    if not path:
+        return None
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.settimeout(60)  # the service forks a process per connection at once
+        connection.connect(path)
+        requests, replies = connection.makefile("wb"), connection.makefile("rb")
+        pickle.dump(("hello", fingerprint()), requests)
+        requests.flush()
+        ok, answer = pickle.load(replies)
+        connection.settimeout(None)
+    except (OSError, EOFError, pickle.UnpicklingError) as exc:
+        connection.close()
+        log.info("no validation service at %s (%s): this process starts its own worker", path, exc)
+        return None
+    if not ok:
+        connection.close()
+        log.warning("the validation service at %s declined: %s; starting a worker", path, answer)
+        return None
+    return _Worker(answer, requests, replies, connection=connection)
+
+
+def _spawn() -> _Worker | None:
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rangebar_pipeline.validation.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=os.environ | {"PYTHONUNBUFFERED": "1"},
+        )
+    except OSError as exc:  # no process to be had: everything runs here, as without a worker
+        log.warning("cannot start the validation worker (%s): validating in this process", exc)
+        return None
+    assert process.stdin is not None and process.stdout is not None
+    return _Worker(process.pid, process.stdin, process.stdout, process=process)
 
 
 def warm_up(*, gate: bool, statistics: bool) -> None:
@@ -96,40 +209,32 @@ def warm_up(*, gate: bool, statistics: bool) -> None:
 
 
 def running() -> bool:
-    """Whether this process has a live worker."""
-    return bool(_PROCESS) and _PROCESS[0].poll() is None
+    """Whether this process has a live worker (or a connection to the service)."""
+    return bool(_PROCESS) and _PROCESS[0].alive()
 
 
 @atexit.register
 def stop() -> None:
-    """End the worker (its stdin closes: it exits; killed if it does not within 5 s)."""
+    """End the worker (its stdin closes: it exits; killed if it does not within 5 s), or the
+    connection to the service."""
     with _LOCK:
-        for process in _PROCESS:
-            if process.stdin is not None:
-                process.stdin.close()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
+        for found in _PROCESS:
+            found.close()
         _PROCESS.clear()
 
 
 def _call(name: str, *args: Any, **kwargs: Any) -> Any:
     with _LOCK:
-        process = _PROCESS[0] if _PROCESS else None
-        if process is not None and process.stdin is not None and process.stdout is not None:
+        found = _PROCESS[0] if _PROCESS else None
+        if found is not None:
             try:
-                pickle.dump((name, args, kwargs), process.stdin, protocol=pickle.HIGHEST_PROTOCOL)
-                process.stdin.flush()
-                ok, value = pickle.load(process.stdout)
+                pickle.dump((name, args, kwargs), found.requests, protocol=pickle.HIGHEST_PROTOCOL)
+                found.requests.flush()
+                ok, value = pickle.load(found.replies)
             except (OSError, EOFError, pickle.UnpicklingError) as exc:
                 log.warning("the validation worker died (%s): %s runs in this process", exc, name)
                 FALLBACKS.append(name)
-                process.kill()
-                process.wait()
+                found.kill()
                 _PROCESS.clear()
             else:
                 if ok:
@@ -150,9 +255,8 @@ def validate_tier2(bars: Any, **options: Any) -> Tier2Result:
     return result
 
 
-def _serve(requests: IO[bytes], replies: IO[bytes]) -> None:
-    expectations.warm_up()  # imports and contexts first, on the worker's background thread
-    tier2.warm_up()
+def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
+    """Answer pickled calls from ``requests`` on ``replies`` until ``requests`` ends."""
     while True:
         try:
             name, args, kwargs = pickle.load(requests)
@@ -174,4 +278,6 @@ if __name__ == "__main__":
     # The protocol owns the original stdout; anything a library prints goes to stderr.
     _replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    _serve(sys.stdin.buffer, _replies)
+    expectations.warm_up()  # imports and contexts first, on the worker's background thread
+    tier2.warm_up()
+    serve(sys.stdin.buffer, _replies)
