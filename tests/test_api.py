@@ -289,7 +289,7 @@ def test_precompute_of_several_thresholds_decodes_each_day_once_and_equals_singl
     results = precompute_range_bars("ETHUSDT", "2024-08-08", "2024-08-09", [25, 50], market="um")
     assert [r.threshold_decimal_bps for r in results] == [25, 50]
     assert [(r.days_computed, r.total_bars > 0) for r in results] == [(2, True), (2, True)], results
-    assert reads == [date(2024, 8, 8), date(2024, 8, 9)]  # one decode per day for both thresholds
+    assert sorted(reads) == [date(2024, 8, 8), date(2024, 8, 9)]  # one decode per day (the next read ahead)
 
     monkeypatch.setattr(TickStore, "read_day", read_day)
     for result in results:  # the same bars as one threshold at a time, from a fresh store

@@ -9,10 +9,13 @@ kernel passes. :func:`compute_days` and :func:`stored_days` are the plain iterat
 
 from __future__ import annotations
 
+import bisect
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
+from types import TracebackType
 from typing import Any
 
 import polars as pl
@@ -28,6 +31,7 @@ from rangebar_pipeline.storage.ticks import TickStore
 
 __all__ = [
     "DayFailedError",
+    "ReadAhead",
     "SeriesDay",
     "SeriesProcessors",
     "ThresholdDay",
@@ -70,18 +74,29 @@ class SeriesDay:
     ticks: pl.DataFrame
     read_seconds: float
     thresholds: dict[int, ThresholdDay]
+    #: The day's number of ticks, and its first and last ``agg_trade_id`` (None, None without
+    #: ticks): kept when :meth:`released` lets the ticks go.
+    tick_count: int
+    tick_id_range: tuple[int | None, int | None]
 
-    @property
-    def tick_count(self) -> int:
-        return self.ticks.height
+    @classmethod
+    def of(
+        cls,
+        series: Series,
+        day: date,
+        ticks: pl.DataFrame,
+        read_seconds: float,
+        thresholds: dict[int, ThresholdDay],
+    ) -> SeriesDay:
+        """The day with its ticks' count and id range taken from ``ticks``."""
+        ids = ticks["agg_trade_id"]
+        first_last = (None, None) if ticks.is_empty() else (int(ids[0]), int(ids[-1]))
+        return cls(series, day, ticks, read_seconds, thresholds, ticks.height, first_last)
 
-    @property
-    def tick_id_range(self) -> tuple[int | None, int | None]:
-        """The first and last ``agg_trade_id`` of the day's ticks (None, None without ticks)."""
-        if self.ticks.is_empty():
-            return None, None
-        ids = self.ticks["agg_trade_id"]
-        return int(ids[0]), int(ids[-1])
+    def released(self) -> SeriesDay:
+        """The day without its ticks (an empty frame; counts and id range kept). A batch holds its
+        days until they are written, and a day's ticks (~60 MB a million trades) serve only its checks."""
+        return replace(self, ticks=self.ticks.clear())
 
     def writes(self, options: BarOptions) -> list[DayWrite]:
         """The bar-store writes of the day's thresholds, computed with ``options``."""
@@ -183,7 +198,7 @@ class SeriesProcessors:
                 time.perf_counter() - began,
             )  # fmt: skip
             self._parents[threshold] = checkpoint
-        return SeriesDay(self.series, day, frame, read_seconds, out)
+        return SeriesDay.of(self.series, day, frame, read_seconds, out)
 
     def _with_spreads(self, day: date, bars: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFrame:
         """Exness bars with their spread statistics (other sources: ``bars`` unchanged); a bar that
@@ -210,6 +225,54 @@ class SeriesProcessors:
         return source.add_spread_stats(bars, context)
 
 
+class ReadAhead:
+    """Days' ticks read one day ahead on a worker thread while the caller computes the day before.
+
+    ``expected`` lists the days the caller may ask for, in any order; asking for a day starts the
+    read of the next expected one. Reading and decoding run outside the GIL, so on a second core a
+    day's read overlaps the previous day's kernel passes and checks. Only a prefetch: a day's errors
+    are raised to the caller that asks for it, a day read ahead and not asked for is dropped, and at
+    most one day is held ahead.
+    """
+
+    def __init__(self, read: Callable[[date], tuple[pl.DataFrame, float]], expected: Iterable[date]) -> None:
+        self._read = read
+        self._expected = sorted(set(expected))
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rangebar-read-ahead")
+        self._ahead: tuple[date, Future[tuple[pl.DataFrame, float]]] | None = None
+
+    def read(self, day: date) -> tuple[pl.DataFrame, float]:
+        """``day``'s ticks and the seconds their read took (as ``SeriesProcessors.read``)."""
+        ahead, self._ahead = self._ahead, None
+        following = bisect.bisect_right(self._expected, day)
+        if following < len(self._expected):
+            upcoming = self._expected[following]
+            if ahead is not None and ahead[0] == upcoming:  # asked for a day in between: kept
+                self._ahead, ahead = ahead, None
+            else:
+                self._ahead = (upcoming, self._pool.submit(self._read, upcoming))
+        if ahead is not None and ahead[0] == day:
+            return ahead[1].result()
+        if ahead is not None:
+            ahead[1].cancel()  # not asked for: dropped (a read in flight ends unused)
+        return self._read(day)
+
+    def close(self) -> None:
+        """Drop the day read ahead (waiting for a read in flight) and end the worker."""
+        if self._ahead is not None:
+            self._ahead[1].cancel()
+            self._ahead = None
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> ReadAhead:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+
 def compute_days(
     series: Series,
     thresholds: Sequence[int],
@@ -230,12 +293,13 @@ def compute_days(
     processors = SeriesProcessors(series, ticks, options=options, fetch_if_missing=fetch_if_missing)
     for threshold in thresholds:
         processors.start(threshold, parents.get(threshold))
-    for day in days(first, last):
-        try:
-            frame, seconds = processors.read(day)
-            yield processors.compute(day, thresholds, frame, seconds)
-        except (RangeBarError, OSError, ValueError) as exc:
-            raise DayFailedError(series, day, exc) from exc
+    with ReadAhead(processors.read, days(first, last)) as reader:
+        for day in days(first, last):
+            try:
+                frame, seconds = reader.read(day)
+                yield processors.compute(day, thresholds, frame, seconds)
+            except (RangeBarError, OSError, ValueError) as exc:
+                raise DayFailedError(series, day, exc) from exc
 
 
 def stored_days(
@@ -258,7 +322,7 @@ def stored_days(
         try:
             frame, seconds = reader.read(day)
             out = {t: _stored_threshold(store, series, t, day, options) for t in thresholds}
-            yield SeriesDay(series, day, frame, seconds, out)
+            yield SeriesDay.of(series, day, frame, seconds, out)
         except (RangeBarError, OSError, ValueError) as exc:
             raise DayFailedError(series, day, exc) from exc
 

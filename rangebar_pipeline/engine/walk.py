@@ -31,7 +31,7 @@ from typing import Final, Generic, TypeVar
 import polars as pl
 
 from rangebar_pipeline.calendar import days
-from rangebar_pipeline.engine.days import DayFailedError, SeriesDay, SeriesProcessors
+from rangebar_pipeline.engine.days import DayFailedError, ReadAhead, SeriesDay, SeriesProcessors
 from rangebar_pipeline.exceptions import DataNotFoundError, RangeBarError
 from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
 from rangebar_pipeline.series import Series
@@ -165,15 +165,15 @@ class SeriesWalk:
             for t in self.thresholds
         }
 
+    def _may_compute(self, day: date, stored: dict[int, dict[date, Coverage]]) -> bool:
+        """Whether ``day`` may be computed (not every threshold of it is stored)."""
+        return self.recompute or self.store is None or any(day not in stored[t] for t in self.thresholds)
+
     def _prefetch_ticks(self, first: date, last: date, stored: dict[int, dict[date, Coverage]]) -> None:
         """Download the missing days that may be computed concurrently, up front."""
         if not self.fetch_if_missing:
             return
-        todo = [
-            d
-            for d in days(first, last)
-            if self.recompute or self.store is None or any(d not in stored[t] for t in self.thresholds)
-        ]
+        todo = [d for d in days(first, last) if self._may_compute(d, stored)]
         if len(todo) > 1:
             absent = [d for d in todo if not self.ticks.has_day(self.series, d)]
             outcome = self.ticks.fetch_days(self.series, absent)
@@ -190,19 +190,22 @@ class SeriesWalk:
         processors: SeriesProcessors,
         annotate: Callable[[SeriesDay], A] | None,
     ) -> Iterator[WalkedDay[A]]:
-        for day in days(first, last):
-            try:
-                yield self._day(day, stored, processors, annotate)
-            except DayFailedError:
-                raise
-            except (RangeBarError, OSError, ValueError) as exc:
-                raise DayFailedError(self.series, day, exc) from exc
+        expected = [d for d in days(first, last) if self._may_compute(d, stored)]
+        with ReadAhead(processors.read, expected) as reader:
+            for day in days(first, last):
+                try:
+                    yield self._day(day, stored, processors, reader, annotate)
+                except DayFailedError:
+                    raise
+                except (RangeBarError, OSError, ValueError) as exc:
+                    raise DayFailedError(self.series, day, exc) from exc
 
     def _day(
         self,
         day: date,
         stored: dict[int, dict[date, Coverage]],
         processors: SeriesProcessors,
+        reader: ReadAhead,
         annotate: Callable[[SeriesDay], A] | None,
     ) -> WalkedDay[A]:
         cached: dict[int, Coverage] = {}
@@ -223,7 +226,7 @@ class SeriesWalk:
             self.cached.append(day)
             return WalkedDay(self.series, day, None, cached)
         try:
-            frame, seconds = processors.read(day)
+            frame, seconds = reader.read(day)
         except DataNotFoundError:
             if not self.skip_missing:
                 raise
@@ -243,7 +246,8 @@ class SeriesWalk:
             self._chains[threshold] = _Chain(checkpoint_sha256(result.checkpoint), day)
             self._last[threshold] = result.checkpoint
         note = annotate(computed) if annotate is not None else None
-        return WalkedDay(self.series, day, computed, cached, note=note)
+        # the ticks served the day's checks (annotate): the batch holds the day without them
+        return WalkedDay(self.series, day, computed.released(), cached, note=note)
 
     def _serves(self, record: Coverage, previous_sha: str) -> bool:
         """Whether a stored day is served as stored (not recomputed)."""
