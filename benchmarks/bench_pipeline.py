@@ -409,7 +409,7 @@ def compare(args: argparse.Namespace, thresholds: list[int]) -> None:
     first, *later = runs["partition"]["per_day"]
     if later:
         print(
-            f"  per partition: the process's first run {first:.2f} s (the validators' imports), the "
+            f"  per partition: the process's first run {first:.2f} s (its one-time set-up), the "
             f"{len(later)} later runs {sum(later) / len(later):.2f} s on average"
         )
     print(f"{'one `dagster asset materialize` CLI call (one day)':<66} {cli:7.2f} s a day")
