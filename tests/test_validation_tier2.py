@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from rangebar_pipeline.validation import validate_tier2
+from rangebar_pipeline.validation._frames import as_bar_frame
 from rangebar_pipeline.validation.tier2 import TABLE_SCHEMA
 from tests.data_paths import load_golden
 
@@ -120,3 +121,20 @@ def test_golden_series_reports_every_feature_and_correlated_pairs() -> None:
     short = validate_tier2(load_golden("spot", "BTCUSDT", 100))  # 9 bars: too few for the tests
     assert short.table["adf_p_value"].null_count() == short.table.height
     assert short.failures == ["significant_features"]
+
+
+def test_mutual_information_on_threads_equals_the_serial_estimate() -> None:
+    """The estimate runs a feature per thread; the scores are those of one thread, bit for bit."""
+    from sklearn.feature_selection import mutual_info_regression
+
+    bars = synthetic_bars(predictive=True)
+    table = validate_tier2(bars).table
+    frame = as_bar_frame(bars)
+    frame = frame.with_columns((pl.col("close").shift(-1) / pl.col("close") - 1).alias("forward_return"))
+    names = table["feature"].to_list()
+    aligned = frame.select(pl.col(c).cast(pl.Float64) for c in [*names, "forward_return"]).fill_nan(None)
+    aligned = aligned.drop_nulls()
+    serial = mutual_info_regression(
+        aligned.select(names).to_numpy(), aligned["forward_return"].to_numpy(), random_state=42
+    )
+    assert table["mutual_info"].to_list() == [float(s) for s in serial]

@@ -37,6 +37,8 @@ from rangebar_pipeline.validation.tier1 import Tier1Result, validate_tier1
 MIN_STATIONARITY_ROWS: Final = 20
 MIN_PREDICTIVE_ROWS: Final = 100
 MIN_MUTUAL_INFO_ROWS: Final = 50
+#: Threads of the mutual-information estimate (one feature per thread at a time).
+MUTUAL_INFO_THREADS: Final = 2
 SIGNIFICANT_RHO: Final = 0.02
 SIGNIFICANT_P: Final = 0.05
 HIGH_CORRELATION: Final = 0.8
@@ -288,11 +290,14 @@ def _mutual_info(numeric: pl.DataFrame, names: list[str], target: str) -> dict[s
     aligned = numeric.select(*names, target).drop_nulls()
     if aligned.height <= MIN_MUTUAL_INFO_ROWS:
         return {}
+    from joblib import parallel_config
     from sklearn.feature_selection import mutual_info_regression
 
-    scores = mutual_info_regression(
-        aligned.select(names).to_numpy(), aligned[target].to_numpy(), random_state=42
-    )
+    # Features on two threads: the neighbour searches release the GIL (0.29 -> 0.17 s for 8 k rows x
+    # 10 features), and the scores do not depend on it (the noise is drawn before the split).
+    features, values = aligned.select(names).to_numpy(), aligned[target].to_numpy()
+    with parallel_config(backend="threading"):
+        scores = mutual_info_regression(features, values, random_state=42, n_jobs=MUTUAL_INFO_THREADS)
     return {n: float(s) for n, s in zip(names, scores, strict=True)}
 
 
