@@ -10,6 +10,7 @@ import pickle
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -132,6 +133,7 @@ def test_the_service_takes_over_a_stale_socket_and_refuses_a_second(folder: Path
         left.bind(str(path))
     with service.started(path, folder / "service.log"):
         assert path.is_socket()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, "calls arrive pickled: the user's alone"
         second = subprocess.run(
             [sys.executable, "-m", "rangebar_pipeline.validation.service", str(path)],
             capture_output=True,

@@ -8,7 +8,8 @@ recomputes the call in flight). A client first sends its code's :func:`~.worker.
 service declines clients of other code, which then start their own worker.
 
 The socket appears only once the validators are prepared (bound under a temporary name, then
-renamed), so a client never waits for the imports: until then it starts its own worker.
+renamed), so a client never waits for the imports: until then it starts its own worker. Calls cross
+it pickled, so it is the service's user's alone (mode 0600).
 
 Run by the deployment beside the daemon and stopped by pid (SIGTERM or SIGINT: the socket is
 removed, connections in flight finish)::
@@ -83,6 +84,7 @@ def _listen(path: Path) -> socket.socket:
     staged.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(staged))
+    staged.chmod(0o600)  # calls arrive pickled: only the service's user may connect
     listener.listen(64)
     _claim(path)  # again: another service may have started meanwhile
     staged.rename(path)
@@ -111,8 +113,10 @@ def run(path: Path, pidfile: Path | None = None) -> None:
                 listener.close()
                 for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGINT):
                     signal.signal(signum, signal.SIG_DFL)
-                with contextlib.suppress(BaseException):
+                try:
                     _handle(connection)
+                except BaseException:  # this connection's process only: logged, the service goes on
+                    log.exception("a connection of the validation service failed")
                 os._exit(0)
             connection.close()
     except KeyboardInterrupt:

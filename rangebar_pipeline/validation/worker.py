@@ -67,6 +67,8 @@ _LIBRARIES: Final = (
     "scipy",
     "statsmodels",
 )
+#: How long a client waits for the service's answer to its first message before going without it.
+_HANDSHAKE_SECONDS: Final = 10.0
 _LOCK = threading.Lock()
 
 
@@ -127,7 +129,11 @@ def fingerprint() -> str:
     A service answers only clients of the same code (its results are theirs)."""
     digest = hashlib.sha256(sys.version.encode())
     for library in _LIBRARIES:
-        digest.update(f"{library}=={importlib.metadata.version(library)}".encode())
+        try:
+            version = importlib.metadata.version(library)
+        except importlib.metadata.PackageNotFoundError:
+            version = "absent"
+        digest.update(f"{library}=={version}".encode())
     package = Path(__file__).resolve().parents[1]
     for path in sorted(package.rglob("*.py")):
         digest.update(path.relative_to(package).as_posix().encode())
@@ -161,7 +167,7 @@ def _connect(path: str | None) -> _Worker | None:
         return None
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        connection.settimeout(60)  # the service forks a process per connection at once
+        connection.settimeout(_HANDSHAKE_SECONDS)  # the service forks a process per connection at once
         connection.connect(path)
         requests, replies = connection.makefile("wb"), connection.makefile("rb")
         pickle.dump(("hello", fingerprint()), requests)
