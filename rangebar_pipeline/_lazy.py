@@ -12,6 +12,7 @@ libraries that look there, as polars does for pandas, are not misled).
 GIL (the kernel), for a call that needs the module afterwards: the two overlap.
 :func:`in_background` runs work (warm-ups: imports of seconds, a context to build) one item after
 another on one background thread; :func:`warm_up` queues a named warm-up, :func:`warmed` waits for it.
+:func:`in_thread` runs one piece of work on a thread of its own, queued behind nothing.
 """
 
 from __future__ import annotations
@@ -120,6 +121,21 @@ def in_background(step: Callable[[], object]) -> Future[object]:
     """Queue ``step`` (a warm-up, or work whose result is needed later) on the background thread;
     its errors stay in the returned future (a warm-up's caller repeats the work and reports them)."""
     return _BACKGROUND.submit(step)
+
+
+def in_thread(step: Callable[[], object], name: str) -> Future[object]:
+    """Run ``step`` on a daemon thread of its own (work that must not wait behind the background
+    thread's queue); its errors stay in the returned future."""
+    future: Future[object] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(step())
+        except BaseException as exc:  # kept in the future, raised where it is awaited
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
 
 
 def warm_up(name: str, step: Callable[[], object]) -> Future[object]:

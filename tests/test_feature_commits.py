@@ -3,13 +3,20 @@ succeeded is handed back, in the groups' order, before the first failure is rais
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from datetime import date
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
 
-from rangebar_pipeline.assets.features import CommitGroup, FeatureDay, publish_groups
+from rangebar_pipeline.assets.features import (
+    CommitGroup,
+    FeatureDay,
+    GateVerdict,
+    publish_after_gate,
+    publish_groups,
+)
 from rangebar_pipeline.exceptions import StoreError
 from rangebar_pipeline.storage.datasets import DatasetStore
 from tests.test_datasets import SPOT, day_bars
@@ -42,3 +49,18 @@ def test_a_failed_commit_is_raised_after_the_others_are_handed_back(tmp_path: Pa
             assert commit.published == (DAY,)
     assert handed == [25, 250]  # the commit after the failed one is recorded too
     assert DeltaTable(store.features_uri(250)).to_pyarrow_table().num_rows == 10
+
+
+def test_commits_follow_the_gate_and_a_failed_gate_publishes_nothing(tmp_path: Path) -> None:
+    store = DatasetStore(tmp_path / "pipeline")
+    groups = [group(25, 40), group(100, 20)]
+    gated = [groups[0][0][0]]  # the 25 dbps table is gated, the 100 dbps one is not
+    rejected: Future[object] = Future()
+    rejected.set_result([GateVerdict(passed=False, evaluated=3, failures=("ofi out of range",))])
+    done, error = publish_after_gate(store, groups, gated, rejected)
+    assert error is None and [c.published for _, c in done] == [(), (DAY,)]  # rejected: not visible
+    broken: Future[object] = Future()
+    broken.set_exception(RuntimeError("the gate failed"))
+    done, error = publish_after_gate(DatasetStore(tmp_path / "other"), groups, gated, broken)
+    assert not done and isinstance(error, RuntimeError), "no commit without the gate's verdict"
+    assert not Path(DatasetStore(tmp_path / "other").features_uri(25)).exists()

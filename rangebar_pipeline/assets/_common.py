@@ -12,6 +12,7 @@ import polars as pl
 
 from rangebar_pipeline import manifest
 from rangebar_pipeline.config import PipelineConfig
+from rangebar_pipeline.options import BarOptions
 
 OWNERS: Final = ["team:quant-data"]
 #: The return annotation of the assets. Dagster recognises only the bare class (not ``[Any]``) when
@@ -133,3 +134,11 @@ def timestamp(value: datetime | None) -> dg.MetadataValue[Any] | None:
 def drop_none(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """Metadata without ``None`` values (Dagster metadata values cannot be None)."""
     return {k: v for k, v in metadata.items() if v is not None}
+
+
+def groups_text(options: BarOptions) -> str:
+    """`` and the lookback group``, ... : the opt-in groups the bars of ``options`` carry."""
+    groups = [
+        name for name, on in (("lookback", options.lookback_trades), ("intra", options.intra_bar)) if on
+    ]
+    return f" and the {' and '.join(groups)} group{'s' if len(groups) > 1 else ''}" if groups else ""

@@ -26,12 +26,13 @@ from typing import Any, Final, cast
 import dagster as dg
 import polars as pl
 
-from rangebar_pipeline._lazy import in_background
+from rangebar_pipeline._lazy import in_background, in_thread
 from rangebar_pipeline.assets._common import (
     OWNERS,
     column_schema,
     follow_upstream,
     frame_sha256,
+    groups_text,
     run_partition_keys,
 )
 from rangebar_pipeline.assets.bar_metadata import bar_metadata
@@ -55,7 +56,8 @@ from rangebar_pipeline.assets.features import (
     feature_table,
     features_key,
     gate_tables,
-    publish_groups,
+    gate_verdicts,
+    publish_after_gate,
     tier2_verdict,
     withdrawn_observation,
 )
@@ -98,7 +100,7 @@ from rangebar_pipeline.storage.bars import BarStore
 from rangebar_pipeline.storage.datasets import DatasetStore, FeatureCommit
 from rangebar_pipeline.storage.ticks import TickStore
 from rangebar_pipeline.streaming import prefetch
-from rangebar_pipeline.validation import ConservationTicks
+from rangebar_pipeline.validation import ConservationTicks, worker
 from rangebar_pipeline.validation.continuity import JUNCTION_COLUMNS
 
 __all__ = ["BARS_CODE_VERSION", "BARS_STEP", "build_bars_step", "range_bars_key"]
@@ -109,14 +111,6 @@ BARS_STEP: Final = "range_bars_and_features"
 BARS_CODE_VERSION: Final = KERNEL_CODE_VERSION
 #: Bumped when the feature table's construction changes.
 FEATURES_CODE_VERSION: Final = f"features-4-{KERNEL_CODE_VERSION}"
-
-
-def _groups_text(options: BarOptions) -> str:
-    """`` and the lookback group``, ... : the opt-in groups the bars of ``options`` carry."""
-    groups = [
-        name for name, on in (("lookback", options.lookback_trades), ("intra", options.intra_bar)) if on
-    ]
-    return f" and the {' and '.join(groups)} group{'s' if len(groups) > 1 else ''}" if groups else ""
 
 
 def bars_code_version(options: BarOptions) -> str:
@@ -347,6 +341,11 @@ class _StepRun:
         # range's end the range's statistics
         gated = [f for f in ready if self.selection.wants(features_key(f.threshold), "expectations")]
         gate = in_background(partial(gate_tables, gated, self.selection.groups)) if gated else None
+        # the Delta commits as soon as the gate has judged, beside this batch's bar events: they need
+        # the bars' data versions only (a computed day's is its sha), not the recorded events
+        groups = self._commit_groups(chunk, ready, store_bars=store_bars)
+        publish = partial(publish_after_gate, self.datasets, groups, gated, gate)
+        commits = in_thread(publish, "rangebar-publish")
         if final:
             for t, tables in self.recent.items():
                 self.tier2_pending[t] = (tables, in_background(partial(tier2_verdict, tables, t)))
@@ -361,10 +360,13 @@ class _StepRun:
                 for t, r in day.results.items()
             )
             self.context.log.info(f"{label}: {day.tick_count} ticks -> {summary}")
-        verdicts = (
-            dict(zip(map(id, gated), cast(list[GateVerdict], gate.result()), strict=True)) if gate else {}
-        )
-        yield from self._feature_events(chunk, ready, verdicts)
+        verdicts = gate_verdicts(gated, gate)
+        done, error = cast(tuple[list[tuple[CommitGroup, FeatureCommit]], Exception | None], commits.result())
+        for (built, failed, sources), commit in done:  # each recorded, then the first failure raised
+            recorded = {f.day: self.recorded.get((f.threshold, f.day)) or sources[f.day] for f in built}
+            yield from self._published((built, failed, recorded), verdicts, commit)
+        if error is not None:
+            raise error
 
     def _keep_recent(self, ready: Sequence[FeatureDay]) -> None:
         """The range's most recent feature rows per threshold whose tier2 check is selected."""
@@ -410,13 +412,12 @@ class _StepRun:
                     asset, label, blocking=False, severity=dg.AssetCheckSeverity.ERROR, target=target
                 )
 
-    def _feature_events(
-        self, chunk: Sequence[_Day], ready: list[FeatureDay], verdicts: dict[int, GateVerdict]
-    ) -> Iterator[Any]:
-        """Feature tables of the chunk's days (``ready``: whose bars passed tier1; ``verdicts``: the
-        gate's, by table), one Delta commit per threshold and series: days that passed replace their
-        rows; a failed gate keeps the day's previous rows, bars that failed tier1 withdraw them; every
-        rejection is in the commit info and the metadata."""
+    def _commit_groups(
+        self, chunk: Sequence[_Day], ready: list[FeatureDay], *, store_bars: bool
+    ) -> list[CommitGroup]:
+        """The chunk's Delta commits, one per threshold and series: the tables of ``ready`` (bars
+        passed tier1), with their bars' data versions, and the days whose bars failed tier1 (their
+        rows withdrawn, the reason logged)."""
         withdrawn: list[tuple[FeatureDay, str]] = []
         for threshold in self.selection.features:
             for day in chunk:
@@ -429,22 +430,23 @@ class _StepRun:
                     f"failed their blocking tier1 check ({check.description})"
                 )
                 withdrawn.append((item, f"range_bars_{threshold}:tier1 failed: {check.description}"))
+        computed = {(t, d.day): d.prepared[t][0] for d in chunk for t in d.prepared} if store_bars else {}
         groups: list[CommitGroup] = []
         for threshold in self.selection.features:
             mine = [f for f in ready if f.threshold == threshold]
             failed = [(f, reason) for f, reason in withdrawn if f.threshold == threshold]
             for series in dict.fromkeys(f.series for f in [*mine, *(f for f, _ in failed)]):
                 built = [f for f in mine if f.series == series]
-                sources = {  # the bars' versions: recorded in this run, else the latest
-                    f.day: self.recorded.get((threshold, f.day))
-                    or latest_version(
+                sources = {  # computed here: the sha its materialization records; else the latest
+                    f.day: Version(None, sha)
+                    if (sha := computed.get((threshold, f.day)))
+                    else latest_version(
                         self.context.instance, range_bars_key(threshold), partition_key(f.day, series)
                     )
                     for f in built
                 }
                 groups.append((built, [(f, r) for f, r in failed if f.series == series], sources))
-        for group, commit in publish_groups(self.datasets, groups, verdicts):
-            yield from self._published(group, verdicts, commit)
+        return groups
 
     def _published(
         self, group: CommitGroup, verdicts: dict[int, GateVerdict], commit: FeatureCommit
@@ -474,14 +476,6 @@ class _StepRun:
                 yield gate_evaluation(asset, label, verdicts[id(item)], judged.get(label))
         for item, reason in failed:
             yield withdrawn_observation(item, reason, commit)
-
-
-def _warm_up(selection: _Selection) -> None:
-    """Start the validators the selected checks need (seconds of imports)."""
-    from rangebar_pipeline.validation import worker
-
-    names = {c.name for c in selection.checks}
-    worker.warm_up(gate="expectations" in names, statistics="tier2" in names)
 
 
 def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
@@ -517,7 +511,7 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
             metadata={"dagster/column_schema": bar_schema, "bar_options": options.key or "default"},
             description=(
                 f"Range bars at {threshold} dbps ({threshold / 1000:g} %) with the 10 microstructure "
-                f"features{_groups_text(options)}, one UTC day of "
+                f"features{groups_text(options)}, one UTC day of "
                 "one series, stored in the Tier 2 bar store (the day is replaced). The day continues the "
                 f"previous day's unfinished bar from its checkpoint. Bar options: {options}."
             ),
@@ -578,7 +572,8 @@ def build_bars_step(pipeline: PipelineConfig) -> dg.AssetsDefinition:
         datasets: DatasetStoreResource,
     ) -> Iterator[Any]:
         selection = _Selection.of(context, pipeline)
-        _warm_up(selection)
+        names = {c.name for c in selection.checks}  # their validators now: seconds of imports
+        worker.warm_up(gate="expectations" in names, statistics="tier2" in names)
         ticks = tick_store.store()
         with bar_store.open() as store:
             walk = _StepRun(context, pipeline, selection, store, ticks, datasets.store())

@@ -15,10 +15,10 @@ day.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import dagster as dg
 import polars as pl
@@ -48,6 +48,8 @@ __all__ = [
     "feature_table",
     "features_key",
     "gate_tables",
+    "gate_verdicts",
+    "publish_after_gate",
     "publish_days",
     "publish_groups",
     "rejections",
@@ -253,6 +255,28 @@ def publish_groups(
             yield group, commit
     if error is not None:
         raise error
+
+
+def gate_verdicts(gated: Sequence[FeatureDay], gate: Future[object] | None) -> dict[int, GateVerdict]:
+    """The verdicts of :func:`gate_tables` run in ``gate`` on ``gated``, by table (``id``); the
+    gate's error, if it failed, raised here."""
+    return dict(zip(map(id, gated), cast(list[GateVerdict], gate.result()), strict=True)) if gate else {}
+
+
+def publish_after_gate(
+    store: DatasetStore,
+    groups: Sequence[CommitGroup],
+    gated: Sequence[FeatureDay],
+    gate: Future[object] | None,
+) -> tuple[list[tuple[CommitGroup, FeatureCommit]], Exception | None]:
+    """:func:`publish_groups` once the gate has judged: the commits that succeeded, in the groups'
+    order, and the first failure (the gate's included), for the caller to record, then raise."""
+    done: list[tuple[CommitGroup, FeatureCommit]] = []
+    try:
+        done.extend(publish_groups(store, groups, gate_verdicts(gated, gate)))
+    except Exception as exc:
+        return done, exc
+    return done, None
 
 
 def feature_metadata(item: FeatureDay, commit: FeatureCommit) -> dict[str, Any]:
