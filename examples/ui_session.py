@@ -59,6 +59,17 @@ _LOADED: Final = """{ workspaceOrError { ... on Workspace { locationEntries { na
   locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
 
 
+def create_instance_storage() -> None:
+    """Create the instance's databases in this process, before the webserver and the daemon start:
+    on a fresh ``DAGSTER_HOME`` both would create them at once, and Dagster stamps a new SQLite
+    schedule database's schema version without a lock (two at once leave two alembic heads, and
+    neither process can load the code location)."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get():
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -185,6 +196,7 @@ def ui_session(logs: Path, *, port: int | None = None, daemon: bool = True) -> I
     port = port or free_port()
     workspace = ["-w", str(REPO / "workspace.yaml")]
     web_log, daemon_log = logs / "webserver.log", logs / "daemon.log"
+    create_instance_storage()
     webserver = [str(bin_dir / "dagster-webserver"), *workspace, "-h", "127.0.0.1", "-p", str(port)]
     if not daemon:
         with process(webserver, web_log):
