@@ -100,6 +100,7 @@ def run(path: Path, pidfile: Path | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     _claim(path)
     prepare()
+    fingerprint()  # read the package once here: every connection's process inherits it
     listener = _listen(path)
     try:
         signal.signal(signal.SIGTERM, _stop)
