@@ -6,7 +6,8 @@ materialization event cost ~10 ms, most of it connecting, compiling the same ``I
 waiting for the disk behind the bar store's writes. A day of six thresholds records 31 events.
 
 These subclasses keep the engine of each file (the runs database, the index shard and the few run
-shards being written) and let SQLite flush commits at its checkpoints (:data:`SYNCHRONOUS`). The
+shards being written) and let SQLite flush commits at its checkpoints (:data:`SYNCHRONOUS`); the
+event log remembers which of its tables exist, which Dagster looks up again for every event. The
 files, schema, statements, transactions and locks stay Dagster's: Dagster's own classes read and
 write the same instance. ``deploy/dagster.yaml`` selects them, so the webserver, the daemon and the
 run workers all use them.
@@ -116,6 +117,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines = _Engines(
             {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}, RUN_SHARD_ENGINES, frozenset({index})
         )
+        self._tables: set[str] = set()
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -133,6 +135,19 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 self._initialized_dbs.add(shard)
             with engine.connect() as conn, conn.begin():
                 yield conn
+
+    def has_table(self, table_name: str) -> bool:
+        """Dagster's check, on the kept index engine; a table once found is remembered (Dagster adds
+        tables in migrations and never drops one). Dagster asks before storing every materialization's
+        tags and every check evaluation, each time on a new engine: ~1.5 ms an event."""
+        if table_name in self._tables:
+            return True
+        engine = self._engines.get(self.conn_string_for_shard(INDEX_SHARD_NAME))
+        with engine.connect() as conn:
+            found = bool(engine.dialect.has_table(conn, table_name))
+        if found:
+            self._tables.add(table_name)
+        return found
 
     def wipe(self) -> None:
         self._engines.dispose()  # the run shards' files are deleted

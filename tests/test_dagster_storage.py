@@ -30,6 +30,14 @@ def noisy(context: dg.AssetExecutionContext) -> None:
         context.log_event(dg.AssetMaterialization(asset_key=f"side_{i}", metadata={"i": i}))
 
 
+@dg.asset(check_specs=[dg.AssetCheckSpec(f"check_{i}", asset="checked") for i in range(EVENTS)])
+def checked() -> dg.MaterializeResult:  # type: ignore[type-arg]
+    """One materialization and ``EVENTS`` check evaluations, as a day's checks record."""
+    return dg.MaterializeResult(
+        check_results=[dg.AssetCheckResult(check_name=f"check_{i}", passed=True) for i in range(EVENTS)]
+    )
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "dagster_home"
@@ -45,8 +53,8 @@ def instance(home: Path) -> Iterator[dg.DagsterInstance]:
         yield instance
 
 
-def connections_opened(instance: dg.DagsterInstance) -> int:
-    """SQLite connections opened while the instance records one run of ``noisy``."""
+def connections_opened(instance: dg.DagsterInstance, asset: dg.AssetsDefinition = noisy) -> int:
+    """SQLite connections opened while the instance records one run of ``asset`` (``noisy``)."""
     opened: list[object] = []
 
     def count(dbapi_connection: Any, record: Any) -> None:
@@ -54,7 +62,8 @@ def connections_opened(instance: dg.DagsterInstance) -> int:
 
     sa.event.listen(sa.Engine, "connect", count)
     try:
-        assert dg.materialize([noisy], instance=instance, partition_key="b").success
+        key = "b" if asset is noisy else None
+        assert dg.materialize([asset], instance=instance, partition_key=key).success
     finally:
         sa.event.remove(sa.Engine, "connect", count)
     return len(opened)
@@ -76,6 +85,25 @@ def test_a_run_opens_a_connection_per_file_not_per_event(
     with dg.DagsterInstance.local_temp(str(tmp_path / "plain")) as plain:  # Dagster's own storage
         assert dg.materialize([noisy], instance=plain, partition_key="a").success
         assert connections_opened(plain) > EVENTS  # what the pooled storage saves
+
+
+def test_check_evaluations_open_no_connection_each(instance: dg.DagsterInstance, tmp_path: Path) -> None:
+    assert dg.materialize([checked], instance=instance).success  # files created
+    assert connections_opened(instance, checked) <= 3
+    (tmp_path / "plain").mkdir()
+    with dg.DagsterInstance.local_temp(str(tmp_path / "plain")) as plain:
+        assert dg.materialize([checked], instance=plain).success
+        assert connections_opened(plain, checked) > EVENTS  # Dagster asks has_table on a new engine
+
+
+def test_the_event_log_remembers_its_tables_not_their_absence(instance: dg.DagsterInstance) -> None:
+    storage = instance.event_log_storage
+    assert isinstance(storage, PooledSqliteEventLogStorage)
+    assert storage.has_table("asset_check_executions")
+    assert not storage.has_table("added_later")
+    with storage.index_connection() as conn:
+        conn.execute(sa.text("CREATE TABLE added_later (x INTEGER)"))
+    assert storage.has_table("added_later")
 
 
 def test_dagsters_own_storage_reads_what_the_pooled_one_wrote(
