@@ -50,7 +50,7 @@ def _shape(client: Any, database: str) -> dict[str, Any]:
         parameters={"db": database},
     ).result_rows
     tables = client.query(
-        "SELECT name, sorting_key, primary_key, partition_key, engine FROM system.tables "
+        "SELECT name, sorting_key, primary_key, partition_key, engine, engine_full FROM system.tables "
         "WHERE database = {db:String} ORDER BY name",
         parameters={"db": database},
     ).result_rows
@@ -68,7 +68,7 @@ def released(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
 def test_the_released_store_is_migrated_in_place_without_losing_a_bar(released: tuple[Path, Mirror]) -> None:
     root, _ = released
     with BarStore(cache_dir=root) as store:
-        assert len(store.migrated) == 4
+        assert len(store.migrated) == 5  # four of columns, one of settings
         for series, threshold in STORED:
             expected = golden(series.market, series.symbol, threshold)
             assert store.count_bars(series, threshold) == expected.height
@@ -160,8 +160,9 @@ def test_a_v2_store_gains_the_intra_columns_in_place(tmp_path: Path, monkeypatch
     client = clickhouse_connect.get_client(dsn=f"chdb://{path}")
     try:
         _write_v2_store(client, "rangebar", D1, lb_bars, lookback)
-        (step,) = pending_steps(client, "rangebar")
+        step, settings = pending_steps(client, "rangebar")
         assert "ADD COLUMN IF NOT EXISTS intra_trade_count" in step and "lookback_ofi" not in step
+        assert "MODIFY SETTING min_bytes_for_wide_part" in settings
     finally:
         client.close()
     intra = BarOptions(intra_bar=True)
@@ -170,7 +171,7 @@ def test_a_v2_store_gains_the_intra_columns_in_place(tmp_path: Path, monkeypatch
         for name, dtype in INTRA_SCHEMA.items()
     )
     with BarStore(cache_dir=tmp_path) as store:
-        assert len(store.migrated) == 1
+        assert len(store.migrated) == 2
         assert_frame_equal(store.read_bars(SPOT, 250, D1, D1, options=lookback), lb_bars)
         assert store.stale_days(SPOT, 250, D1, D1, options=lookback) == []
         store.write_day(SPOT, 250, D2, intra_bars, checkpoint=b"intra", tick_count=3, options=intra)

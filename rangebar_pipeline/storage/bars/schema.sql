@@ -13,7 +13,9 @@ CREATE DATABASE IF NOT EXISTS {db};
 -- are null for bars computed without them.
 -- Schema version 2 (schema.SCHEMA_VERSION). A version-1 store, or a version-2 store from before the
 -- intra group, is migrated in place when opened (storage/bars/schema.py adds the new columns where
--- this file has them; no row is rewritten).
+-- this file has them; no row is rewritten). Parts up to 256 MiB are compact (one file a part): a
+-- batch's insert writes ~80 columns, and wide parts cost two files a column (schema.py sets the same
+-- on stores created before).
 CREATE TABLE IF NOT EXISTS {db}.range_bars
 (
     source                 LowCardinality(String),
@@ -101,7 +103,8 @@ CREATE TABLE IF NOT EXISTS {db}.range_bars
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(day)
-ORDER BY (source, market, symbol, threshold_decimal_bps, day, write_id, close_time_us, first_agg_trade_id);
+ORDER BY (source, market, symbol, threshold_decimal_bps, day, write_id, close_time_us, first_agg_trade_id)
+SETTINGS index_granularity = 8192, min_bytes_for_wide_part = 268435456, min_rows_for_wide_part = 4194304;
 
 -- One row per stored (series, threshold, options, day): which write is current, the processor checkpoint
 -- at the end of the day, and the checkpoint it started from (empty = fresh processor). The newest
