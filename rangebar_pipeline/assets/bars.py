@@ -16,6 +16,7 @@ identically: same ticks, same checkpoint, same bars and data version).
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at runtime.
 
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -47,7 +48,6 @@ from rangebar_pipeline.assets.checks import (
 )
 from rangebar_pipeline.assets.empty_days import before_start_events
 from rangebar_pipeline.assets.features import (
-    MAX_TIER2_BARS,
     CommitGroup,
     FeatureDay,
     GateVerdict,
@@ -57,6 +57,7 @@ from rangebar_pipeline.assets.features import (
     features_key,
     gate_tables,
     gate_verdicts,
+    keep_recent,
     publish_after_gate,
     tier2_verdict,
     withdrawn_observation,
@@ -202,8 +203,12 @@ class _StepRun:
     #: range's tier2 evaluation names it).
     tier2_targets: dict[dg.AssetKey, Version | None] = field(default_factory=dict)
     #: Tier-2 statistics started on the background thread when the range's last batch is ready,
-    #: with the rows they judge, so that they overlap the batch's recording.
+    #: with the rows they judge, so that they overlap the batch's write and recording.
     tier2_pending: dict[int, tuple[list[pl.DataFrame], Future[object]]] = field(default_factory=dict)
+    #: Each batch's feature tables and their gate, started before the batch is written, in order.
+    judged: deque[tuple[list[FeatureDay], list[FeatureDay], Future[object] | None]] = field(
+        default_factory=deque
+    )
 
     def run(self, series: Series, first: date, last: date) -> Iterator[Any]:
         """Compute (or load) ``[first, last]`` of ``series`` and record every day's events."""
@@ -221,7 +226,7 @@ class _StepRun:
         instance = self.context.instance
         before = partition_key(day_before, series)
         self.versions = {t: latest_version(instance, range_bars_key(t), before) for t in computed}
-        self.recent = {}
+        self.recent, self.judged = {}, deque()
         self.tier2_targets = {
             features_key(t): None
             for t in self.selection.features
@@ -263,17 +268,19 @@ class _StepRun:
                     "day boundary)"
                 )
             walk = SeriesWalk(series, computed, self.ticks, self.store, options, recompute=True)
-            batches = walk.batches(first, last, annotate=self._checked)
-            yield from self._recorded(batches, last, store_bars=True)
+            judge = partial(self._judge, last=last)
+            batches = walk.batches(first, last, annotate=self._checked, before_write=judge)
+            yield from self._recorded(batches, store_bars=True)
         if loaded:
             days = stored_days(
                 series, loaded, first, last, store=self.store, ticks=self.ticks, options=options
             )
             walked = (WalkedDay(series, d.day, d, {}, note=self._checked(d, stored=True)) for d in days)
-            stored_batches = batched(prefetch(walked, depth=2), None, options)
-            yield from self._recorded(stored_batches, last, store_bars=False)
+            judge = partial(self._judge, last=last)
+            stored_batches = batched(prefetch(walked, depth=2), None, options, before_write=judge)
+            yield from self._recorded(stored_batches, store_bars=False)
 
-    def _recorded(self, batches: Iterable[Batch[_Day]], last: date, *, store_bars: bool) -> Iterator[Any]:
+    def _recorded(self, batches: Iterable[Batch[_Day]], *, store_bars: bool) -> Iterator[Any]:
         """Each batch's events (the engine stored its days first, when they were computed here).
 
         Days are read, computed and checked in a background thread up to two days ahead (the
@@ -282,8 +289,7 @@ class _StepRun:
         try:
             for batch in batches:
                 checked = [d.note for d in batch.days if d.note is not None]
-                final = bool(batch.days) and batch.days[-1].day == last
-                yield from self._flush(checked, batch.write_seconds, store_bars=store_bars, final=final)
+                yield from self._flush(checked, batch.write_seconds, store_bars=store_bars)
         except DayFailedError as exc:
             raise dg.Failure(
                 description=(
@@ -325,30 +331,35 @@ class _StepRun:
             metadata, tables,
         )  # fmt: skip
 
-    def _flush(
-        self, chunk: Sequence[_Day], write_seconds: float, *, store_bars: bool, final: bool
-    ) -> Iterator[Any]:
-        if not chunk:
-            return
+    def _judge(self, days: Sequence[WalkedDay[_Day]], *, last: date) -> None:
+        """Start a batch's gate (and, for the range's last batch, its statistics) before the batch is
+        written (on the engine's writer thread), so that they run in the validation worker meanwhile."""
+        chunk = [d.note for d in days if d.note is not None]
         ready = [
             FeatureDay(day.series, t, day.day, table)
             for t in self.selection.features
             for day in chunk
             if (table := day.tables.get(t)) is not None and day.tier1[t].passed
         ]
-        self._keep_recent(ready)
-        # run while this batch is recorded: its gate (the feature tables wait for it), then at the
-        # range's end the range's statistics
+        keep_recent(
+            self.recent, ready, [t for t in self.selection.features if features_key(t) in self.tier2_targets]
+        )
         gated = [f for f in ready if self.selection.wants(features_key(f.threshold), "expectations")]
         gate = in_background(partial(gate_tables, gated, self.selection.groups)) if gated else None
+        self.judged.append((ready, gated, gate))
+        if days and days[-1].day == last:
+            for t, tables in self.recent.items():
+                self.tier2_pending[t] = (tables, in_background(partial(tier2_verdict, tables, t)))
+
+    def _flush(self, chunk: Sequence[_Day], write_seconds: float, *, store_bars: bool) -> Iterator[Any]:
+        ready, gated, gate = self.judged.popleft()  # this batch's, from _judge
+        if not chunk:
+            return
         # the Delta commits as soon as the gate has judged, beside this batch's bar events: they need
         # the bars' data versions only (a computed day's is its sha), not the recorded events
         groups = self._commit_groups(chunk, ready, store_bars=store_bars)
         publish = partial(publish_after_gate, self.datasets, groups, gated, gate)
         commits = in_thread(publish, "rangebar-publish")
-        if final:
-            for t, tables in self.recent.items():
-                self.tier2_pending[t] = (tables, in_background(partial(tier2_verdict, tables, t)))
         labels = [partition_key(d.day, d.series) for d in chunk]
         ticks = latest_versions(self.context.instance, TICKS_KEY, labels) if store_bars else {}
         for day, label in zip(chunk, labels, strict=True):
@@ -367,14 +378,6 @@ class _StepRun:
             yield from self._published((built, failed, recorded), verdicts, commit)
         if error is not None:
             raise error
-
-    def _keep_recent(self, ready: Sequence[FeatureDay]) -> None:
-        """The range's most recent feature rows per threshold whose tier2 check is selected."""
-        for threshold in self.selection.features:
-            mine = [f.table for f in ready if f.threshold == threshold]
-            if mine and self.selection.wants(features_key(threshold), "tier2"):
-                recent = pl.concat([*self.recent.get(threshold, []), *mine], how="diagonal_relaxed")
-                self.recent[threshold] = [recent.tail(MAX_TIER2_BARS)]
 
     def _bar_events(
         self, day: _Day, write_seconds: float, *, materialized: bool, ticks_version: Version | None

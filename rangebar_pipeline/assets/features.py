@@ -14,7 +14,7 @@ day.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -49,6 +49,7 @@ __all__ = [
     "features_key",
     "gate_tables",
     "gate_verdicts",
+    "keep_recent",
     "publish_after_gate",
     "publish_days",
     "publish_groups",
@@ -154,6 +155,17 @@ def gate_tables(
 def _days(rows: pl.DataFrame) -> int:
     """The UTC days the bars close on (the range's statistics keep one frame of recent rows)."""
     return int(rows.select(pl.col("close_time").dt.date().n_unique()).item())
+
+
+def keep_recent(
+    recent: dict[int, list[pl.DataFrame]], ready: Sequence[FeatureDay], thresholds: Iterable[int]
+) -> None:
+    """Add ``ready``'s rows of ``thresholds`` to ``recent``, the range's most recent
+    :data:`MAX_TIER2_BARS` feature rows per threshold (what :func:`tier2_verdict` judges)."""
+    for threshold in thresholds:
+        if mine := [f.table for f in ready if f.threshold == threshold]:
+            rows = pl.concat([*recent.get(threshold, []), *mine], how="diagonal_relaxed")
+            recent[threshold] = [rows.tail(MAX_TIER2_BARS)]
 
 
 def tier2_verdict(tables: Sequence[pl.DataFrame], threshold: int) -> Tier2Verdict:

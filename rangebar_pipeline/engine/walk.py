@@ -120,13 +120,15 @@ class SeriesWalk:
         *,
         annotate: Callable[[SeriesDay], A] | None = None,
         on_day: Callable[[WalkedDay[A]], None] | None = None,
+        before_write: Callable[[Sequence[WalkedDay[A]]], None] | None = None,
     ) -> Iterator[Batch[A]]:
         """Walk ``[first, last]``; yield the written batches (see the module docstring).
 
         Three stages overlap: a worker reads and computes the days (and runs ``annotate`` on each
         computed day), a second worker batches and writes them (and calls ``on_day`` as each day
-        arrives, in day order, before its batch is written: progress reporting), and the caller
-        handles the written batches.
+        arrives, in day order, before its batch is written: progress reporting; and
+        ``before_write`` with each batch's days just before writing them), and the caller handles
+        the written batches.
         """
         if first > last:
             raise ValueError(f"start day {first} is after end day {last}")
@@ -143,7 +145,8 @@ class SeriesWalk:
         self._prefetch_ticks(first, last, stored)
         days = prefetch(self._days(first, last, stored, processors, annotate), depth=2)
         # a second worker writes each batch while the caller handles the one before
-        yield from prefetch(batched(days, self.store, self.options, on_day=on_day), depth=1)
+        written = batched(days, self.store, self.options, on_day=on_day, before_write=before_write)
+        yield from prefetch(written, depth=1)
 
     def last_checkpoint(self, threshold: int) -> bytes | None:
         """The checkpoint at the end of the walk's last day (None: the walk ended on a gap)."""
@@ -270,14 +273,18 @@ def batched(
     options: BarOptions,
     *,
     on_day: Callable[[WalkedDay[A]], None] | None = None,
+    before_write: Callable[[Sequence[WalkedDay[A]]], None] | None = None,
 ) -> Iterator[Batch[A]]:
     """Group ``days`` into batches of at most :data:`BATCH_DAYS` days or :data:`BATCH_BARS` bars,
     write each batch's computed days to ``store`` (when given), and yield it; when the days fail,
-    the batch in progress is written and yielded before the error propagates."""
+    the batch in progress is written and yielded before the error propagates. ``before_write`` gets
+    each batch's days before they are written (work on them that may overlap the write)."""
     pending: list[WalkedDay[A]] = []
     held = 0
 
     def flush() -> Batch[A]:
+        if before_write is not None:
+            before_write(pending)
         started = time.perf_counter()
         writes = [w for d in pending if d.computed is not None for w in d.computed.writes(options)]
         if store is not None and writes:
