@@ -15,7 +15,10 @@ ticks in the tick cache once, then measures, each path in its own process with a
 
 Every path but the CLI call runs ``--repeat`` times (default 3), alternating with the baseline's,
 and the table gives the best run of each, with all of them beside it: single runs on these machines
-move by +-20 % and more, and the floor the ratios divide by is a best run as well.
+move by +-20 % and more, and the floor the ratios divide by is a best run as well. When the baseline
+runs this kernel build and floor code byte for byte, both checkouts divide by the best floor run of
+either (in one run this checkout's floor runs took 0.98-1.10 s and the baseline's 0.67 s: the same
+computation, which would have flattered this checkout's ratios).
 
 The Dagster paths run as deployed: with the validation service (``python -m
 rangebar_pipeline.validation.service``, started once for the whole benchmark, as a deployment starts
@@ -39,6 +42,7 @@ Run: ``.venv/bin/python benchmarks/bench_pipeline.py [--days 10] [--trades 10000
 from __future__ import annotations
 
 import argparse
+import filecmp
 import hashlib
 import json
 import os
@@ -312,6 +316,17 @@ def store_ticks(root: Path, mirror: Path, dates: list[date]) -> float:
     return time.perf_counter() - started
 
 
+def same_kernel(base: Path) -> bool:
+    """Whether ``base`` runs this checkout's kernel build (byte for byte) and floor code."""
+    here = Path(__file__).resolve().parents[1] / "rangebar_pipeline"
+    files = ("_core.abi3.so", "processing.py", "streaming.py")
+    return all(
+        (base / "rangebar_pipeline" / f).is_file()
+        and filecmp.cmp(here / f, base / "rangebar_pipeline" / f, shallow=False)
+        for f in files
+    )
+
+
 def _per_day(run: dict[str, Any]) -> float:
     """Mean seconds a day of a per-partition run."""
     return float(sum(run["per_day"]) / len(run["per_day"]))
@@ -366,17 +381,25 @@ def compare(args: argparse.Namespace, thresholds: list[int]) -> None:
     )
     base = args.baseline
     every: dict[str, list[dict[str, Any]]] = {}
-    # Each path --repeat times, alternating with the baseline's (a first run reads colder caches).
-    for _ in range(args.repeat):
+    # Each path --repeat times, alternating with the baseline's, which of the two runs first
+    # alternating too: the first runs of a round follow the previous round's heaviest process (its
+    # writes still being flushed), which slowed this checkout's floor alone when it always ran first.
+    for repeat in range(args.repeat):
         for path in ("kernel", "library", "library-all", "ranged", "partition"):
-            every.setdefault(path, []).append(spawn(path, root, mirror, dates, thresholds))
-            if base is not None and path != "library-all":
-                run = spawn(path, root, mirror, dates, thresholds, baseline=base)
-                every.setdefault(f"{path}@base", []).append(run)
+            checkouts = [None] if base is None or path == "library-all" else [None, base]
+            for checkout in checkouts if repeat % 2 == 0 else checkouts[::-1]:
+                key = path if checkout is None else f"{path}@base"
+                run = spawn(path, root, mirror, dates, thresholds, baseline=checkout)
+                every.setdefault(key, []).append(run)
     runs = {key: min(found, key=lambda r: float(r["seconds"])) for key, found in every.items()}
     runs["ranged-alone"] = spawn("ranged", root, mirror, dates, thresholds, service=False)
     cli = cli_call(root, mirror, dates[0], thresholds)
     floor = runs["kernel"]["seconds"]
+    if base is not None and same_kernel(base):  # the same computation: the ratios divide by its best run
+        floor = runs["kernel"]["seconds"] = runs["kernel@base"]["seconds"] = min(
+            floor, runs["kernel@base"]["seconds"]
+        )
+        print("the baseline's kernel build is this one: both divide by the best floor run of either")
     print(
         f"best of {args.repeat} runs each (all runs in brackets); one run of the CLI call and of the "
         "ranged run without the service"
