@@ -395,10 +395,9 @@ def compare(args: argparse.Namespace, thresholds: list[int]) -> None:
     runs["ranged-alone"] = spawn("ranged", root, mirror, dates, thresholds, service=False)
     cli = cli_call(root, mirror, dates[0], thresholds)
     floor = runs["kernel"]["seconds"]
+    base_floor = runs["kernel@base"]["seconds"] if base is not None else floor
     if base is not None and same_kernel(base):  # the same computation: the ratios divide by its best run
-        floor = runs["kernel"]["seconds"] = runs["kernel@base"]["seconds"] = min(
-            floor, runs["kernel@base"]["seconds"]
-        )
+        floor = base_floor = min(floor, base_floor)
         print("the baseline's kernel build is this one: both divide by the best floor run of either")
     print(
         f"best of {args.repeat} runs each (all runs in brackets); one run of the CLI call and of the "
@@ -413,7 +412,7 @@ def compare(args: argparse.Namespace, thresholds: list[int]) -> None:
         if base is not None and f"{path}@base" in runs:
             other = runs[f"{path}@base"]
             other_s = _per_day(other) if per_day else other["seconds"]
-            other_unit = runs["kernel@base"]["seconds"] / (args.days if per_day else 1)
+            other_unit = base_floor / (args.days if per_day else 1)
             line += f"  {other_s:.2f} s ({other_s / other_unit:.1f}x)"
         if len(every.get(path, ())) > 1:
             line += (
