@@ -118,6 +118,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}, RUN_SHARD_ENGINES, frozenset({index})
         )
         self._tables: set[str] = set()
+        self._asset_key_columns: set[str] = set()
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -147,6 +148,16 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             found = bool(engine.dialect.has_table(conn, table_name))
         if found:
             self._tables.add(table_name)
+        return found
+
+    def _has_asset_key_col_on_connection(self, conn: sa.Connection, column_name: str) -> bool:
+        """Dagster's check of an ``asset_keys`` column, remembered once found (as tables are): Dagster
+        reflects the table's columns again for every materialization (~0.15 ms of SQLite pragmas)."""
+        if column_name in self._asset_key_columns:
+            return True
+        found = bool(super()._has_asset_key_col_on_connection(conn, column_name))
+        if found:
+            self._asset_key_columns.add(column_name)
         return found
 
     def wipe(self) -> None:

@@ -106,6 +106,30 @@ def test_the_event_log_remembers_its_tables_not_their_absence(instance: dg.Dagst
     assert storage.has_table("added_later")
 
 
+def test_materializations_reflect_the_asset_keys_table_once(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    def reflections(instance: dg.DagsterInstance) -> int:
+        pragmas: list[str] = []
+
+        def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if "PRAGMA" in statement and "asset_keys" in statement:
+                pragmas.append(statement)
+
+        assert dg.materialize([noisy], instance=instance, partition_key="a").success  # tables known
+        sa.event.listen(sa.Engine, "before_cursor_execute", seen)
+        try:
+            assert dg.materialize([noisy], instance=instance, partition_key="b").success
+        finally:
+            sa.event.remove(sa.Engine, "before_cursor_execute", seen)
+        return len(pragmas)
+
+    assert reflections(instance) <= 2  # one lookup a run at most (SQLAlchemy's main and temp pragma)
+    (tmp_path / "plain").mkdir()
+    with dg.DagsterInstance.local_temp(str(tmp_path / "plain")) as plain:
+        assert reflections(plain) > EVENTS  # Dagster's own storage: one look per materialization
+
+
 def test_dagsters_own_storage_reads_what_the_pooled_one_wrote(
     instance: dg.DagsterInstance, home: Path
 ) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 from deltalake import DeltaTable
 from polars.testing import assert_frame_equal
@@ -20,6 +21,7 @@ from rangebar_pipeline.labels import LabelSpec, TripleBarrier, add_labels
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.datasets import (
     COMPACT_AFTER_FILES,
+    DICTIONARY_PAGE_BYTES,
     TABLE_PROPERTIES,
     DatasetStore,
     DayTable,
@@ -115,6 +117,26 @@ def test_partitions_past_the_file_count_are_compacted_without_changing_any_versi
     current = store.scan_features(25).filter(pl.col("series") == SPOT.key).sort("day", "bar_index").collect()
     old = store.scan_features(25, before).sort("day", "bar_index").collect()
     assert_frame_equal(current, old)
+
+
+def test_written_and_compacted_files_are_zstd_with_small_dictionary_pages(store: DatasetStore) -> None:
+    days = [date(2024, 8, 1) + timedelta(days=i) for i in range(COMPACT_AFTER_FILES + 1)]
+    unique = 3 * DICTIONARY_PAGE_BYTES // 8  # more distinct doubles than a dictionary page holds
+    first = store.publish_days(25, SPOT, [DayTable(days[0], day_bars(days[0], unique))])
+    written = pq.ParquetFile(DeltaTable(first.uri).file_uris()[0]).metadata
+    for day in days[1:]:
+        commit = store.publish_days(25, SPOT, [DayTable(day, day_bars(day, 20))])
+    assert commit.compacted == (f"{SPOT.key}/2024-08",)
+    compacted = pq.ParquetFile(DeltaTable(first.uri).file_uris()[0]).metadata
+    for meta in (written, compacted):
+        columns = {meta.schema.column(i).name: i for i in range(meta.num_columns)}
+        chunks = [meta.row_group(0).column(i) for i in range(meta.num_columns)]
+        assert {c.compression for c in chunks} == {"ZSTD"}
+        ofi = chunks[columns["ofi"]]  # unique per bar: the dictionary gave up at its page's limit
+        if ofi.dictionary_page_offset is not None:
+            assert ofi.data_page_offset - ofi.dictionary_page_offset <= DICTIONARY_PAGE_BYTES + 1024
+        assert "RLE_DICTIONARY" in chunks[columns["kernel_version"]].encodings  # one value: a dictionary
+    assert store.read_features(25, SPOT, days[0]).height == unique
 
 
 def test_a_new_feature_group_evolves_the_schema_without_rewriting_days(store: DatasetStore) -> None:

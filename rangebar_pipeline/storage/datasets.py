@@ -44,6 +44,7 @@ from rangebar_pipeline.storage._atomic import atomic_write
 
 __all__ = [
     "COMPACT_AFTER_FILES",
+    "DICTIONARY_PAGE_BYTES",
     "FEATURES_URI_ENV",
     "LAYOUT_COLUMNS",
     "PIPELINE_DIR_ENV",
@@ -77,6 +78,13 @@ TABLE_PROPERTIES: Final = {
     "delta.enableExpiredLogCleanup": "false",
     "delta.logRetentionDuration": "interval 36500 days",
 }
+#: The Parquet encoding of the tables' data files: zstd at level 1, and dictionary pages of at most
+#: 64 KiB. delta-rs's default (Snappy, 1 MiB dictionary pages) keeps a dictionary on every column until
+#: its page is full, and most feature columns (times, ids, volumes, VWAP) are unique per bar. Four
+#: commits of a week of 10 dbps bars (334 k rows each) took 1.55-1.66 s of CPU, now 0.98-1.07 s, and
+#: their files 86 MB, now 59 MB. Low-cardinality columns (prices on the tick grid, counts, the layout's
+#: strings) still fit a dictionary page; readers see the same rows.
+DICTIONARY_PAGE_BYTES: Final = 64 * 1024
 _PREFIX: Final = "rangebar."
 _COMMIT_ATTEMPTS: Final = 5
 log = logging.getLogger(__name__)
@@ -210,6 +218,7 @@ class DatasetStore:
                         configuration=TABLE_PROPERTIES,
                         storage_options=self.storage_options or None,
                         commit_properties=CommitProperties(custom_metadata=record),
+                        writer_properties=_writer_properties(),
                     )
                 else:  # rejections only: an empty commit that records them
                     write_deltalake(
@@ -221,6 +230,7 @@ class DatasetStore:
                         configuration=TABLE_PROPERTIES,
                         storage_options=self.storage_options or None,
                         commit_properties=CommitProperties(custom_metadata=record),
+                        writer_properties=_writer_properties(),
                     )
                 break
             except Exception as exc:  # a concurrent commit delta-rs could not reconcile: write again
@@ -277,6 +287,7 @@ class DatasetStore:
             try:
                 table.optimize.compact(
                     partition_filters=[("series", "=", key), ("month", "=", month)],
+                    writer_properties=_writer_properties(),
                     commit_properties=CommitProperties(
                         custom_metadata={
                             f"{_PREFIX}compacted": f"{key}/{month}",
@@ -440,6 +451,15 @@ class DatasetStore:
         path = self._model_path(name, series)
         atomic_write(path, lambda h: _write_json(h, summary))
         return str(path)
+
+
+def _writer_properties() -> Any:
+    """delta-rs ``WriterProperties`` of the tables' data files (see :data:`DICTIONARY_PAGE_BYTES`)."""
+    from deltalake import WriterProperties
+
+    return WriterProperties(
+        compression="ZSTD", compression_level=1, dictionary_page_size_limit=DICTIONARY_PAGE_BYTES
+    )
 
 
 def _with_layout(item: DayTable, series: Series) -> pl.DataFrame:
