@@ -130,6 +130,20 @@ def test_duplicate_key_and_foreign_day_and_missing_columns_are_rejected(store: B
     assert store.coverage(SPOT, 250, D1, D2) == {}
 
 
+def test_writes_prepared_ahead_store_what_a_plain_write_stores(store: BarStore) -> None:
+    bars = make_bars(D1, 40, seed=5).sample(fraction=1.0, shuffle=True, seed=1)
+    writes = [DayWrite(SPOT, 250, D1, bars, b"a", 9), DayWrite(UM, 250, D1, bars.head(0), b"b", 0)]
+    prepared = store.prepare(writes)
+    assert all(w.rows is not None for w in prepared) and prepared == writes  # the same writes
+    stamped = bar_writes.prepare_rows(prepared[0], 250, 7, shaped=prepared[0].rows)
+    assert_frame_equal(stamped, bar_writes.prepare_rows(writes[0], 250, 7), check_exact=True)
+    store.write_days(prepared)
+    assert_frame_equal(store.read_bars(SPOT, 250, D1, D1), bars.sort("close_time"), check_exact=True)
+    assert store.coverage(UM, 250, D1, D1)[D1].bar_count == 0
+    with pytest.raises(ValueError, match="outside day 2024-08-09"):  # refused when prepared
+        store.prepare([DayWrite(SPOT, 250, D2, bars, b"", 0)])
+
+
 def test_checkpoint_bytes_round_trip_and_empty_day(store: BarStore) -> None:
     blob = bytes(range(256)) * 3
     empty = make_bars(D1, 0)

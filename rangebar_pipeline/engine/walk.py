@@ -35,7 +35,7 @@ from rangebar_pipeline.engine.days import DayFailedError, ReadAhead, SeriesDay, 
 from rangebar_pipeline.exceptions import DataNotFoundError, RangeBarError
 from rangebar_pipeline.options import DEFAULT_OPTIONS, BarOptions
 from rangebar_pipeline.series import Series
-from rangebar_pipeline.storage.bars import BarStore, Coverage, checkpoint_sha256
+from rangebar_pipeline.storage.bars import BarStore, Coverage, DayWrite, checkpoint_sha256
 from rangebar_pipeline.storage.ticks import TickStore
 from rangebar_pipeline.streaming import prefetch
 
@@ -278,15 +278,17 @@ def batched(
     """Group ``days`` into batches of at most :data:`BATCH_DAYS` days or :data:`BATCH_BARS` bars,
     write each batch's computed days to ``store`` (when given), and yield it; when the days fail,
     the batch in progress is written and yielded before the error propagates. ``before_write`` gets
-    each batch's days before they are written (work on them that may overlap the write)."""
+    each batch's days before they are written (work on them that may overlap the write). A day's
+    bars are validated and shaped as table rows as it arrives (``BarStore.prepare``), while the next
+    day is computed, so that the batch's write only stamps and inserts them."""
     pending: list[WalkedDay[A]] = []
+    writes: list[DayWrite] = []
     held = 0
 
     def flush() -> Batch[A]:
         if before_write is not None:
             before_write(pending)
         started = time.perf_counter()
-        writes = [w for d in pending if d.computed is not None for w in d.computed.writes(options)]
         if store is not None and writes:
             store.write_days(writes)
         return Batch(list(pending), time.perf_counter() - started)
@@ -298,9 +300,11 @@ def batched(
                 on_day(day)
             if day.computed is not None:
                 held += sum(r.bars.height for r in day.computed.thresholds.values())
+                if store is not None:
+                    writes.extend(store.prepare(day.computed.writes(options)))
             if len(pending) >= BATCH_DAYS or held >= BATCH_BARS:
                 yield flush()
-                pending, held = [], 0
+                pending, writes, held = [], [], 0
     except DayFailedError:
         if pending:
             yield flush()

@@ -9,7 +9,7 @@ kernel build (:data:`KERNEL_VERSION`) that produced it; a day produced by other 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
@@ -133,6 +133,8 @@ class DayWrite:
     tick_count: int
     parent_checkpoint: bytes | None = None
     options: BarOptions = DEFAULT_OPTIONS
+    #: The bars already validated and shaped as table rows (``BarStore.prepare``); None: at the write.
+    rows: pl.DataFrame | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> BarKey:

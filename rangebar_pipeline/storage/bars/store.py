@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -152,6 +153,15 @@ class BarStore:
         """
         day_write = DayWrite(series, threshold, day, bars, checkpoint, tick_count, parent_checkpoint, options)
         return self.write_days([day_write])[0]
+
+    def prepare(self, writes: Sequence[DayWrite]) -> list[DayWrite]:
+        """``writes`` with their bars validated and shaped as rows now, so that :meth:`write_days`
+        only stamps and inserts them: for a writer holding days until their batch is written.
+
+        Raises:
+            MissingColumnError, ValueError: As :meth:`write_days` would for these bars.
+        """
+        return [replace(w, rows=day_writes.shape_rows(w)) for w in writes]
 
     def write_days(self, writes: Sequence[DayWrite]) -> list[Coverage]:
         """Replace many (series, threshold, day) at once: one insert of bars, one of coverage rows.

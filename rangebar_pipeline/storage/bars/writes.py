@@ -34,7 +34,15 @@ from rangebar_pipeline.storage.bars.records import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TABLE_COLUMNS", "delete_older", "invalidate", "next_write_id", "prepare_rows", "write_days"]
+__all__ = [
+    "TABLE_COLUMNS",
+    "delete_older",
+    "invalidate",
+    "next_write_id",
+    "prepare_rows",
+    "shape_rows",
+    "write_days",
+]
 
 #: Columns of a ``range_bars`` row as :func:`prepare_rows` lays them out.
 TABLE_COLUMNS: Final = (
@@ -83,7 +91,7 @@ def write_days(client: Any, database: str, writes: Sequence[DayWrite]) -> list[C
         if item.tick_count < 0:
             raise ValueError(f"tick_count must be >= 0, got {item.tick_count}")
         write_id = next_write_id()
-        rows = prepare_rows(item, key.threshold, write_id)
+        rows = prepare_rows(item, key.threshold, write_id, shaped=item.rows)
         cp_sha = checkpoint_sha256(bytes(item.checkpoint))
         parent = item.parent_checkpoint
         parent_sha = checkpoint_sha256(None if parent is None else bytes(parent))
@@ -159,8 +167,28 @@ def invalidate(client: Any, database: str, selection: Selection) -> int:
     return len(found)
 
 
-def prepare_rows(item: DayWrite, threshold: int, write_id: int) -> pl.DataFrame:
-    """Validate a day's bars and shape them as ``range_bars`` rows."""
+def prepare_rows(
+    item: DayWrite, threshold: int, write_id: int, *, shaped: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Validate a day's bars and shape them as ``range_bars`` rows of the write ``write_id``
+    (``shaped``: :func:`shape_rows` of ``item``, done before)."""
+    frame = shape_rows(item) if shaped is None else shaped
+    series = item.series
+    stamped = frame.with_columns(
+        pl.lit(series.source, pl.String).alias("source"),
+        pl.lit(series.market, pl.String).alias("market"),
+        pl.lit(series.symbol, pl.String).alias("symbol"),
+        pl.lit(threshold, pl.UInt32).alias("threshold_decimal_bps"),
+        pl.lit(item.options.key, pl.String).alias("options"),
+        pl.lit(item.day, pl.Date).alias("day"),
+        pl.lit(write_id, pl.UInt64).alias("write_id"),
+    )
+    return stamped.select(c for c in TABLE_COLUMNS if c in stamped.columns)
+
+
+def shape_rows(item: DayWrite) -> pl.DataFrame:
+    """A day's bars validated (columns, close times within the day, unique keys) and shaped as
+    ``range_bars`` rows in key order, but for the columns naming the write (:func:`prepare_rows`)."""
     series, options, day, bars = item.series, item.options, item.day, item.bars
     missing = [c for c in options.bar_schema if c not in bars.columns]
     if missing:
@@ -199,17 +227,4 @@ def prepare_rows(item: DayWrite, threshold: int, write_id: int) -> pl.DataFrame:
             f"bars of {series} {day} repeat the key close_time_us={row['close_time_us']}, "
             f"first_agg_trade_id={row['first_agg_trade_id']} (row {row['row']})"
         )
-    head = pl.DataFrame(
-        {
-            "source": [series.source],
-            "market": [series.market],
-            "symbol": [series.symbol],
-            "threshold_decimal_bps": pl.Series([threshold], dtype=pl.UInt32),
-            "options": [options.key],
-            "day": [day],
-            "write_id": pl.Series([write_id], dtype=pl.UInt64),
-        }
-    )
-    return head.join(frame.sort(key), how="cross").select(
-        c for c in TABLE_COLUMNS if c in frame.columns or c in head.columns
-    )
+    return frame.sort(key)
