@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
+from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
     SqliteEventLogStorage,
@@ -40,6 +41,7 @@ from dagster._core.storage.sqlite_storage import (
     _schedule_directory,
 )
 from dagster._serdes import ConfigurableClassData
+from dagster._time import datetime_from_timestamp
 
 __all__ = [
     "RUN_SHARD_ENGINES",
@@ -57,6 +59,9 @@ at the next checkpoint. A process that crashes loses nothing; a power cut or an 
 last events before it, never the database's consistency. ``FULL`` (Dagster's setting) flushes every
 commit, which waits behind the bar store's writes on the same disk: ~3 ms an event, 0.2 s a run
 (Dagster's own classes remain a choice: remove the ``storage`` block of ``deploy/dagster.yaml``)."""
+
+_RECORD_JSON = '{{"__class__": "EventLogRecord", "event_log_entry": {entry}, "storage_id": {storage_id}}}'
+"""``serialize_value(EventLogRecord(storage_id, entry))`` given the entry's JSON (tested against it)."""
 
 
 class _Engines:
@@ -119,6 +124,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         )
         self._tables: set[str] = set()
         self._asset_key_columns: set[str] = set()
+        self._serialized = threading.local()
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -159,6 +165,33 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         if found:
             self._asset_key_columns.add(column_name)
         return found
+
+    def _event_to_row(self, event: EventLogEntry) -> dict[str, Any]:
+        row = super()._event_to_row(event)
+        self._serialized.last = (event, row["event"])  # for _get_asset_entry_values, on this thread
+        return row
+
+    def _get_asset_entry_values(
+        self, event: EventLogEntry, event_id: int, has_asset_key_index_cols: bool
+    ) -> dict[str, Any]:
+        """Dagster's ``asset_keys`` values of a materialization, with the stored event's JSON reused.
+
+        Dagster serializes the event once for its row and again, wrapped in an ``EventLogRecord``, as
+        the asset's last materialization: ~1.4 ms for a day's bars with their column schema and chart.
+        The wrapper's JSON is the event's between two fixed fields; other events are Dagster's."""
+        last: tuple[EventLogEntry, str] | None = getattr(self._serialized, "last", None)
+        self._serialized.last = None
+        if last is None or last[0] is not event or not event.is_dagster_event:
+            return dict(super()._get_asset_entry_values(event, event_id, has_asset_key_index_cols))
+        if not event.get_dagster_event().is_step_materialization:
+            return dict(super()._get_asset_entry_values(event, event_id, has_asset_key_index_cols))
+        values: dict[str, Any] = {
+            "last_materialization": _RECORD_JSON.format(entry=last[1], storage_id=int(event_id)),
+            "last_run_id": event.run_id,
+        }
+        if has_asset_key_index_cols:
+            values["last_materialization_timestamp"] = datetime_from_timestamp(event.timestamp)
+        return values
 
     def wipe(self) -> None:
         self._engines.dispose()  # the run shards' files are deleted

@@ -10,7 +10,10 @@ from typing import Any
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from dagster._core.event_api import EventLogRecord
+from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+from dagster._serdes import deserialize_value, serialize_value
 
 from rangebar_pipeline.dagster_storage import (
     RUN_SHARD_ENGINES,
@@ -128,6 +131,63 @@ def test_materializations_reflect_the_asset_keys_table_once(
     (tmp_path / "plain").mkdir()
     with dg.DagsterInstance.local_temp(str(tmp_path / "plain")) as plain:
         assert reflections(plain) > EVENTS  # Dagster's own storage: one look per materialization
+
+
+def test_a_materialization_is_serialized_once_for_both_its_tables(
+    instance: dg.DagsterInstance, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagster._core.storage.event_log import sql_event_log
+
+    wrapped: list[int] = []  # Dagster's second serialization: the event wrapped as an EventLogRecord
+
+    def counted(value: Any, *args: Any, **kwargs: Any) -> str:
+        if isinstance(value, EventLogRecord):
+            wrapped.append(value.storage_id)
+        return serialize_value(value, *args, **kwargs)
+
+    monkeypatch.setattr(sql_event_log, "serialize_value", counted)
+    schema = dg.TableSchema(columns=[dg.TableColumn("close", "float", description="a bar's close")])
+
+    @dg.asset
+    def described(context: dg.AssetExecutionContext) -> None:
+        for i in range(EVENTS):
+            context.log_event(
+                dg.AssetMaterialization(
+                    asset_key=f"side_{i}", partition="p", metadata={"i": i, "dagster/column_schema": schema}
+                )
+            )
+
+    def stored(instance: dg.DagsterInstance) -> dict[str, tuple[str, str, int]]:
+        """Each asset's ``last_materialization`` and the event row it names, from the index shard."""
+        assert dg.materialize([described], instance=instance).success
+        with instance.event_log_storage.index_connection() as conn:  # type: ignore[attr-defined]
+            keys = conn.execute(sa.text("SELECT asset_key, last_materialization FROM asset_keys")).all()
+            query = "SELECT id, event FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
+            rows = {int(i): event for i, event in conn.execute(sa.text(query)).all()}
+        out = {}
+        for key, last in keys:
+            if last is None:  # an asset with only planned events
+                continue
+            record = deserialize_value(last, EventLogRecord)
+            out[key] = (last, rows[record.storage_id], record.storage_id)
+        return out
+
+    pooled = stored(instance)
+    assert wrapped == []  # the pooled storage reuses the row's JSON
+    assert len(pooled) == EVENTS + 1
+    for last, event, storage_id in pooled.values():  # what Dagster itself writes for the same row
+        entry = deserialize_value(event, EventLogEntry)
+        assert last == serialize_value(EventLogRecord(storage_id=storage_id, event_log_entry=entry))
+    side = instance.fetch_materializations(dg.AssetKey("side_3"), limit=1).records[0]
+    assert side.asset_materialization is not None
+    assert side.asset_materialization.metadata["dagster/column_schema"] == dg.TableSchemaMetadataValue(schema)
+    latest = instance.get_asset_records([dg.AssetKey("side_3")])[0].asset_entry.last_materialization_record
+    assert latest is not None and latest.storage_id == side.storage_id
+
+    (tmp_path / "plain").mkdir()
+    with dg.DagsterInstance.local_temp(str(tmp_path / "plain")) as plain:  # Dagster's own storage
+        stored(plain)
+        assert len(wrapped) >= EVENTS
 
 
 def test_dagsters_own_storage_reads_what_the_pooled_one_wrote(
