@@ -73,6 +73,26 @@ def test_trade_id_gap_between_bars_is_named(
     assert f"({int(bars['agg_record_count'][5]):+d} tick(s) between)" in result.check("ids_contiguous").detail
 
 
+@pytest.mark.parametrize(
+    ("column", "named"),
+    [
+        ("first_agg_trade_id", "ids_in_ticks"),
+        ("last_agg_trade_id", "ids_in_ticks"),
+        ("agg_record_count", "record_counts_match"),
+    ],
+)
+def test_a_null_id_or_count_is_a_violation_of_its_bar(
+    day: tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]], column: str, named: str
+) -> None:
+    ticks, bars, incomplete = day
+    blanked = bars.with_columns(
+        pl.when(pl.int_range(pl.len()) == 2).then(None).otherwise(pl.col(column)).alias(column)
+    )
+    result = validate_conservation(blanked, ticks, incomplete_bar=incomplete)
+    assert result.check(named).rows == (2,)
+    assert "bar 2" in result.check(named).detail
+
+
 def test_duplicated_bar_is_named(day: tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]) -> None:
     ticks, bars, incomplete = day
     doubled = pl.concat([bars.head(9), bars[8], bars.tail(-9)])
