@@ -56,9 +56,16 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-import numpy as np
-import polars as pl
-import yaml
+# The caller's own choice for polars' allocator, if any, before the package below configures it
+# (and polars appends its own defaults): the measured processes are given this, and decide the rest.
+MALLOC_CONF: Final = os.environ.get("_RJEM_MALLOC_CONF")
+
+import rangebar_pipeline  # noqa: E402,F401  first, as a run worker loads the code location: before polars
+
+# isort: split
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+import yaml  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / ".data" / "pipeline"
 SYMBOL = "BENCHUSDT"
@@ -219,6 +226,9 @@ def _dagster_path(path: str, root: Path, days: list[date], thresholds: list[int]
 
 def environment(root: Path, mirror: Path, tier2: str, *, service: bool = True) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop("_RJEM_MALLOC_CONF", None)  # as this process found it: each checkout's package decides the rest
+    if MALLOC_CONF is not None:
+        env["_RJEM_MALLOC_CONF"] = MALLOC_CONF
     if not service:
         env.pop("RANGEBAR_VALIDATION_SOCKET", None)
     env.update(

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+# First: polars' allocator reads its configuration once, when polars is imported (see the module).
+import rangebar_pipeline._allocator  # noqa: F401
 from rangebar_pipeline.constants import (
     CONTINUITY_TOLERANCE_PCT,
     THRESHOLD_DECIMAL_MAX,
