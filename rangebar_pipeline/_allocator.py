@@ -5,7 +5,8 @@ its import; polars itself sets ``dirty_decay_ms:500,muzzy_decay_ms:1000`` and ap
 process set (the last value wins). With that decay, the buffers of a day's ticks, checks and feature
 tables go back to the OS between days and fault in again, 4 KiB at a time, for the next day: a
 backfill at six thresholds took ~53 k page faults a day. Kept for 30 s: ~33 k, and ~12 % less CPU a
-day, for ~350 MB more peak memory in a 40-day run (docs/performance.md, "Issue 19, sixth round").
+day, for ~300 MB more peak memory, over 40 days as over 90 (docs/performance.md, "Issue 19, sixth
+round").
 
 Importing this package sets the variable, unless the process has it already (set by the user, where
 an empty value keeps polars' default, or inherited from a parent process that imported polars or
