@@ -202,13 +202,12 @@ def _coverage_checks(
     ids = prepared.ids
     n_ticks = len(ids)
     out: list[CheckOutcome] = []
-    dup = prepared.duplicated
     out.append(
         failed_check(
             "tick_ids_unique",
-            f"expected unique tick agg_trade_id; {int(dup.sum())} duplicated, "
-            f"e.g. {prepared.ordered['agg_trade_id'].filter(dup).head(3).to_list()}",
-            violations=int(dup.sum()),
+            f"expected unique tick agg_trade_id; {prepared.duplicates} duplicated, "
+            f"e.g. {prepared.ordered['agg_trade_id'].filter(prepared.duplicated).head(3).to_list()}",
+            violations=prepared.duplicates,
         )
         if prepared.duplicates
         else passed_check("tick_ids_unique")
@@ -291,10 +290,11 @@ def _coverage_checks(
 
     gaps = np.zeros(segments.height, dtype=bool)
     gaps[1:] = start[1:] != end[:-1] + 1
+    neighbours = [pl.col("end").shift(1).alias("prev_end"), pl.col("last").shift(1).alias("prev_last")]
     out.append(
         _rows_check(
             "ids_contiguous",
-            work.with_columns(prev_end=pl.col("end").shift(1), prev_last=pl.col("last").shift(1)),
+            work.with_columns(neighbours) if gaps.any() else work,
             gaps,
             bar_count,
             rule="each bar to start at the tick right after the previous bar's last tick",
