@@ -181,9 +181,8 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         The wrapper's JSON is the event's between two fixed fields; other events are Dagster's."""
         last: tuple[EventLogEntry, str] | None = getattr(self._serialized, "last", None)
         self._serialized.last = None
-        if last is None or last[0] is not event or not event.is_dagster_event:
-            return dict(super()._get_asset_entry_values(event, event_id, has_asset_key_index_cols))
-        if not event.get_dagster_event().is_step_materialization:
+        materialization = event.is_dagster_event and event.get_dagster_event().is_step_materialization
+        if last is None or last[0] is not event or not materialization:
             return dict(super()._get_asset_entry_values(event, event_id, has_asset_key_index_cols))
         values: dict[str, Any] = {
             "last_materialization": _RECORD_JSON.format(entry=last[1], storage_id=int(event_id)),

@@ -105,9 +105,6 @@ class ConservationTicks:
     duplicated: pl.Series
     #: ``ordered``'s ids as a NumPy array (for the per-bar index arithmetic).
     ids: np.ndarray
-    #: How many ticks have a repeated id, and the sum of all quantities (1e-8 units).
-    duplicates: int
-    total: int
 
     @classmethod
     def of(cls, ticks: pl.DataFrame | pl.LazyFrame) -> ConservationTicks:
@@ -121,12 +118,21 @@ class ConservationTicks:
         ids = ordered["agg_trade_id"]
         prefix = pl.concat([pl.Series([0], dtype=pl.Int128), ordered["q"].cast(pl.Int128).cum_sum()])
         repeated = ((ids == ids.shift(1)) | (ids == ids.shift(-1))).fill_null(False)
-        total = int(prefix[-1])
-        return cls(ordered, prefix, repeated, ids.to_numpy(), int(repeated.sum()), total)
+        return cls(ordered, prefix, repeated, ids.to_numpy())
 
     @property
     def height(self) -> int:
         return self.ordered.height
+
+    @property
+    def duplicates(self) -> int:
+        """How many ticks have a repeated id."""
+        return int(self.duplicated.sum())
+
+    @property
+    def total(self) -> int:
+        """The sum of all quantities (1e-8 units)."""
+        return int(self.prefix[-1])
 
 
 def validate_conservation(
@@ -308,10 +314,9 @@ def _coverage_checks(
     s_idx = np.clip(start, 0, n_ticks)
     e_idx = np.clip(end + 1, 0, n_ticks)
     tick_records = np.clip(e_idx - s_idx, 0, None)
-    if carried is not None:
-        tick_records[0] += int(carried["agg_record_count"])
     tick_raw = prepared.prefix.gather(e_idx) - prepared.prefix.gather(s_idx)
-    if carried is not None:
+    if carried is not None:  # bar 0 holds the carried bar's records and volume too
+        tick_records[0] += int(carried["agg_record_count"])
         tick_raw = tick_raw.scatter(0, int(tick_raw[0]) + _raw(carried["volume"]))
     work = work.with_columns(tick_records=pl.Series(tick_records), tick_raw=tick_raw)
     out.append(
