@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ from rangebar_pipeline.processing import RangeBarProcessor
 from rangebar_pipeline.schema import BAR_COLUMNS, FEATURE_COLUMNS, OHLCV_COLUMNS
 from rangebar_pipeline.series import Series
 from rangebar_pipeline.storage.bars import BarStore
+from rangebar_pipeline.storage.bars import engine as engine_module
 from rangebar_pipeline.storage.ticks import TickStore
 from tests.api_support import SHARED, Mirror, loopback_env
 
@@ -231,6 +233,27 @@ def test_store_is_released_after_each_call(env: tuple[Path, Mirror]) -> None:
     with BarStore(cache_dir=tmp / "other") as other:  # a different chDB directory opens: nothing is held
         assert other.status().series == ()
     assert count_bars("BTCUSDT", 100, end_date=date(2024, 8, 8)) > 0
+
+
+def test_calls_inside_a_held_store_boot_the_engine_once(
+    env: tuple[Path, Mirror], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop of API calls inside ``with BarStore()`` shares that store's engine (docs/storage.md)."""
+    connects: list[str] = []
+    connect = engine_module._connect
+
+    def counted(dsn: str) -> Any:
+        connects.append(dsn)
+        return connect(dsn)
+
+    monkeypatch.setattr(engine_module, "_connect", counted)
+    with BarStore() as held:
+        for threshold in (100, 250):
+            precompute_range_bars("BTCUSDT", "2024-08-08", "2024-08-08", threshold)
+        assert held.count_bars(Series.of("BTCUSDT"), 250) > 0
+    assert len(connects) == 1, "each call booted the engine again"
+    count_bars("BTCUSDT", 100)
+    assert len(connects) == 2, "the engine closed with the last store"
 
 
 def test_precompute_validate_on_complete_paths(env: tuple[Path, Mirror]) -> None:
